@@ -1,0 +1,3 @@
+"""fusionrec: a recommender system for online shops."""
+
+__version__ = "0.1.0"

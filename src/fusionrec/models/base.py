@@ -1,0 +1,334 @@
+"""The one recommender contract.
+
+A model is a typed, validated configuration (``Config``) plus learned state (attributes ending
+in ``_``). The base class does the shared work once: remembering the training vocabularies and
+seen items, batching, masking, deterministic top-k, the popularity fallback for users the model
+cannot score, and safe persistence (``.npz`` + JSON + a checksummed manifest; never pickle).
+
+Subclasses implement two hooks:
+
+* ``_fit(dataset)``: learn the state from ``dataset``;
+* ``_score_users(users)``: dense scores ``float32[len(users), n_items]`` for known users.
+
+and may override ``_state()`` / ``_load_state()`` when their state is not plain arrays.
+
+Tie rule of every ranking: higher score first, then lower item index (lower item id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import BaseModel, ConfigDict
+
+from fusionrec import __version__
+from fusionrec.data.dataset import Dataset
+
+ARRAYS_FILE = "arrays.npz"
+CONFIG_FILE = "model.json"
+MANIFEST_FILE = "manifest.json"
+_SPARSE_SUFFIXES = ("__data", "__indices", "__indptr", "__shape")
+
+
+class ModelError(RuntimeError):
+    """A model was used wrongly (not fitted, wrong shapes) or an artefact is invalid."""
+
+
+class ModelConfig(BaseModel):
+    """Base of every model's hyperparameters: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    seed: int = 42
+
+
+class Recommender(ABC):
+    """Batch-first recommender over dense user and item indices of the training `Dataset`."""
+
+    name: ClassVar[str] = "base"
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    # True for models that can score users absent from training from a given history
+    # (sequential, session and item-to-item models); see `recommend_from_history`.
+    supports_history: ClassVar[bool] = False
+
+    def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **params: Any) -> None:
+        if isinstance(config, ModelConfig):
+            merged = {**config.model_dump(), **params}
+        else:
+            merged = {**(config or {}), **params}
+        self.config = self.Config(**merged)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+    # --- hooks -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _fit(self, dataset: Dataset) -> None:
+        """Learn the model state from ``dataset``."""
+
+    @abstractmethod
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        """Dense scores ``float32[len(users), n_items]`` for known user indices."""
+
+    # --- fitting -----------------------------------------------------------------------------
+
+    def fit(self, dataset: Dataset) -> Self:
+        """Fit on ``dataset`` and remember what each user has seen (for masking) and popularity."""
+        seen = dataset.matrix(binary=True)
+        self.n_users_ = dataset.n_users
+        self.n_items_ = dataset.n_items
+        self.seen_ = seen
+        self.popularity_ = np.asarray(seen.sum(axis=0)).ravel().astype(np.float32)
+        self.user_ids_ = dataset.users.ids.astype(str)
+        self.item_ids_ = dataset.items.ids.astype(str)
+        self._fit(dataset)
+        return self
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "n_items_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise ModelError(f"{self.name} is not fitted: call fit(dataset) first")
+
+    # --- scoring -----------------------------------------------------------------------------
+
+    def known_users(self, users: np.ndarray) -> np.ndarray:
+        """Which of ``users`` the model can score (seen in training with at least one item)."""
+        users = np.asarray(users, dtype=np.int64)
+        inside = (users >= 0) & (users < self.n_users_)
+        known = np.zeros(len(users), dtype=bool)
+        counts = np.diff(self.seen_.indptr)
+        known[inside] = counts[users[inside]] > 0
+        return known
+
+    def fallback_scores(self, n_rows: int) -> np.ndarray:
+        """Scores for users the model cannot score: training popularity."""
+        return np.broadcast_to(self.popularity_, (n_rows, self.n_items_)).copy()
+
+    def score(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """Scores ``float32[len(users), len(items)]`` (all items when ``items`` is None).
+
+        Unknown users (index -1, out of range, or no training items) get the fallback scores.
+        """
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        known = self.known_users(users)
+        scores = np.empty((len(users), self.n_items_), dtype=np.float32)
+        if known.any():
+            scores[known] = self._score_users(users[known].astype(np.int32))
+        if (~known).any():
+            scores[~known] = self.fallback_scores(int((~known).sum()))
+        if items is not None:
+            scores = scores[:, np.asarray(items, dtype=np.int64)]
+        return scores
+
+    # --- ranking -----------------------------------------------------------------------------
+
+    def recommend(
+        self,
+        users: np.ndarray,
+        k: int = 10,
+        *,
+        exclude: str | sp.csr_matrix | None = "seen",
+        batch_size: int = 2048,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items for each user: ``(items int32[n, k], scores float32[n, k])``.
+
+        ``exclude``: ``"seen"`` masks each user's training items, ``None`` masks nothing, a CSR
+        matrix with one row per entry of ``users`` masks its nonzero columns. Rows with fewer
+        than ``k`` rankable items are padded with item -1 and score -inf.
+        """
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64)
+        if isinstance(exclude, str) and exclude != "seen":
+            raise ModelError(f"exclude must be 'seen', None or a CSR matrix, not {exclude!r}")
+        if sp.issparse(exclude) and exclude.shape[0] != len(users):
+            raise ModelError(f"exclude has {exclude.shape[0]} rows for {len(users)} users")
+        k = min(k, self.n_items_)
+        out_items = np.empty((len(users), k), dtype=np.int32)
+        out_scores = np.empty((len(users), k), dtype=np.float32)
+        for start in range(0, len(users), batch_size):
+            batch = users[start : start + batch_size]
+            scores = self.score(batch)
+            mask = self._exclusion(batch, exclude, start)
+            if mask is not None:
+                scores[mask.nonzero()] = -np.inf
+            out_items[start : start + len(batch)], out_scores[start : start + len(batch)] = top_k(scores, k)
+        return out_items, out_scores
+
+    def score_histories(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores ``float32[len(histories), n_items]`` from item histories given at request time.
+
+        Each history is a time-ordered int array of item indices (oldest first), e.g. a live
+        session. Models with ``supports_history = True`` implement `_score_histories`.
+        """
+        self._check_fitted()
+        if not self.supports_history:
+            raise ModelError(f"{self.name} cannot score a history given at request time")
+        return self._score_histories([np.asarray(h, dtype=np.int32) for h in histories])
+
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        raise ModelError(f"{self.name} does not implement _score_histories")
+
+    def recommend_from_history(
+        self, histories: Sequence[np.ndarray], k: int = 10, *, exclude_history: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` for each history (anonymous sessions, live visitors); empty ones get the fallback."""
+        histories = [np.asarray(h, dtype=np.int32) for h in histories]
+        empty = np.array([len(h) == 0 for h in histories], dtype=bool)
+        scores = self.fallback_scores(len(histories))
+        if (~empty).any():
+            scores[~empty] = self.score_histories([h for h, e in zip(histories, empty, strict=True) if not e])
+        if exclude_history:
+            for row, history in enumerate(histories):
+                scores[row, history[(history >= 0) & (history < self.n_items_)]] = -np.inf
+        return top_k(scores, min(k, self.n_items_))
+
+    def _exclusion(self, batch: np.ndarray, exclude: Any, offset: int) -> sp.csr_matrix | None:
+        if exclude is None:
+            return None
+        if isinstance(exclude, str):  # "seen": training items of known users
+            rows = np.where((batch >= 0) & (batch < self.n_users_), batch, 0)
+            seen = self.seen_[rows]
+            outside = (batch < 0) | (batch >= self.n_users_)
+            if outside.any():
+                seen = sp.diags((~outside).astype(np.float32)) @ seen
+            return seen.tocsr()
+        return exclude[offset : offset + len(batch)].tocsr()
+
+    def recommend_ids(self, user_ids: list[str] | np.ndarray, k: int = 10) -> list[list[tuple[str, float]]]:
+        """Top-``k`` (item id, score) pairs for external user ids (the boundary API)."""
+        self._check_fitted()
+        lookup = {uid: i for i, uid in enumerate(self.user_ids_)}
+        users = np.array([lookup.get(str(u), -1) for u in user_ids], dtype=np.int64)
+        items, scores = self.recommend(users, k)
+        return [
+            [(str(self.item_ids_[i]), float(s)) for i, s in zip(row_items, row_scores, strict=True) if i >= 0]
+            for row_items, row_scores in zip(items, scores, strict=True)
+        ]
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        """Learned state to save: every attribute ending in ``_`` (arrays, sparse, scalars)."""
+        return {
+            key: value for key, value in vars(self).items() if key.endswith("_") and not key.startswith("_")
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the model to ``directory`` (created): arrays, config and a checksummed manifest."""
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        scalars: dict[str, Any] = {}
+        for key, value in self._state().items():
+            if sp.issparse(value):
+                csr = sp.csr_matrix(value)
+                arrays.update(
+                    {
+                        key + "__data": csr.data,
+                        key + "__indices": csr.indices,
+                        key + "__indptr": csr.indptr,
+                        key + "__shape": np.asarray(csr.shape),
+                    }
+                )
+            elif isinstance(value, np.ndarray):
+                if value.dtype == object:
+                    value = value.astype(str)
+                arrays[key] = value
+            elif isinstance(value, (int, float, str, bool, list, dict)) or value is None:
+                scalars[key] = value.item() if isinstance(value, np.generic) else value
+            elif isinstance(value, np.generic):
+                scalars[key] = value.item()
+            else:
+                raise ModelError(f"{self.name}: cannot save attribute {key} of type {type(value).__name__}")
+        np.savez(directory / ARRAYS_FILE, **arrays)
+        payload = {"model": self.name, "config": self.config.model_dump(mode="json"), "scalars": scalars}
+        (directory / CONFIG_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True))
+        manifest = {
+            "model": self.name,
+            "fusionrec_version": __version__,
+            "files": {name: _sha256(directory / name) for name in (ARRAYS_FILE, CONFIG_FILE)},
+        }
+        (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Recommender:
+        """Load a model saved by `save`; checksums are verified and no pickle is ever read."""
+        from fusionrec.models.registry import model_class
+
+        directory = Path(directory)
+        manifest_path = directory / MANIFEST_FILE
+        if not manifest_path.is_file():
+            raise ModelError(f"{directory} is not a saved model: {MANIFEST_FILE} is missing")
+        manifest = json.loads(manifest_path.read_text())
+        for name, digest in manifest["files"].items():
+            if _sha256(directory / name) != digest:
+                raise ModelError(f"{directory / name} does not match its checksum in {MANIFEST_FILE}")
+        payload = json.loads((directory / CONFIG_FILE).read_text())
+        model_type = model_class(payload["model"])
+        if cls is not Recommender and not issubclass(model_type, cls):
+            raise ModelError(f"{directory} holds a {payload['model']} model, not {cls.name}")
+        model = model_type(payload["config"])
+        state: dict[str, Any] = dict(payload["scalars"])
+        with np.load(directory / ARRAYS_FILE, allow_pickle=False) as arrays:
+            loaded = {key: arrays[key] for key in arrays.files}
+        for key in [k for k in loaded if k.endswith("__shape")]:
+            base = key[: -len("__shape")]
+            state[base] = sp.csr_matrix(
+                (loaded[base + "__data"], loaded[base + "__indices"], loaded[base + "__indptr"]),
+                shape=tuple(int(x) for x in loaded[key]),
+            )
+        state.update({k: v for k, v in loaded.items() if not k.endswith(_SPARSE_SUFFIXES)})
+        model._load_state(state)
+        return model
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic top-k per row: higher score first, ties to the lower column index.
+
+    ``-inf`` entries are never returned: such slots are padded with index -1.
+    """
+    n_rows, n_cols = scores.shape
+    k = min(k, n_cols)
+    if np.isnan(scores).any():  # a NaN would compare false everywhere and break the row count
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+    if k == 0:
+        return np.empty((n_rows, 0), dtype=np.int32), np.empty((n_rows, 0), dtype=np.float32)
+    kth = np.partition(scores, n_cols - k, axis=1)[:, n_cols - k][:, None]
+    greater = scores > kth
+    equal = scores == kth
+    # Of the entries tied with the k-th value, keep the lowest-index ones that still fit.
+    room = k - greater.sum(axis=1, keepdims=True)
+    chosen = greater | (equal & (np.cumsum(equal, axis=1) <= room))
+    rows, cols = np.nonzero(chosen)
+    values = scores[rows, cols]
+    order = np.lexsort((cols, -values, rows))
+    items = cols[order].reshape(n_rows, k).astype(np.int32)
+    top = values[order].reshape(n_rows, k).astype(np.float32)
+    items[~np.isfinite(top) & (top < 0)] = -1
+    return items, top

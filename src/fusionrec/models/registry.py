@@ -1,0 +1,46 @@
+"""Model names (as used by `fusionrec evaluate --models` and pipeline files) -> classes.
+
+Entries are dotted paths, imported on first use, so optional heavy dependencies (torch) are only
+needed by the models that use them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fusionrec.models.base import Recommender
+
+# name -> "module:Class". Add one line per model.
+MODEL_PATHS: dict[str, str] = {
+    "most_popular": "fusionrec.models.popular:MostPopular",
+}
+
+
+class UnknownModelError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def available_models() -> list[str]:
+    return sorted(MODEL_PATHS)
+
+
+def model_class(name: str) -> type[Recommender]:
+    """The class registered under ``name``; a clear error lists the valid names."""
+    if name not in MODEL_PATHS:
+        raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(available_models())}")
+    module_name, class_name = MODEL_PATHS[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ImportError(
+            f"model {name!r} needs an optional dependency ({error.name}); install fusionrec[deep]"
+        ) from error
+    return getattr(module, class_name)
+
+
+def create_model(name: str, **params: object) -> Recommender:
+    """A fresh, unfitted model of kind ``name`` with hyperparameters ``params``."""
+    return model_class(name)(**params)

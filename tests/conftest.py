@@ -1,0 +1,65 @@
+"""Shared fixtures: the seed convention, real-data paths and real service connections."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusionrec.data.paths import data_root
+
+SEED = 1234
+POSTGRES_URL = os.environ.get("FUSIONREC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("FUSIONREC_TEST_REDIS", "redis://127.0.0.1:6379/15")
+
+
+def services_required() -> bool:
+    """In CI (FUSIONREC_REQUIRE_SERVICES=1) a missing server or dataset is a failure, not a skip."""
+    return os.environ.get("FUSIONREC_REQUIRE_SERVICES") == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    if services_required():
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything() -> None:
+    """One seed convention for every test."""
+    random.seed(SEED)
+    np.random.seed(SEED)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    root = data_root()
+    if not root.is_dir():
+        skip_or_fail(f"real datasets not found at {root} (set FUSIONREC_DATA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    if not _port_open("127.0.0.1", 5432):
+        skip_or_fail("PostgreSQL is not running at 127.0.0.1:5432")
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    if not _port_open("127.0.0.1", 6379):
+        skip_or_fail("Redis is not running at 127.0.0.1:6379")
+    return REDIS_URL
