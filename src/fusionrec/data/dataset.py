@@ -245,38 +245,48 @@ class Dataset:
         if "is_bot" in table.column_names and not include_bots:
             keep = pc.and_(keep, pc.invert(pc.fill_null(table["is_bot"], False)))
         table = table.filter(keep)
-        table = table.take(pc.sort_indices(table, [("timestamp", "ascending"), ("__row", "ascending")]))
 
         item_table = _as_table(items) if items is not None else None
         user_table = _as_table(users) if users is not None else None
-        item_ids = [table["item_id"].cast(pa.string())]
-        if item_table is not None:
-            item_ids.append(item_table["item_id"].cast(pa.string()))
-        user_vocab = Vocabulary(table["__user"].combine_chunks())
-        item_vocab = Vocabulary(pa.chunked_array(item_ids, type=pa.string()).combine_chunks())
+        # Dictionary-encode once: the vocabulary sorts only the distinct ids, and the event
+        # indices are a remap of the dictionary codes (no second hash pass over every event).
+        user_codes = _dictionary_encode(table["__user"])
+        item_codes = _dictionary_encode(table["item_id"])
+        user_vocab = Vocabulary(user_codes.dictionary)
+        extra_items = [item_table["item_id"].cast(pa.string())] if item_table is not None else []
+        item_vocab = Vocabulary(
+            pa.chunked_array([item_codes.dictionary, *extra_items], type=pa.string()).combine_chunks()
+        )
+        user_idx = _remap(user_codes, user_vocab)
+        item_idx = _remap(item_codes, item_vocab)
+
+        timestamps = _unix_seconds(table["timestamp"])
+        order = None if np.all(timestamps[1:] >= timestamps[:-1]) else np.argsort(timestamps, kind="stable")
+
+        def ordered(values: np.ndarray) -> np.ndarray:
+            return values if order is None else values[order]
 
         codes, signed = _event_codes(table["event_type"], event_types)
-        timestamps = _unix_seconds(table["timestamp"])
         sessions = (
             _factorize(table["session_id"])
             if "session_id" in table.column_names
-            else np.full(table.num_rows, -1)
+            else np.full(table.num_rows, -1, dtype=np.int64)
         )
         return cls(
             users=user_vocab,
             items=item_vocab,
             event_types=event_types,
-            user_idx=user_vocab.index(table["__user"]),
-            item_idx=item_vocab.index(table["item_id"]),
-            timestamp=timestamps,
-            event_code=codes,
-            weight=signed,
-            quantity=_float_column(table, "quantity"),
-            price=_float_column(table, "price"),
-            source_row=table["__row"].to_numpy(),
+            user_idx=ordered(user_idx),
+            item_idx=ordered(item_idx),
+            timestamp=ordered(timestamps),
+            event_code=ordered(codes),
+            weight=ordered(signed),
+            quantity=ordered(_float_column(table, "quantity")),
+            price=ordered(_float_column(table, "price")),
+            source_row=ordered(table["__row"].to_numpy()),
             item_features=_feature_frame(item_table, "item_id", item_vocab, ITEM_COLUMNS),
             user_features=_feature_frame(user_table, "user_id", user_vocab, USER_COLUMNS),
-            session_idx=sessions,
+            session_idx=ordered(sessions),
         )
 
     @classmethod
@@ -320,16 +330,29 @@ def _user_keys(table: pa.Table, anonymous: str) -> pa.Table:
 
 
 def _event_codes(column: pa.ChunkedArray, event_types: EventTypes) -> tuple[np.ndarray, np.ndarray]:
-    raw = column.cast(pa.string()).to_numpy(zero_copy_only=False)
-    uniques, inverse = np.unique(raw.astype(str), return_inverse=True)
-    names = [normalise_event_type(u) for u in uniques]
-    unknown = sorted({u for u, n in zip(uniques, names, strict=True) if n not in event_types})
+    """Event-type codes and signed weights, via a dictionary encoding (a handful of distinct names)."""
+    encoded = _dictionary_encode(column)
+    names = [normalise_event_type(str(u)) for u in encoded.dictionary.to_pylist()]
+    unknown = sorted(
+        {raw for raw, n in zip(encoded.dictionary.to_pylist(), names, strict=True) if n not in event_types}
+    )
     if unknown:
         raise DatasetError(f"unknown event type(s) {unknown}; configured: {event_types.names}")
     weights = event_types.signed_weights()
-    codes = np.array([event_types.code(n) for n in names], dtype=np.int16)[inverse]
-    signed = np.array([weights[n] for n in names], dtype=np.float32)[inverse]
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    codes = np.array([event_types.code(n) for n in names], dtype=np.int16)[indices]
+    signed = np.array([weights[n] for n in names], dtype=np.float32)[indices]
     return codes, signed
+
+
+def _remap(encoded: pa.DictionaryArray, vocab: Vocabulary) -> np.ndarray:
+    """Vocabulary indices of dictionary-encoded ids."""
+    dictionary_to_vocab = vocab.index(encoded.dictionary)
+    return dictionary_to_vocab[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def _dictionary_encode(column: pa.ChunkedArray) -> pa.DictionaryArray:
+    return column.cast(pa.string()).combine_chunks().dictionary_encode()
 
 
 def _unix_seconds(column: pa.ChunkedArray) -> np.ndarray:
@@ -349,8 +372,8 @@ def _float_column(table: pa.Table, name: str) -> np.ndarray:
 
 
 def _factorize(column: pa.ChunkedArray) -> np.ndarray:
-    codes, _ = pd.factorize(column.to_pandas(), use_na_sentinel=True)
-    return codes.astype(np.int64)
+    """Dense codes of a string column; null gives -1."""
+    return _dictionary_encode(column).indices.cast(pa.int64()).fill_null(-1).to_numpy()
 
 
 def _feature_frame(table: pa.Table | None, key: str, vocab: Vocabulary, columns: list[str]) -> pd.DataFrame:
