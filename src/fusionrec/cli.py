@@ -74,6 +74,7 @@ def user_errors() -> Iterator[None]:
     """Turn the errors a user can cause into one line on stderr and a non-zero exit."""
     from fusionrec.data.dataset import DatasetError
     from fusionrec.data.formats import FormatError
+    from fusionrec.data.validate import IngestError
     from fusionrec.data.store import StoreError
     from fusionrec.evaluation.benchmarks import BenchmarkError
     from fusionrec.models.base import ModelError
@@ -82,6 +83,7 @@ def user_errors() -> Iterator[None]:
     known = (
         UserError,
         FormatError,
+        IngestError,
         StoreError,
         DatasetError,
         BenchmarkError,
@@ -202,7 +204,7 @@ def ingest(
 
       [bold]fusionrec ingest otto.jsonl --format otto --store postgresql://postgres@127.0.0.1/test --json -[/]
     """
-    from fusionrec.data.ingest_files import ingest_source
+    from fusionrec.data.sources import ingest_source
     from fusionrec.data.store import open_store
 
     with user_errors():
@@ -243,7 +245,7 @@ def stats(store: StoreOption = DEFAULT_STORE, json_path: JsonOption = None) -> N
     from fusionrec.data.stats import store_stats
     from fusionrec.data.store import open_store
 
-    with user_errors(), open_store(store, read_only=True) as event_store:
+    with user_errors(), open_store(store) as event_store:
         result = store_stats(event_store)
     _print_stats(result)
     emit_json(result, json_path)
@@ -395,7 +397,7 @@ def demo(
 
     Example: [bold]fusionrec demo --events 500000[/]
     """
-    from fusionrec.data.ingest_files import ingest_source
+    from fusionrec.data.sources import ingest_source
     from fusionrec.data.stats import store_stats
     from fusionrec.data.store import open_store
     from fusionrec.data.synthetic import generate_shop

@@ -43,7 +43,7 @@ SELECT
   SUM(CASE WHEN r <= GREATEST(1, CAST(m * 0.01 AS BIGINT)) THEN n ELSE 0 END) * 1.0 / MAX(total) AS top1,
   SUM(CASE WHEN r <= GREATEST(1, CAST(m * 0.10 AS BIGINT)) THEN n ELSE 0 END) * 1.0 / MAX(total) AS top10,
   SUM(CASE WHEN r <= GREATEST(1, CAST(m * 0.20 AS BIGINT)) THEN n ELSE 0 END) * 1.0 / MAX(total) AS top20,
-  1.0 - 2.0 * SUM((m - r + 0.5) * n) / (MAX(m) * MAX(total)) AS gini
+  2.0 * SUM((m - r + 1) * n) / (MAX(m) * MAX(total)) - (MAX(m) + 1.0) / MAX(m) AS gini
 FROM ranked
 """
 

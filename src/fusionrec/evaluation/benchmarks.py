@@ -108,31 +108,18 @@ BENCHMARKS: dict[str, Benchmark] = {
     ),
 }
 
-# The standard protocol of each reader format, for FORMAT:PATH datasets.
-FORMAT_PROTOCOLS: dict[str, str] = {
-    "lightgcn": "fixed",
-    "s3rec": "leave_one_out",
-    "movielens": "ratings_kfold",
-    "dunnhumby": "temporal",
-    "diginetica": "session_next_item",
-    "rees46": "temporal",
-    "otto": "session_next_item",
-    "tianchi": "temporal",
-    "canonical": "temporal",
-}
-
 
 def resolve_benchmark(spec: str) -> Benchmark:
     """A registered name, or ``FORMAT:PATH`` for a user's own copy of a supported format."""
     if spec in BENCHMARKS:
         return BENCHMARKS[spec]
     if ":" in spec:
+        from fusionrec.data.formats import FORMATS
+
         format_name, path = spec.split(":", 1)
-        if format_name not in FORMAT_PROTOCOLS:
-            raise BenchmarkError(
-                f"unknown format {format_name!r} in {spec!r}; formats: {', '.join(FORMAT_PROTOCOLS)}"
-            )
-        protocol = FORMAT_PROTOCOLS[format_name]
+        if format_name not in FORMATS:
+            raise BenchmarkError(f"unknown format {format_name!r} in {spec!r}; formats: {', '.join(FORMATS)}")
+        protocol = FORMATS[format_name].protocol
         options: dict[str, Any] = {"test_days": 7, "valid_days": 7} if protocol == "temporal" else {}
         if protocol == "session_next_item":
             options = {"test_days": 7}
