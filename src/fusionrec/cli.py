@@ -222,7 +222,11 @@ def ingest(
     result = report.to_dict()
     _print_table(
         f"ingested {path}",
-        {k: result[k] for k in ("read", "stored", "duplicates", "quarantined") if k in result},
+        {
+            k: result[k]
+            for k in ("read", "stored", "duplicates", "quarantined", "items", "users")
+            if k in result
+        },
     )
     emit_json(result, json_path)
     if report.failed(max_quarantine):
@@ -415,7 +419,10 @@ def demo(
             report = ingest_source(event_store, source)
             event_store.flag_bots()
             result = {"ingest": report.to_dict(), "stats": store_stats(event_store)}
-    _print_table("ingest", {k: result["ingest"][k] for k in ("read", "stored", "duplicates", "quarantined")})
+    _print_table(
+        "ingest",
+        {k: result["ingest"][k] for k in ("read", "stored", "duplicates", "quarantined", "items", "users")},
+    )
     err.rule("3. shop statistics")
     _print_stats(result["stats"])
     emit_json(result, json_path)

@@ -50,6 +50,15 @@ class Leaderboard:
         names.sort(key=key)
         return names[:limit] if limit else names
 
+    def table_metrics(self, limit: int = 6) -> list[str]:
+        """The columns worth a glance: the published anchors' metrics, then NDCG/Recall/HR, RMSE/MAE."""
+        names = self.metric_names()
+        anchored = {m for anchors in self.benchmark.anchors.values() for m in anchors}
+        core = ("NDCG@", "Recall@", "HR@", "RMSE", "MAE")
+        chosen = [n for n in names if n in anchored]
+        chosen += [n for n in names if n.startswith(core) and n not in chosen]
+        return sorted(chosen[:limit], key=names.index)
+
     def headline_metric(self) -> str:
         """The metric the plot draws: NDCG at the largest cut-off, else the first one."""
         names = self.metric_names()
@@ -74,13 +83,13 @@ class Leaderboard:
             "published": {"source": self.benchmark.anchor_source, "results": self.benchmark.anchors},
         }
 
-    def rich_table(self, max_metrics: int = 8) -> Table:
-        metrics = self.metric_names(max_metrics)
+    def rich_table(self, max_metrics: int = 6) -> Table:
+        metrics = self.table_metrics(max_metrics)
         table = Table(title=f"{self.benchmark.name}: {self.protocol.get('ranking', '')}", show_lines=False)
-        table.add_column("model")
-        table.add_column("source")
+        table.add_column("model", no_wrap=True)
+        table.add_column("source", no_wrap=True)
         for metric in metrics:
-            table.add_column(metric, justify="right")
+            table.add_column(metric, justify="right", no_wrap=True)
         table.add_column("fit s", justify="right")
         for row in self.rows():
             style = None if row["source"] == "fusionrec" else "dim"

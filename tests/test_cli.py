@@ -1,0 +1,104 @@
+"""The command line end to end: generate → ingest → stats → evaluate, and its error handling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fusionrec.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("shop")
+    result = runner.invoke(app, ["generate", "--events", "20000", "--seed", "3", "--out", str(folder)])
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def test_generate_writes_the_three_tables(shop: Path) -> None:
+    assert {p.name for p in shop.glob("*.parquet")} >= {"events.parquet", "items.parquet", "users.parquet"}
+
+
+def test_ingest_is_idempotent_and_reports_json(shop: Path, tmp_path: Path) -> None:
+    store = f"duckdb:///{tmp_path / 'shop.duckdb'}"
+    first = runner.invoke(app, ["ingest", str(shop), "--store", store, "--json", str(tmp_path / "a.json")])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(app, ["ingest", str(shop), "--store", store, "--json", str(tmp_path / "b.json")])
+    assert second.exit_code == 0, second.output
+    a, b = (json.loads((tmp_path / name).read_text()) for name in ("a.json", "b.json"))
+    assert a["stored"] == 20_000 and a["duplicates"] == 0
+    assert b["stored"] == 0 and b["duplicates"] == 20_000
+
+    stats = runner.invoke(app, ["stats", "--store", store, "--json", "-"])
+    assert stats.exit_code == 0, stats.output
+    numbers = json.loads(stats.stdout[stats.stdout.index("{") :])
+    assert numbers["events"] == 20_000
+    assert sum(numbers["event_types"].values()) == 20_000
+    assert 0 < numbers["density"] < 1
+
+
+def test_ingest_public_format(shared_data: Path, tmp_path: Path) -> None:
+    store = f"duckdb:///{tmp_path / 'otto.duckdb'}"
+    path = shared_data / "event-samples" / "otto_train_20sessions.jsonl"
+    result = runner.invoke(app, ["ingest", str(path), "--format", "otto", "--store", store, "--json", "-"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[result.stdout.index("{") :])
+    assert report["stored"] + report["duplicates"] == 862
+
+
+def test_bad_input_is_one_clear_line_and_nonzero_exit(tmp_path: Path) -> None:
+    missing = runner.invoke(app, ["ingest", str(tmp_path / "nope.csv"), "--store", "duckdb:///:memory:"])
+    assert missing.exit_code != 0 and "does not exist" in missing.output and "Traceback" not in missing.output
+
+    bad_store = runner.invoke(app, ["stats", "--store", "mysql://x"])
+    assert bad_store.exit_code != 0 and "unknown store URL" in bad_store.output
+
+    bad_model = runner.invoke(app, ["evaluate", "--dataset", "synthetic", "--models", "nope"])
+    assert bad_model.exit_code != 0 and "unknown model 'nope'" in bad_model.output
+
+    bad_dataset = runner.invoke(app, ["evaluate", "--dataset", "imaginary", "--models", "most_popular"])
+    assert bad_dataset.exit_code != 0 and "unknown dataset" in bad_dataset.output
+
+    rejected = tmp_path / "bad.csv"
+    rejected.write_text(
+        "user_id,item_id,event_type,timestamp\n,i1,view,2026-01-01\nu1,i1,teleport,2026-01-01\n"
+    )
+    everything_bad = runner.invoke(
+        app, ["ingest", str(rejected), "--store", f"duckdb:///{tmp_path / 'b.duckdb'}"]
+    )
+    assert everything_bad.exit_code != 0 and "quarantined" in everything_bad.output
+
+
+def test_evaluate_format_path_writes_protocol_and_results(shop: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--dataset",
+            f"canonical:{shop}",
+            "--models",
+            "most_popular",
+            "--k",
+            "5,10",
+            "--json",
+            str(out),
+            "--plot",
+            str(tmp_path / "board.png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads(out.read_text())
+    assert payload["protocol"]["split"]["split"] == "temporal"
+    assert payload["protocol"]["cutoffs"] == [5, 10]
+    assert payload["protocol"]["ranking"] == "full ranking over all items"
+    (row,) = payload["results"]
+    assert row["model"] == "most_popular" and 0 <= row["metrics"]["NDCG@10"] <= 1
+    assert "fit_seconds" in row
+    assert (tmp_path / "board.png").stat().st_size > 1000
