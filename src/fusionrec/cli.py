@@ -74,8 +74,8 @@ def user_errors() -> Iterator[None]:
     """Turn the errors a user can cause into one line on stderr and a non-zero exit."""
     from fusionrec.data.dataset import DatasetError
     from fusionrec.data.formats import FormatError
-    from fusionrec.data.validate import IngestError
     from fusionrec.data.store import StoreError
+    from fusionrec.data.validate import IngestError
     from fusionrec.evaluation.benchmarks import BenchmarkError
     from fusionrec.models.base import ModelError
     from fusionrec.models.registry import UnknownModelError

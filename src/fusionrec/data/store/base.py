@@ -1,0 +1,304 @@
+"""The `EventStore` interface: events, items, users, a quarantine of rejected rows, erasure.
+
+The SQL lives once in `sql`; a backend only provides the primitives (execute, stage an Arrow table,
+read a query back as Arrow, transactions). Every write method is one transaction.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fusionrec.data.schema import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA
+from fusionrec.data.store import sql
+
+
+class StoreError(RuntimeError):
+    """The store cannot be opened or used as asked."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the (single-writer) store open for writing."""
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What one `EventStore.write_batch` call did."""
+
+    stored: int = 0  # events newly stored
+    duplicates: int = 0  # events whose id was already stored (or repeated in the call)
+    erased_skipped: int = 0  # events of erased users, dropped
+    quarantined: int = 0  # quarantine rows newly stored
+
+
+def _as_table(rows: pa.Table | pd.DataFrame | Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Coerce rows onto ``schema`` (missing nullable columns become nulls; extra columns are dropped)."""
+    if isinstance(rows, pd.DataFrame):
+        rows = pa.Table.from_pandas(rows, preserve_index=False)
+    elif not isinstance(rows, pa.Table):
+        rows = pa.Table.from_pylist(list(rows))
+    columns = []
+    for field in schema:
+        if field.name in rows.column_names:
+            column = rows.column(field.name)
+            if (
+                pa.types.is_timestamp(field.type)
+                and pa.types.is_timestamp(column.type)
+                and column.type.tz is None
+            ):
+                column = pc.assume_timezone(column, "UTC")
+            columns.append(column.cast(field.type))
+        elif field.nullable:
+            columns.append(pa.nulls(rows.num_rows, field.type))
+        else:
+            raise ValueError(f"column {field.name!r} is required (have: {', '.join(rows.column_names)})")
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _keep_last(table: pa.Table, key: str) -> pa.Table:
+    """Drop earlier rows that repeat a key, so an upsert sees each key once (the last one wins)."""
+    keys = table.column(key).to_pandas()
+    dup = keys.duplicated(keep="last").to_numpy()
+    return table.filter(pa.array(~dup)) if dup.any() else table
+
+
+class EventStore(ABC):
+    """Where events, catalogue, users and rejected rows live.
+
+    Open one with `fusionrec.data.store.open_store`. Tables: ``events`` (primary key ``event_id``),
+    ``items``, ``users``, ``quarantine``, ``erased_users`` and ``meta`` (``schema_version``).
+    """
+
+    dialect: ClassVar[str]
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._lock = threading.RLock()  # one connection per store; calls from threads take turns
+        self._closed = False
+
+    # --- backend primitives ----------------------------------------------------------------
+
+    @abstractmethod
+    def _execute(self, statement: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run one statement written with ``:name`` parameters; return its row count (or -1)."""
+
+    @abstractmethod
+    def _scalar(self, statement: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Run a query returning one value."""
+
+    @abstractmethod
+    def _read(self, statement: str, schema: pa.Schema, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run a query whose columns are ``schema``'s, returning them as that schema."""
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[None]:
+        """Commit on success, roll back on error."""
+
+    @abstractmethod
+    def _stage(self, table: pa.Table, name: str) -> AbstractContextManager[str]:
+        """Make ``table`` readable by SQL inside the current transaction; yield the relation's name."""
+
+    @abstractmethod
+    def query_arrow(self, statement: str, params: Mapping[str, Any] | None = None) -> pa.Table:
+        """Run any read query (``:name`` parameters) and return the result as Arrow."""
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    # --- schema ------------------------------------------------------------------------------
+
+    def _ensure_schema(self) -> None:
+        """Create missing tables, then migrate an older store up to `sql.SCHEMA_VERSION`."""
+        with self._transaction():
+            for statement in sql.create_statements(self.dialect):
+                self._execute(statement)
+            version = self._scalar("SELECT value FROM meta WHERE key = 'schema_version'")
+            if version is None:
+                self._execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', :v)",
+                    {"v": str(sql.SCHEMA_VERSION)},
+                )
+                return
+            current = int(version)
+            if current > sql.SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.url}: store has schema version {current}, newer than this fusionrec "
+                    f"understands ({sql.SCHEMA_VERSION}); upgrade fusionrec"
+                )
+            while current < sql.SCHEMA_VERSION:
+                for statement in sql.MIGRATIONS[current]:
+                    self._execute(statement)
+                current += 1
+                self._execute("UPDATE meta SET value = :v WHERE key = 'schema_version'", {"v": str(current)})
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return int(self._scalar("SELECT value FROM meta WHERE key = 'schema_version'"))
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def write_batch(
+        self,
+        events: pa.Table | pd.DataFrame | None = None,
+        quarantine: pa.Table | pd.DataFrame | Iterable[Mapping[str, Any]] | None = None,
+    ) -> WriteResult:
+        """Store events (known ids and erased users skipped) and rejected rows, in one transaction."""
+        stored = duplicates = erased = quarantined = 0
+        with self._lock, self._transaction():
+            if events is not None:
+                table = _as_table(events, EVENT_SCHEMA)
+                if table.num_rows:
+                    if table.column("is_bot").null_count:
+                        table = table.set_column(
+                            table.schema.get_field_index("is_bot"),
+                            "is_bot",
+                            pc.fill_null(table.column("is_bot"), False),
+                        )
+                    with self._stage(table, "events") as staged:
+                        erased = int(self._scalar(sql.count_erased(staged)) or 0)
+                        stored = max(self._execute(sql.insert_events(staged, table.column_names)), 0)
+                    duplicates = table.num_rows - stored - erased
+            if quarantine is not None:
+                rows = _as_table(quarantine, sql.QUARANTINE_SCHEMA)
+                if rows.num_rows:
+                    with self._stage(rows, "quarantine") as staged:
+                        quarantined = max(self._execute(sql.insert_quarantine(staged)), 0)
+        return WriteResult(stored, duplicates, erased, quarantined)
+
+    def insert_events(self, table: pa.Table | pd.DataFrame) -> int:
+        """Store canonical events; return how many were new (known ``event_id``s are ignored)."""
+        return self.write_batch(events=table).stored
+
+    def add_quarantine(self, rows: pa.Table | pd.DataFrame | Iterable[Mapping[str, Any]]) -> int:
+        """Store rejected rows (source, row_number, reason, user_id, raw JSON); return how many were new."""
+        return self.write_batch(quarantine=rows).quarantined
+
+    def _upsert(self, rows: pa.Table | pd.DataFrame, schema: pa.Schema, table: str, key: str) -> int:
+        data = _as_table(rows, schema)
+        if not data.num_rows:
+            return 0
+        data = _keep_last(data, key)
+        with self._lock, self._transaction(), self._stage(data, table) as staged:
+            self._execute(sql.upsert(table, key, staged, data.column_names))
+        return data.num_rows
+
+    def upsert_items(self, table: pa.Table | pd.DataFrame) -> int:
+        """Insert or replace catalogue rows by ``item_id``; return the number of distinct items written."""
+        return self._upsert(table, ITEM_SCHEMA, "items", "item_id")
+
+    def upsert_users(self, table: pa.Table | pd.DataFrame) -> int:
+        """Insert or replace user rows by ``user_id``; return the number of distinct users written."""
+        return self._upsert(table, USER_SCHEMA, "users", "user_id")
+
+    def erase_user(self, user_id: str) -> int:
+        """Delete a user's events, profile and rejected rows; later events of theirs are dropped.
+
+        Returns the number of events deleted. The id itself is kept in ``erased_users`` so that
+        re-ingesting an old file does not bring the user back.
+        """
+        params = {"u": str(user_id)}
+        with self._lock, self._transaction():
+            self._execute(
+                "INSERT INTO erased_users (user_id) VALUES (:u) ON CONFLICT (user_id) DO NOTHING", params
+            )
+            deleted = self._execute("DELETE FROM events WHERE user_id = :u", params)
+            self._execute("DELETE FROM users WHERE user_id = :u", params)
+            self._execute("DELETE FROM quarantine WHERE user_id = :u", params)
+        return max(deleted, 0)
+
+    def erased_users(self) -> list[str]:
+        with self._lock:
+            table = self._read(
+                "SELECT user_id FROM erased_users ORDER BY user_id", pa.schema([("user_id", pa.string())])
+            )
+        return table.column(0).to_pylist()
+
+    def flag_bots(self, max_events_per_minute: int = 30) -> int:
+        """Mark users (or anonymous sessions) above ``max_events_per_minute`` as bots; return events flagged.
+
+        Flagged events stay in the store (analytics may want them) but `events_arrow` leaves them
+        out by default, so training does not learn from them.
+        """
+        if max_events_per_minute < 1:
+            raise ValueError("max_events_per_minute must be at least 1")
+        with self._lock, self._transaction():
+            return max(self._execute(sql.flag_bot_users(), {"limit": int(max_events_per_minute)}), 0)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def events_arrow(self, columns: Sequence[str] | None = None, exclude_bots: bool = True) -> pa.Table:
+        """Events ordered by (timestamp, event_id), in the canonical schema (or the chosen columns)."""
+        names = list(columns) if columns is not None else EVENT_SCHEMA.names
+        unknown = [n for n in names if n not in sql.STORED_EVENT_SCHEMA.names]
+        if unknown:
+            raise ValueError(f"unknown event column(s): {', '.join(unknown)}")
+        schema = pa.schema([sql.STORED_EVENT_SCHEMA.field(n) for n in names])
+        where = " WHERE NOT coalesce(is_bot, FALSE)" if exclude_bots else ""
+        statement = f'SELECT {sql.cols(names)} FROM events{where} ORDER BY "timestamp", event_id'
+        with self._lock:
+            return self._read(statement, schema)
+
+    def items_arrow(self) -> pa.Table:
+        with self._lock:
+            return self._read(
+                f"SELECT {sql.cols(ITEM_SCHEMA.names)} FROM items ORDER BY item_id", ITEM_SCHEMA
+            )
+
+    def users_arrow(self) -> pa.Table:
+        with self._lock:
+            return self._read(
+                f"SELECT {sql.cols(USER_SCHEMA.names)} FROM users ORDER BY user_id", USER_SCHEMA
+            )
+
+    def quarantine_arrow(self) -> pa.Table:
+        statement = (
+            f"SELECT {sql.cols(sql.QUARANTINE_SCHEMA.names)} FROM quarantine ORDER BY source, row_number"
+        )
+        with self._lock:
+            return self._read(statement, sql.QUARANTINE_SCHEMA)
+
+    def counts(self) -> dict[str, int]:
+        """Row counts: events, bot_events, items, users, quarantine, erased_users."""
+        sources = {
+            "events": "events",
+            "bot_events": "events WHERE is_bot",
+            "items": "items",
+            "users": "users",
+            "quarantine": "quarantine",
+            "erased_users": "erased_users",
+        }
+        statement = "SELECT " + ", ".join(
+            f"(SELECT count(*) FROM {src}) AS {name}" for name, src in sources.items()
+        )
+        with self._lock:
+            row = self.query_arrow(statement).to_pylist()[0]
+        return {name: int(row[name]) for name in sources}
+
+    # --- lifetime ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._close()
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"

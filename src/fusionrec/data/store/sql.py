@@ -1,0 +1,176 @@
+"""The store's SQL, written once for both backends.
+
+DuckDB and PostgreSQL share almost all of it; the few differences (column types, parameter style)
+are filled in per dialect here, so the backends only move data in and out.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+
+from fusionrec.data.schema import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, UTC_TIMESTAMP
+
+SCHEMA_VERSION = 1
+
+Dialect = str  # "duckdb" or "postgresql"
+
+_TYPES: dict[str, dict[str, str]] = {
+    "duckdb": {
+        "text": "VARCHAR",
+        "float": "DOUBLE",
+        "int": "BIGINT",
+        "bool": "BOOLEAN",
+        "ts": "TIMESTAMPTZ",
+        "text_list": "VARCHAR[]",
+    },
+    "postgresql": {
+        "text": "TEXT",
+        "float": "DOUBLE PRECISION",
+        "int": "BIGINT",
+        "bool": "BOOLEAN",
+        "ts": "TIMESTAMPTZ",
+        "text_list": "TEXT[]",
+    },
+}
+
+# Stored columns beyond the canonical schemas.
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string()),
+        pa.field("row_number", pa.int64()),
+        pa.field("reason", pa.string()),
+        pa.field("user_id", pa.string()),  # kept so that erasing a user also purges their rejected rows
+        pa.field("raw", pa.string()),  # the source row as a JSON object
+    ]
+)
+STORED_EVENT_SCHEMA = EVENT_SCHEMA.append(pa.field("ingested_at", UTC_TIMESTAMP))
+
+
+def q(name: str) -> str:
+    """Quote an identifier (``timestamp`` and ``query`` are keywords in one dialect or the other)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def cols(names: list[str], prefix: str = "") -> str:
+    return ", ".join(prefix + q(n) for n in names)
+
+
+def sql_type(arrow_type: pa.DataType, dialect: Dialect) -> str:
+    types = _TYPES[dialect]
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return types["text"]
+    if pa.types.is_floating(arrow_type):
+        return types["float"]
+    if pa.types.is_integer(arrow_type):
+        return types["int"]
+    if pa.types.is_boolean(arrow_type):
+        return types["bool"]
+    if pa.types.is_timestamp(arrow_type):
+        return types["ts"]
+    if pa.types.is_list(arrow_type) and pa.types.is_string(arrow_type.value_type):
+        return types["text_list"]
+    raise TypeError(f"no SQL type for {arrow_type}")
+
+
+def _create_table(name: str, schema: pa.Schema, dialect: Dialect, key: str, extra: list[str]) -> str:
+    lines = []
+    for field in schema:
+        not_null = " NOT NULL" if not field.nullable or field.name == key else ""
+        lines.append(f"{q(field.name)} {sql_type(field.type, dialect)}{not_null}")
+    lines.extend(extra)
+    lines.append(f"PRIMARY KEY ({q(key)})")
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n  " + ",\n  ".join(lines) + "\n)"
+
+
+def create_statements(dialect: Dialect) -> list[str]:
+    """DDL for every table of schema version 1 (idempotent)."""
+    t = _TYPES[dialect]
+    events = _create_table(
+        "events",
+        EVENT_SCHEMA,
+        dialect,
+        "event_id",
+        [f"ingested_at {t['ts']} DEFAULT now()"],
+    ).replace(f'"is_bot" {t["bool"]}', f'"is_bot" {t["bool"]} DEFAULT FALSE')
+    quarantine = _create_table(
+        "quarantine",
+        pa.schema([pa.field("quarantine_id", pa.string()), *QUARANTINE_SCHEMA]),
+        dialect,
+        "quarantine_id",
+        [f"quarantined_at {t['ts']} DEFAULT now()"],
+    )
+    return [
+        f"CREATE TABLE IF NOT EXISTS meta (key {t['text']} PRIMARY KEY, value {t['text']})",
+        events,
+        _create_table("items", ITEM_SCHEMA, dialect, "item_id", [f"updated_at {t['ts']} DEFAULT now()"]),
+        _create_table("users", USER_SCHEMA, dialect, "user_id", [f"updated_at {t['ts']} DEFAULT now()"]),
+        quarantine,
+        f"CREATE TABLE IF NOT EXISTS erased_users (user_id {t['text']} PRIMARY KEY, "
+        f"erased_at {t['ts']} DEFAULT now())",
+    ]
+
+
+# Upgrades from version v to v + 1, applied in order on open. Version 1 is the first release, so
+# there is nothing yet; a later release adds e.g. ``1: ["ALTER TABLE events ADD COLUMN ..."]``.
+MIGRATIONS: dict[int, list[str]] = {}
+
+_NAMED_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def render_params(sql: str, dialect: Dialect) -> str:
+    """Turn ``:name`` parameters into the dialect's style (``$name`` or ``%(name)s``).
+
+    ``::`` casts are left alone. With PostgreSQL, literal ``%`` must then be written ``%%``.
+    """
+    if dialect == "duckdb":
+        return _NAMED_PARAM.sub(r"$\1", sql)
+    return _NAMED_PARAM.sub(r"%(\1)s", sql)
+
+
+def insert_events(source: str, names: list[str]) -> str:
+    """Copy staged events into ``events``, skipping known ids and erased users."""
+    return (
+        f"INSERT INTO events ({cols(names)}) SELECT {cols(names, 's.')} FROM {source} s "
+        "WHERE s.user_id IS NULL OR NOT EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = s.user_id) "
+        "ON CONFLICT (event_id) DO NOTHING"
+    )
+
+
+def count_erased(source: str) -> str:
+    return f"SELECT count(*) FROM {source} s WHERE s.user_id IN (SELECT user_id FROM erased_users)"
+
+
+def upsert(table: str, key: str, source: str, names: list[str]) -> str:
+    """Insert rows, replacing the stored row with the same key (last write wins)."""
+    updates = [f"{q(n)} = excluded.{q(n)}" for n in names if n != key]
+    updates.append("updated_at = now()")
+    return (
+        f"INSERT INTO {table} ({cols(names)}) SELECT {cols(names)} FROM {source} "
+        f"ON CONFLICT ({q(key)}) DO UPDATE SET {', '.join(updates)}"
+    )
+
+
+def insert_quarantine(source: str) -> str:
+    """Rejected rows; the id is a hash of the row, so re-ingesting a file does not repeat them."""
+    names = QUARANTINE_SCHEMA.names
+    key = "md5(concat_ws(chr(31), coalesce(source, ''), CAST(row_number AS VARCHAR), reason, raw))"
+    return (
+        f"INSERT INTO quarantine (quarantine_id, {cols(names)}) SELECT {key}, {cols(names)} FROM {source} "
+        "ON CONFLICT (quarantine_id) DO NOTHING"
+    )
+
+
+def flag_bot_users(limit_param: str = ":limit") -> str:
+    """Mark every event of an inhuman-rate user (or anonymous session) as bot traffic."""
+    return (
+        "UPDATE events SET is_bot = TRUE WHERE NOT coalesce(is_bot, FALSE) AND ("
+        "  user_id IN (SELECT user_id FROM events WHERE user_id IS NOT NULL "
+        "    GROUP BY user_id, date_trunc('minute', \"timestamp\") "
+        f'    HAVING count(*) > {limit_param} AND count(DISTINCT "timestamp") > 1)'
+        "  OR (user_id IS NULL AND session_id IN (SELECT session_id FROM events "
+        "    WHERE user_id IS NULL AND session_id IS NOT NULL "
+        "    GROUP BY session_id, date_trunc('minute', \"timestamp\") "
+        f'    HAVING count(*) > {limit_param} AND count(DISTINCT "timestamp") > 1)))'
+    )

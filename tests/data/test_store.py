@@ -1,0 +1,243 @@
+"""EventStore: both backends through one suite (DuckDB file, real PostgreSQL server)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+
+import pyarrow as pa
+import pytest
+
+from fusionrec.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
+from fusionrec.data.store import SCHEMA_VERSION, EventStore, StoreError, StoreLockedError, open_store
+from fusionrec.data.store.duckdb import DuckDBStore
+
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def events(rows: list[tuple]) -> pa.Table:
+    """(event_id, user_id, item_id, event_type, seconds after T0) rows as canonical events."""
+    return pa.table(
+        {
+            "event_id": [r[0] for r in rows],
+            "user_id": [r[1] for r in rows],
+            "item_id": [r[2] for r in rows],
+            "event_type": [r[3] for r in rows],
+            "timestamp": pa.array([T0 + timedelta(seconds=r[4]) for r in rows], pa.timestamp("us", tz="UTC")),
+        }
+    )
+
+
+def test_new_store_has_every_table_and_the_schema_version(store: EventStore) -> None:
+    assert store.schema_version == SCHEMA_VERSION == 1
+    assert store.counts() == {
+        "events": 0,
+        "bot_events": 0,
+        "items": 0,
+        "users": 0,
+        "quarantine": 0,
+        "erased_users": 0,
+    }
+    empty = store.events_arrow()
+    assert empty.num_rows == 0 and empty.schema.names == EVENT_SCHEMA.names
+
+
+def test_insert_counts_only_new_events_and_ignores_known_ids(store: EventStore) -> None:
+    first = events(
+        [("a", "u1", "i1", "view", 0), ("b", "u1", "i2", "purchase", 5), ("a", "u1", "i1", "view", 0)]
+    )
+    result = store.write_batch(first)
+    assert (result.stored, result.duplicates) == (2, 1)
+    assert store.insert_events(events([("b", "u1", "i2", "purchase", 5), ("c", "u2", "i1", "view", 1)])) == 1
+    assert store.counts()["events"] == 3
+
+
+def test_events_come_back_time_ordered_in_the_canonical_schema(store: EventStore) -> None:
+    store.insert_events(
+        events([("z", "u1", "i1", "view", 30), ("b", "u2", "i2", "view", 10), ("a", "u3", "i3", "view", 10)])
+    )
+    table = store.events_arrow()
+    assert table.schema.names == EVENT_SCHEMA.names
+    assert table.schema.field("timestamp").type == pa.timestamp("us", tz="UTC")
+    assert table.column("event_id").to_pylist() == ["a", "b", "z"]
+    assert table.column("timestamp")[0].as_py() == T0 + timedelta(seconds=10)
+    assert store.events_arrow(columns=["user_id", "item_id"]).column_names == ["user_id", "item_id"]
+    with pytest.raises(ValueError, match="unknown event column"):
+        store.events_arrow(columns=["nope"])
+
+
+def test_a_failing_write_stores_nothing_of_that_call(store: EventStore) -> None:
+    good = events([("a", "u1", "i1", "view", 0)])
+    bad = pa.table(
+        {
+            "event_id": ["b"],
+            "user_id": ["u1"],
+            "item_id": ["i1"],
+            "event_type": [None],
+            "timestamp": good.column("timestamp"),
+        }
+    )
+    with pytest.raises(Exception):  # noqa: B017 - the backend's own NOT NULL error
+        store.write_batch(
+            pa.concat_tables([good, bad.cast(good.schema)]),
+            [{"source": "s", "row_number": 1, "reason": "r", "raw": "{}"}],
+        )
+    assert store.counts()["events"] == 0 and store.counts()["quarantine"] == 0
+    assert store.insert_events(good) == 1  # the store is still usable after the rollback
+
+
+def test_upserts_replace_rows_by_key_last_write_wins(store: EventStore) -> None:
+    assert (
+        store.upsert_items(
+            pa.table(
+                {
+                    "item_id": ["i1", "i2"],
+                    "title": ["Tea", "Mug"],
+                    "tags": [["hot", "drink"], None],
+                    "price": [3.5, 9.0],
+                }
+            )
+        )
+        == 2
+    )
+    assert (
+        store.upsert_items(
+            pa.table(
+                {"item_id": ["i1", "i1"], "title": ["Green tea", "Black tea"], "in_stock": [True, False]}
+            )
+        )
+        == 1
+    )
+    items = store.items_arrow()
+    assert items.schema.names == ITEM_SCHEMA.names
+    rows = {r["item_id"]: r for r in items.to_pylist()}
+    assert rows["i1"]["title"] == "Black tea" and rows["i1"]["in_stock"] is False
+    assert rows["i2"]["tags"] is None and rows["i2"]["price"] == 9.0
+    store.upsert_users(pa.table({"user_id": ["u1"], "attributes": ['{"tier": "gold"}']}))
+    store.upsert_users(pa.table({"user_id": ["u1", "u2"], "attributes": ['{"tier": "silver"}', None]}))
+    assert store.users_arrow().to_pylist() == [
+        {"user_id": "u1", "attributes": '{"tier": "silver"}'},
+        {"user_id": "u2", "attributes": None},
+    ]
+
+
+def test_quarantine_rows_are_kept_once(store: EventStore) -> None:
+    rows = [
+        {
+            "source": "f.csv",
+            "row_number": 7,
+            "reason": "negative price",
+            "user_id": "u1",
+            "raw": '{"price": -1}',
+        }
+    ]
+    assert store.add_quarantine(rows) == 1
+    assert store.add_quarantine(rows) == 0  # the same rejected row from a re-run is not repeated
+    assert store.quarantine_arrow().to_pylist()[0]["reason"] == "negative price"
+
+
+def test_erasing_a_user_deletes_their_data_and_drops_their_later_events(store: EventStore) -> None:
+    store.insert_events(
+        events([("a", "u1", "i1", "view", 0), ("b", "u2", "i1", "view", 1), ("c", "u1", "i2", "view", 2)])
+    )
+    store.upsert_users(pa.table({"user_id": ["u1", "u2"]}))
+    store.add_quarantine([{"source": "s", "row_number": 1, "reason": "r", "user_id": "u1", "raw": "{}"}])
+    assert store.erase_user("u1") == 2
+    assert store.events_arrow().column("user_id").to_pylist() == ["u2"]
+    assert store.users_arrow().column("user_id").to_pylist() == ["u2"]
+    assert store.counts()["quarantine"] == 0
+    result = store.write_batch(
+        events([("a", "u1", "i1", "view", 0), ("d", "u1", "i3", "view", 9), ("e", "u3", "i1", "view", 3)])
+    )
+    assert (result.stored, result.erased_skipped, result.duplicates) == (1, 2, 0)
+    assert store.erased_users() == ["u1"]
+
+
+def test_flag_bots_marks_inhuman_rates_and_training_reads_exclude_them(store: EventStore) -> None:
+    bot = [(f"b{i}", "bot", f"i{i}", "view", i * 0.2) for i in range(200)]  # 5 events a second
+    human = [(f"h{i}", "human", f"i{i}", "view", i * 20) for i in range(10)]
+    coarse = [(f"c{i}", "hourly", f"i{i}", "view", 0) for i in range(300)]  # one timestamp: a coarse clock
+    store.insert_events(events(bot + human + coarse))
+    assert store.flag_bots(max_events_per_minute=120) == 200
+    assert store.counts()["bot_events"] == 200
+    assert set(store.events_arrow().column("user_id").to_pylist()) == {"human", "hourly"}
+    assert store.events_arrow(exclude_bots=False).num_rows == 510
+    assert store.flag_bots(max_events_per_minute=120) == 0  # already flagged
+
+
+def test_query_arrow_takes_named_parameters(store: EventStore) -> None:
+    store.insert_events(events([("a", "u1", "i1", "view", 0), ("b", "u2", "i1", "purchase", 1)]))
+    table = store.query_arrow("SELECT event_id FROM events WHERE event_type = :kind", {"kind": "purchase"})
+    assert table.column(0).to_pylist() == ["b"]
+
+
+def test_data_survives_reopening(store_url: str) -> None:
+    with open_store(store_url) as first:
+        first.insert_events(events([("a", "u1", "i1", "view", 0)]))
+    with open_store(store_url) as second:
+        assert second.counts()["events"] == 1 and second.schema_version == SCHEMA_VERSION
+
+
+def test_a_store_from_a_newer_release_is_refused(tmp_path) -> None:
+    url = f"duckdb:///{tmp_path / 'new.duckdb'}"
+    with open_store(url) as opened:
+        opened.query_arrow("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema version 99"):
+        open_store(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("duckdb:///relative/shop.duckdb", "relative/shop.duckdb"),
+        ("duckdb:////abs/shop.duckdb", "/abs/shop.duckdb"),
+        ("duckdb:///:memory:", ":memory:"),
+    ],
+)
+def test_duckdb_urls_follow_sqlalchemy(url: str, path: str) -> None:
+    from fusionrec.data.store import duckdb_path
+
+    assert duckdb_path(url) == (path, False)
+
+
+def test_unknown_store_url_is_a_clear_error() -> None:
+    with pytest.raises(StoreError, match="unknown store URL"):
+        open_store("mysql://x/y")
+
+
+def test_memory_store_works(tmp_path) -> None:
+    with open_store("duckdb:///:memory:") as opened:
+        assert isinstance(opened, DuckDBStore)
+        assert opened.insert_events(events([("a", "u1", "i1", "view", 0)])) == 1
+
+
+def test_a_second_writing_process_gets_store_locked_error(tmp_path) -> None:
+    path = tmp_path / "locked.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from fusionrec.data.store import open_store
+                store = open_store("duckdb:///{path}")
+                print("ready", flush=True)
+                sys.stdin.readline()
+                """
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLockedError, match="open for writing in another process"):
+            open_store(f"duckdb:///{path}")
+    finally:
+        holder.communicate("\n", timeout=30)
+    with open_store(f"duckdb:///{path}") as reopened:  # free again once the writer is gone
+        assert reopened.schema_version == SCHEMA_VERSION
