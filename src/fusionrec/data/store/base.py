@@ -166,7 +166,9 @@ class EventStore(ABC):
                         )
                     with self._stage(table, "events") as staged:
                         erased = int(self._scalar(sql.count_erased(staged)) or 0)
-                        stored = max(self._execute(sql.insert_events(staged, table.column_names)), 0)
+                        stored = max(
+                            self._execute(sql.insert_events(staged, table.column_names, self.dialect)), 0
+                        )
                     duplicates = table.num_rows - stored - erased
             if quarantine is not None:
                 rows = _as_table(quarantine, sql.QUARANTINE_SCHEMA)
