@@ -1,0 +1,359 @@
+// fusionrec analytics page: draws the payload built by fusionrec.analytics.report.build_payload.
+// Static report: filters re-aggregate the embedded daily cube here. Live dashboard: a filter change
+// asks the server (config.dataUrl) for a payload computed with those filters, then draws it.
+(function () {
+  "use strict";
+  var DATA = window.FUSIONREC_DATA;
+  var CONFIG = window.FUSIONREC_CONFIG || {};
+  var ALL = "(all)";
+  var MEASURES = ["sessions", "bounced", "events", "page_views", "view_sessions", "cart_sessions",
+    "purchase_sessions", "revenue"];
+  // Ratios as in fusionrec.analytics.kpis.RATIOS.
+  var RATIOS = {
+    conversion_rate: ["purchase_sessions", "sessions"], bounce_rate: ["bounced", "sessions"],
+    events_per_session: ["events", "sessions"], pages_per_session: ["page_views", "sessions"],
+    aov: ["revenue", "purchase_sessions"], cart_rate: ["cart_sessions", "view_sessions"],
+    checkout_rate: ["purchase_sessions", "cart_sessions"]
+  };
+  var SERIES_KPIS = ["sessions", "revenue", "conversion_rate", "aov", "bounce_rate", "events_per_session",
+    "pages_per_session", "cart_rate", "checkout_rate", "purchase_sessions"];
+  var LAYOUT = { margin: { l: 60, r: 20, t: 10, b: 50 }, font: { size: 12 }, legend: { orientation: "h", y: -0.2 } };
+  var PLOT_CONFIG = { displaylogo: false, responsive: true };
+  var el = function (id) { return document.getElementById(id); };
+
+  function state() {
+    return {
+      start: el("f-start").value || null, end: el("f-end").value || null,
+      category: el("f-category").value || null, dim: el("f-dim").value, kpi: el("f-kpi").value,
+      grain: el("f-grain").value, seg: el("f-seg").value
+    };
+  }
+  function ratio(a, b) { return b > 0 ? a / b : null; }
+  function inRange(day, s) { return (!s.start || day >= s.start) && (!s.end || day <= s.end); }
+  function weekOf(day) {
+    var d = new Date(day + "T00:00:00Z");
+    d.setUTCDate(d.getUTCDate() - ((d.getUTCDay() + 6) % 7));
+    return d.toISOString().slice(0, 10);
+  }
+  function fmt(v, kind) {
+    if (v === null || v === undefined || (typeof v === "number" && !isFinite(v))) return "–";
+    if (kind === "pct") return (100 * v).toFixed(2) + "%";
+    if (kind === "money") return v.toLocaleString(undefined, { maximumFractionDigits: 2 });
+    if (kind === "int") return Math.round(v).toLocaleString();
+    if (typeof v === "number") return v.toLocaleString(undefined, { maximumFractionDigits: 3 });
+    return String(v);
+  }
+  function empty(id, message) {
+    var node = el(id);
+    if (node.data) Plotly.purge(node);
+    node.className = "plot empty";
+    node.textContent = message;
+  }
+  function draw(id, traces, layout) {
+    var node = el(id);
+    if (node.className.indexOf("empty") >= 0) { node.textContent = ""; node.className = "plot"; }
+    Plotly.react(node, traces, Object.assign({}, LAYOUT, layout || {}), PLOT_CONFIG);
+  }
+  function table(id, rows, columns) {
+    var html = "<table><tr>" + columns.map(function (c) { return "<th>" + c[1] + "</th>"; }).join("") + "</tr>";
+    rows.forEach(function (r) {
+      html += "<tr>" + columns.map(function (c) {
+        var v = c[2] ? c[2](r[c[0]], r) : fmt(r[c[0]]);
+        return "<td" + (typeof r[c[0]] === "string" ? ' class="text"' : "") + ">" + v + "</td>";
+      }).join("") + "</tr>";
+    });
+    el(id).innerHTML = html + "</table>";
+  }
+  function esc(s) { return String(s).replace(/[&<>"]/g, function (c) { return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" }[c]; }); }
+
+  // --- the cube -------------------------------------------------------------------------------------
+  function cubeRows(s) {
+    var c = DATA.cube, cat = s.category || ALL, rows = [];
+    for (var i = 0; i < c.period.length; i++) {
+      if (c.category[i] === cat && inRange(c.period[i], s)) rows.push(i);
+    }
+    return rows;
+  }
+  function sum(rows, key) {
+    var out = {};
+    MEASURES.forEach(function (m) { out[m] = 0; });
+    var groups = {};
+    rows.forEach(function (i) {
+      var k = key ? key(i) : "all";
+      var g = groups[k] || (groups[k] = MEASURES.reduce(function (o, m) { o[m] = 0; return o; }, {}));
+      MEASURES.forEach(function (m) { g[m] += DATA.cube[m][i] || 0; });
+    });
+    return key ? groups : (groups.all || out);
+  }
+  function withRatios(g) {
+    Object.keys(RATIOS).forEach(function (r) { g[r] = ratio(g[RATIOS[r][0]], g[RATIOS[r][1]]); });
+    return g;
+  }
+
+  // --- views --------------------------------------------------------------------------------------------
+  function tiles(s, total) {
+    var users = (DATA.users || []).filter(function (u) { return u.category === (s.category || ALL); })[0] || {};
+    var exp = exposureTotals(s), cost = costTotals(s);
+    var items = [
+      ["Sessions", total.sessions, "int"], ["Revenue", total.revenue, "money"],
+      ["Orders", total.purchase_sessions, "int"], ["Conversion rate", total.conversion_rate, "pct"],
+      ["Bounce rate", total.bounce_rate, "pct"], ["Events / session", total.events_per_session],
+      ["Views / session", total.pages_per_session], ["Average order value", total.aov, "money"],
+      ["Users", users.users, "int"], ["Buyer share", ratio(users.buyers, users.users), "pct"],
+      ["Repeat-purchase rate", ratio(users.repeat_buyers, users.buyers), "pct"],
+      ["Recommendation CTR", exp ? ratio(exp.clicked_exposures, exp.exposures) : null, "pct"],
+      ["Attributed revenue", exp ? exp.attributed_revenue : null, "money"],
+      ["Cost per acquisition", cost ? ratio(cost.cost, cost.acquisitions) : null, "money"]
+    ];
+    el("tiles").innerHTML = items.map(function (t) {
+      return '<div class="tile"><div class="v">' + fmt(t[1], t[2]) + '</div><div class="k">' + t[0] + "</div></div>";
+    }).join("");
+    var f = DATA.filters;
+    el("tiles-note").textContent = "User counts cover " + (f.start || DATA.bounds.first_day) + " to " +
+      (f.end || DATA.bounds.last_day) + " (distinct users do not add up over days).";
+  }
+  function funnel(total) {
+    if (!total.sessions) return empty("plot-funnel", "No sessions in this selection.");
+    draw("plot-funnel", [{
+      type: "funnel", y: ["Viewed", "Added to cart", "Purchased"],
+      x: [total.view_sessions, total.cart_sessions, total.purchase_sessions],
+      textinfo: "value+percent initial", marker: { color: ["#4c78a8", "#f58518", "#54a24b"] }
+    }], { margin: { l: 110, r: 20, t: 10, b: 30 } });
+  }
+  function funnelBy(s) {
+    var dim = s.dim, rows;
+    if (dim === "category") {
+      var c = DATA.cube;
+      rows = [];
+      for (var i = 0; i < c.period.length; i++) {
+        if (c.category[i] !== ALL && inRange(c.period[i], s) && (!s.category || c.category[i] === s.category)) rows.push(i);
+      }
+    } else {
+      rows = cubeRows(s);
+    }
+    var groups = sum(rows, function (i) { return DATA.cube[dim][i]; });
+    var keys = Object.keys(groups).sort();
+    if (!keys.length) return empty("plot-funnel-by", "No sessions in this selection.");
+    var stages = [["view_sessions", "Viewed"], ["cart_sessions", "Added to cart"], ["purchase_sessions", "Purchased"]];
+    var traces = stages.map(function (st) {
+      return { type: "bar", name: st[1], x: keys, y: keys.map(function (k) { return groups[k][st[0]]; }) };
+    });
+    traces.push({
+      type: "scatter", mode: "lines+markers", name: "Conversion rate", yaxis: "y2", x: keys,
+      y: keys.map(function (k) { return ratio(groups[k].purchase_sessions, groups[k].sessions); })
+    });
+    draw("plot-funnel-by", traces, {
+      barmode: "group", yaxis: { type: "log", title: "sessions" },
+      yaxis2: { overlaying: "y", side: "right", tickformat: ".1%", title: "conversion" }
+    });
+  }
+  function series(s) {
+    var rows = cubeRows(s);
+    var key = s.grain === "week" ? function (i) { return weekOf(DATA.cube.period[i]); } : function (i) { return DATA.cube.period[i]; };
+    var groups = sum(rows, key), days = Object.keys(groups).sort();
+    if (!days.length) return empty("plot-series", "No sessions in this selection.");
+    var y = days.map(function (d) { var g = withRatios(groups[d]); return g[s.kpi]; });
+    var traces = [{ type: "scatter", mode: "lines+markers", name: s.kpi, x: days, y: y, line: { color: "#4c78a8" } }];
+    var note = "";
+    var fc = DATA.forecasts && DATA.forecasts.series && DATA.forecasts.series[s.kpi];
+    var sameCategory = (DATA.forecasts && DATA.forecasts.category || null) === (s.category || null);
+    if (fc && s.grain === "day" && sameCategory) {
+      var idx = fc.dates.map(function (d, i) { return i; }).filter(function (i) {
+        return (!s.start || fc.dates[i] >= s.start) && (!s.end || fc.dates[i] <= s.end || fc.actual[i] === null);
+      });
+      var pick = function (a) { return idx.map(function (i) { return a[i]; }); };
+      var x = pick(fc.dates);
+      traces.push({ type: "scatter", mode: "lines", name: "interval", x: x, y: pick(fc.upper), line: { width: 0 }, showlegend: false, hoverinfo: "skip" });
+      traces.push({ type: "scatter", mode: "lines", name: "95% interval", x: x, y: pick(fc.lower), fill: "tonexty", fillcolor: "rgba(245,133,24,0.18)", line: { width: 0 } });
+      traces.push({ type: "scatter", mode: "lines", name: "ETS forecast", x: x, y: pick(fc.fitted), line: { color: "#f58518", dash: "dot" } });
+      var out = idx.filter(function (i) { return fc.outside[i]; });
+      traces.push({ type: "scatter", mode: "markers", name: "outside interval", x: out.map(function (i) { return fc.dates[i]; }), y: out.map(function (i) { return fc.actual[i]; }), marker: { color: "#b42318", size: 10, symbol: "x" } });
+      note = out.length + " day(s) outside the one-step-ahead 95% interval of an ETS model (weekly season).";
+    } else if (s.grain === "day") {
+      note = "Forecasts are computed for the server's category filter; choose it (or use the live dashboard).";
+    }
+    el("series-note").textContent = note;
+    draw("plot-series", traces, { yaxis: { title: s.kpi, tickformat: /rate/.test(s.kpi) ? ".2%" : "" } });
+  }
+  function exposureTotals(s) {
+    var e = DATA.exposures; if (!e) return null;
+    var t = { exposures: 0, clicked_exposures: 0, impressions: 0, clicks: 0, attributed_revenue: 0 };
+    for (var i = 0; i < e.period.length; i++) if (inRange(e.period[i], s)) Object.keys(t).forEach(function (k) { t[k] += e[k][i] || 0; });
+    return t;
+  }
+  function ctr(s) {
+    var e = DATA.exposures;
+    if (!e || !e.period.length) return empty("plot-ctr", "No exposure log in the store yet (serving writes it).");
+    var groups = {};
+    for (var i = 0; i < e.period.length; i++) {
+      if (!inRange(e.period[i], s)) continue;
+      var g = groups[e.period[i]] || (groups[e.period[i]] = { x: 0, c: 0, imp: 0, cl: 0 });
+      g.x += e.exposures[i]; g.c += e.clicked_exposures[i]; g.imp += e.impressions[i]; g.cl += e.clicks[i];
+    }
+    var days = Object.keys(groups).sort();
+    if (!days.length) return empty("plot-ctr", "No exposures in this date range.");
+    draw("plot-ctr", [
+      { type: "scatter", mode: "lines", name: "exposure CTR", x: days, y: days.map(function (d) { return ratio(groups[d].c, groups[d].x); }) },
+      { type: "scatter", mode: "lines", name: "item CTR", x: days, y: days.map(function (d) { return ratio(groups[d].cl, groups[d].imp); }) }
+    ], { yaxis: { tickformat: ".1%" } });
+  }
+  function costTotals(s) {
+    var c = DATA.costs; if (!c) return null;
+    var t = { cost: 0, acquisitions: 0 };
+    for (var i = 0; i < c.period.length; i++) if (c.period[i] && inRange(c.period[i], s)) { t.cost += c.cost[i]; t.acquisitions += c.acquisitions[i]; }
+    return t;
+  }
+  function cpa(s) {
+    var c = DATA.costs;
+    if (!c || !c.period.length) return empty("plot-cpa", "No campaign costs loaded (fusionrec ingest --format costs).");
+    var groups = {};
+    for (var i = 0; i < c.period.length; i++) {
+      if (!c.period[i] || !inRange(c.period[i], s)) continue;
+      var g = groups[c.channel[i]] || (groups[c.channel[i]] = { cost: 0, acq: 0 });
+      g.cost += c.cost[i]; g.acq += c.acquisitions[i];
+    }
+    var keys = Object.keys(groups).sort();
+    if (!keys.length) return empty("plot-cpa", "No costs or acquisitions in this date range.");
+    draw("plot-cpa", [
+      { type: "bar", name: "CPA", x: keys, y: keys.map(function (k) { return ratio(groups[k].cost, groups[k].acq); }) },
+      { type: "scatter", mode: "markers", name: "new customers", yaxis: "y2", x: keys, y: keys.map(function (k) { return groups[k].acq; }), marker: { size: 10 } }
+    ], { yaxis: { title: "cost per new customer" }, yaxis2: { overlaying: "y", side: "right", title: "new customers" } });
+  }
+  function retention(s) {
+    var r = DATA.retention, cat = s.category || ALL, cells = {}, sizes = {};
+    for (var i = 0; i < r.cohort.length; i++) {
+      // A cohort week belongs to the range when it overlaps it.
+      if (r.category[i] !== cat || (s.start && r.cohort[i] < weekOf(s.start)) || (s.end && r.week[i] > s.end)) continue;
+      var k = Math.round((new Date(r.week[i]) - new Date(r.cohort[i])) / (7 * 864e5));
+      cells[r.cohort[i] + "|" + k] = r.users[i];
+      if (k === 0) sizes[r.cohort[i]] = r.users[i];
+    }
+    var cohorts = Object.keys(sizes).sort();
+    if (!cohorts.length) return empty("plot-retention", "No cohorts in this selection.");
+    var maxK = 0;
+    Object.keys(cells).forEach(function (c) { maxK = Math.max(maxK, +c.split("|")[1]); });
+    var weeks = []; for (var w = 0; w <= maxK; w++) weeks.push(w);
+    var z = cohorts.map(function (c) {
+      return weeks.map(function (w) { var v = cells[c + "|" + w]; return v === undefined ? null : v / sizes[c]; });
+    });
+    draw("plot-retention", [{
+      type: "heatmap", x: weeks.map(function (w) { return "week " + w; }),
+      y: cohorts.map(function (c) { return c + " (" + sizes[c] + ")"; }), z: z, colorscale: "Blues", reversescale: true,
+      zmin: 0, zmax: 1, hovertemplate: "%{y}<br>%{x}: %{z:.1%}<extra></extra>"
+    }], { margin: { l: 140, r: 20, t: 10, b: 40 }, yaxis: { autorange: "reversed" } });
+  }
+  function segments(s) {
+    var rows = (DATA.segments || {})[s.seg] || [];
+    if (!rows.length) { el("segments-table").innerHTML = ""; return empty("plot-segments", "No users in this selection."); }
+    var names = rows.map(function (r) { return String(r.name); });
+    draw("plot-segments", [
+      { type: "bar", name: "users", x: names, y: rows.map(function (r) { return r.users; }) },
+      { type: "scatter", mode: "markers", name: "spend per user", yaxis: "y2", x: names, y: rows.map(function (r) { return r.spend_per_user; }), marker: { size: 12, color: "#54a24b" } }
+    ], { yaxis: { title: "users", type: "log" }, yaxis2: { overlaying: "y", side: "right", title: "spend per user" } });
+    table("segments-table", rows, [["name", "segment"], ["users", "users", function (v) { return fmt(v, "int"); }],
+      ["share", "share", function (v) { return fmt(v, "pct"); }], ["recency_days", "days since active"],
+      ["sessions_per_user", "sessions/user"], ["orders_per_user", "orders/user"],
+      ["spend_per_user", "spend/user", function (v) { return fmt(v, "money"); }],
+      ["conversion", "conversion", function (v) { return fmt(v, "pct"); }],
+      ["favourite_categories", "favourite categories", function (v) { return esc(v); }]]);
+  }
+  function inCategory(path, cat) { return !cat || (path && (path === cat || path.indexOf(cat + " > ") === 0)); }
+  function rules(s) {
+    var all = (DATA.rules || {})[el("f-rules").value] || [];
+    var rows = all.filter(function (r) { return inCategory(r.antecedent_category, s.category) || inCategory(r.consequent_category, s.category); });
+    if (!rows.length) { el("rules-table").innerHTML = ""; return empty("plot-rules", "No rules above the thresholds in this selection."); }
+    draw("plot-rules", [{
+      type: "scatter", mode: "markers", x: rows.map(function (r) { return r.support; }), y: rows.map(function (r) { return r.confidence; }),
+      text: rows.map(function (r) { return esc(r.antecedent_title || r.antecedent) + " → " + esc(r.consequent_title || r.consequent) + "<br>lift " + fmt(r.lift); }),
+      hoverinfo: "text", marker: { size: rows.map(function (r) { return 6 + Math.min(20, Math.log(1 + r.lift) * 3); }), color: rows.map(function (r) { return Math.log(r.lift); }), colorscale: "Viridis", showscale: true, colorbar: { title: "log lift" } }
+    }], { xaxis: { title: "support", type: "log" }, yaxis: { title: "confidence", tickformat: ".0%" } });
+    table("rules-table", rows.slice(0, 15), [["antecedent_title", "if bought", function (v, r) { return esc(v || r.antecedent); }],
+      ["consequent_title", "then also", function (v, r) { return esc(v || r.consequent); }],
+      ["support", "support", function (v) { return fmt(v, "pct"); }], ["confidence", "confidence", function (v) { return fmt(v, "pct"); }],
+      ["lift", "lift"], ["count", "baskets", function (v) { return fmt(v, "int"); }]]);
+  }
+  function experiments() {
+    var list = (DATA.experiments || []).filter(function (e) { return !e.error; });
+    if (!list.length) { el("experiments-table").innerHTML = ""; return empty("plot-experiments", "No experiments in the exposure log."); }
+    var traces = [], html = "";
+    list.forEach(function (e) {
+      traces.push({
+        type: "bar", name: e.experiment + ": conversion", x: e.arms.map(function (a) { return e.experiment + " / " + a.variant; }),
+        y: e.arms.map(function (a) { return a.conversion; }),
+        error_y: { type: "data", symmetric: false, array: e.arms.map(function (a) { return a.conversion_ci[1] - a.conversion; }), arrayminus: e.arms.map(function (a) { return a.conversion - a.conversion_ci[0]; }) }
+      });
+      html += "<p><b>" + esc(e.experiment) + "</b>: control " + esc(e.control) + "; sample-ratio check p = " + fmt(e.srm.p_value) +
+        (e.srm.detected ? ' <span class="bad">SRM detected</span>' : ' <span class="good">no SRM</span>') +
+        (e.notes.length ? "; " + esc(e.notes.join("; ")) : "") + "</p>";
+      html += "<table><tr><th>variant</th><th>metric</th><th>control</th><th>treatment</th><th>lift</th><th>p</th><th>bootstrap 95% CI of diff</th><th>test</th></tr>";
+      e.comparisons.forEach(function (c) {
+        html += "<tr><td>" + esc(c.variant) + "</td><td>" + c.metric + "</td><td>" + fmt(c.control) + "</td><td>" + fmt(c.treatment) +
+          "</td><td class='" + (c.significant ? (c.lift > 0 ? "good" : "bad") : "") + "'>" + fmt(c.lift, "pct") + "</td><td>" + fmt(c.p_value) +
+          "</td><td>[" + fmt(c.bootstrap_ci[0]) + ", " + fmt(c.bootstrap_ci[1]) + "]</td><td>" + c.test + "</td></tr>";
+      });
+      e.guardrails.forEach(function (g) {
+        html += "<tr><td>" + esc(g.variant) + "</td><td>guardrail: " + g.guardrail + "</td><td>" + fmt(g.control) + "</td><td>" + fmt(g.treatment) +
+          "</td><td class='" + (g.status === "ok" ? "good" : "bad") + "'>" + g.status + "</td><td></td><td>[" + fmt(g.diff_ci[0]) + ", " + fmt(g.diff_ci[1]) + "]</td><td>bootstrap</td></tr>";
+      });
+      html += "</table>";
+    });
+    draw("plot-experiments", traces, { yaxis: { title: "conversion (95% CI)", tickformat: ".1%" }, showlegend: true });
+    el("experiments-table").innerHTML = html;
+  }
+  function leaderboard() {
+    var rows = DATA.leaderboard || [];
+    if (!rows.length) { el("leaderboard-table").innerHTML = ""; return empty("plot-leaderboard", "No evaluation results given (fusionrec evaluate --json FILE, then report --leaderboard FILE)."); }
+    var metric = null;
+    rows.forEach(function (r) { Object.keys(r.metrics || {}).forEach(function (m) { if (!metric && /^NDCG@/.test(m)) metric = m; }); });
+    metric = metric || Object.keys(rows[0].metrics || {})[0];
+    var withMetric = rows.filter(function (r) { return r.metrics && r.metrics[metric] !== undefined; });
+    draw("plot-leaderboard", [{
+      type: "bar", x: withMetric.map(function (r) { return r.dataset + ": " + r.model + (r.source === "published" ? " (published)" : ""); }),
+      y: withMetric.map(function (r) { return r.metrics[metric]; }), marker: { color: withMetric.map(function (r) { return r.source === "published" ? "#bab0ac" : "#4c78a8"; }) }
+    }], { yaxis: { title: metric } });
+    table("leaderboard-table", withMetric, [["model", "model", function (v) { return esc(v); }], ["source", "source"], ["dataset", "dataset"],
+      ["metrics", metric, function (v) { return fmt(v[metric]); }]]);
+  }
+
+  function render() {
+    var s = state(), total = withRatios(sum(cubeRows(s)));
+    tiles(s, total); funnel(total); funnelBy(s); series(s); ctr(s); cpa(s); retention(s); segments(s); rules(s); experiments(); leaderboard();
+    document.body.setAttribute("data-rendered", String(Date.now()));
+  }
+
+  function setup() {
+    var cat = el("f-category");
+    (DATA.categories || []).forEach(function (c) { var o = document.createElement("option"); o.value = c; o.textContent = c; cat.appendChild(o); });
+    SERIES_KPIS.forEach(function (k) { var o = document.createElement("option"); o.value = k; o.textContent = k.replace(/_/g, " "); el("f-kpi").appendChild(o); });
+    var f = DATA.filters || {};
+    el("f-start").value = f.start || DATA.bounds.first_day || ""; el("f-end").value = f.end || DATA.bounds.last_day || "";
+    el("f-start").min = el("f-end").min = DATA.bounds.first_day || ""; el("f-start").max = el("f-end").max = DATA.bounds.last_day || "";
+    if (f.category) cat.value = f.category;
+    ["f-dim", "f-kpi", "f-grain", "f-seg", "f-rules"].forEach(function (id) { el(id).addEventListener("change", render); });
+    ["f-start", "f-end", "f-category"].forEach(function (id) { el(id).addEventListener("change", CONFIG.dataUrl ? reload : render); });
+  }
+
+  function reload() {
+    var s = state(), params = new URLSearchParams();
+    if (s.start) params.set("start", s.start);
+    if (s.end) params.set("end", s.end);
+    if (s.category) params.set("category", s.category);
+    el("status").textContent = "loading…";
+    return fetch(CONFIG.dataUrl + "?" + params.toString()).then(function (r) {
+      if (!r.ok) return r.text().then(function (t) { throw new Error(t); });
+      return r.json();
+    }).then(function (data) {
+      DATA = data; el("status").textContent = "updated " + data.generated_at; render();
+    }).catch(function (err) { el("status").textContent = "could not load: " + err.message; });
+  }
+
+  function start() {
+    if (DATA) { setup(); render(); el("status").textContent = "report of " + DATA.generated_at; return; }
+    el("status").textContent = "loading…";
+    fetch(CONFIG.dataUrl).then(function (r) { return r.json(); }).then(function (data) {
+      DATA = data; setup(); render(); el("status").textContent = "updated " + data.generated_at;
+    }).catch(function (err) { el("status").textContent = "could not load: " + err.message; });
+  }
+  window.fusionrecRender = render;
+  start();
+})();
