@@ -178,7 +178,8 @@ def ingest(
         str,
         typer.Option(
             "--format",
-            help="canonical (default), rees46, otto, tianchi, diginetica, lightgcn, s3rec, movielens, dunnhumby.",
+            help="canonical (default), rees46, otto, tianchi, diginetica, lightgcn, s3rec, movielens, dunnhumby; "
+            "costs loads campaign costs (date, channel, campaign, cost).",
         ),
     ] = "canonical",
     mapping: Annotated[
@@ -210,6 +211,9 @@ def ingest(
     with user_errors():
         if not path.exists():
             raise UserError(f"{path} does not exist")
+        if format_name == "costs":
+            _ingest_costs(path, store, json_path)
+            return
         with open_store(store) as event_store:
             report = ingest_source(
                 event_store,
@@ -235,6 +239,17 @@ def ingest(
             f"(limit {max_quarantine:.0%}); see the quarantine table for reasons"
         )
         raise typer.Exit(1)
+
+
+def _ingest_costs(path: Path, store: str, json_path: str | None) -> None:
+    """Campaign costs (date, channel, campaign, cost) for cost per acquisition."""
+    from fusionrec.analytics.tables import load_campaign_costs
+    from fusionrec.data.store import open_store
+
+    with open_store(store) as event_store:
+        written = load_campaign_costs(event_store, path)
+    _print_table(f"campaign costs from {path}", {"rows written": written})
+    emit_json({"source": str(path), "campaign_costs": written}, json_path)
 
 
 # --- stats ---------------------------------------------------------------------------------------
@@ -271,6 +286,36 @@ def _print_stats(result: dict[str, Any]) -> None:
         },
     )
     _print_table("event types", result["event_types"])
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path("report.html"),
+    store: StoreOption = DEFAULT_STORE,
+    start: Annotated[str | None, typer.Option("--start", help="First day (YYYY-MM-DD).")] = None,
+    end: Annotated[str | None, typer.Option("--end", help="Last day (YYYY-MM-DD).")] = None,
+    category: Annotated[
+        str | None, typer.Option("--category", help="Only this category (path prefix).")
+    ] = None,
+    leaderboard: Annotated[
+        list[Path] | None, typer.Option("--leaderboard", help="`fusionrec evaluate --json` files to include.")
+    ] = None,
+) -> None:
+    """Write the business report as one offline HTML file: funnel, KPIs with forecasts, cohorts,
+    segments, association rules, A/B results and the model leaderboard.
+
+    Example: [bold]fusionrec report --store duckdb:///shop.duckdb --out report.html --start 2026-02-01[/]
+    """
+    from fusionrec.analytics.report import build_report
+
+    with user_errors(), err.status("building the report"):
+        written = build_report(
+            store, out_file, start=start, end=end, category=category, leaderboard=leaderboard or ()
+        )
+    err.print(f"wrote {written}")
 
 
 # --- evaluate ------------------------------------------------------------------------------------

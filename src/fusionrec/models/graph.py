@@ -1,0 +1,328 @@
+"""Graph collaborative filtering: the training-free GF-CF filter and LightGCN.
+
+Both work on the symmetrically normalised user x item matrix
+``R~ = D_u^-1/2 R D_i^-1/2`` (the bipartite half of LightGCN's normalised adjacency).
+
+* `GFCF` (Shen et al. 2021, "How Powerful is Graph Convolution for Recommendation?"): scores
+  ``r_u R~^T R~ + alpha * r_u D_i^-1/2 V V^T D_i^1/2`` where ``V`` holds the top right singular
+  vectors of ``R~`` (the ideal low-pass part). No training, only a truncated SVD.
+* `LightGCN` (He et al. 2020): ID embeddings propagated ``n_layers`` times over the normalised
+  graph, averaged over layers, trained with BPR on uniformly sampled negatives (PyTorch).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from fusionrec.data.dataset import Dataset
+from fusionrec.models._sampling import NegativeSampler
+from fusionrec.models._validation import EarlyStopping, ValidationSet, format_record
+from fusionrec.models.base import ModelConfig, ModelError, Recommender
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger("fusionrec.models.graph")
+
+
+def normalised_interactions(matrix: sp.csr_matrix) -> tuple[sp.csr_matrix, np.ndarray]:
+    """``(D_u^-1/2 R D_i^-1/2, item degrees)``; empty rows and columns stay zero."""
+    user_degree = np.asarray(matrix.sum(axis=1)).ravel().astype(np.float64)
+    item_degree = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float64)
+    user_scale = np.divide(1.0, np.sqrt(user_degree), out=np.zeros_like(user_degree), where=user_degree > 0)
+    item_scale = np.divide(1.0, np.sqrt(item_degree), out=np.zeros_like(item_degree), where=item_degree > 0)
+    normalised = sp.diags(user_scale) @ matrix @ sp.diags(item_scale)
+    normalised = sp.csr_matrix(normalised, dtype=np.float32)
+    normalised.sort_indices()
+    return normalised, item_degree
+
+
+# --- GF-CF -------------------------------------------------------------------------------------
+
+
+class GFCFConfig(ModelConfig):
+    alpha: float = Field(0.3, ge=0.0)  # weight of the ideal low-pass part (paper: 0.3)
+    n_components: int = Field(256, ge=1)  # singular vectors of R~ (paper: 256 for Gowalla)
+    svd_solver: Literal["randomized", "arpack"] = "randomized"
+    n_iter: int = Field(4, ge=0)  # power iterations of the randomized SVD
+    binary: bool = True  # graph of who-touched-what (True) or summed event weights (False)
+
+
+class GFCF(Recommender):
+    """Training-free graph filter: linear item-item filter plus an ideal low-pass part.
+
+    Scores a user (or a live history) from its interaction row alone, so it also scores
+    histories given at request time.
+    """
+
+    name = "gf_cf"
+    Config = GFCFConfig
+    config: GFCFConfig
+    supports_history = True
+
+    def _fit(self, dataset: Dataset) -> None:
+        matrix = dataset.matrix(binary=self.config.binary)
+        self.interactions_ = matrix
+        self.normalised_, item_degree = normalised_interactions(matrix)
+        rank = min(self.config.n_components, min(matrix.shape) - 1)
+        if self.config.alpha > 0 and rank >= 1 and self.normalised_.nnz:
+            vt = self._top_right_singular_vectors(rank)
+            sqrt_degree = np.sqrt(item_degree)
+            inv_sqrt_degree = np.divide(
+                1.0, sqrt_degree, out=np.zeros_like(sqrt_degree), where=sqrt_degree > 0
+            )
+            # r D^-1/2 V V^T D^1/2 = (r @ low_in_) @ low_out_
+            self.low_in_ = (inv_sqrt_degree[:, None] * vt.T).astype(np.float32)
+            self.low_out_ = (vt * sqrt_degree[None, :]).astype(np.float32)
+        else:
+            self.low_in_ = np.zeros((matrix.shape[1], 0), dtype=np.float32)
+            self.low_out_ = np.zeros((0, matrix.shape[1]), dtype=np.float32)
+        logger.info("gf_cf: %d users x %d items, %d singular vectors", *matrix.shape, self.low_in_.shape[1])
+
+    def _top_right_singular_vectors(self, rank: int) -> np.ndarray:
+        matrix = self.normalised_
+        if self.config.svd_solver == "arpack":
+            from scipy.sparse.linalg import svds
+
+            rng = np.random.default_rng(self.config.seed)
+            v0 = rng.standard_normal(min(matrix.shape)).astype(np.float32)
+            _, _, vt = svds(matrix, k=rank, v0=v0)
+        else:
+            from sklearn.utils.extmath import randomized_svd
+
+            _, _, vt = randomized_svd(matrix, rank, n_iter=self.config.n_iter, random_state=self.config.seed)
+        return np.asarray(vt, dtype=np.float64)
+
+    def _filter(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Filtered scores of interaction rows ``[b, n_items]`` (sparse products, then dense)."""
+        # (r R~^T) R~ keeps both products sparse; R~^T R~ itself is far denser than R~.
+        linear = (rows @ self.normalised_.T) @ self.normalised_
+        scores = np.asarray(linear.toarray(), dtype=np.float32)
+        if self.low_in_.shape[1]:
+            scores += self.config.alpha * ((rows @ self.low_in_) @ self.low_out_)
+        return scores
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        return self._filter(self.interactions_[users])
+
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        return self._filter(_history_rows(histories, self.n_items_))
+
+    def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items by filtered score of a one-item history (the item itself excluded)."""
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64)
+        if ((items < 0) | (items >= self.n_items_)).any():
+            raise ModelError(f"similar_items: item indices must lie in [0, {self.n_items_})")
+        return self.recommend_from_history([np.array([i]) for i in items], k)
+
+
+def _history_rows(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix:
+    """Binary rows from item histories; indices outside the catalogue are ignored."""
+    lengths = np.array([len(h) for h in histories], dtype=np.int64)
+    rows = np.repeat(np.arange(len(histories)), lengths)
+    cols = np.concatenate(histories).astype(np.int64) if len(histories) else np.zeros(0, dtype=np.int64)
+    keep = (cols >= 0) & (cols < n_items)
+    matrix = sp.csr_matrix(
+        (np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])),
+        shape=(len(histories), n_items),
+    )
+    matrix.data[:] = 1.0  # repeated items count once, as in the binary training graph
+    return matrix
+
+
+# --- LightGCN ----------------------------------------------------------------------------------
+
+
+class LightGCNConfig(ModelConfig):
+    embedding_dim: int = Field(64, ge=1)
+    n_layers: int = Field(3, ge=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    l2: float = Field(1e-4, ge=0)  # weight of the L2 penalty on the batch's ego (layer-0) embeddings
+    batch_size: int = Field(2048, ge=1)
+    epochs: int = Field(1000, ge=1)  # upper bound; early stopping usually ends training sooner
+    max_seconds: float | None = Field(None, gt=0)  # training time budget (evaluation time excluded)
+    eval_every: int = Field(1, ge=1)  # epochs between validation evaluations
+    patience: int = Field(5, ge=1)  # evaluations without improvement before stopping
+    validation_k: int = Field(20, ge=1)
+    validation_users: int | None = Field(10_000, ge=1)  # sample of validation users scored
+    device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
+    n_threads: int | None = Field(None, ge=1)  # torch intra-op threads during training
+
+
+EpochCallback = Callable[["LightGCN", dict[str, Any]], None]
+
+
+class LightGCN(Recommender):
+    """LightGCN: layer-averaged propagation of ID embeddings over the user-item graph, BPR loss.
+
+    ``fit(dataset, validation=...)`` evaluates Recall@k on the validation users every
+    ``eval_every`` epochs, keeps the best embeddings and stops after ``patience`` evaluations
+    without improvement. Without validation it trains ``epochs`` epochs (or ``max_seconds``).
+    """
+
+    name = "lightgcn"
+    Config = LightGCNConfig
+    config: LightGCNConfig
+
+    def fit(
+        self,
+        dataset: Dataset,
+        validation: Dataset | None = None,
+        callback: EpochCallback | None = None,
+    ) -> Self:
+        """Train on ``dataset``; ``callback(model, record)`` runs after every evaluation."""
+        self._validation = validation
+        self._callback = callback
+        try:
+            return super().fit(dataset)
+        finally:
+            del self._validation, self._callback
+
+    def _fit(self, dataset: Dataset) -> None:
+        from fusionrec.models._torch import torch_threads
+
+        with torch_threads(self.config.n_threads):
+            self._train(dataset.matrix(binary=True))
+
+    def _train(self, matrix: sp.csr_matrix) -> None:
+        from fusionrec.models._torch import require_torch, resolve_device, seeded_generator, to_numpy
+
+        torch = require_torch()
+        cfg = self.config
+        device = resolve_device(cfg.device)
+        generator = seeded_generator(cfg.seed, device)
+        rng = np.random.default_rng(cfg.seed)
+        normalised, _ = normalised_interactions(matrix)
+        forward_op = _csr_tensor(torch, normalised, device)
+        backward_op = _csr_tensor(torch, normalised.T.tocsr(), device)
+        n_users, n_items = matrix.shape
+        user_ego = torch.nn.Parameter(torch.empty(n_users, cfg.embedding_dim, device=device))
+        item_ego = torch.nn.Parameter(torch.empty(n_items, cfg.embedding_dim, device=device))
+        torch.nn.init.normal_(user_ego, std=0.1, generator=generator)
+        torch.nn.init.normal_(item_ego, std=0.1, generator=generator)
+        optimiser = torch.optim.Adam([user_ego, item_ego], lr=cfg.learning_rate)
+        propagate = _make_propagation(torch, forward_op, backward_op, cfg.n_layers)
+
+        users_all, items_all = matrix.nonzero()
+        sampler = NegativeSampler(matrix)
+        validation = (
+            ValidationSet.from_dataset(
+                self._validation, k=cfg.validation_k, max_users=cfg.validation_users, seed=cfg.seed
+            )
+            if self._validation is not None
+            else None
+        )
+        stopper = EarlyStopping(cfg.patience)
+        best: tuple[np.ndarray, np.ndarray] | None = None
+        self.history_: list[dict[str, Any]] = []
+        trained_seconds = trained_cpu = 0.0
+
+        def publish() -> None:
+            with torch.no_grad():
+                users_final, items_final = propagate(user_ego, item_ego)
+            self.user_embeddings_ = to_numpy(users_final)
+            self.item_embeddings_ = to_numpy(items_final)
+
+        for epoch in range(1, cfg.epochs + 1):
+            start, cpu_start = time.perf_counter(), time.process_time()
+            order = rng.permutation(len(users_all))
+            negatives = sampler.sample(rng, users_all[order])
+            total_loss, n_batches = 0.0, 0
+            for lo in range(0, len(order), cfg.batch_size):
+                idx = order[lo : lo + cfg.batch_size]
+                u = torch.from_numpy(users_all[idx].astype(np.int64)).to(device)
+                p = torch.from_numpy(items_all[idx].astype(np.int64)).to(device)
+                n = torch.from_numpy(negatives[lo : lo + cfg.batch_size]).to(device)
+                users_final, items_final = propagate(user_ego, item_ego)
+                eu, ep, en = users_final[u], items_final[p], items_final[n]
+                bpr = torch.nn.functional.softplus((eu * en).sum(1) - (eu * ep).sum(1)).mean()
+                ego = user_ego[u].pow(2).sum() + item_ego[p].pow(2).sum() + item_ego[n].pow(2).sum()
+                loss = bpr + cfg.l2 * 0.5 * ego / len(idx)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                total_loss += float(loss.detach())
+                n_batches += 1
+            trained_seconds += time.perf_counter() - start
+            trained_cpu += time.process_time() - cpu_start
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "loss": total_loss / max(n_batches, 1),
+                "train_seconds": round(trained_seconds, 3),
+                "train_cpu_seconds": round(trained_cpu, 3),  # all threads; shared machines inflate wall time
+            }
+            out_of_time = cfg.max_seconds is not None and trained_seconds >= cfg.max_seconds
+            last = epoch == cfg.epochs or out_of_time
+            stop = False
+            if epoch % cfg.eval_every == 0 or last:
+                publish()
+                if validation is not None:
+                    value = validation.recall(self)
+                    record[f"validation_recall@{cfg.validation_k}"] = value
+                    improved, stop = stopper.step(epoch, value)
+                    if improved:
+                        best = (self.user_embeddings_, self.item_embeddings_)
+                if self._callback is not None:
+                    self._callback(self, record)
+            self.history_.append(record)
+            logger.info("lightgcn %s", format_record(record))
+            if stop or out_of_time:
+                break
+        if best is not None:
+            self.user_embeddings_, self.item_embeddings_ = best
+            self.best_epoch_ = stopper.best_epoch
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        return self.user_embeddings_[users] @ self.item_embeddings_.T
+
+
+def _csr_tensor(torch: Any, matrix: sp.csr_matrix, device: Any) -> torch.Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": products with dense are stable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            torch.from_numpy(matrix.indptr.astype(np.int64)),
+            torch.from_numpy(matrix.indices.astype(np.int64)),
+            torch.from_numpy(matrix.data.astype(np.float32)),
+            size=matrix.shape,
+            device=device,
+            check_invariants=False,  # built from a canonical scipy CSR
+        )
+
+
+def _make_propagation(
+    torch: Any, forward_op: torch.Tensor, backward_op: torch.Tensor, n_layers: int
+) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """LightGCN's layer-mean propagation over the bipartite graph.
+
+    ``forward_op`` is ``R~`` and ``backward_op`` its transpose, both CSR, so each product and its
+    gradient is a row-parallel CSR x dense product (no per-step transposes, deterministic).
+    """
+
+    class _SparseProduct(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, dense: torch.Tensor, transpose: bool) -> torch.Tensor:
+            ctx.transpose = transpose
+            return (backward_op if transpose else forward_op) @ dense
+
+        @staticmethod
+        def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+            return (forward_op if ctx.transpose else backward_op) @ grad, None
+
+    def propagate(user_ego: torch.Tensor, item_ego: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        users, items = user_ego, item_ego
+        user_sum, item_sum = user_ego, item_ego
+        for _ in range(n_layers):
+            users, items = _SparseProduct.apply(items, False), _SparseProduct.apply(users, True)
+            user_sum, item_sum = user_sum + users, item_sum + items
+        return user_sum / (n_layers + 1), item_sum / (n_layers + 1)
+
+    return propagate
