@@ -304,8 +304,10 @@ def report(
         list[Path] | None, typer.Option("--leaderboard", help="`fusionrec evaluate --json` files to include.")
     ] = None,
 ) -> None:
-    """Write the business report as one offline HTML file: funnel, KPIs with forecasts, cohorts,
-    segments, association rules, A/B results and the model leaderboard.
+    """Write the business report as one offline HTML file.
+
+    Funnel, KPI series with forecasts, cohorts, segments, association rules, A/B results and the
+    model leaderboard, with date and category filters that work offline.
 
     Example: [bold]fusionrec report --store duckdb:///shop.duckdb --out report.html --start 2026-02-01[/]
     """
@@ -472,6 +474,16 @@ def demo(
     _print_stats(result["stats"])
     emit_json(result, json_path)
 
+
+def _register_commands() -> None:
+    """Commands that live beside their subsystem (serving, fusion), registered on this one app."""
+    from fusionrec.commands_serving import consume, serve
+
+    app.command()(serve)
+    app.command()(consume)
+
+
+_register_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     app()

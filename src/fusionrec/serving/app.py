@@ -1,0 +1,187 @@
+"""The FastAPI app factory and its lifespan.
+
+``create_app(settings)`` builds the app; the lifespan opens the store (the one writer of a DuckDB
+file), loads the catalogue and the newest model version that passes the gate, and runs the
+background loops: exposure flushing, trending refresh, alert rules, and (optionally) the Redis
+stream consumer. ``uvicorn --factory fusionrec.serving.app:app_from_env`` also works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+
+from fusionrec import __version__
+from fusionrec.monitoring.alerts import AlertLoop
+from fusionrec.serving.routes import admin, events, health, recommendations
+from fusionrec.serving.security import LimitsMiddleware, Receive, Scope, Send, TokenBuckets, require
+from fusionrec.serving.service import Service
+from fusionrec.serving.settings import ServingSettings, load_settings
+
+logger = logging.getLogger("fusionrec.serving")
+
+DESCRIPTION = """Real-time recommendations for an online shop: personalised and guest recommendations,
+similar and bought-together items, trending, event ingestion, catalogue updates, erasure and model
+versions. See docs/api.md."""
+
+
+class MetricsMiddleware:
+    """Times every request and counts it by route template and status (pure ASGI: cheap)."""
+
+    def __init__(self, app: Any, service_of: Any) -> None:
+        self.app = app
+        self.service_of = service_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            svc = self.service_of()
+            if svc is not None:
+                svc.metrics.observe(endpoint, scope["method"], status, time.perf_counter() - started)
+
+
+def create_app(settings: ServingSettings | None = None, *, service: Service | None = None) -> FastAPI:
+    """The service app. ``service`` (already built) is for tests; otherwise the lifespan builds one."""
+    settings = settings or (service.settings if service is not None else load_settings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        svc = service or await run_in_threadpool(Service, settings)
+        app.state.service = svc
+        await run_in_threadpool(svc.start)
+        tasks = [
+            asyncio.create_task(_every(settings.exposure_flush_s, svc.flush_exposures), name="exposures"),
+            asyncio.create_task(_every(settings.trending_refresh_s, svc.refresh_trending), name="trending"),
+        ]
+        svc.alert_loop = AlertLoop(svc.metrics, settings.alerts)  # type: ignore[attr-defined]
+        tasks.append(asyncio.create_task(svc.alert_loop.run(), name="alerts"))  # type: ignore[attr-defined]
+        consumer = _start_consumer(svc) if settings.stream_url else None
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            if consumer is not None:
+                consumer.stop()
+            await run_in_threadpool(svc.close)
+
+    app = FastAPI(
+        title="fusionrec",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        default_response_class=JSONResponse,
+    )
+    app.state.service = service
+    app.state.api_keys = (service.api_keys if service is not None else None) or _keys(settings)
+    for router in (recommendations.router, events.router, admin.router, health.router):
+        app.include_router(router)
+    _docs(app)
+    _errors(app)
+    buckets = (
+        TokenBuckets(settings.rate_limit_per_s, settings.rate_burst)
+        if settings.rate_limit_per_s > 0
+        else None
+    )
+    app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes, buckets=buckets)
+    app.add_middleware(MetricsMiddleware, service_of=lambda: app.state.service)
+    return app
+
+
+def _keys(settings: ServingSettings) -> Any:
+    from fusionrec.serving.security import ApiKeys
+
+    return ApiKeys(settings.api_keys)
+
+
+def _docs(app: FastAPI) -> None:
+    """OpenAPI schema and Swagger UI, behind the admin scope when keys are on."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require("admin"))])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require("admin"))])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="fusionrec API")
+
+
+def _errors(app: FastAPI) -> None:
+    """422 names the field; 500 never carries a stack trace or internals (an error id to grep)."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid"), "type": e.get("type", "")}
+            for e in error.errors()
+        ]
+        return JSONResponse({"detail": details}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, error: Exception) -> JSONResponse:
+        error_id = uuid.uuid4().hex[:12]
+        logger.error(
+            "error %s on %s %s: %s", error_id, request.method, request.url.path, type(error).__name__
+        )
+        return JSONResponse({"detail": "internal error", "error_id": error_id}, status_code=500)
+
+
+async def _every(seconds: float, fn: Any) -> None:
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await run_in_threadpool(fn)
+        except Exception as error:  # a background chore must never stop the service
+            logger.error("%s failed: %s: %s", getattr(fn, "__name__", fn), type(error).__name__, error)
+
+
+def _start_consumer(svc: Service) -> Any:
+    from fusionrec.serving.stream import StreamConsumer
+
+    consumer = StreamConsumer(str(svc.settings.stream_url), svc.ingest)
+
+    def run() -> None:
+        while not consumer.stop_event.is_set():
+            try:
+                consumer.run()
+            except Exception as error:  # Redis down: retry, the service keeps serving
+                logger.warning("stream consumer: %s; retrying in 2 s", type(error).__name__)
+                consumer.stop_event.wait(2.0)
+
+    threading.Thread(target=run, name="fusionrec-stream", daemon=True).start()
+    return consumer
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory``: settings from the environment (FUSIONREC_SERVING_*)."""
+    return create_app(load_settings())

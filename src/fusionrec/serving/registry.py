@@ -1,0 +1,241 @@
+"""The serving side of the model repository: active version, validation gate, atomic swap, rollback.
+
+Versions live in a `fusionrec.fusion.artifacts.ModelRepository` (``fusionrec train --out DIR``).
+A version becomes active only after the gate: it loads (checksums verified), scores a sample of
+users without NaN, and its offline metric (manifest ``metadata.metrics``) is within a tolerance of
+the active version's. The swap replaces one reference: each request reads it once and keeps that
+version to the end, so no request sees half a swap and none is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fusionrec.fusion.artifacts import ArtifactError, ModelRepository
+from fusionrec.models.base import Recommender
+
+logger = logging.getLogger(__name__)
+
+
+class RegistryError(RuntimeError):
+    """No such version, or a version failed the validation gate."""
+
+
+@dataclass
+class LoadedVersion:
+    """A loaded model version and what serving derives from it (id lookups, neighbours, ...)."""
+
+    version: str
+    model: Recommender
+    manifest: dict[str, Any]
+    item_ids: np.ndarray
+    item_index: dict[str, int]
+    user_index: dict[str, int]
+    loaded_at: float = field(default_factory=time.time)
+    extras: dict[str, Any] = field(default_factory=dict)  # attached by the service (neighbours, purchases)
+
+    @classmethod
+    def of(cls, version: str, model: Recommender, manifest: dict[str, Any]) -> LoadedVersion:
+        item_ids = np.asarray(model.item_ids_).astype(str)
+        user_ids = np.asarray(model.user_ids_).astype(str)
+        return cls(
+            version,
+            model,
+            manifest,
+            item_ids,
+            dict(zip(item_ids.tolist(), range(len(item_ids)), strict=True)),
+            dict(zip(user_ids.tolist(), range(len(user_ids)), strict=True)),
+        )
+
+    def metric(self, name: str) -> float | None:
+        metadata = self.manifest.get("metadata", {}) or {}
+        metrics = metadata.get("metrics", metadata)
+        value = metrics.get(name) if isinstance(metrics, dict) else None
+        return float(value) if isinstance(value, int | float) else None
+
+    def user_items(self, user: int) -> np.ndarray:
+        """The user's training items (indices) as the model saw them."""
+        seen = self.model.seen_
+        if not 0 <= user < seen.shape[0]:
+            return np.zeros(0, dtype=np.int32)
+        return seen.indices[seen.indptr[user] : seen.indptr[user + 1]]
+
+
+@dataclass
+class GateReport:
+    version: str
+    passed: bool
+    checks: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "passed": self.passed, "checks": self.checks}
+
+
+class ModelRegistry:
+    """Active version management over a model repository directory."""
+
+    def __init__(
+        self,
+        directory: str,
+        *,
+        metric: str = "NDCG@20",
+        tolerance: float = 0.05,
+        gate_users: int = 64,
+        prepare: Callable[[LoadedVersion], None] | None = None,
+        on_swap: Callable[[LoadedVersion], None] | None = None,
+        keep_loaded: int = 3,
+    ) -> None:
+        self.repository = ModelRepository(directory)
+        self.metric = metric
+        self.tolerance = tolerance
+        self.gate_users = gate_users
+        self.prepare = prepare
+        self.on_swap = on_swap
+        self.keep_loaded = keep_loaded
+        self._active: LoadedVersion | None = None
+        self._history: list[str] = []  # versions active before the current one, oldest first
+        self._loaded: OrderedDict[str, LoadedVersion] = OrderedDict()
+        self._lock = threading.RLock()  # one activation at a time; readers never take it
+
+    @property
+    def active(self) -> LoadedVersion | None:
+        return self._active
+
+    def versions(self) -> list[dict[str, Any]]:
+        active = self._active.version if self._active else None
+        out = []
+        for version in self.repository.versions():
+            try:
+                manifest = self.repository.manifest(version)
+            except (ArtifactError, ValueError) as error:
+                out.append({"version": version, "error": str(error), "active": False})
+                continue
+            metadata = manifest.get("metadata", {}) or {}
+            out.append(
+                {
+                    "version": version,
+                    "model": manifest.get("model"),
+                    "created_at": manifest.get("created_at"),
+                    "metrics": metadata.get("metrics", {}),
+                    "active": version == active,
+                }
+            )
+        return out
+
+    def load(self, version: str) -> LoadedVersion:
+        """A version loaded (and prepared), from the small cache of loaded versions when there."""
+        with self._lock:
+            hit = self._loaded.get(version)
+            if hit is not None:
+                self._loaded.move_to_end(version)
+                return hit
+        try:
+            model = self.repository.load(version)
+            manifest = self.repository.manifest(version)
+        except (ArtifactError, OSError, ValueError, KeyError) as error:
+            raise RegistryError(f"version {version} cannot be loaded: {error}") from error
+        loaded = LoadedVersion.of(version, model, manifest)
+        if self.prepare is not None:
+            self.prepare(loaded)
+        with self._lock:
+            self._loaded[version] = loaded
+            while len(self._loaded) > self.keep_loaded:
+                old, _ = self._loaded.popitem(last=False)
+                if self._active is not None and old == self._active.version:
+                    self._loaded[old] = self._active
+        return loaded
+
+    def gate(self, candidate: LoadedVersion, *, compare: bool = True) -> GateReport:
+        """The validation gate (see the module docstring)."""
+        checks: dict[str, str] = {"loads": "ok"}
+        passed = True
+        model = candidate.model
+        n_users = len(candidate.user_index)
+        users = np.r_[np.arange(min(self.gate_users, n_users)), -1].astype(np.int64)
+        try:
+            scores = model.score(users)
+            if np.isnan(scores).any():
+                checks["scores"] = (
+                    f"NaN scores for {int(np.isnan(scores).any(axis=1).sum())} of {len(users)} users"
+                )
+                passed = False
+            else:
+                checks["scores"] = f"ok ({len(users)} users, no NaN)"
+        except Exception as error:  # any failure to score is a failed gate, reported by name
+            checks["scores"] = f"scoring failed: {type(error).__name__}: {error}"
+            passed = False
+        active = self._active
+        new = candidate.metric(self.metric)
+        old = active.metric(self.metric) if active is not None else None
+        if not compare or active is None:
+            checks["metric"] = "skipped (no active version to compare with)" if compare else "skipped"
+        elif new is None or old is None:
+            checks["metric"] = f"skipped ({self.metric} missing from a manifest)"
+        elif new < old * (1.0 - self.tolerance):
+            checks["metric"] = f"{self.metric} {new:.4f} < {old:.4f} x (1 - {self.tolerance:g})"
+            passed = False
+        else:
+            checks["metric"] = f"ok ({self.metric} {new:.4f} vs {old:.4f})"
+        return GateReport(candidate.version, passed, checks)
+
+    def activate(self, version: str, *, force: bool = False, compare: bool = True) -> GateReport:
+        """Load, gate and swap in ``version``; a failed gate leaves the active version untouched."""
+        with self._lock:
+            candidate = self.load(version)
+            report = self.gate(candidate, compare=compare)
+            if not report.passed and not force:
+                logger.warning("version %s failed the gate: %s", version, report.checks)
+                return report
+            previous = self._active
+            self._active = candidate  # the atomic swap: one reference assignment
+            if previous is not None and previous.version != version:
+                self._history.append(previous.version)
+            logger.info("active model version: %s", version)
+            if self.on_swap is not None:
+                self.on_swap(candidate)
+            return report
+
+    def activate_newest(self) -> GateReport | None:
+        """Activate the newest version that passes the gate (newest first); None when none does."""
+        for version in reversed(self.repository.versions()):
+            try:
+                report = self.activate(version)
+            except RegistryError as error:
+                logger.warning("%s", error)
+                continue
+            if report.passed:
+                return report
+        return None
+
+    def rollback(self) -> GateReport:
+        """Back to the version active before the current one (gated, without the metric check)."""
+        with self._lock:
+            while self._history:
+                version = self._history.pop()
+                try:
+                    candidate = self.load(version)
+                except RegistryError as error:
+                    logger.warning("rollback skips %s: %s", version, error)
+                    continue
+                report = self.gate(candidate, compare=False)
+                if report.passed:
+                    self._active = candidate
+                    if self.on_swap is not None:
+                        self.on_swap(candidate)
+                    return report
+            raise RegistryError("no earlier version to roll back to")
+
+    def get(self, version: str | None) -> LoadedVersion | None:
+        """The active version, or ``version`` (an experiment arm's) loaded on demand."""
+        active = self._active
+        if version is None or (active is not None and active.version == version):
+            return active
+        return self.load(version)

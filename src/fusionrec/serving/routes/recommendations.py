@@ -1,0 +1,103 @@
+"""Read endpoints: recommendations, identify, similar, bought together, popular."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from fusionrec.serving.recommend import RecQuery, popular, recommend, related
+from fusionrec.serving.redis_client import RedisUnavailableError
+from fusionrec.serving.routes.schemas import FastJSON, IdentifyIn, RecommendationsOut, RelatedOut
+from fusionrec.serving.security import require
+from fusionrec.serving.service import Service
+
+router = APIRouter(prefix="/v1", tags=["recommendations"])
+Id = Annotated[str, Path(min_length=1, max_length=256)]
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+@router.get("/recommendations", response_model=RecommendationsOut, dependencies=[Depends(require("read"))])
+async def get_recommendations(
+    svc: Annotated[Service, Depends(service)],
+    user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    session_id: Annotated[str | None, Query(min_length=1, max_length=256, description="for guests")] = None,
+    k: Annotated[int, Query(ge=1, le=1000)] = 10,
+    offset: Annotated[int, Query(ge=0, le=100_000, description="skip this many (pages never repeat)")] = 0,
+    category: Annotated[
+        str | None, Query(max_length=512, description="only items in this category path")
+    ] = None,
+    exclude: Annotated[list[str], Query(description="item ids to leave out (repeat or comma-separate)")] = [],  # noqa: B006
+    placement: Annotated[
+        str | None, Query(max_length=64, description="home, product, cart, email ...")
+    ] = None,
+    context: Annotated[str | None, Query(max_length=256, description="the current item id")] = None,
+    min_price: Annotated[float | None, Query(ge=0)] = None,
+    max_price: Annotated[float | None, Query(ge=0)] = None,
+) -> FastJSON:
+    """Top-``k`` items for a user (``user_id``) or a guest (``session_id``)."""
+    if user_id is None and session_id is None:
+        raise HTTPException(422, detail=[{"loc": ["query", "user_id"], "msg": "give user_id or session_id"}])
+    if k > svc.settings.max_k:
+        raise HTTPException(
+            422, detail=[{"loc": ["query", "k"], "msg": f"k must be at most {svc.settings.max_k}"}]
+        )
+    if offset > svc.settings.max_offset:
+        raise HTTPException(
+            422,
+            detail=[{"loc": ["query", "offset"], "msg": f"offset must be at most {svc.settings.max_offset}"}],
+        )
+    excluded = [part for value in exclude for part in value.split(",") if part]
+    query = RecQuery(
+        user_id, session_id, k, offset, category, excluded, placement, context, min_price, max_price
+    )
+    return FastJSON(await run_in_threadpool(recommend, svc, query))
+
+
+@router.post("/identify", dependencies=[Depends(require("write"))])
+async def identify(body: IdentifyIn, svc: Annotated[Service, Depends(service)]) -> FastJSON:
+    """A guest logged in: link the session to the user; the session's history becomes the user's."""
+    try:
+        return FastJSON(await run_in_threadpool(svc.identify, body.session_id, body.user_id))
+    except PermissionError as error:
+        raise HTTPException(409, detail=str(error)) from None
+    except RedisUnavailableError:
+        raise HTTPException(503, detail="online state unavailable; retry") from None
+
+
+@router.get("/items/{item_id}/similar", response_model=RelatedOut, dependencies=[Depends(require("read"))])
+async def similar(
+    item_id: Id, svc: Annotated[Service, Depends(service)], k: Annotated[int, Query(ge=1, le=200)] = 10
+) -> FastJSON:
+    """Items like ``item_id`` (new items: popular in their category)."""
+    answer = await run_in_threadpool(related, svc, item_id, k, "similar")
+    if answer is None:
+        raise HTTPException(404, detail=f"unknown item {item_id!r}")
+    return FastJSON(answer)
+
+
+@router.get(
+    "/items/{item_id}/bought-together", response_model=RelatedOut, dependencies=[Depends(require("read"))]
+)
+async def bought_together(
+    item_id: Id, svc: Annotated[Service, Depends(service)], k: Annotated[int, Query(ge=1, le=200)] = 10
+) -> FastJSON:
+    """Items bought in the same baskets as ``item_id`` (fallback: similar items)."""
+    answer = await run_in_threadpool(related, svc, item_id, k, "bought_together")
+    if answer is None:
+        raise HTTPException(404, detail=f"unknown item {item_id!r}")
+    return FastJSON(answer)
+
+
+@router.get("/popular", response_model=RelatedOut, dependencies=[Depends(require("read"))])
+async def get_popular(
+    svc: Annotated[Service, Depends(service)],
+    category: Annotated[str | None, Query(max_length=512)] = None,
+    k: Annotated[int, Query(ge=1, le=200)] = 10,
+) -> FastJSON:
+    """Trending items, optionally within a category (cached)."""
+    return FastJSON(await run_in_threadpool(popular, svc, category, k))

@@ -1,0 +1,120 @@
+"""Request and response models: they document the API (OpenAPI at /docs) and validate input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
+
+
+class FastJSON(JSONResponse):
+    """JSON via orjson (numpy-free dicts of plain values): cheaper on the hot path."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    sources: list[str] = Field(description="the candidate sources that proposed the item")
+
+
+class RecommendationsOut(BaseModel):
+    items: list[RecommendedItem]
+    model_version: str | None
+    variant: str = Field(description="the A/B arm ('default' outside experiments)")
+    experiment: str | None = None
+    degraded: bool = Field(description="true when a part behind the answer failed (flagged, still answered)")
+    degraded_causes: list[str] | None = None
+    fallback: str | None = Field(
+        description="the fallback source that answered (trending, popular_in_category)"
+    )
+    cached: bool = False
+    exposure_id: str | None = Field(None, description="id of the logged exposure of this answer")
+
+
+class RelatedOut(BaseModel):
+    item_id: str | None = None
+    items: list[RecommendedItem]
+    model_version: str | None
+    degraded: bool = False
+    fallback: str | None = None
+
+
+class EventIn(BaseModel):
+    """One event in the canonical schema (see docs/api.md); bad rows are quarantined, not rejected."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event_id: str | None = Field(None, description="idempotency key; derived from the content when absent")
+    user_id: str | None = None
+    session_id: str | None = Field(None, description="required for anonymous visitors")
+    item_id: str | None = None
+    event_type: str = Field(
+        description="view, click, search, favorite, add_to_cart, remove_from_cart, purchase, rating"
+    )
+    timestamp: str = Field(description="ISO 8601 time, UTC when no zone is given")
+    quantity: float | None = None
+    price: float | None = None
+    channel: str | None = None
+    device: str | None = None
+    query: str | None = None
+    page: str | None = None
+
+
+class EventsAccepted(BaseModel):
+    stored: int
+    duplicates: int
+    quarantined: int
+    erased_skipped: int
+    reasons: dict[str, int]
+    examples: list[dict[str, Any]]
+
+
+class IdentifyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str = Field(min_length=1, max_length=256)
+    user_id: str = Field(min_length=1, max_length=256)
+
+
+class ItemIn(BaseModel):
+    """Attributes to change; those left out keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = None
+    description: str | None = None
+    category: str | None = None
+    brand: str | None = None
+    price: float | None = Field(None, ge=0)
+    tags: list[str] | None = None
+    in_stock: bool | None = None
+    hidden: bool | None = None
+    attributes: dict[str, Any] | None = None
+
+
+def event_body_schema() -> dict[str, Any]:
+    """OpenAPI request body of POST /v1/events: one event or ``{"events": [...]}``."""
+    event = EventIn.model_json_schema()
+    event.pop("title", None)
+    return {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "anyOf": [
+                        event,
+                        {
+                            "type": "object",
+                            "properties": {"events": {"type": "array", "items": event}},
+                            "required": ["events"],
+                        },
+                    ]
+                }
+            }
+        },
+    }

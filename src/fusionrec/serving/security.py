@@ -1,0 +1,170 @@
+"""API keys with scopes, request size limits (413) and rate limits (429).
+
+Keys are compared with `secrets.compare_digest` against every configured key (no early exit, so
+timing reveals nothing about which key nearly matched). Scopes: ``read`` (recommendations),
+``write`` (events), ``admin`` (items, users, models, metrics, docs; implies the others). With no
+keys configured the service is open (local use). Limits run as a pure ASGI middleware: cheaper
+than Starlette's BaseHTTPMiddleware on the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import HTTPException, Request, Security
+from fastapi.security import APIKeyHeader
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+API_KEY_HEADER = "X-API-Key"
+api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="API key (when keys are on)")
+
+
+class ApiKeys:
+    """The configured keys and their scopes."""
+
+    def __init__(self, keys: dict[str, list[str]]) -> None:
+        self._keys = [(key.encode(), frozenset(scopes)) for key, scopes in keys.items()]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def scopes(self, presented: str | None) -> frozenset[str] | None:
+        """The scopes of ``presented`` (None when it matches no key)."""
+        if presented is None:
+            return None
+        candidate = presented.encode()
+        found: frozenset[str] | None = None
+        for key, scopes in self._keys:  # always every key: constant work whatever matches
+            if secrets.compare_digest(candidate, key):
+                found = scopes
+        return found
+
+
+def require(scope: str) -> Callable[..., Awaitable[None]]:
+    """A FastAPI dependency: the request's key must carry ``scope`` (or ``admin``)."""
+
+    async def check(request: Request, key: str | None = Security(api_key_header)) -> None:
+        keys: ApiKeys = request.app.state.api_keys
+        if not keys.enabled:
+            return
+        scopes = keys.scopes(key)
+        if scopes is None:
+            raise HTTPException(
+                401, detail="missing or unknown API key", headers={"WWW-Authenticate": "ApiKey"}
+            )
+        if scope not in scopes and "admin" not in scopes:
+            raise HTTPException(403, detail=f"this API key lacks the {scope!r} scope")
+
+    check.__name__ = f"require_{scope}"
+    return check
+
+
+class TokenBuckets:
+    """Per-client token buckets: ``rate`` requests per second on average, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int, max_clients: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> float:
+        """0 when the request may pass, else the seconds to wait before retrying."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(client, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                if len(self._buckets) >= self.max_clients and client not in self._buckets:
+                    self._buckets.clear()  # bounded memory under an address-spraying client
+                self._buckets[client] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[client] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+
+class LimitsMiddleware:
+    """413 for bodies over ``max_body_bytes``; 429 (with Retry-After) past the rate limit."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, buckets: TokenBuckets | None) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.buckets = buckets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if self.buckets is not None and scope["path"] not in ("/healthz", "/readyz"):
+            client = headers.get(b"x-api-key", b"").decode("latin-1") or (scope.get("client") or ("?",))[0]
+            wait = self.buckets.allow(client)
+            if wait > 0:
+                await _reply(
+                    send,
+                    429,
+                    "rate limit exceeded; retry later",
+                    [(b"retry-after", str(int(wait) + 1).encode())],
+                )
+                return
+        length = headers.get(b"content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > self.max_body_bytes
+            except ValueError:
+                await _reply(send, 400, "bad Content-Length header")
+                return
+            if too_big:
+                await _reply(send, 413, f"request body larger than {self.max_body_bytes} bytes")
+                return
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        # No length given (chunked): read the body up to the limit, then replay it.
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                await _reply(send, 413, f"request body larger than {self.max_body_bytes} bytes")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _reply(
+    send: Send, status: int, detail: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+    await send({"type": "http.response.body", "body": body})

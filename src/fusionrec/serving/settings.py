@@ -1,0 +1,157 @@
+"""Service settings: defaults, then the ``[serving]`` section of ``fusionrec.toml``, then environment.
+
+Environment variables are prefixed ``FUSIONREC_SERVING_`` (nested keys with ``__``), e.g.
+``FUSIONREC_SERVING_STORE_URL=postgresql://...`` or ``FUSIONREC_SERVING_API_KEYS='{"k1": ["read"]}'``.
+Keyword arguments given to `load_settings` (the CLI's options) win over everything.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from fusionrec.serving.business_rules import RulesConfig
+from fusionrec.serving.experiments import ExperimentConfig
+
+Scope = Literal["read", "write", "admin"]
+
+
+class SettingsError(ValueError):
+    """The settings file or environment is invalid; the message names the key."""
+
+
+class AlertConfig(BaseModel):
+    """Thresholds of the alert rules evaluated every ``interval_s`` over the last ``window_s``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval_s: float = Field(30.0, gt=0)
+    window_s: float = Field(300.0, gt=0)
+    p99_latency_ms: float = Field(50.0, gt=0)
+    error_rate: float = Field(0.01, ge=0, le=1)
+    ctr_drop: float = Field(0.3, gt=0, le=1)  # relative drop of CTR against the previous window
+    min_requests: int = Field(100, ge=1)  # below this a window is too small to alert on
+
+
+class ServingSettings(BaseSettings):
+    """Everything `fusionrec serve` can be told."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FUSIONREC_SERVING_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    store_url: str = "duckdb:///fusionrec.duckdb"
+    models_dir: Path = Path("models")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # Multi-worker state: Redis for online state and caches (None = in-process).
+    redis_url: str | None = None
+    redis_prefix: str = "fr:"  # key prefix, so several shops (or tests) can share one Redis
+    redis_timeout_s: float = Field(0.05, gt=0)  # per Redis call; a slow Redis degrades, never blocks
+    redis_retry_s: float = Field(2.0, ge=0)  # after a Redis failure, skip it this long
+    # Security: API key -> scopes. Empty = no authentication (local use).
+    api_keys: dict[str, list[Scope]] = Field(default_factory=dict)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    rate_limit_per_s: float = Field(0.0, ge=0)  # per API key (or client address); 0 = unlimited
+    rate_burst: int = Field(200, ge=1)
+    # Recommendations.
+    default_k: int = Field(10, ge=1, le=1000)
+    max_k: int = Field(200, ge=1)
+    max_offset: int = Field(1000, ge=0)
+    candidates: int = Field(200, ge=10)  # model candidates the rules choose from (grows with offset+k)
+    # Known users scored in batches at activation (answers without live events); 0 = off.
+    precompute_users: int = Field(200_000, ge=0)
+    online_history: int = Field(50, ge=1)  # recent items kept per visitor
+    online_ttl_s: int = Field(30 * 86_400, ge=60)
+    realtime_weight: float = Field(0.3, ge=0)  # weight of item-to-item candidates from the last items
+    realtime_items: int = Field(3, ge=1)  # last items that seed those candidates
+    cache_ttl_s: float = Field(30.0, ge=0)
+    cache_max_entries: int = Field(100_000, ge=0)
+    trending_days: float = Field(7.0, gt=0)
+    trending_refresh_s: float = Field(300.0, gt=0)
+    # Registry and gate.
+    gate_metric: str = "NDCG@20"
+    gate_tolerance: float = Field(0.05, ge=0, le=1)  # new metric >= active * (1 - tolerance)
+    gate_users: int = Field(64, ge=1)
+    # Retraining (POST /v1/models/train): a registered model name, or a pipeline file (default pipeline).
+    train_model: str | None = None
+    train_pipeline: Path | None = None
+    # Exposures and analytics.
+    log_exposures: bool = True
+    exposure_flush_s: float = Field(1.0, gt=0)
+    # Stream: consume a Redis stream in the service itself (redis://host:port/stream).
+    stream_url: str | None = None
+    rules: RulesConfig = Field(default_factory=RulesConfig)
+    experiments: list[ExperimentConfig] = Field(default_factory=list)
+    alerts: AlertConfig = Field(default_factory=AlertConfig)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_keys(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        short = [k for k in value if len(k) < 16]
+        if short:
+            raise ValueError(f"{len(short)} API key(s) shorter than 16 characters; use long random keys")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit options, then environment, then the file section (passed in as `_file`).
+        return (init_settings, env_settings, _FileSource(settings_cls))
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The ``[serving]`` section handed over by `load_settings` (through a class attribute per call)."""
+
+    section: dict[str, Any] = {}  # noqa: RUF012 - set for the duration of one load_settings call
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.section.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.section)
+
+
+def read_section(path: str | Path | None) -> dict[str, Any]:
+    """The ``[serving]`` table of a fusionrec.toml (top-level ``rules``/``experiments`` are merged in)."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise SettingsError(f"{path}: file not found")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise SettingsError(f"{path}: not valid TOML ({error})") from error
+    section = dict(data.get("serving", {}))
+    for shared in ("rules", "experiments"):
+        if shared in data and shared not in section:
+            section[shared] = data[shared]
+    if "store" in data and "store_url" not in section and isinstance(data["store"], dict):
+        section["store_url"] = data["store"].get("url", ServingSettings.model_fields["store_url"].default)
+    return section
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> ServingSettings:
+    """Settings from ``config`` (a fusionrec.toml), the environment and ``overrides`` (None = unset)."""
+    _FileSource.section = read_section(config)
+    try:
+        return ServingSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        where = f"{Path(config).name}:serving" if config else "serving settings"
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)
+        )
+        raise SettingsError(f"{where}: {problems}") from error
+    finally:
+        _FileSource.section = {}

@@ -1,0 +1,147 @@
+"""Multi-worker storage against the real servers: Redis online state and caches, PostgreSQL events.
+
+One test runs its own redis-server and stops it mid-test: every request still gets an answer,
+flagged degraded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import skip_or_fail
+from fusionrec.data.ingest import ingest_frame
+from fusionrec.data.store import open_store
+from fusionrec.serving.app import create_app
+from serving.conftest import make_settings
+
+T = "2026-03-01T10:00:00Z"
+
+pytestmark = pytest.mark.redis
+
+
+def ids(answer: dict) -> list[str]:
+    return [entry["item_id"] for entry in answer["items"]]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
+    """A redis-server of our own (so the test may stop it without touching the shared one)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        skip_or_fail("redis-server binary not found")
+    port = _free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
+    )
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0", process
+    if process.poll() is None:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_redis_state_is_shared_between_workers(store_url: str, models_dir: Path, redis_url: str) -> None:
+    prefix = f"fr:test-{uuid.uuid4().hex[:8]}:"
+    settings = make_settings(store_url, models_dir, redis_url=redis_url, redis_prefix=prefix)
+    app = create_app(settings)
+    with TestClient(app) as one:
+        cold = one.get("/v1/recommendations", params={"session_id": "g", "k": 5}).json()
+        item = ids(cold)[0]
+        one.post(
+            "/v1/events", json={"session_id": "g", "item_id": item, "event_type": "purchase", "timestamp": T}
+        )
+        state = app.state.service.online
+        assert state.get("s:g").bought.keys() == {item}
+        # A second worker (its own process state) sees the same visitor through Redis.
+        from fusionrec.serving.online import RedisOnlineState
+        from fusionrec.serving.redis_client import RedisGuard
+
+        other = RedisOnlineState(RedisGuard(redis_url, prefix=prefix))
+        assert other.get("s:g").items == [item]
+        warm = one.get("/v1/recommendations", params={"session_id": "g", "k": 5}).json()
+        assert item not in ids(warm) and not warm["degraded"] and warm["fallback"] is None
+        one.post("/v1/identify", json={"session_id": "g", "user_id": "shared-user"})
+        assert other.get("u:shared-user").items == [item] and other.get("s:g").items == []
+        one.delete("/v1/users/shared-user")
+        assert other.get("u:shared-user").empty
+        other.guard.client.close()
+
+
+def test_redis_stopped_mid_test_still_answers_degraded(
+    store_url: str, models_dir: Path, private_redis
+) -> None:
+    url, process = private_redis
+    settings = make_settings(store_url, models_dir, redis_url=url, redis_retry_s=0.5)
+    with TestClient(create_app(settings)) as client:
+        params = {"session_id": "g2", "k": 5}
+        assert not client.get("/v1/recommendations", params=params).json()["degraded"]
+        process.terminate()  # Redis goes away mid-test
+        process.wait(timeout=10)
+        for _ in range(20):
+            response = client.get("/v1/recommendations", params=params)
+            assert response.status_code == 200
+            answer = response.json()
+            assert (
+                answer["degraded"]
+                and "online_state" in answer["degraded_causes"]
+                and len(answer["items"]) == 5
+            )
+        accepted = client.post(
+            "/v1/events",
+            json={"session_id": "g2", "item_id": ids(answer)[0], "event_type": "view", "timestamp": T},
+        )
+        assert accepted.status_code == 202 and accepted.json()["stored"] == 1  # the store does not need Redis
+        assert client.get("/v1/popular").status_code == 200
+        assert client.get("/healthz").json()["redis"] is False
+
+
+@pytest.mark.postgres
+def test_postgresql_store(shop, models_dir: Path, postgres_url: str) -> None:
+    schema = f"fr_serving_{uuid.uuid4().hex[:8]}"
+    url = f"{postgres_url}?schema={schema}"
+    events, items = shop
+    store = open_store(url)
+    try:
+        ingest_frame(store, events)
+        store.upsert_items(items)
+        with TestClient(create_app(make_settings(url, models_dir))) as client:
+            user = events.column("user_id").to_pylist()[0]
+            answer = client.get("/v1/recommendations", params={"user_id": user, "k": 5}).json()
+            assert len(answer["items"]) == 5 and answer["model_version"] == "v0002"
+            event = {
+                "event_id": "pg-1",
+                "user_id": user,
+                "item_id": "i1",
+                "event_type": "view",
+                "timestamp": T,
+            }
+            assert client.post("/v1/events", json=event).json()["stored"] == 1
+            assert client.post("/v1/events", json=event).json()["duplicates"] == 1
+            assert client.delete(f"/v1/users/{user}").json()["events_deleted"] > 0
+            client.app.state.service.flush_exposures()
+        # A second process-like writer works at the same time with PostgreSQL.
+        assert store.counts()["erased_users"] == 1
+    finally:
+        with store._lock, store._transaction():
+            store._execute(f"DROP SCHEMA {schema} CASCADE")
+        store.close()
