@@ -76,6 +76,7 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
         svc = service or await run_in_threadpool(Service, settings)
         app.state.service = svc
         await run_in_threadpool(svc.start)
+        _mount_dashboard(app, svc)
         tasks = [
             asyncio.create_task(_every(settings.exposure_flush_s, svc.flush_exposures), name="exposures"),
             asyncio.create_task(_every(settings.trending_refresh_s, svc.refresh_trending), name="trending"),
@@ -118,6 +119,22 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
     return app
 
 
+def _mount_dashboard(app: FastAPI, svc: Service) -> None:
+    """The analytics dashboard at /dashboard over the service's own store (admin scope when keys are on).
+
+    Mounted in the lifespan because it needs the store the service opened: with DuckDB the
+    service is the file's one writer, so the dashboard must share its connection.
+    """
+    from fusionrec.analytics.dashboard import dashboard_router
+
+    app.include_router(
+        dashboard_router(svc.store),
+        prefix="/dashboard",
+        dependencies=[Depends(require("admin"))],
+        include_in_schema=False,
+    )
+
+
 def _keys(settings: ServingSettings) -> Any:
     from fusionrec.serving.security import ApiKeys
 
@@ -131,9 +148,21 @@ def _docs(app: FastAPI) -> None:
     async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
+    # Swagger UI's files come from the swagger-ui-bundle package, not a CDN: /docs works offline.
+    import swagger_ui_bundle
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs-static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+
     @app.get("/docs", include_in_schema=False, dependencies=[Depends(require("admin"))])
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="fusionrec API")
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="fusionrec API",
+            swagger_js_url="/docs-static/swagger-ui-bundle.js",
+            swagger_css_url="/docs-static/swagger-ui.css",
+            swagger_favicon_url="/docs-static/favicon-32x32.png",
+        )
 
 
 def _errors(app: FastAPI) -> None:
