@@ -102,3 +102,25 @@ def test_evaluate_format_path_writes_protocol_and_results(shop: Path, tmp_path: 
     assert row["model"] == "most_popular" and 0 <= row["metrics"]["NDCG@10"] <= 1
     assert "fit_seconds" in row
     assert (tmp_path / "board.png").stat().st_size > 1000
+
+
+def test_demo_generates_ingests_and_trains_a_servable_version(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "demo",
+            "--dir",
+            str(tmp_path),
+            "--events",
+            "8000",
+            "--no-serve",
+            "--json",
+            str(tmp_path / "d.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads((tmp_path / "d.json").read_text())
+    assert payload["ingest"]["stored"] == 8000
+    assert payload["train"]["version"] == "v0001"
+    assert (tmp_path / "models").is_dir()
+    assert 0 <= payload["train"]["offline_metrics"]["NDCG@20"] <= 1

@@ -434,7 +434,7 @@ def _parse_ints(text: str, option: str) -> list[int]:
 
 @app.command()
 def demo(
-    workdir: Annotated[Path, typer.Option("--dir", help="Working folder for data and store.")] = Path(
+    workdir: Annotated[Path, typer.Option("--dir", help="Working folder for data, store and models.")] = Path(
         "demo-data"
     ),
     events: Annotated[int, typer.Option("--events", min=1000, help="Events to generate.")] = 200_000,
@@ -442,12 +442,24 @@ def demo(
     data: Annotated[
         Path | None, typer.Option("--data", help="Use your own canonical events file or folder instead.")
     ] = None,
+    serve_api: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve the trained model until stopped (Ctrl-C).")
+    ] = True,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
     json_path: JsonOption = None,
 ) -> None:
-    """The main job: generate (or read) a shop, ingest it and show its statistics.
+    """The main job: generate (or read) a shop, ingest it, train the fused recommender, serve it.
 
-    Example: [bold]fusionrec demo --events 500000[/]
+    Examples:
+
+      [bold]fusionrec demo[/]                              # 200k generated events, then http://127.0.0.1:8000/docs
+
+      [bold]fusionrec demo --data my-shop/ --port 9000[/]  # your own events.parquet / items / users
+
+      [bold]fusionrec demo --events 50000 --no-serve[/]    # train only (CI, scripts)
     """
+    from fusionrec.commands_fusion import train
     from fusionrec.data.sources import ingest_source
     from fusionrec.data.stats import store_stats
     from fusionrec.data.store import open_store
@@ -460,25 +472,46 @@ def demo(
             source = workdir / "shop"
             err.rule(f"1. generating a shop of {events:,} events in {source}")
             generate_shop(source, n_events=events, seed=seed)
-        store_url = f"duckdb:///{workdir / 'shop.duckdb'}"
-        err.rule(f"2. ingesting into {store_url}")
+        store_url = f"duckdb:///{(workdir / 'shop.duckdb').resolve()}"
+        err.rule(f"2. ingesting {source} into {store_url}")
         with open_store(store_url) as event_store:
             report = ingest_source(event_store, source)
-            event_store.flag_bots()
-            result = {"ingest": report.to_dict(), "stats": store_stats(event_store)}
-    _print_table(
-        "ingest",
-        {k: result["ingest"][k] for k in ("read", "stored", "duplicates", "quarantined", "items", "users")},
-    )
-    err.rule("3. shop statistics")
-    _print_stats(result["stats"])
+            result: dict[str, Any] = {"ingest": report.to_dict(), "stats": store_stats(event_store)}
+        _print_table(
+            "ingest", {k: result["ingest"][k] for k in ("read", "stored", "duplicates", "quarantined")}
+        )
+        _print_stats(result["stats"])
+        models_dir = workdir / "models"
+        err.rule(f"3. training the default fused pipeline into {models_dir}")
+        train_json = workdir / "train.json"
+        train(store=store_url, out=models_dir, config=None, valid_days=7.0, json_path=str(train_json))
+        result["train"] = json.loads(train_json.read_text())
+        _print_table(
+            f"model {result['train']['version']} (last 7 days held out)",
+            {
+                k: f"{v:.4f}"
+                for k, v in result["train"].get("offline_metrics", {}).items()
+                if k.endswith("@20")
+            },
+        )
     emit_json(result, json_path)
+    if serve_api:
+        err.rule("4. serving")
+        err.print(f"API docs:   http://{host}:{port}/docs")
+        err.print(f"dashboard:  http://{host}:{port}/dashboard/")
+        err.print(f"try:        curl 'http://{host}:{port}/v1/recommendations?user_id=u0&k=5'")
+        from fusionrec.commands_serving import serve
+
+        serve(store=store_url, models=models_dir, host=host, port=port, config=None, redis=None, workers=1)
 
 
 def _register_commands() -> None:
     """Commands that live beside their subsystem (serving, fusion), registered on this one app."""
+    from fusionrec.commands_fusion import train, tune
     from fusionrec.commands_serving import consume, serve
 
+    app.command()(train)
+    app.command()(tune)
     app.command()(serve)
     app.command()(consume)
 
