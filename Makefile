@@ -13,7 +13,7 @@ install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
 install-all: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[deep,postgres,redis,spark,dev]'
+	$(BIN)/pip install --quiet -e '.[deep,postgres,redis,spark,boost,dev]'
 
 ## make demo: create .venv, install, run the main job (generate a shop, ingest, train, serve)
 demo: install

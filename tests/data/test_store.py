@@ -241,3 +241,87 @@ def test_a_second_writing_process_gets_store_locked_error(tmp_path) -> None:
         holder.communicate("\n", timeout=30)
     with open_store(f"duckdb:///{path}") as reopened:  # free again once the writer is gone
         assert reopened.schema_version == SCHEMA_VERSION
+
+
+# --- public statement and table methods (used by analytics and serving) -----------------------
+
+DUPLICATE_KEY = r"(?i)duplicate|primary key|unique"  # DuckDB's and PostgreSQL's wording
+NOTES = pa.schema(
+    [
+        pa.field("day", pa.date32()),
+        pa.field("tag", pa.string()),
+        pa.field("value", pa.float64()),
+        pa.field("labels", pa.list_(pa.string())),
+    ]
+)
+
+
+def notes(rows: list[tuple]) -> pa.Table:
+    return pa.Table.from_pylist([dict(zip(NOTES.names, row, strict=True)) for row in rows], schema=NOTES)
+
+
+def make_notes_table(store: EventStore) -> None:
+    text = "VARCHAR" if store.dialect == "duckdb" else "TEXT"
+    store.execute(
+        f'CREATE TABLE notes ("day" DATE NOT NULL, tag {text} NOT NULL, value DOUBLE PRECISION, '
+        f'labels {text}[], PRIMARY KEY ("day", tag))'
+    )
+
+
+def test_execute_runs_ddl_and_dml_and_returns_row_counts(store: EventStore) -> None:
+    make_notes_table(store)
+    day = datetime(2024, 3, 1).date()
+    store.execute("INSERT INTO notes VALUES (:d, 'a', 1.0, NULL), (:d, 'b', 2.0, NULL)", {"d": day})
+    assert store.execute("UPDATE notes SET value = value + 1 WHERE tag = :t", {"t": "b"}) == 1
+    assert store.query_arrow("SELECT value FROM notes ORDER BY tag").column(0).to_pylist() == [1.0, 3.0]
+    with pytest.raises(Exception, match=DUPLICATE_KEY):
+        store.execute("INSERT INTO notes VALUES (:d, 'a', 9.0, NULL)", {"d": day})
+    assert store.query_arrow("SELECT count(*) AS n FROM notes").column(0)[0].as_py() == 2
+
+
+def test_insert_table_appends_skips_or_replaces_by_key(store: EventStore) -> None:
+    make_notes_table(store)
+    d1, d2 = datetime(2024, 3, 1).date(), datetime(2024, 3, 2).date()
+    assert store.insert_table("notes", notes([(d1, "a", 1.0, ["x", "y"]), (d1, "b", 2.0, None)])) == 2
+    assert store.insert_table("notes", notes([])) == 0
+    # skip_key: the known (d1, a) stays as it was, (d2, a) is new
+    assert (
+        store.insert_table(
+            "notes", notes([(d1, "a", 9.0, []), (d2, "a", 3.0, ["z"])]), skip_key=["day", "tag"]
+        )
+        == 1
+    )
+    # replace_key: the last of repeated keys wins and overwrites the stored row
+    written = store.insert_table(
+        "notes", notes([(d1, "b", 5.0, None), (d1, "b", 6.0, ["w"])]), replace_key=("day", "tag")
+    )
+    assert written == 1
+    got = store.query_arrow('SELECT "day", tag, value, labels FROM notes ORDER BY "day", tag').to_pylist()
+    assert [(r["day"], r["tag"], r["value"], r["labels"]) for r in got] == [
+        (d1, "a", 1.0, ["x", "y"]),
+        (d1, "b", 6.0, ["w"]),
+        (d2, "a", 3.0, ["z"]),
+    ]
+    with pytest.raises(ValueError, match="not both"):
+        store.insert_table("notes", notes([(d1, "a", 1.0, None)]), replace_key="tag", skip_key="tag")
+
+
+def test_a_failing_insert_table_writes_nothing(store: EventStore) -> None:
+    make_notes_table(store)
+    d1 = datetime(2024, 3, 1).date()
+    with pytest.raises(Exception, match=DUPLICATE_KEY):
+        store.insert_table("notes", notes([(d1, "a", 1.0, None), (d1, "a", 2.0, None)]))
+    assert store.query_arrow("SELECT count(*) AS n FROM notes").column(0)[0].as_py() == 0
+
+
+def test_query_arrow_of_a_statement_without_rows_is_an_empty_table(store: EventStore) -> None:
+    result = store.query_arrow("CREATE TEMPORARY TABLE scratch (one INTEGER)")
+    assert result.num_rows == 0
+    store.execute("INSERT INTO scratch VALUES (1)")
+    assert store.query_arrow("SELECT one FROM scratch").column(0).to_pylist() == [1]
+
+
+def test_duckdb_progress_bar_is_off(tmp_path) -> None:
+    with open_store(f"duckdb:///{tmp_path / 'quiet.duckdb'}") as store:
+        setting = store.query_arrow("SELECT current_setting('enable_progress_bar') AS on_")
+    assert setting.column(0)[0].as_py() is False

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from fusionrec.data.dataset import Dataset
 from fusionrec.models.neural import NeuMF, _build_network
+from models.cluster_data import two_clusters
 
 torch = pytest.importorskip("torch")
-
-
-def two_clusters(n_users: int = 30, n_items: int = 16, seed: int = 2) -> Dataset:
-    rng = np.random.default_rng(seed)
-    rows = []
-    for user in range(n_users):
-        offset = 0 if user < n_users // 2 else n_items // 2
-        for item in rng.choice(n_items // 2, size=4, replace=False) + offset:
-            rows.append((f"u{user:03d}", f"i{item:03d}", "click", 1_700_000_000 + len(rows)))
-    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "timestamp"])
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="s", utc=True)
-    return Dataset.from_frame(frame)
 
 
 @pytest.mark.parametrize("layers", [[16, 8, 4], [12]])
@@ -53,7 +40,7 @@ def test_config_rejects_an_odd_or_empty_mlp() -> None:
 
 
 def test_neumf_learns_clusters_and_stops_early() -> None:
-    dataset = two_clusters()
+    dataset = two_clusters(30, 16, 2)
     rng = np.random.default_rng(0)
     held = rng.random(dataset.n_events) < 0.2
     model = NeuMF(
@@ -79,6 +66,6 @@ def test_neumf_learns_clusters_and_stops_early() -> None:
 
 def test_neumf_time_budget_ends_training_after_one_epoch() -> None:
     model = NeuMF(embedding_dim=4, mlp_layers=[8, 4], epochs=20, max_seconds=1e-6, n_threads=1)
-    model.fit(two_clusters())
+    model.fit(two_clusters(30, 16, 2))
     assert len(model.history_) == 1
     assert np.isfinite(model.score(np.arange(3))).all()

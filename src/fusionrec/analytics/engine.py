@@ -77,11 +77,8 @@ def materialised(store: EventStore, query: Query, prefix: str = "fr_tmp") -> Ite
     """
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     # PostgreSQL takes no bound parameters in CREATE TABLE AS, so the (filter) values are inlined.
-    # The store has no public DDL method; its primitive runs the statement on its connection.
-    with store._lock:
-        store._execute(f"CREATE TEMPORARY TABLE {name} AS {inline_params(*query)}")
+    store.execute(f"CREATE TEMPORARY TABLE {name} AS {inline_params(*query)}")
     try:
         yield name
     finally:
-        with store._lock:
-            store._execute(f"DROP TABLE IF EXISTS {name}")
+        store.execute(f"DROP TABLE IF EXISTS {name}")

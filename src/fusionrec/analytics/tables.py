@@ -76,10 +76,8 @@ def create_statements(dialect: str) -> list[str]:
 
 def ensure_analytics_tables(store: EventStore) -> None:
     """Create ``exposures`` and ``campaign_costs`` in the store if missing."""
-    # The store has no public DDL method yet; its own primitives keep this inside one transaction.
-    with store._lock, store._transaction():
-        for statement in create_statements(store.dialect):
-            store._execute(statement)
+    for statement in create_statements(store.dialect):
+        store.execute(statement)
 
 
 def _frame(rows: pd.DataFrame | pa.Table | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -137,12 +135,7 @@ def log_exposures(store: EventStore, rows: pd.DataFrame | pa.Table | Iterable[Ma
     if not table.num_rows:
         return 0
     ensure_analytics_tables(store)
-    names = ", ".join(f'"{n}"' for n in table.column_names)
-    with store._lock, store._transaction(), store._stage(table, "exposures") as staged:
-        count = store._execute(
-            f"INSERT INTO exposures ({names}) SELECT {names} FROM {staged} ON CONFLICT (exposure_id) DO NOTHING"
-        )
-    return max(count, 0)
+    return store.insert_table("exposures", table, skip_key="exposure_id")
 
 
 def costs_table(rows: pd.DataFrame | pa.Table | Iterable[Mapping[str, Any]]) -> pa.Table:
@@ -189,12 +182,5 @@ def load_campaign_costs(
     if not table.num_rows:
         return 0
     ensure_analytics_tables(store)
-    # Staged with the date as ISO text: the store's staging knows no DATE type.
-    staged_table = table.set_column(0, "date", table.column("date").cast(pa.string()))
-    with store._lock, store._transaction(), store._stage(staged_table, "campaign_costs") as staged:
-        store._execute(
-            'INSERT INTO campaign_costs ("date", channel, campaign, cost) '
-            f'SELECT CAST("date" AS DATE), channel, campaign, cost FROM {staged} '
-            'ON CONFLICT ("date", channel, campaign) DO UPDATE SET cost = excluded.cost'
-        )
+    store.insert_table("campaign_costs", table, replace_key=["date", "channel", "campaign"])
     return table.num_rows

@@ -229,6 +229,10 @@ class Recommender(ABC):
         for key, value in state.items():
             setattr(self, key, value)
 
+    def _load_files(self, directory: Path) -> None:
+        """Hook for models that `save` extra files (sub-models, ranker text); checksums already verified."""
+        return None
+
     def save(self, directory: str | Path) -> Path:
         """Write the model to ``directory`` (created): arrays, config and a checksummed manifest."""
         self._check_fitted()
@@ -297,6 +301,7 @@ class Recommender(ABC):
             )
         state.update({k: v for k, v in loaded.items() if not k.endswith(_SPARSE_SUFFIXES)})
         model._load_state(state)
+        model._load_files(directory)
         return model
 
 

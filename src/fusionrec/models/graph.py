@@ -13,7 +13,6 @@ Both work on the symmetrically normalised user x item matrix
 from __future__ import annotations
 
 import logging
-import time
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -24,7 +23,7 @@ from pydantic import Field
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.models._sampling import NegativeSampler
-from fusionrec.models._validation import EarlyStopping, ValidationSet, format_record
+from fusionrec.models._validation import ValidationFitMixin, run_epochs
 from fusionrec.models.base import ModelConfig, ModelError, Recommender
 
 if TYPE_CHECKING:
@@ -161,7 +160,7 @@ class LightGCNConfig(ModelConfig):
 EpochCallback = Callable[["LightGCN", dict[str, Any]], None]
 
 
-class LightGCN(Recommender):
+class LightGCN(ValidationFitMixin, Recommender):
     """LightGCN: layer-averaged propagation of ID embeddings over the user-item graph, BPR loss.
 
     ``fit(dataset, validation=...)`` evaluates Recall@k on the validation users every
@@ -180,12 +179,11 @@ class LightGCN(Recommender):
         callback: EpochCallback | None = None,
     ) -> Self:
         """Train on ``dataset``; ``callback(model, record)`` runs after every evaluation."""
-        self._validation = validation
         self._callback = callback
         try:
-            return super().fit(dataset)
+            return super().fit(dataset, validation)
         finally:
-            del self._validation, self._callback
+            del self._callback
 
     def _fit(self, dataset: Dataset) -> None:
         from fusionrec.models._torch import torch_threads
@@ -214,26 +212,8 @@ class LightGCN(Recommender):
 
         users_all, items_all = matrix.nonzero()
         sampler = NegativeSampler(matrix)
-        validation = (
-            ValidationSet.from_dataset(
-                self._validation, k=cfg.validation_k, max_users=cfg.validation_users, seed=cfg.seed
-            )
-            if self._validation is not None
-            else None
-        )
-        stopper = EarlyStopping(cfg.patience)
-        best: tuple[np.ndarray, np.ndarray] | None = None
-        self.history_: list[dict[str, Any]] = []
-        trained_seconds = trained_cpu = 0.0
 
-        def publish() -> None:
-            with torch.no_grad():
-                users_final, items_final = propagate(user_ego, item_ego)
-            self.user_embeddings_ = to_numpy(users_final)
-            self.item_embeddings_ = to_numpy(items_final)
-
-        for epoch in range(1, cfg.epochs + 1):
-            start, cpu_start = time.perf_counter(), time.process_time()
+        def train_epoch() -> float:
             order = rng.permutation(len(users_all))
             negatives = sampler.sample(rng, users_all[order])
             total_loss, n_batches = 0.0, 0
@@ -252,34 +232,25 @@ class LightGCN(Recommender):
                 optimiser.step()
                 total_loss += float(loss.detach())
                 n_batches += 1
-            trained_seconds += time.perf_counter() - start
-            trained_cpu += time.process_time() - cpu_start
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                "loss": total_loss / max(n_batches, 1),
-                "train_seconds": round(trained_seconds, 3),
-                "train_cpu_seconds": round(trained_cpu, 3),  # all threads; shared machines inflate wall time
-            }
-            out_of_time = cfg.max_seconds is not None and trained_seconds >= cfg.max_seconds
-            last = epoch == cfg.epochs or out_of_time
-            stop = False
-            if epoch % cfg.eval_every == 0 or last:
-                publish()
-                if validation is not None:
-                    value = validation.recall(self)
-                    record[f"validation_recall@{cfg.validation_k}"] = value
-                    improved, stop = stopper.step(epoch, value)
-                    if improved:
-                        best = (self.user_embeddings_, self.item_embeddings_)
-                if self._callback is not None:
-                    self._callback(self, record)
-            self.history_.append(record)
-            logger.info("lightgcn %s", format_record(record))
-            if stop or out_of_time:
-                break
-        if best is not None:
-            self.user_embeddings_, self.item_embeddings_ = best
-            self.best_epoch_ = stopper.best_epoch
+            return total_loss / max(n_batches, 1)
+
+        def publish() -> dict[str, np.ndarray]:
+            with torch.no_grad():
+                users_final, items_final = propagate(user_ego, item_ego)
+            self.user_embeddings_ = to_numpy(users_final)
+            self.item_embeddings_ = to_numpy(items_final)
+            return {"user_embeddings_": self.user_embeddings_, "item_embeddings_": self.item_embeddings_}
+
+        callback = self._callback
+        run_epochs(
+            self,
+            cfg,
+            self._validation,
+            train_epoch,
+            publish,
+            log=logger,
+            callback=None if callback is None else lambda record: callback(self, record),
+        )
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         return self.user_embeddings_[users] @ self.item_embeddings_.T

@@ -10,15 +10,14 @@ costs one broadcast add instead of a concatenation per pair.
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 from pydantic import Field, field_validator
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.models._sampling import NegativeSampler
-from fusionrec.models._validation import EarlyStopping, ValidationSet, format_record
+from fusionrec.models._validation import ValidationFitMixin, run_epochs
 from fusionrec.models.base import ModelConfig, Recommender
 
 logger = logging.getLogger("fusionrec.models.neural")
@@ -53,20 +52,15 @@ class NeuMFConfig(ModelConfig):
         return layers
 
 
-class NeuMF(Recommender):
-    """NeuMF: sigmoid(h . [p_u * q_i ; MLP([p'_u ; q'_i])]); scores are the logits."""
+class NeuMF(ValidationFitMixin, Recommender):
+    """NeuMF: sigmoid(h . [p_u * q_i ; MLP([p'_u ; q'_i])]); scores are the logits.
+
+    ``fit(dataset, validation=...)`` stops early on the validation Recall@k (= HR@k for one item).
+    """
 
     name = "neumf"
     Config = NeuMFConfig
     config: NeuMFConfig
-
-    def fit(self, dataset: Dataset, validation: Dataset | None = None) -> Self:
-        """Train on ``dataset``; with ``validation``, stop early on its Recall@k (= HR@k for one item)."""
-        self._validation = validation
-        try:
-            return super().fit(dataset)
-        finally:
-            del self._validation
 
     def _fit(self, dataset: Dataset) -> None:
         from fusionrec.models._torch import torch_threads
@@ -88,19 +82,8 @@ class NeuMF(Recommender):
         optimiser = torch.optim.Adam(network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.l2)
         users_pos, items_pos = matrix.nonzero()
         sampler = NegativeSampler(matrix)
-        validation = (
-            ValidationSet.from_dataset(
-                self._validation, k=cfg.validation_k, max_users=cfg.validation_users, seed=cfg.seed
-            )
-            if self._validation is not None
-            else None
-        )
-        stopper = EarlyStopping(cfg.patience)
-        best: dict[str, np.ndarray] | None = None
-        self.history_: list[dict[str, Any]] = []
-        trained = trained_cpu = 0.0
-        for epoch in range(1, cfg.epochs + 1):
-            start, cpu_start = time.perf_counter(), time.process_time()
+
+        def train_epoch() -> float:
             users = np.repeat(users_pos, 1 + cfg.negatives)
             items = np.repeat(items_pos, 1 + cfg.negatives).astype(np.int64)
             labels = np.zeros(len(users), dtype=np.float32)
@@ -121,32 +104,13 @@ class NeuMF(Recommender):
                 optimiser.step()
                 total += float(loss.detach())
                 batches += 1
-            trained += time.perf_counter() - start
-            trained_cpu += time.process_time() - cpu_start
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                "loss": total / max(batches, 1),
-                "train_seconds": round(trained, 3),
-                "train_cpu_seconds": round(trained_cpu, 3),
-            }
-            out_of_time = cfg.max_seconds is not None and trained >= cfg.max_seconds
-            stop = False
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time:
-                self._publish(network)
-                if validation is not None:
-                    value = validation.recall(self)
-                    record[f"validation_recall@{cfg.validation_k}"] = value
-                    improved, stop = stopper.step(epoch, value)
-                    if improved:
-                        best = self._weights()
-            self.history_.append(record)
-            logger.info("neumf %s", format_record(record))
-            if stop or out_of_time:
-                break
-        if best is not None:
-            for key, value in best.items():
-                setattr(self, key, value)
-            self.best_epoch_ = stopper.best_epoch
+            return total / max(batches, 1)
+
+        def publish() -> dict[str, np.ndarray]:
+            self._publish(network)
+            return self._weights()
+
+        run_epochs(self, cfg, self._validation, train_epoch, publish, log=logger)
 
     def _weights(self) -> dict[str, np.ndarray]:
         return {key: value for key, value in vars(self).items() if key.startswith(("gmf_", "mlp_", "out_"))}

@@ -15,6 +15,32 @@ if TYPE_CHECKING:
 # name -> "module:Class". Add one line per model.
 MODEL_PATHS: dict[str, str] = {
     "most_popular": "fusionrec.models.popular:MostPopular",
+    "gf_cf": "fusionrec.models.graph:GFCF",
+    "lightgcn": "fusionrec.models.graph:LightGCN",
+    "neumf": "fusionrec.models.neural:NeuMF",
+    "trending": "fusionrec.models.popular:Trending",
+    "popular_in_category": "fusionrec.models.popular:PopularInCategory",
+    "item_knn": "fusionrec.models.knn:ItemKNN",
+    "user_knn": "fusionrec.models.knn:UserKNN",
+    "rp3beta": "fusionrec.models.graph_walk:RP3Beta",
+    "ease": "fusionrec.models.ease:EASE",
+    "pure_svd": "fusionrec.models.svd:PureSVD",
+    "ials": "fusionrec.models.factorization:IALS",
+    "bpr": "fusionrec.models.factorization:BPR",
+    "spark_als": "fusionrec.engine.spark_als:SparkALS",
+    "svd": "fusionrec.models.explicit:SVD",
+    "svdpp": "fusionrec.models.explicit:SVDpp",
+    "content_tfidf": "fusionrec.models.content:TfidfContentRecommender",
+    "content_embedding": "fusionrec.models.content:SentenceEmbeddingRecommender",
+    "covisitation": "fusionrec.models.association:CovisitationRecommender",
+    "association_rules": "fusionrec.models.association:AssociationRulesRecommender",
+    "sasrec": "fusionrec.models.sequential_sasrec:SASRec",
+    "gru4rec": "fusionrec.models.sequential_gru:GRU4Rec",
+    "session_knn": "fusionrec.models.session_knn:SessionKNN",
+    "fusion": "fusionrec.fusion.pipeline:FusionRecommender",
+    "stack": "fusionrec.fusion.pipeline:StackRecommender",
+    "blend": "fusionrec.fusion.blend:BlendRecommender",
+    "rrf": "fusionrec.fusion.blend:RRFRecommender",
 }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import abstractmethod
-from typing import Any, Literal, Self
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,7 +23,7 @@ from pydantic import Field
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.models._sequences import histories_to_csr, last_windows, positive_sequences, training_chunks
-from fusionrec.models._torch_utils import (
+from fusionrec.models._torch import (
     STATE_PREFIX,
     load_module_arrays,
     module_arrays,
@@ -31,6 +31,7 @@ from fusionrec.models._torch_utils import (
     resolve_device,
     seeded,
 )
+from fusionrec.models._validation import EarlyStopping, ValidationFitMixin
 from fusionrec.models.base import ModelConfig, Recommender
 
 torch = require_torch()
@@ -65,8 +66,11 @@ class SequentialConfig(ModelConfig):
     score_batch_size: int = Field(1024, ge=1)
 
 
-class TorchSequentialRecommender(Recommender):
-    """Base of SASRec and GRU4Rec: data preparation, training loop, scoring, persistence."""
+class TorchSequentialRecommender(ValidationFitMixin, Recommender):
+    """Base of SASRec and GRU4Rec: data preparation, training loop, scoring, persistence.
+
+    ``fit(dataset, validation=...)`` stops early on the validation part's next item.
+    """
 
     supports_history = True
     Config = SequentialConfig
@@ -81,36 +85,34 @@ class TorchSequentialRecommender(Recommender):
 
     # --- fitting -----------------------------------------------------------------------------
 
-    def fit(self, dataset: Dataset, *, validation: Dataset | None = None) -> Self:
-        """Fit on ``dataset``; with ``validation`` (same vocabularies), stop early on its next item."""
-        self._validation = validation
-        try:
-            return super().fit(dataset)
-        finally:
-            del self._validation
-
     def _fit(self, dataset: Dataset) -> None:
         cfg = self.config
         self.seq_indptr_, self.seq_items_ = positive_sequences(dataset)
         chunks = training_chunks(self.seq_indptr_, self.seq_items_, cfg.max_len) + 1  # pad -1 -> token 0
-        device = resolve_device(cfg.device)
+        device = resolve_device(cfg.device, cpu_fallback=True)
         rng = np.random.default_rng(cfg.seed)
         with seeded(cfg.seed, cfg.threads):
             net = self._build_network(self.n_items_).to(device)
             self._net = net
-            optimizer = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+            optimizer = torch.optim.Adam(
+                net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+            )
             sampler = self._negative_distribution(device)
             validation = self._validation_task(self._validation)
             # seconds: wall clock; cpu_seconds: this process's CPU time (honest on a shared machine)
             curve: dict[str, list[float]] = {
-                "epoch": [], "seconds": [], "cpu_seconds": [], "loss": [], **{m: [] for m in METRICS}
+                "epoch": [],
+                "seconds": [],
+                "cpu_seconds": [],
+                "loss": [],
+                **{m: [] for m in METRICS},
             }
-            best, best_state, stale, started = -np.inf, None, 0, time.perf_counter()
-            cpu_started = time.process_time()
-            self.best_epoch_ = 0
+            stopper = EarlyStopping(cfg.patience)
+            best_state, started, cpu_started = None, time.perf_counter(), time.process_time()
             for epoch in range(1, cfg.epochs + 1):
                 loss = self._train_epoch(net, optimizer, chunks, rng, sampler, device)
                 message = f"{self.name} epoch {epoch}/{cfg.epochs} loss {loss:.4f}"
+                stop = False
                 if validation is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
                     metrics = self._validate(net, validation, device)
                     curve["epoch"].append(epoch)
@@ -120,17 +122,18 @@ class TorchSequentialRecommender(Recommender):
                     for name in METRICS:
                         curve[name].append(metrics[name])
                     message += " " + " ".join(f"val {m} {v:.4f}" for m, v in metrics.items())
-                    if metrics[cfg.early_stopping_metric] > best:
-                        best, stale, self.best_epoch_ = metrics[cfg.early_stopping_metric], 0, epoch
+                    improved, stop = stopper.step(epoch, metrics[cfg.early_stopping_metric])
+                    if improved:
                         best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                    else:
-                        stale += 1
                 logger.info("%s (%.1fs)", message, time.perf_counter() - started)
-                if validation is not None and stale >= cfg.patience:
-                    logger.info("%s: early stop at epoch %d, best epoch %d", self.name, epoch, self.best_epoch_)
+                if stop:
+                    logger.info(
+                        "%s: early stop at epoch %d, best epoch %d", self.name, epoch, stopper.best_epoch
+                    )
                     break
             if best_state is not None:
                 net.load_state_dict(best_state)
+                self.best_epoch_ = stopper.best_epoch
             else:  # no validation: the last epoch is the model
                 self.best_epoch_ = epoch
             self.epochs_trained_ = epoch
@@ -162,7 +165,9 @@ class TorchSequentialRecommender(Recommender):
         lengths = (chunks > 0).sum(axis=1)
         order = rng.permutation(len(chunks))
         order = order[np.argsort(lengths[order], kind="stable")]
-        batches = [order[i : i + self.config.batch_size] for i in range(0, len(order), self.config.batch_size)]
+        batches = [
+            order[i : i + self.config.batch_size] for i in range(0, len(order), self.config.batch_size)
+        ]
         total, count = 0.0, 0
         for b in rng.permutation(len(batches)):
             rows = batches[b]
@@ -190,7 +195,9 @@ class TorchSequentialRecommender(Recommender):
         log_q = torch.log(sampler)
         positive = (hidden * items[target]).sum(dim=1, keepdim=True) - log_q[target][:, None]
         negative = hidden @ items[negatives].T - log_q[negatives][None, :]
-        negative = negative.masked_fill(negatives[None, :] == target[:, None], float("-inf"))  # accidental hits
+        negative = negative.masked_fill(
+            negatives[None, :] == target[:, None], float("-inf")
+        )  # accidental hits
         logits = torch.cat([positive, negative], dim=1)
         return F.cross_entropy(logits, torch.zeros(len(target), dtype=torch.long, device=hidden.device))
 
@@ -236,7 +243,9 @@ class TorchSequentialRecommender(Recommender):
                 part = slice(start, start + step)
                 logits = self._logits(net, task["windows"][part], task["lengths"][part], device)
                 mask = task["mask"][part].tocoo()
-                logits[torch.as_tensor(mask.row, device=device), torch.as_tensor(mask.col, device=device)] = -torch.inf
+                logits[
+                    torch.as_tensor(mask.row, device=device), torch.as_tensor(mask.col, device=device)
+                ] = -torch.inf
                 target = torch.as_tensor(task["targets"][part], device=device)
                 target_logit = logits.gather(1, target[:, None].long())
                 # Rank = items scored strictly higher; a masked target ranks last.
@@ -253,7 +262,9 @@ class TorchSequentialRecommender(Recommender):
 
     # --- scoring -----------------------------------------------------------------------------
 
-    def _logits(self, net: torch.nn.Module, windows: np.ndarray, lengths: np.ndarray, device: Any) -> torch.Tensor:
+    def _logits(
+        self, net: torch.nn.Module, windows: np.ndarray, lengths: np.ndarray, device: Any
+    ) -> torch.Tensor:
         """Logits over all items after the last item of each right-padded window (items, pad -1)."""
         tokens = torch.as_tensor(windows + 1, device=device)
         hidden = net.encode(tokens)

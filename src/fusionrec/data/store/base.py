@@ -64,9 +64,9 @@ def _as_table(rows: pa.Table | pd.DataFrame | Iterable[Mapping[str, Any]], schem
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _keep_last(table: pa.Table, key: str) -> pa.Table:
+def _keep_last(table: pa.Table, key: str | Sequence[str]) -> pa.Table:
     """Drop earlier rows that repeat a key, so an upsert sees each key once (the last one wins)."""
-    keys = table.column(key).to_pandas()
+    keys = table.select([key] if isinstance(key, str) else list(key)).to_pandas()
     dup = keys.duplicated(keep="last").to_numpy()
     return table.filter(pa.array(~dup)) if dup.any() else table
 
@@ -109,7 +109,7 @@ class EventStore(ABC):
 
     @abstractmethod
     def query_arrow(self, statement: str, params: Mapping[str, Any] | None = None) -> pa.Table:
-        """Run any read query (``:name`` parameters) and return the result as Arrow."""
+        """Run a query (``:name`` parameters) and return its result as Arrow (no columns if it has none)."""
 
     @abstractmethod
     def _close(self) -> None: ...
@@ -235,6 +235,41 @@ class EventStore(ABC):
             raise ValueError("max_events_per_minute must be at least 1")
         with self._lock, self._transaction():
             return max(self._execute(sql.flag_bot_users(), {"limit": int(max_events_per_minute)}), 0)
+
+    # --- statements and tables of other modules (analytics, serving) -------------------------
+
+    def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run one DDL/DML statement (``:name`` parameters) in a transaction; return its row count or -1."""
+        with self._lock, self._transaction():
+            return self._execute(statement, params)
+
+    def insert_table(
+        self,
+        name: str,
+        table: pa.Table,
+        *,
+        replace_key: str | Sequence[str] | None = None,
+        skip_key: str | Sequence[str] | None = None,
+    ) -> int:
+        """Bulk insert ``table``'s columns into the existing table ``name``, in one transaction.
+
+        ``replace_key``: rows whose key is stored already overwrite it (an upsert; of rows repeating
+        a key in ``table``, the last wins). ``skip_key``: such rows are skipped instead. The key
+        must be the table's primary key or a unique constraint. Returns the rows written.
+        """
+        if replace_key is not None and skip_key is not None:
+            raise ValueError("insert_table: give replace_key or skip_key, not both")
+        key = replace_key if replace_key is not None else skip_key
+        keys = None if key is None else ([key] if isinstance(key, str) else list(key))
+        if not table.num_rows:
+            return 0
+        if replace_key is not None:
+            table = _keep_last(table, keys)
+        with self._lock, self._transaction(), self._stage(table, name) as staged:
+            statement = sql.insert_select(
+                name, staged, table.column_names, keys, replace=replace_key is not None
+            )
+            return max(self._execute(statement), 0)
 
     # --- reads -------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ class DuckDBStore(EventStore):
             raise StoreError(f"cannot open DuckDB store {self.path}: {message}") from err
         self._depth = 0
         self._con.execute("SET TimeZone = 'UTC'")  # timestamps come back as UTC
+        self._con.execute("SET enable_progress_bar = false")  # long queries must not draw on stdout
         if read_only:
             version = self._scalar("SELECT value FROM meta WHERE key = 'schema_version'")
             if version is None or int(version) != sql.SCHEMA_VERSION:
@@ -99,8 +100,13 @@ class DuckDBStore(EventStore):
         self._con.register(view, table)  # zero-copy: DuckDB scans the Arrow buffers
         try:
             yield view
-        finally:
-            self._con.unregister(view)
+        except BaseException:
+            # An aborted transaction refuses the unregister; its error would hide the real one. The
+            # view then stays registered until the next stage of that name replaces it.
+            with suppress(duckdb.Error):
+                self._con.unregister(view)
+            raise
+        self._con.unregister(view)
 
     def _close(self) -> None:
         self._con.close()

@@ -123,7 +123,9 @@ class PostgresStore(EventStore):
     def query_arrow(self, statement: str, params: Mapping[str, Any] | None = None) -> pa.Table:
         with self._lock:
             cursor = self._con.execute(sql.render_params(statement, "postgresql"), params or None)
-            names = [d.name for d in cursor.description or []]
+            if cursor.description is None:  # a statement that returns no rows (DDL, DML)
+                return pa.table({})
+            names = [d.name for d in cursor.description]
             rows = cursor.fetchall()
         columns = list(zip(*rows, strict=True)) if rows else [[] for _ in names]
         return pa.table({name: pa.array(list(values)) for name, values in zip(names, columns, strict=True)})

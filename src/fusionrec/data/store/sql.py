@@ -23,6 +23,7 @@ _TYPES: dict[str, dict[str, str]] = {
         "int": "BIGINT",
         "bool": "BOOLEAN",
         "ts": "TIMESTAMPTZ",
+        "date": "DATE",
         "text_list": "VARCHAR[]",
     },
     "postgresql": {
@@ -31,6 +32,7 @@ _TYPES: dict[str, dict[str, str]] = {
         "int": "BIGINT",
         "bool": "BOOLEAN",
         "ts": "TIMESTAMPTZ",
+        "date": "DATE",
         "text_list": "TEXT[]",
     },
 }
@@ -69,6 +71,8 @@ def sql_type(arrow_type: pa.DataType, dialect: Dialect) -> str:
         return types["bool"]
     if pa.types.is_timestamp(arrow_type):
         return types["ts"]
+    if pa.types.is_date32(arrow_type):
+        return types["date"]
     if pa.types.is_list(arrow_type) and pa.types.is_string(arrow_type.value_type):
         return types["text_list"]
     raise TypeError(f"no SQL type for {arrow_type}")
@@ -157,14 +161,34 @@ def count_erased(source: str) -> str:
     return f"SELECT count(*) FROM {source} s WHERE s.user_id IN (SELECT user_id FROM erased_users)"
 
 
+def insert_select(
+    table: str,
+    source: str,
+    names: list[str],
+    keys: list[str] | None = None,
+    *,
+    replace: bool = False,
+    also_set: tuple[str, ...] = (),
+) -> str:
+    """Copy ``names`` from ``source`` into ``table``.
+
+    With ``keys``, a row whose key is stored already is skipped, or with ``replace`` overwrites the
+    stored row's other columns (plus the ``also_set`` assignments).
+    """
+    statement = f"INSERT INTO {table} ({cols(names)}) SELECT {cols(names)} FROM {source}"
+    if not keys:
+        return statement
+    if not replace:
+        return f"{statement} ON CONFLICT ({cols(keys)}) DO NOTHING"
+    updates = [f"{q(n)} = excluded.{q(n)}" for n in names if n not in keys] + list(also_set)
+    if not updates:  # every column is part of the key: nothing to overwrite
+        return f"{statement} ON CONFLICT ({cols(keys)}) DO NOTHING"
+    return f"{statement} ON CONFLICT ({cols(keys)}) DO UPDATE SET {', '.join(updates)}"
+
+
 def upsert(table: str, key: str, source: str, names: list[str]) -> str:
     """Insert rows, replacing the stored row with the same key (last write wins)."""
-    updates = [f"{q(n)} = excluded.{q(n)}" for n in names if n != key]
-    updates.append("updated_at = now()")
-    return (
-        f"INSERT INTO {table} ({cols(names)}) SELECT {cols(names)} FROM {source} "
-        f"ON CONFLICT ({q(key)}) DO UPDATE SET {', '.join(updates)}"
-    )
+    return insert_select(table, source, names, [key], replace=True, also_set=("updated_at = now()",))
 
 
 def insert_quarantine(source: str) -> str:

@@ -1,0 +1,234 @@
+"""Neighbourhood models: item-KNN and user-KNN over the interaction matrix.
+
+Similarities (cosine, Jaccard, asymmetric cosine) are sparse matrix products computed one block
+of rows at a time; each row keeps only its ``neighbours`` largest entries, so memory stays
+``O(n * neighbours)`` however dense the co-occurrences are.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Literal, Self
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field, model_validator
+
+from fusionrec.data.dataset import Dataset
+from fusionrec.models.base import ModelConfig, ModelError, Recommender, top_k
+
+log = logging.getLogger(__name__)
+
+Similarity = Literal["cosine", "jaccard", "asymmetric_cosine"]
+Weighting = Literal["none", "tfidf", "bm25"]
+BLOCK_BYTES = 128 * 2**20  # dense scratch per block of similarity rows
+
+
+# --- shared building blocks (also used by graph_walk) ----------------------------------------
+
+
+def top_k_rows(block: Callable[[int, int], np.ndarray], n_rows: int, n_cols: int, k: int) -> sp.csr_matrix:
+    """CSR ``n_rows x n_cols`` keeping the ``k`` largest positive entries of each row.
+
+    ``block(start, stop)`` returns the dense float32 rows ``start:stop``; rows are requested in
+    blocks sized so the dense scratch stays near `BLOCK_BYTES`.
+    """
+    k = max(0, min(k, n_cols))
+    step = max(1, min(n_rows, BLOCK_BYTES // max(4 * n_cols, 1)))
+    data, indices, counts = [], [], []
+    for start in range(0, n_rows, step):
+        stop = min(start + step, n_rows)
+        dense = np.asarray(block(start, stop), dtype=np.float32)
+        if k == 0:
+            counts.append(np.zeros(stop - start, dtype=np.int64))
+            continue
+        cols = (
+            np.argpartition(-dense, k - 1, axis=1)[:, :k]
+            if k < n_cols
+            else np.tile(np.arange(n_cols), (stop - start, 1))
+        )
+        values = np.take_along_axis(dense, cols, axis=1)
+        keep = values > 0
+        data.append(values[keep])
+        indices.append(cols[keep])
+        counts.append(keep.sum(axis=1))
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(counts) if counts else np.zeros(0, dtype=np.int64), out=indptr[1:])
+    matrix = sp.csr_matrix(
+        (
+            np.concatenate(data) if data else np.zeros(0, dtype=np.float32),
+            np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64),
+            indptr,
+        ),
+        shape=(n_rows, n_cols),
+        dtype=np.float32,
+    )
+    matrix.sort_indices()
+    return matrix
+
+
+def weight_features(
+    matrix: sp.csr_matrix, weighting: Weighting, k1: float = 1.2, b: float = 0.75
+) -> sp.csr_matrix:
+    """Reweight an ``objects x features`` matrix by feature rarity (TF-IDF or Okapi BM25).
+
+    ``idf(f) = log(1 + n_objects / df(f))`` (always positive). BM25 also saturates each value and
+    normalises by the object's length relative to the mean length.
+    """
+    if weighting == "none":
+        return matrix
+    coo = matrix.tocoo()
+    df = np.bincount(coo.col, minlength=matrix.shape[1]).astype(np.float64)
+    idf = np.log1p(matrix.shape[0] / np.maximum(df, 1.0))
+    values = coo.data.astype(np.float64)
+    if weighting == "tfidf":
+        weighted = np.sqrt(values) * idf[coo.col]
+    else:
+        lengths = np.asarray(matrix.sum(axis=1)).ravel()
+        norm = (1.0 - b) + b * lengths / max(lengths.mean(), 1e-12)
+        weighted = values * (k1 + 1.0) / (k1 * norm[coo.row] + values) * idf[coo.col]
+    return sp.csr_matrix((weighted.astype(np.float32), (coo.row, coo.col)), shape=matrix.shape)
+
+
+def similarity_matrix(
+    objects: sp.csr_matrix,
+    *,
+    similarity: Similarity,
+    neighbours: int,
+    shrink: float = 0.0,
+    asymmetric_alpha: float = 0.5,
+) -> sp.csr_matrix:
+    """Top-``neighbours`` similarity between the rows of ``objects`` (``objects x features``).
+
+    cosine: ``a.b / (|a| |b| + shrink)``; asymmetric cosine: ``a.b / (|a|^(2 alpha) |b|^(2 (1-alpha))
+    + shrink)``; Jaccard (on the binarised rows): ``|a & b| / (|a| + |b| - |a & b| + shrink)``.
+    The diagonal (an object with itself) is excluded.
+    """
+    objects = sp.csr_matrix(objects, dtype=np.float32)
+    if similarity == "jaccard":
+        objects = objects.copy()
+        objects.data = np.ones_like(objects.data)
+        sizes = np.diff(objects.indptr).astype(np.float32)
+    else:
+        sizes = np.asarray(objects.multiply(objects).sum(axis=1)).ravel().astype(np.float32)  # |a|^2
+    transposed = objects.T.tocsr()
+    n = objects.shape[0]
+
+    def block(start: int, stop: int) -> np.ndarray:
+        dots = (objects[start:stop] @ transposed).toarray()
+        rows = sizes[start:stop, None]
+        if similarity == "cosine":
+            denominator = np.sqrt(rows) * np.sqrt(sizes)[None, :] + shrink
+        elif similarity == "asymmetric_cosine":
+            denominator = rows**asymmetric_alpha * sizes[None, :] ** (1.0 - asymmetric_alpha) + shrink
+        else:
+            denominator = rows + sizes[None, :] - dots + shrink
+        out = np.divide(dots, denominator, out=np.zeros_like(dots), where=denominator > 0)
+        out[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        return out
+
+    return top_k_rows(block, n, n, neighbours)
+
+
+# --- models ----------------------------------------------------------------------------------
+
+
+class KNNConfig(ModelConfig):
+    similarity: Similarity = "cosine"
+    weighting: Weighting = "none"  # reweight the features (users for item-KNN, items for user-KNN)
+    shrink: float = Field(default=0.0, ge=0)  # damps similarities resting on little overlap
+    neighbours: int = Field(default=100, ge=1)  # top-k neighbours kept per row
+    asymmetric_alpha: float = Field(default=0.5, ge=0, le=1)
+    bm25_k1: float = Field(default=1.2, gt=0)
+    bm25_b: float = Field(default=0.75, ge=0, le=1)
+    binary: bool = True  # learn from presence (True) or from summed event weights (False)
+
+    @model_validator(mode="after")
+    def _jaccard_is_on_sets(self) -> Self:
+        if self.similarity == "jaccard" and self.weighting != "none":
+            raise ValueError("jaccard similarity compares sets of interactions; use weighting='none'")
+        return self
+
+
+class ItemKNN(Recommender):
+    """Item-based collaborative filtering: ``score(u, j) = sum_i x_ui * sim(i, j)``.
+
+    ``sim`` keeps, for each item ``i``, its top ``neighbours`` most similar items.
+    """
+
+    name = "item_knn"
+    Config = KNNConfig
+    config: KNNConfig
+    supports_history = True
+
+    def _fit(self, dataset: Dataset) -> None:
+        cfg = self.config
+        self.user_items_ = dataset.matrix(binary=cfg.binary)
+        items = weight_features(self.user_items_.T.tocsr(), cfg.weighting, cfg.bm25_k1, cfg.bm25_b)
+        self.similarity_ = similarity_matrix(
+            items,
+            similarity=cfg.similarity,
+            neighbours=cfg.neighbours,
+            shrink=cfg.shrink,
+            asymmetric_alpha=cfg.asymmetric_alpha,
+        )
+        log.info("item_knn: %d items, %d similarities kept", self.n_items_, self.similarity_.nnz)
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        return np.asarray((self.user_items_[users] @ self.similarity_).toarray(), dtype=np.float32)
+
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        rows = history_matrix(histories, self.n_items_)
+        return np.asarray((rows @ self.similarity_).toarray(), dtype=np.float32)
+
+    def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most similar items to each of ``items``: ``(items int32[n, k], scores)``."""
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64)
+        if ((items < 0) | (items >= self.n_items_)).any():
+            raise ModelError(f"item indices must be in [0, {self.n_items_})")
+        scores = self.similarity_[items].toarray()
+        scores[scores <= 0] = -np.inf  # not a neighbour
+        return top_k(scores, min(k, self.n_items_))
+
+
+class UserKNN(Recommender):
+    """User-based collaborative filtering: ``score(u, j) = sum_v sim(u, v) * x_vj``.
+
+    ``sim`` keeps, for each user, the top ``neighbours`` most similar users.
+    """
+
+    name = "user_knn"
+    Config = KNNConfig
+    config: KNNConfig
+
+    def _fit(self, dataset: Dataset) -> None:
+        cfg = self.config
+        self.user_items_ = dataset.matrix(binary=cfg.binary)
+        users = weight_features(self.user_items_, cfg.weighting, cfg.bm25_k1, cfg.bm25_b)
+        self.similarity_ = similarity_matrix(
+            users,
+            similarity=cfg.similarity,
+            neighbours=cfg.neighbours,
+            shrink=cfg.shrink,
+            asymmetric_alpha=cfg.asymmetric_alpha,
+        )
+        log.info("user_knn: %d users, %d similarities kept", self.n_users_, self.similarity_.nnz)
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        return np.asarray((self.similarity_[users] @ self.user_items_).toarray(), dtype=np.float32)
+
+
+def history_matrix(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix:
+    """One binary row per history (items outside the catalogue are ignored)."""
+    lengths = [len(h) for h in histories]
+    rows = np.repeat(np.arange(len(histories)), lengths)
+    cols = np.concatenate(histories) if histories else np.zeros(0, dtype=np.int64)
+    inside = (cols >= 0) & (cols < n_items)
+    matrix = sp.csr_matrix(
+        (np.ones(inside.sum(), dtype=np.float32), (rows[inside], cols[inside])),
+        shape=(len(histories), n_items),
+    )
+    matrix.data = np.ones_like(matrix.data)  # repeated items count once
+    return matrix
