@@ -327,9 +327,14 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     kth = np.partition(scores, n_cols - k, axis=1)[:, n_cols - k][:, None]
     greater = scores > kth
     equal = scores == kth
-    # Of the entries tied with the k-th value, keep the lowest-index ones that still fit.
-    room = k - greater.sum(axis=1, keepdims=True)
-    chosen = greater | (equal & (np.cumsum(equal, axis=1) <= room))
+    room = k - greater.sum(axis=1)
+    chosen = greater | equal
+    # Where more entries tie with the k-th value than there is room, keep the lowest-index ones.
+    # Only those rows need the (costly) running count, usually a handful of a batch.
+    crowded = np.flatnonzero(equal.sum(axis=1) > room)
+    if len(crowded):
+        tied = equal[crowded]
+        chosen[crowded] = greater[crowded] | (tied & (np.cumsum(tied, axis=1) <= room[crowded, None]))
     rows, cols = np.nonzero(chosen)
     values = scores[rows, cols]
     order = np.lexsort((cols, -values, rows))
