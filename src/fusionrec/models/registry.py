@@ -44,6 +44,16 @@ MODEL_PATHS: dict[str, str] = {
 }
 
 
+# Which extra brings a missing top-level package (for the error message).
+_EXTRA_OF_PACKAGE = {
+    "torch": "deep",
+    "sentence_transformers": "deep",
+    "pyspark": "spark",
+    "xgboost": "boost",
+    "catboost": "boost",
+}
+
+
 class UnknownModelError(KeyError):
     def __str__(self) -> str:
         return str(self.args[0])
@@ -61,8 +71,9 @@ def model_class(name: str) -> type[Recommender]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
+        extra = _EXTRA_OF_PACKAGE.get((error.name or "").split(".")[0], "deep")
         raise ImportError(
-            f"model {name!r} needs an optional dependency ({error.name}); install fusionrec[deep]"
+            f"model {name!r} needs an optional dependency ({error.name}); install fusionrec[{extra}]"
         ) from error
     return getattr(module, class_name)
 
