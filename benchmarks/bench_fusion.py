@@ -1,0 +1,137 @@
+"""Fusion benchmark: `fusion`, `blend` and `rrf` against their own sources, in one run.
+
+Same protocol as `fusionrec evaluate` (the benchmark's split, fit on ``train_full``, full ranking,
+training items masked). The pipeline comes from ``benchmarks/pipelines/<dataset>.toml``; every
+source of it is also evaluated alone with the same parameters. Also measured: candidate recall on
+the test items, each source's share of the final top-20, the ranker's feature importance, and the
+latency of scoring one user's candidates (features + ranker) over 200 users.
+
+    .venv/bin/python benchmarks/bench_fusion.py --dataset amazon-beauty
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from fusionrec.evaluation.benchmarks import load_benchmark, resolve_benchmark
+from fusionrec.evaluation.metrics import evaluate_rankings
+from fusionrec.evaluation.protocol import evaluate_model, rank
+from fusionrec.fusion.candidates import candidate_recall
+from fusionrec.fusion.config import load_pipeline
+from fusionrec.models.registry import create_model
+
+HERE = Path(__file__).parent
+KS = (10, 20)
+
+
+def fused_run(name: str, params: dict, split, mask_seen: bool) -> tuple[dict, object]:  # type: ignore[no-untyped-def]
+    """evaluate_model's protocol, keeping the fitted model for the fusion-specific numbers."""
+    model = create_model(name, **params)
+    started = time.perf_counter()
+    model.fit(split.train_full)
+    fit_seconds = time.perf_counter() - started
+    history = split.train_full
+    truth_all = split.test.matrix(binary=True)
+    users = np.flatnonzero(np.diff(truth_all.indptr) > 0).astype(np.int64)
+    seen = history.matrix(binary=True)[users] if mask_seen else None
+    started = time.perf_counter()
+    recs = rank(model, users, max(KS), exclude=seen)
+    predict_seconds = time.perf_counter() - started
+    metrics = evaluate_rankings(recs, truth_all[users], ks=KS, train_popularity=history.item_popularity())
+    row = {
+        "model": name,
+        "metrics": metrics,
+        "fit_seconds": round(fit_seconds, 1),
+        "predict_seconds": round(predict_seconds, 1),
+        "timings": {k: round(v, 1) for k, v in model.timings_.items()},
+    }
+    sample = users[:: max(1, len(users) // 3000)]
+    candidates = model._candidates(sample)
+    row["candidate_recall"] = candidate_recall(candidates, truth_all[sample])
+    row["candidates_per_user"] = len(candidates) / len(sample)
+    row["source_contribution@20"] = model.source_contribution(sample[:1000], k=20)
+    if hasattr(model, "feature_importance"):
+        row["feature_importance"] = dict(list(model.feature_importance().items())[:15])
+        row["ranker_latency_ms"] = ranker_latency(model, users[:200])
+    if hasattr(model, "weights_"):
+        row["weights"] = model.weights()
+    return row, model
+
+
+def ranker_latency(model, users: np.ndarray) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """Per user: features + ranker over that user's candidates (candidates generated beforehand)."""
+    ranker_ms, end_to_end_ms = [], []
+    for user in users:
+        one = np.array([user])
+        candidates = model._candidates(one)
+        started = time.perf_counter()
+        model._combine(model._features(one, candidates), candidates)
+        ranker_ms.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        model.recommend(one, 20)
+        end_to_end_ms.append((time.perf_counter() - started) * 1000)
+    return {
+        "features_plus_ranker_median_ms": float(np.median(ranker_ms)),
+        "features_plus_ranker_p95_ms": float(np.percentile(ranker_ms, 95)),
+        "recommend_end_to_end_median_ms": float(np.median(end_to_end_ms)),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dataset", default="amazon-beauty")
+    parser.add_argument("--pipeline", default=None)
+    parser.add_argument("--fusions", default="fusion,blend,rrf")
+    parser.add_argument("--skip-singles", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tag", default="", help="suffix of the result file (partial reruns)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    pipeline = load_pipeline(args.pipeline or HERE / "pipelines" / f"{args.dataset}.toml")
+    benchmark = resolve_benchmark(args.dataset)
+    split, description = load_benchmark(benchmark)
+    results: dict = {
+        "dataset": args.dataset,
+        "description": description,
+        "pipeline": pipeline.model_dump(mode="json"),
+        "machine": f"{platform.machine()}, 2 shared cores, {args.threads} BLAS threads",
+        "rows": [],
+    }
+    out = HERE / "results" / f"fusion-{args.dataset}{'-' + args.tag if args.tag else ''}.json"
+    out.parent.mkdir(exist_ok=True)
+    with threadpool_limits(args.threads):
+        if not args.skip_singles:
+            for source in pipeline.sources:
+                result = evaluate_model(
+                    source.model, split, params=source.params, ks=KS, mask_seen=benchmark.mask_seen
+                )
+                results["rows"].append(result.to_dict())
+                logging.info("%s %s", source.label, result.metrics)
+                out.write_text(json.dumps(results, indent=2, default=float))
+        for name in args.fusions.split(","):
+            params = {k: v for k, v in pipeline.model_params().items() if name == "fusion" or k != "ranker"}
+            row, _ = fused_run(name, params, split, benchmark.mask_seen)
+            results["rows"].append(row)
+            logging.info("%s %s", name, row["metrics"])
+            out.write_text(json.dumps(results, indent=2, default=float))
+    print(
+        json.dumps(
+            [
+                {r["model"]: {k: r["metrics"].get(k) for k in ("HR@20", "Recall@20", "NDCG@20", "NDCG@10")}}
+                for r in results["rows"]
+            ],
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

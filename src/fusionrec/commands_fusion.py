@@ -1,0 +1,154 @@
+"""`fusionrec train` and `fusionrec tune`: Typer functions the lead registers in `cli.py`.
+
+    app.command("train")(commands_fusion.train)
+    app.command("tune")(commands_fusion.tune)
+
+``train`` reads the events from a store, fits the pipeline (``--config`` file, else the
+``[pipeline]`` of ``fusionrec.toml`` when present, else the packaged default), scores it on a
+temporal validation cut, refits on everything and adds a version to the ``--out`` repository.
+``tune`` searches a space (JSON or TOML file) on validation data and writes the best pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fusionrec.fusion.config import (
+    PipelineConfigError,
+    PipelineFile,
+    default_pipeline,
+    load_pipeline,
+    load_project_config,
+)
+
+log = logging.getLogger("fusionrec")
+PROJECT_FILE = Path("fusionrec.toml")
+
+
+def resolve_pipeline(config: Path | None) -> tuple[PipelineFile, str]:
+    """``--config`` file, else ``fusionrec.toml``'s ``[pipeline]``, else the packaged default."""
+    if config is not None:
+        return load_pipeline(config), str(config)
+    if PROJECT_FILE.is_file():
+        project = load_project_config(PROJECT_FILE)
+        if project.pipeline is not None:
+            return project.pipeline, f"{PROJECT_FILE}:[pipeline]"
+    return default_pipeline(), "default pipeline"
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def train(
+    store: Annotated[str, typer.Option("--store", envvar="FUSIONREC_STORE", help="Event store URL.")],
+    out: Annotated[Path, typer.Option("--out", help="Model repository folder: a new version is added.")],
+    config: Annotated[Path | None, typer.Option("--config", help="Pipeline TOML file.")] = None,
+    valid_days: Annotated[
+        float, typer.Option(help="Days held out to report offline metrics (0 = skip).")
+    ] = 7.0,
+    json_path: Annotated[
+        str | None, typer.Option("--json", help="Write the result as JSON ('-' = stdout).")
+    ] = None,
+) -> None:
+    """Train the fused pipeline on a store's events and add it to the model repository."""
+    from fusionrec.data.dataset import Dataset
+    from fusionrec.data.split import temporal_split
+    from fusionrec.data.store import open_store
+    from fusionrec.fusion.artifacts import ModelRepository
+    from fusionrec.models.registry import create_model
+    from fusionrec.tuning.search import Fold, score_on_fold
+
+    try:
+        pipeline, origin = resolve_pipeline(config)
+    except PipelineConfigError as error:
+        _fail(str(error))
+    with open_store(store) as event_store:
+        dataset = Dataset.from_store(event_store)
+    if dataset.n_events == 0:
+        _fail(f"the store {store} holds no events")
+    metrics: dict[str, float] = {}
+    if valid_days > 0:
+        split = temporal_split(dataset, test_days=valid_days)
+        if split.train.n_events and split.test.n_events:
+            log.info("scoring %s on the last %.0f days", pipeline.model, valid_days)
+            metrics = score_on_fold(pipeline.model, pipeline.model_params(), Fold(split.train, split.test))
+    model = create_model(pipeline.model, **pipeline.model_params()).fit(dataset)
+    metadata = {
+        "pipeline": pipeline.model_dump(mode="json"),
+        "pipeline_origin": origin,
+        "offline_metrics": {k: v for k, v in metrics.items() if "@" in k},
+        "offline_protocol": f"temporal: last {valid_days:g} days held out, full ranking, seen items masked",
+        "data": dataset.describe(),
+        "timings": getattr(model, "timings_", {}),
+    }
+    version = ModelRepository(out).add_version(model, metadata)
+    result = {"version": version, "repository": str(out), **metadata}
+    typer.echo(f"added {version} to {out} ({pipeline.model}, from {origin})", err=True)
+    if json_path:
+        text = json.dumps(result, indent=2, default=str)
+        if json_path == "-":
+            typer.echo(text)
+        else:
+            Path(json_path).write_text(text + "\n")
+
+
+def _read_space(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    return tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+
+
+def tune(
+    store: Annotated[str, typer.Option("--store", envvar="FUSIONREC_STORE", help="Event store URL.")],
+    space: Annotated[Path, typer.Option("--space", help="Search space: JSON or TOML, dotted path -> spec.")],
+    out: Annotated[Path, typer.Option("--out", help="Where the best pipeline TOML is written.")],
+    config: Annotated[Path | None, typer.Option("--config", help="Pipeline TOML to start from.")] = None,
+    trials: Annotated[
+        int, typer.Option(help="Trials in total (a resumed study counts its earlier ones).")
+    ] = 20,
+    sampler: Annotated[str, typer.Option(help="tpe or grid.")] = "tpe",
+    storage: Annotated[str | None, typer.Option(help="Optuna storage, e.g. sqlite:///study.db.")] = None,
+    study: Annotated[str | None, typer.Option(help="Study name (resumed when it exists).")] = None,
+    metric: Annotated[str, typer.Option(help="Metric to maximise.")] = "NDCG@20",
+    valid_days: Annotated[float, typer.Option(help="Validation window: the last days of the data.")] = 7.0,
+) -> None:
+    """Search hyperparameters and fusion weights on validation data; write the best pipeline."""
+    from fusionrec.data.dataset import Dataset
+    from fusionrec.data.split import temporal_split
+    from fusionrec.data.store import open_store
+    from fusionrec.tuning.search import Fold, best_pipeline_toml
+    from fusionrec.tuning.search import tune as run_tune
+
+    if sampler not in ("tpe", "grid"):
+        _fail(f"--sampler must be tpe or grid, not {sampler!r}")
+    try:
+        pipeline, _ = resolve_pipeline(config)
+        search_space = _read_space(space)
+    except (PipelineConfigError, OSError, ValueError) as error:
+        _fail(str(error))
+    with open_store(store) as event_store:
+        dataset = Dataset.from_store(event_store)
+    split = temporal_split(dataset, test_days=valid_days)
+    result = run_tune(
+        pipeline.model,
+        dataset,
+        search_space,
+        base_params=pipeline.model_params(),
+        metric=metric,
+        n_trials=trials,
+        sampler=sampler,  # type: ignore[arg-type]
+        storage=storage,
+        study_name=study,
+        fold=Fold(split.train, split.test),
+    )
+    best_pipeline_toml(result, out, template=pipeline)
+    typer.echo(
+        f"best {metric} = {result.best_value:.4f} after {len(result.trials)} trials; wrote {out}", err=True
+    )

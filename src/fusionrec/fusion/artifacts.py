@@ -1,0 +1,121 @@
+"""The on-disk model repository behind ``fusionrec train --out DIR``: numbered, checksummed versions.
+
+Layout::
+
+    DIR/
+      v0001/model/...        the saved pipeline (its own manifest and checksums)
+      v0001/manifest.json    version, model, created_at, metadata (pipeline, offline metrics), checksums
+      v0002/...
+
+Versions are written to a temporary folder and renamed into place, so a crashed `train` never
+leaves a half-written version. Serving activates and rolls back versions by number; `load`
+verifies every checksum first and never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fusionrec.models.base import Recommender
+
+VERSION_PATTERN = re.compile(r"^v(\d{4,})$")
+MANIFEST = "manifest.json"
+MODEL_DIR = "model"
+
+
+class ArtifactError(RuntimeError):
+    """A missing version, or files that do not match their manifest."""
+
+
+class ModelRepository:
+    """Versions of trained pipelines in one folder."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def versions(self) -> list[str]:
+        """Version names, oldest first (``v0001``, ``v0002`` ...)."""
+        if not self.directory.is_dir():
+            return []
+        found = [p.name for p in self.directory.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name)]
+        return sorted(found, key=lambda name: int(name[1:]))
+
+    def latest(self) -> str | None:
+        versions = self.versions()
+        return versions[-1] if versions else None
+
+    def add_version(self, model: Recommender, metadata: dict[str, Any] | None = None) -> str:
+        """Save ``model`` as the next version with a manifest; returns the version name."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        latest = self.latest()
+        number = int(latest[1:]) + 1 if latest else 1
+        version = f"v{number:04d}"
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.directory))
+        try:
+            model.save(staging / MODEL_DIR)
+            files = {
+                str(path.relative_to(staging)): _sha256(path)
+                for path in sorted(staging.rglob("*"))
+                if path.is_file()
+            }
+            manifest = {
+                "version": version,
+                "model": model.name,
+                "created_at": datetime.now(UTC).isoformat(),
+                "metadata": metadata or {},
+                "files": files,
+            }
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+            os.replace(staging, self.directory / version)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return version
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        path = self._path(version) / MANIFEST
+        if not path.is_file():
+            raise ArtifactError(f"{version}: {MANIFEST} is missing in {self.directory}")
+        return json.loads(path.read_text())
+
+    def verify(self, version: str) -> None:
+        """Raise `ArtifactError` unless every file matches the version's manifest."""
+        root = self._path(version)
+        for name, digest in self.manifest(version)["files"].items():
+            path = root / name
+            if not path.is_file():
+                raise ArtifactError(f"{version}: {name} is missing")
+            if _sha256(path) != digest:
+                raise ArtifactError(f"{version}: {name} does not match its checksum")
+
+    def load(self, version: str | None = None) -> Recommender:
+        """The model of ``version`` (default: the latest), checksums verified first."""
+        version = version or self.latest()
+        if version is None:
+            raise ArtifactError(f"{self.directory} holds no model version")
+        self.verify(version)
+        return Recommender.load(self._path(version) / MODEL_DIR)
+
+    def _path(self, version: str) -> Path:
+        if not VERSION_PATTERN.match(version):
+            raise ArtifactError(f"{version!r} is not a version name (v0001, v0002, ...)")
+        path = self.directory / version
+        if not path.is_dir():
+            raise ArtifactError(f"version {version} not found in {self.directory}; have {self.versions()}")
+        return path
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

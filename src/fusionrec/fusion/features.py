@@ -1,0 +1,430 @@
+"""Ranking features, the same code offline (ranker training, evaluation) and in the serving path.
+
+A `FeatureContext` is built once from the training `Dataset` (item popularity windows, item and
+user profiles, user x item interaction matrices, the co-visitation graph) and saved with the
+pipeline as plain arrays. `FeatureContext.features` then turns a `Candidates` table into a
+``float32[n_candidates, n_features]`` matrix with vectorised gathers: no loop per user or event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
+from fusionrec.fusion.candidates import Candidates
+
+POPULARITY_WINDOWS = (1, 7, 30)  # days before the end of the training data
+VIEW_TYPES = ("view", "click")
+CART_TYPES = ("add_to_cart",)
+BUY_TYPES = ("purchase",)
+
+ITEM_FEATURES = ("pop_all", *(f"pop_{d}d" for d in POPULARITY_WINDOWS), "item_age_days", "price", "category")
+USER_FEATURES = ("user_events", "user_items", "user_recency_days", "user_price_mean")
+PAIR_FEATURES = (
+    "category_affinity",
+    "price_ratio",
+    "viewed",
+    "carted",
+    "bought",
+    "days_since_interaction",
+    "covisit_recent",
+    "covisit_last",
+    "same_category_as_last",
+)
+
+
+@dataclass
+class FeatureContext:
+    """Everything the features need, learned once from the training data (arrays only)."""
+
+    end: np.ndarray  # int64[1]: newest training timestamp
+    item_pop: np.ndarray  # float32[n_items, 1 + len(windows)]: distinct users all-time, events per window
+    item_age_days: np.ndarray  # float32[n_items]; NaN when never seen
+    item_price: np.ndarray  # float32[n_items]; NaN when unknown
+    item_category: np.ndarray  # int32[n_items]; -1 when unknown
+    user_stats: np.ndarray  # float32[n_users, 4]: events, distinct items, recency days, mean price
+    user_category: sp.csr_matrix  # users x categories: share of the user's events
+    viewed: sp.csr_matrix  # users x items: counts per event group
+    carted: sp.csr_matrix
+    bought: sp.csr_matrix
+    last_seen: sp.csr_matrix  # users x items: 1 + days since the newest interaction of the pair
+    recent: sp.csr_matrix  # users x items: the last R items, weight 1 for the newest, then 1/2, 1/3...
+    last_item: np.ndarray  # int32[n_users]; -1 = none
+    covisit: sp.csr_matrix  # items x items: co-visitation counts, top neighbours per item
+
+    # --- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls, dataset: Dataset, *, recent_items: int = 5, covisit_window: int = 3, covisit_neighbours: int = 50
+    ) -> FeatureContext:
+        n_users, n_items = dataset.n_users, dataset.n_items
+        ts = dataset.timestamp
+        end = int(ts.max()) if len(ts) else 0
+        pops = [dataset.item_popularity()]
+        for days in POPULARITY_WINDOWS:
+            window = ts >= end - days * SECONDS_PER_DAY
+            pops.append(np.bincount(dataset.item_idx[window], minlength=n_items).astype(np.float32))
+        first = np.full(n_items, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first, dataset.item_idx, ts)
+        age = np.where(first == np.iinfo(np.int64).max, np.nan, (end - first) / SECONDS_PER_DAY)
+
+        category = _item_categories(dataset)
+        price = _item_prices(dataset)
+        n_categories = int(category.max()) + 1 if len(category) and category.max() >= 0 else 0
+
+        events = np.bincount(dataset.user_idx, minlength=n_users).astype(np.float32)
+        distinct = np.diff(dataset.matrix(binary=True).indptr).astype(np.float32)
+        last = np.full(n_users, -1, dtype=np.int64)
+        np.maximum.at(last, dataset.user_idx, ts)
+        recency = np.where(last < 0, np.nan, (end - last) / SECONDS_PER_DAY)
+        item_price_of_event = price[dataset.item_idx]
+        known_price = ~np.isnan(item_price_of_event)
+        price_sum = np.bincount(
+            dataset.user_idx[known_price], weights=item_price_of_event[known_price], minlength=n_users
+        )
+        price_n = np.bincount(dataset.user_idx[known_price], minlength=n_users)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            price_mean = np.where(price_n > 0, price_sum / np.maximum(price_n, 1), np.nan)
+        user_stats = np.stack([events, distinct, recency, price_mean], axis=1).astype(np.float32)
+
+        has_category = category[dataset.item_idx] >= 0
+        user_category = sp.csr_matrix(
+            (
+                np.ones(int(has_category.sum()), dtype=np.float32),
+                (dataset.user_idx[has_category], category[dataset.item_idx[has_category]]),
+            ),
+            shape=(n_users, max(n_categories, 1)),
+        )
+        user_category.sum_duplicates()
+        totals = np.asarray(user_category.sum(axis=1)).ravel()
+        user_category = sp.diags(1.0 / np.maximum(totals, 1.0)).astype(np.float32) @ user_category
+
+        def counts(names: Sequence[str]) -> sp.csr_matrix:
+            mask = dataset.event_mask(*names)
+            matrix = sp.csr_matrix(
+                (
+                    np.ones(int(mask.sum()), dtype=np.float32),
+                    (dataset.user_idx[mask], dataset.item_idx[mask]),
+                ),
+                shape=(n_users, n_items),
+            )
+            matrix.sum_duplicates()
+            return matrix
+
+        # Days since the newest interaction, plus one so that a stored value is never a sparse zero.
+        last_seen = _min_pairs(
+            dataset.user_idx, dataset.item_idx, (end - ts) / SECONDS_PER_DAY + 1.0, (n_users, n_items)
+        )
+
+        indptr, sequence = dataset.sequences()
+        recent, last_item = _recent_matrix(indptr, sequence, n_items, recent_items)
+        covisit = _covisitation(indptr, sequence, n_items, covisit_window, covisit_neighbours)
+        return cls(
+            end=np.array([end], dtype=np.int64),
+            item_pop=np.stack(pops, axis=1).astype(np.float32),
+            item_age_days=age.astype(np.float32),
+            item_price=price,
+            item_category=category,
+            user_stats=user_stats,
+            user_category=user_category.tocsr(),
+            viewed=counts(VIEW_TYPES),
+            carted=counts(CART_TYPES),
+            bought=counts(BUY_TYPES),
+            last_seen=last_seen,
+            recent=recent,
+            last_item=last_item,
+            covisit=covisit,
+        )
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat arrays for ``np.savez`` (sparse matrices as their CSR parts)."""
+        out: dict[str, np.ndarray] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if sp.issparse(value):
+                csr = sp.csr_matrix(value)
+                out.update(
+                    {
+                        f"{f.name}__data": csr.data,
+                        f"{f.name}__indices": csr.indices,
+                        f"{f.name}__indptr": csr.indptr,
+                        f"{f.name}__shape": np.asarray(csr.shape),
+                    }
+                )
+            else:
+                out[f.name] = value
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> FeatureContext:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f"{f.name}__shape" in arrays:
+                values[f.name] = sp.csr_matrix(
+                    (arrays[f"{f.name}__data"], arrays[f"{f.name}__indices"], arrays[f"{f.name}__indptr"]),
+                    shape=tuple(int(x) for x in arrays[f"{f.name}__shape"]),
+                )
+            else:
+                values[f.name] = arrays[f.name]
+        return cls(**values)
+
+    # --- features ----------------------------------------------------------------------------
+
+    @staticmethod
+    def feature_names(sources: Sequence[str]) -> list[str]:
+        return [
+            *(f"{s}_score" for s in sources),
+            *(f"{s}_rank" for s in sources),
+            "n_sources",
+            *ITEM_FEATURES,
+            *USER_FEATURES,
+            *PAIR_FEATURES,
+        ]
+
+    def features(
+        self,
+        users: np.ndarray,
+        candidates: Candidates,
+        histories: Sequence[np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """``float32[len(candidates), n_features]`` in the order of `feature_names`.
+
+        ``users`` are the training user indices of the candidate rows (-1 for visitors unknown
+        to training); ``histories`` (live item sequences, oldest first) replace the stored recent
+        items for the session features, as in serving.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        n_users = self.user_stats.shape[0]
+        user = users[candidates.row]
+        known = (user >= 0) & (user < n_users)
+        safe_user = np.where(known, user, 0)
+        item = candidates.item.astype(np.int64)
+        n = len(item)
+
+        proposed = candidates.proposed()
+        item_block = np.column_stack(
+            [
+                self.item_pop[item],
+                self.item_age_days[item],
+                self.item_price[item],
+                self.item_category[item].astype(np.float32),
+            ]
+        )
+        user_block = self.user_stats[safe_user].copy()
+        user_block[~known] = np.nan
+
+        category = self.item_category[item]
+        has_category = (category >= 0) & known
+        affinity = np.zeros(n, dtype=np.float32)
+        if has_category.any():
+            affinity[has_category] = _gather(
+                self.user_category, safe_user[has_category], category[has_category]
+            )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            price_ratio = self.item_price[item] / user_block[:, 3]
+
+        def pair(matrix: sp.csr_matrix) -> np.ndarray:
+            values = _gather(matrix, safe_user, item)
+            values[~known] = 0.0
+            return values
+
+        seen_at = pair(self.last_seen)
+        days_since = np.where(seen_at > 0, seen_at - 1.0, np.nan)
+
+        if histories is None:
+            recent_rows = self.recent[np.unique(safe_user)]
+            row_of_user = np.searchsorted(np.unique(safe_user), safe_user)
+            last = np.where(known, self.last_item[safe_user], -1)
+        else:
+            recent_rows, last_per_row = _recent_matrix_from_histories(histories, self.covisit.shape[0])
+            row_of_user = candidates.row.astype(np.int64)
+            last = last_per_row[candidates.row]
+        covisit_recent = _gather((recent_rows @ self.covisit).tocsr(), row_of_user, item, cache=False)
+        if histories is None:
+            covisit_recent[~known] = 0.0
+        has_last = last >= 0
+        covisit_last = np.zeros(n, dtype=np.float32)
+        same_category = np.zeros(n, dtype=np.float32)
+        if has_last.any():
+            covisit_last[has_last] = _gather(self.covisit, last[has_last], item[has_last])
+            last_category = self.item_category[last[has_last]]
+            same_category[has_last] = (last_category >= 0) & (last_category == category[has_last])
+
+        pair_block = np.column_stack(
+            [
+                affinity,
+                price_ratio,
+                pair(self.viewed),
+                pair(self.carted),
+                pair(self.bought),
+                days_since,
+                covisit_recent,
+                covisit_last,
+                same_category,
+            ]
+        )
+        return np.column_stack(
+            [
+                candidates.scores,
+                candidates.ranks,
+                proposed.sum(axis=1).astype(np.float32),
+                item_block,
+                user_block,
+                pair_block,
+            ]
+        ).astype(np.float32)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+_KEY_CACHE: dict[int, tuple[sp.csr_matrix, np.ndarray]] = {}
+
+
+def _gather(matrix: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray, *, cache: bool = True) -> np.ndarray:
+    """``matrix[rows[i], cols[i]]`` for every i, as float32 (absent entries are 0).
+
+    One binary search over the matrix's sorted ``row * n_cols + col`` keys (cached per matrix):
+    pure numpy, so a single user's few hundred candidates cost microseconds, not scipy's
+    per-call indexing overhead.
+    """
+    if len(rows) == 0:
+        return np.zeros(0, dtype=np.float32)
+    cached = _KEY_CACHE.get(id(matrix)) if cache else None
+    if cached is None or cached[0] is not matrix:
+        if not matrix.has_sorted_indices:
+            matrix.sort_indices()
+        entry_rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+        keys = entry_rows * matrix.shape[1] + matrix.indices
+        if cache:
+            if len(_KEY_CACHE) > 64:  # bounded: contexts are few and long-lived
+                _KEY_CACHE.clear()
+            _KEY_CACHE[id(matrix)] = (matrix, keys)
+    else:
+        keys = cached[1]
+    wanted = np.asarray(rows, dtype=np.int64) * matrix.shape[1] + np.asarray(cols, dtype=np.int64)
+    position = np.searchsorted(keys, wanted)
+    position = np.minimum(position, max(len(keys) - 1, 0))
+    found = (keys[position] == wanted) if len(keys) else np.zeros(len(wanted), dtype=bool)
+    out = np.zeros(len(wanted), dtype=np.float32)
+    out[found] = matrix.data[position[found]]
+    return out
+
+
+def _min_pairs(
+    rows: np.ndarray, cols: np.ndarray, values: np.ndarray, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """CSR holding, for each (row, col) pair, the smallest of its ``values`` (no summing of duplicates)."""
+    key = rows.astype(np.int64) * shape[1] + cols
+    order = np.lexsort((values, key))
+    key, values = key[order], values[order]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    key = key[first]
+    out = sp.csr_matrix(
+        (values[first].astype(np.float32), (key // shape[1], key % shape[1])), shape=shape, dtype=np.float32
+    )
+    out.sort_indices()
+    return out
+
+
+def _item_categories(dataset: Dataset) -> np.ndarray:
+    column = dataset.item_features.get("category") if len(dataset.item_features.columns) else None
+    if column is None:
+        return np.full(dataset.n_items, -1, dtype=np.int32)
+    values = column.astype("string")
+    codes, _ = values.factorize(use_na_sentinel=True)
+    return np.asarray(codes, dtype=np.int32)
+
+
+def _item_prices(dataset: Dataset) -> np.ndarray:
+    """Catalogue price, else the median price seen on the item's events, else NaN."""
+    price = np.full(dataset.n_items, np.nan, dtype=np.float32)
+    column = dataset.item_features.get("price") if len(dataset.item_features.columns) else None
+    if column is not None:
+        price = column.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan).astype(np.float32)
+    known = ~np.isnan(dataset.price)
+    if known.any():
+        sums = np.bincount(dataset.item_idx[known], weights=dataset.price[known], minlength=dataset.n_items)
+        n = np.bincount(dataset.item_idx[known], minlength=dataset.n_items)
+        event_mean = np.where(n > 0, sums / np.maximum(n, 1), np.nan).astype(np.float32)
+        price = np.where(np.isnan(price), event_mean, price)
+    return price
+
+
+def _recent_matrix(
+    indptr: np.ndarray, sequence: np.ndarray, n_items: int, recent_items: int
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Each user's last ``recent_items`` events as a users x items matrix (1, 1/2, 1/3 ... from newest)."""
+    n_users = len(indptr) - 1
+    lengths = np.diff(indptr)
+    user_of = np.repeat(np.arange(n_users), lengths)
+    from_end = indptr[1:][user_of] - np.arange(len(sequence))  # 1 = newest
+    keep = from_end <= recent_items
+    matrix = sp.csr_matrix(
+        (1.0 / from_end[keep].astype(np.float32), (user_of[keep], sequence[keep])), shape=(n_users, n_items)
+    )
+    matrix.sum_duplicates()
+    last_item = np.full(n_users, -1, dtype=np.int32)
+    has = lengths > 0
+    last_item[has] = sequence[indptr[1:][has] - 1]
+    return matrix.astype(np.float32), last_item
+
+
+def _recent_matrix_from_histories(
+    histories: Sequence[np.ndarray], n_items: int, recent_items: int = 5
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    lengths = np.array([len(h) for h in histories], dtype=np.int64)
+    indptr = np.zeros(len(histories) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    sequence = (
+        np.concatenate([np.asarray(h, dtype=np.int32) for h in histories])
+        if lengths.sum()
+        else np.zeros(0, dtype=np.int32)
+    )
+    valid = (sequence >= 0) & (sequence < n_items)
+    if not valid.all():
+        raise ValueError(f"history item indices must be in [0, {n_items})")
+    return _recent_matrix(indptr, sequence, n_items, recent_items)
+
+
+def _covisitation(
+    indptr: np.ndarray, sequence: np.ndarray, n_items: int, window: int, neighbours: int
+) -> sp.csr_matrix:
+    """Items x items counts of pairs at most ``window`` positions apart in a user's sequence."""
+    n_users = len(indptr) - 1
+    user_of = np.repeat(np.arange(n_users), np.diff(indptr))
+    rows, cols = [], []
+    for offset in range(1, window + 1):  # a handful of vectorised passes, not a loop per event
+        same_user = user_of[offset:] == user_of[:-offset]
+        a, b = sequence[:-offset][same_user], sequence[offset:][same_user]
+        distinct = a != b
+        rows.extend([a[distinct], b[distinct]])
+        cols.extend([b[distinct], a[distinct]])
+    if not rows:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    row, col = np.concatenate(rows), np.concatenate(cols)
+    matrix = sp.csr_matrix((np.ones(len(row), dtype=np.float32), (row, col)), shape=(n_items, n_items))
+    matrix.sum_duplicates()
+    return _top_per_row(matrix, neighbours)
+
+
+def _top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Keep each row's ``k`` largest entries (ties to the lower column)."""
+    coo = matrix.tocoo()
+    order = np.lexsort((coo.col, -coo.data, coo.row))
+    row, col, data = coo.row[order], coo.col[order], coo.data[order]
+    starts = np.searchsorted(row, np.arange(matrix.shape[0]))
+    position = np.arange(len(row)) - starts[row]
+    keep = position < k
+    out = sp.csr_matrix((data[keep], (row[keep], col[keep])), shape=matrix.shape, dtype=np.float32)
+    out.sort_indices()
+    return out

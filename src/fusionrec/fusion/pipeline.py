@@ -1,0 +1,489 @@
+"""Fused recommenders: candidates from several sources, combined by a ranker or a simple fusion.
+
+`FusedRecommender` is the shared machinery, itself a `Recommender` (so `fusionrec evaluate` can
+compare it with single models in one run):
+
+1. ``_fit`` cuts a label window off the end of the training data (`holdout_split`), fits every
+   source on the data before it, builds candidates and features for the users with labels and
+   trains the combiner on them (no leakage: the window's events never reach the sources or the
+   features), then refits the sources and the feature context on all the training data;
+2. ``_score_users`` generates candidates, scores them with the combiner and returns dense scores:
+   candidates keep their combined score, every other item ranks below them by popularity.
+
+`FusionRecommender` (``fusion``) combines with a learning-to-rank model, `StackRecommender`
+(``stack``) with a linear meta-model; `blend` and `rrf` live in `fusion.blend`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
+from fusionrec.fusion.candidates import Candidates, candidate_recall, source_lists, top_rows, union
+from fusionrec.fusion.config import FusionConfig, HoldoutConfig, RankerConfig
+from fusionrec.fusion.features import FeatureContext
+from fusionrec.fusion.ranker import Ranker, make_ranker
+from fusionrec.models.base import MANIFEST_FILE, Recommender, _sha256, top_k
+from fusionrec.models.registry import create_model
+
+log = logging.getLogger(__name__)
+SOURCES_DIR = "sources"
+FEATURES_FILE = "features.npz"
+REPEAT, POPULAR_IN_CATEGORY = "repeat", "popular_in_category"
+
+
+# --- the label window --------------------------------------------------------------------------
+
+
+def holdout_split(dataset: Dataset, holdout: HoldoutConfig, seed: int) -> tuple[Dataset, Dataset]:
+    """``(before, window)``: the events the sources learn from and the label window after them."""
+    n = dataset.n_events
+    if holdout.mode == "days":
+        cut = dataset.timestamp.max() - holdout.days * SECONDS_PER_DAY if n else 0
+        in_window = dataset.timestamp > cut
+    else:
+        order = np.lexsort((np.arange(n), dataset.timestamp, dataset.user_idx))
+        users = dataset.user_idx[order]
+        counts = np.bincount(users, minlength=dataset.n_users)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        from_end = counts[users] - (np.arange(n) - starts[users])  # 1 = the user's last event
+        eligible = counts[users] >= holdout.min_history + (holdout.items if holdout.mode == "last" else 1)
+        in_window = np.zeros(n, dtype=bool)
+        if holdout.mode == "last":
+            in_window[order] = eligible & (from_end <= holdout.items)
+        else:  # random: a seeded share of each user's distinct items, all of their events
+            pair = dataset.user_idx.astype(np.int64) * dataset.n_items + dataset.item_idx
+            unique_pairs, inverse = np.unique(pair, return_inverse=True)
+            chosen = np.random.default_rng(seed).random(len(unique_pairs)) < holdout.fraction
+            in_window = chosen[inverse]
+            in_window &= counts[dataset.user_idx] >= holdout.min_history + 1
+    return dataset.select(~in_window), dataset.select(in_window)
+
+
+def label_matrix(window: Dataset, gains: dict[str, int]) -> sp.csr_matrix:
+    """users x items graded labels: the highest gain among each pair's window events."""
+    gain_of_code = np.array([gains.get(name, 0) for name in window.event_types.names], dtype=np.float32)
+    grade = gain_of_code[window.event_code] if window.n_events else np.zeros(0, dtype=np.float32)
+    positive = grade > 0
+    key = window.user_idx[positive].astype(np.int64) * window.n_items + window.item_idx[positive]
+    order = np.lexsort((-grade[positive], key))
+    key, value = key[order], grade[positive][order]
+    first = np.ones(len(key), dtype=bool)
+    first[1:] = key[1:] != key[:-1]
+    labels = sp.csr_matrix(
+        (value[first], (key[first] // window.n_items, key[first] % window.n_items)),
+        shape=(window.n_users, window.n_items),
+        dtype=np.float32,
+    )
+    labels.sort_indices()
+    return labels
+
+
+def user_revenue(window: Dataset) -> np.ndarray:
+    """Revenue per user in the window: price x quantity (1 when unknown) of purchases."""
+    buys = window.event_mask("purchase") & ~np.isnan(window.price)
+    quantity = np.where(np.isnan(window.quantity[buys]), 1.0, window.quantity[buys])
+    return np.bincount(
+        window.user_idx[buys], weights=window.price[buys] * quantity, minlength=window.n_users
+    ).astype(np.float32)
+
+
+def group_ndcg(scores: np.ndarray, labels: np.ndarray, row: np.ndarray, k: int) -> float:
+    """Mean NDCG@k over the rows (groups) that hold a positive label; gains ``2^label - 1``."""
+    order = np.lexsort((-scores, row))
+    ideal = np.lexsort((-labels, row))
+    sorted_row = row[order]
+    starts = np.searchsorted(sorted_row, sorted_row)  # first position of each row (sorted)
+    position = np.arange(len(row)) - starts
+    discount = np.where(position < k, 1.0 / np.log2(position + 2.0), 0.0)
+    n_rows = int(row.max()) + 1 if len(row) else 0
+    dcg = np.bincount(sorted_row, weights=(2.0 ** labels[order] - 1) * discount, minlength=n_rows)
+    idcg = np.bincount(row[ideal], weights=(2.0 ** labels[ideal] - 1) * discount, minlength=n_rows)
+    has = idcg > 0
+    return float((dcg[has] / idcg[has]).mean()) if has.any() else 0.0
+
+
+# --- shared machinery --------------------------------------------------------------------------
+
+
+class FusedRecommender(Recommender):
+    """Candidates from configured sources, combined by a subclass-specific `_combine`."""
+
+    name: ClassVar[str] = "fused"
+    config: Any
+
+    # --- combiner hooks ------------------------------------------------------------------------
+
+    @abstractmethod
+    def _fit_combiner(
+        self, X: np.ndarray, candidates: Candidates, labels: np.ndarray, weights: np.ndarray
+    ) -> None:
+        """Learn how to combine, from training candidates with graded ``labels`` (0 = irrelevant)."""
+
+    @abstractmethod
+    def _combine(self, X: np.ndarray | None, candidates: Candidates) -> np.ndarray:
+        """One score per candidate (higher is better)."""
+
+    needs_features: ClassVar[bool] = True
+
+    # --- fitting -------------------------------------------------------------------------------
+
+    def _fit_sources(self, dataset: Dataset) -> dict[str, Recommender]:
+        sources = {}
+        for source in self.config.sources:
+            started = time.perf_counter()
+            params = {"seed": self.config.seed, **source.params}
+            sources[source.label] = create_model(source.model, **params).fit(dataset)
+            self.timings_[f"fit:{source.label}"] = self.timings_.get(f"fit:{source.label}", 0.0) + (
+                time.perf_counter() - started
+            )
+            log.info("fusion: fitted source %s in %.1fs", source.label, time.perf_counter() - started)
+        return sources
+
+    def _build_context(self, dataset: Dataset) -> FeatureContext:
+        cfg = self.config
+        return FeatureContext.build(
+            dataset,
+            recent_items=cfg.recent_items,
+            covisit_window=cfg.covisit_window,
+            covisit_neighbours=cfg.covisit_neighbours,
+        )
+
+    def _fit(self, dataset: Dataset) -> None:
+        cfg = self.config
+        self.timings_: dict[str, float] = {}
+        started = time.perf_counter()
+        before, window = holdout_split(dataset, cfg.holdout, cfg.seed)
+        self._sources = self._fit_sources(before)
+        self._context = self._build_context(before)
+        self._seen = before.matrix(binary=True)
+        labels = label_matrix(window, cfg.gains)
+        has_items = np.diff(self._seen.indptr) > 0
+        users = np.flatnonzero((np.diff(labels.indptr) > 0) & has_items)
+        if len(users) > cfg.train_users:
+            users = np.sort(np.random.default_rng(cfg.seed).choice(users, cfg.train_users, replace=False))
+        if len(users) == 0:
+            raise ValueError("fusion: the label window holds no user with earlier history; adjust `holdout`")
+        revenue = user_revenue(window) if cfg.revenue_weighting else None
+        X_parts, label_parts, weight_parts, cand_parts = [], [], [], []
+        offset = 0
+        recall_hits = recall_total = 0.0
+        for start in range(0, len(users), 4096):
+            batch = users[start : start + 4096]
+            candidates = self._candidates(batch)
+            truth = labels[batch]
+            recall = candidate_recall(candidates, truth)
+            recall_hits += recall["total"] * truth.nnz
+            recall_total += truth.nnz
+            grade = np.asarray(truth[candidates.row, candidates.item], dtype=np.float32).ravel()
+            has_positive = np.bincount(candidates.row, weights=grade > 0, minlength=len(batch)) > 0
+            keep = has_positive[candidates.row]
+            candidates = candidates.take(keep)
+            X_parts.append(self._features(batch, candidates) if self.needs_features else None)
+            label_parts.append(grade[keep])
+            row_weight = (1.0 + np.log1p(revenue[batch])) if revenue is not None else np.ones(len(batch))
+            weight_parts.append(row_weight[candidates.row].astype(np.float32))
+            cand_parts.append(
+                Candidates(
+                    offset + len(batch),
+                    candidates.row + offset,
+                    candidates.item,
+                    candidates.scores,
+                    candidates.ranks,
+                    candidates.sources,
+                )
+            )
+            offset += len(batch)
+        merged = Candidates(
+            offset,
+            np.concatenate([c.row for c in cand_parts]),
+            np.concatenate([c.item for c in cand_parts]),
+            np.concatenate([c.scores for c in cand_parts]),
+            np.concatenate([c.ranks for c in cand_parts]),
+            cand_parts[0].sources,
+        )
+        X = np.concatenate(X_parts) if self.needs_features else None
+        self.train_recall_ = float(recall_hits / max(recall_total, 1.0))
+        self.train_groups_ = len(np.unique(merged.row))
+        log.info(
+            "fusion: %d training groups, %d rows, candidate recall %.3f",
+            self.train_groups_,
+            len(merged),
+            self.train_recall_,
+        )
+        combiner_start = time.perf_counter()
+        self._fit_combiner(X, merged, np.concatenate(label_parts), np.concatenate(weight_parts))
+        self.timings_["fit:combiner"] = time.perf_counter() - combiner_start
+        # Serve from everything: refit the sources and the features on all the training data.
+        self._sources = self._fit_sources(dataset)
+        self._context = self._build_context(dataset)
+        self._seen = dataset.matrix(binary=True)
+        self.timings_["fit:total"] = time.perf_counter() - started
+
+    # --- candidates, features, scores ------------------------------------------------------------
+
+    def _quotas(self) -> dict[str, int]:
+        return {s.label: s.n for s in self.config.sources}
+
+    def _candidates(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> Candidates:
+        cfg = self.config
+        exclude: Any = None
+        if cfg.exclude_seen:
+            if histories is None:
+                exclude = "seen"
+            else:
+                exclude = _history_rows(histories, self._context.covisit.shape[0])
+        lists = source_lists(
+            self._sources,
+            self._quotas(),
+            users,
+            exclude=exclude,
+            histories=histories,
+            min_scores={s.label: s.min_score for s in cfg.sources},
+        )
+        known = (users >= 0) & (users < self._seen.shape[0])
+        safe = np.where(known, users, 0)
+        seen_rows = self._seen[safe] if exclude is not None else None
+        if cfg.extra.repeat:
+            counts = self._context.viewed + self._context.carted + self._context.bought
+            if counts.nnz == 0:  # event types outside view/cart/purchase (e.g. ratings)
+                counts = self._seen
+            rows = sp.diags(known.astype(np.float32)) @ counts[safe]
+            lists[REPEAT] = top_rows(rows.tocsr(), cfg.extra.repeat)
+        if cfg.extra.popular_in_category:
+            lists[POPULAR_IN_CATEGORY] = self._popular_in_category(safe, known, seen_rows)
+        n_items = self._context.covisit.shape[0]
+        return union(lists, len(users), n_items)
+
+    def _popular_in_category(
+        self, users: np.ndarray, known: np.ndarray, seen_rows: sp.csr_matrix | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        ctx = self._context
+        k = self.config.extra.popular_in_category
+        favourite = np.asarray(ctx.user_category[users].argmax(axis=1)).ravel()
+        has = known & (np.asarray(ctx.user_category[users].max(axis=1).todense()).ravel() > 0)
+        scores = np.where(
+            ctx.item_category[None, :] == favourite[:, None], ctx.item_pop[:, 0][None, :] + 1.0, -np.inf
+        ).astype(np.float32)
+        scores[~has] = -np.inf
+        if seen_rows is not None:
+            scores[seen_rows.nonzero()] = -np.inf
+        return top_k(scores, k)
+
+    def _features(
+        self, users: np.ndarray, candidates: Candidates, histories: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
+        return self._context.features(users, candidates, histories)
+
+    def feature_names(self) -> list[str]:
+        return FeatureContext.feature_names(self._source_labels())
+
+    def _source_labels(self) -> list[str]:
+        labels = [s.label for s in self.config.sources]
+        if self.config.extra.repeat:
+            labels.append(REPEAT)
+        if self.config.extra.popular_in_category:
+            labels.append(POPULAR_IN_CATEGORY)
+        return labels
+
+    def score_candidates(
+        self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None
+    ) -> tuple[Candidates, np.ndarray]:
+        """The candidates of ``users`` and their combined scores (the serving path's core)."""
+        users = np.asarray(users, dtype=np.int64)
+        candidates = self._candidates(users, histories)
+        X = self._features(users, candidates, histories) if self.needs_features else None
+        return candidates, self._combine(X, candidates)
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        candidates, values = self.score_candidates(users)
+        return self._dense(candidates, values)
+
+    def _dense(self, candidates: Candidates, values: np.ndarray) -> np.ndarray:
+        """Candidates keep their score; other items rank below every candidate, by popularity."""
+        values = values.astype(np.float32)
+        row_min = np.full(candidates.n_rows, np.inf, dtype=np.float32)
+        np.minimum.at(row_min, candidates.row, values)
+        row_min[~np.isfinite(row_min)] = 0.0
+        popularity = self.popularity_ / (self.popularity_.max() + 1.0)
+        dense = (row_min - 2.0)[:, None] + popularity[None, :]
+        dense[candidates.row, candidates.item] = values
+        return dense.astype(np.float32)
+
+    def recommend_live(
+        self, users: np.ndarray, k: int, histories: Sequence[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` with live histories (serving): history sources use them, others the user index."""
+        self._check_fitted()
+        candidates, values = self.score_candidates(np.asarray(users, dtype=np.int64), histories)
+        return top_k(self._dense(candidates, values), k)
+
+    # --- explainability --------------------------------------------------------------------------
+
+    def source_contribution(self, users: np.ndarray, k: int = 20) -> dict[str, dict[str, float]]:
+        """Per source: share of the final top-``k`` items it proposed, and share only it proposed."""
+        candidates, values = self.score_candidates(np.asarray(users, dtype=np.int64))
+        order = np.lexsort((-values, candidates.row))
+        row = candidates.row[order]
+        position = np.arange(len(row)) - np.searchsorted(row, row)
+        top = order[position < k]
+        proposed = candidates.proposed()[top]
+        only = proposed & (proposed.sum(axis=1, keepdims=True) == 1)
+        total = max(len(top), 1)
+        return {
+            label: {"share": float(proposed[:, s].sum() / total), "only": float(only[:, s].sum() / total)}
+            for s, label in enumerate(candidates.sources)
+        }
+
+    def explain(self, user: int, item: int, top: int = 8) -> dict[str, Any]:
+        """Why ``item`` is (or is not) recommended to ``user``: proposing sources and main features."""
+        self._check_fitted()
+        candidates, values = self.score_candidates(np.array([user], dtype=np.int64))
+        where = np.flatnonzero(candidates.item == item)
+        if len(where) == 0:
+            return {"user": int(user), "item": int(item), "candidate": False, "sources": {}}
+        i = int(where[0])
+        rank = int((values > values[i]).sum()) + 1
+        sources = {
+            label: {"rank": int(candidates.ranks[i, s]), "score": float(candidates.scores[i, s])}
+            for s, label in enumerate(candidates.sources)
+            if not np.isnan(candidates.ranks[i, s])
+        }
+        result: dict[str, Any] = {
+            "user": int(user),
+            "item": int(item),
+            "candidate": True,
+            "score": float(values[i]),
+            "rank": rank,
+            "sources": sources,
+        }
+        if self.needs_features:
+            names = self.feature_names()
+            X = self._features(np.array([user], dtype=np.int64), candidates.take(where[:1]))
+            contributions = self._contributions(X)
+            if contributions is not None:
+                order = np.argsort(-np.abs(contributions[0, : len(names)]))[:top]
+                result["features"] = {
+                    names[j]: {"value": float(X[0, j]), "contribution": float(contributions[0, j])}
+                    for j in order
+                }
+            else:
+                result["features"] = {name: float(X[0, j]) for j, name in enumerate(names[:top])}
+        return result
+
+    def _contributions(self, X: np.ndarray) -> np.ndarray | None:
+        return None
+
+    # --- persistence ------------------------------------------------------------------------------
+
+    def save(self, directory: str | Path) -> Path:
+        """The fused model's own state, each source through its own `save`, features and combiner."""
+        directory = super().save(directory)
+        files = json.loads((directory / MANIFEST_FILE).read_text())
+        for label, model in self._sources.items():
+            model.save(directory / SOURCES_DIR / label)
+        np.savez(directory / FEATURES_FILE, **self._context.to_arrays())
+        extra = self._save_combiner(directory)
+        written = [FEATURES_FILE, *extra]
+        for label in self._sources:
+            for path in sorted((directory / SOURCES_DIR / label).iterdir()):
+                written.append(f"{SOURCES_DIR}/{label}/{path.name}")
+        files["files"].update({name: _sha256(directory / name) for name in written})
+        files["sources"] = list(self._sources)
+        files["combiner"] = self.name
+        (directory / MANIFEST_FILE).write_text(json.dumps(files, indent=2, sort_keys=True))
+        return directory
+
+    def _load_files(self, directory: Path) -> None:
+        self._sources = {
+            s.label: Recommender.load(directory / SOURCES_DIR / s.label) for s in self.config.sources
+        }
+        with np.load(directory / FEATURES_FILE, allow_pickle=False) as arrays:
+            self._context = FeatureContext.from_arrays({k: arrays[k] for k in arrays.files})
+        self._seen = self.seen_
+        self._load_combiner(directory)
+
+    def _save_combiner(self, directory: Path) -> list[str]:
+        return []
+
+    def _load_combiner(self, directory: Path) -> None:
+        return None
+
+
+def _history_rows(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
+    lengths = [len(h) for h in histories]
+    rows = np.repeat(np.arange(len(histories)), lengths)
+    cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if sum(lengths) else rows
+    matrix = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(histories), n_items)
+    )
+    matrix.sum_duplicates()
+    return matrix
+
+
+# --- learning to rank -----------------------------------------------------------------------------
+
+
+class FusionRecommender(FusedRecommender):
+    """``fusion``: a learning-to-rank model (LightGBM LambdaRank by default) over candidate features."""
+
+    name = "fusion"
+    Config = FusionConfig
+    config: FusionConfig
+
+    def _fit_combiner(
+        self, X: np.ndarray, candidates: Candidates, labels: np.ndarray, weights: np.ndarray
+    ) -> None:
+        sizes = np.bincount(candidates.row, minlength=candidates.n_rows)
+        sizes = sizes[sizes > 0]
+        use_weights = weights if self.config.revenue_weighting else None
+        self._ranker = make_ranker(self.config.ranker, self.config.seed)
+        self._ranker.fit(X, labels.astype(np.float32), sizes, self.feature_names(), use_weights)
+        if self.config.ranker.kind in ("lightgbm", "xgboost", "catboost"):
+            # The ranker's own training NDCG, a sanity figure (validation numbers come from tuning).
+            self.train_ndcg_ = group_ndcg(self._ranker.predict(X), labels, candidates.row, 20)
+
+    def _combine(self, X: np.ndarray | None, candidates: Candidates) -> np.ndarray:
+        if X is None or len(X) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self._ranker.predict(X).astype(np.float32)
+
+    def _contributions(self, X: np.ndarray) -> np.ndarray | None:
+        return self._ranker.contributions(X)
+
+    def feature_importance(self) -> dict[str, float]:
+        """The ranker's feature importance (gain for the tree rankers), highest first."""
+        self._check_fitted()
+        return self._ranker.importance()
+
+    @property
+    def ranker(self) -> Ranker:
+        return self._ranker
+
+    def _save_combiner(self, directory: Path) -> list[str]:
+        return self._ranker.save(directory)
+
+    def _load_combiner(self, directory: Path) -> None:
+        self._ranker = make_ranker(self.config.ranker, self.config.seed)
+        self._ranker.load(directory)
+
+
+class StackConfig(FusionConfig):
+    ranker: RankerConfig = Field(default_factory=lambda: RankerConfig(kind="linear"))
+
+
+class StackRecommender(FusionRecommender):
+    """``stack``: linear stacking, a logistic-regression meta-model over the same features."""
+
+    name = "stack"
+    Config = StackConfig

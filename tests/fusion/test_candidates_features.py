@@ -1,0 +1,77 @@
+"""Candidate union, candidate recall and the feature context."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from fusionrec.data.dataset import Dataset
+from fusionrec.fusion.candidates import candidate_recall, union
+from fusionrec.fusion.features import FeatureContext
+
+
+def test_union_deduplicates_and_keeps_each_sources_rank() -> None:
+    a = (
+        np.array([[3, 1, -1], [0, 2, 4]], dtype=np.int32),
+        np.array([[9, 8, -np.inf], [5, 4, 3]], np.float32),
+    )
+    b = (np.array([[1, 5, 0], [2, 6, 7]], dtype=np.int32), np.array([[7, 6, 5], [3, 2, 1]], np.float32))
+    c = union({"a": a, "b": b}, n_rows=2, n_items=8)
+    assert c.row.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1]
+    assert c.item.tolist() == [0, 1, 3, 5, 0, 2, 4, 6, 7]
+    # item 1 of row 0: rank 2 in a, rank 1 in b; item 3 only in a
+    np.testing.assert_array_equal(c.ranks[1], [2, 1])
+    assert np.isnan(c.ranks[2, 1]) and c.ranks[2, 0] == 1
+    np.testing.assert_array_equal(c.scores[1], [8, 7])
+    assert c.proposed().sum() == 11  # a proposed 5 (one slot padded), b 6; 9 distinct pairs
+    assert c.indptr.tolist() == [0, 4, 9]
+
+
+def test_candidate_recall_total_and_per_source() -> None:
+    a = (np.array([[1, 2]], dtype=np.int32), np.ones((1, 2), np.float32))
+    b = (np.array([[3, 2]], dtype=np.int32), np.ones((1, 2), np.float32))
+    c = union({"a": a, "b": b}, n_rows=1, n_items=6)
+    truth = sp.csr_matrix(np.array([[0, 1, 0, 1, 1, 0]], dtype=np.float32))  # items 1, 3, 4
+    recall = candidate_recall(c, truth)
+    assert recall == {"total": 2 / 3, "a": 1 / 3, "b": 1 / 3}
+
+
+def test_feature_context_values_and_round_trip(shop: Dataset, tmp_path: Path) -> None:
+    ctx = FeatureContext.build(shop)
+    user = int(shop.user_idx[-1])
+    bought = shop.item_idx[shop.event_mask("purchase") & (shop.user_idx == user)]
+    history = shop.item_idx[shop.user_idx == user]
+    unseen = np.setdiff1d(np.arange(shop.n_items), history)[:3]
+    items = np.concatenate([history[-2:], unseen]).astype(np.int32)
+    lists = {"x": (items[None, :], np.arange(len(items), 0, -1, dtype=np.float32)[None, :])}
+    cands = union(lists, 1, shop.n_items)
+    X = ctx.features(np.array([user]), cands)
+    names = FeatureContext.feature_names(["x"])
+    assert X.shape == (len(cands), len(names))
+    col = {n: i for i, n in enumerate(names)}
+    seen_rows = np.isin(cands.item, history)
+    assert (X[seen_rows, col["days_since_interaction"]] >= 0).all()
+    assert np.isnan(X[~seen_rows, col["days_since_interaction"]]).all()
+    assert (X[:, col["user_events"]] == (shop.user_idx == user).sum()).all()
+    if len(bought):
+        in_bought = np.isin(cands.item, bought)
+        assert (X[in_bought, col["bought"]] >= 1).all()
+    np.testing.assert_array_equal(X[:, col["pop_all"]], shop.item_popularity()[cands.item])
+    np.savez(tmp_path / "f.npz", **ctx.to_arrays())
+    with np.load(tmp_path / "f.npz", allow_pickle=False) as arrays:
+        loaded = FeatureContext.from_arrays({k: arrays[k] for k in arrays.files})
+    np.testing.assert_array_equal(loaded.features(np.array([user]), cands), X)
+
+
+def test_live_history_changes_session_features(shop: Dataset) -> None:
+    ctx = FeatureContext.build(shop)
+    names = FeatureContext.feature_names(["x"])
+    anchor = int(ctx.covisit.tocoo().row[0])
+    neighbour = int(ctx.covisit[anchor].indices[0])
+    cands = union({"x": (np.array([[neighbour]], np.int32), np.ones((1, 1), np.float32))}, 1, shop.n_items)
+    live = ctx.features(np.array([-1]), cands, histories=[np.array([anchor])])
+    col = names.index("covisit_last")
+    assert live[0, col] == ctx.covisit[anchor, neighbour] > 0
+    assert np.isnan(live[0, names.index("user_events")])  # unknown visitor

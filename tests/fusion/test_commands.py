@@ -1,0 +1,93 @@
+"""`fusionrec train` / `tune` (Typer functions in commands_fusion), on a real DuckDB store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from fusionrec import commands_fusion
+from fusionrec.data.ingest import ingest_frame, ingest_items
+from fusionrec.data.store import open_store
+from fusionrec.data.synthetic import generate_frames
+from fusionrec.fusion.artifacts import ModelRepository
+from fusionrec.fusion.config import load_pipeline
+
+PIPELINE = """
+[pipeline]
+model = "fusion"
+[pipeline.config]
+train_users = 300
+[[pipeline.config.sources]]
+model = "item_knn"
+n = 20
+min_score = 0.0
+params = { neighbours = 20 }
+[[pipeline.config.sources]]
+model = "most_popular"
+n = 10
+[pipeline.config.ranker]
+params = { n_estimators = 10, min_data_in_leaf = 10, num_leaves = 7 }
+"""
+
+
+@pytest.fixture(scope="module")
+def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("store") / "shop.duckdb"
+    url = f"duckdb:///{path}"
+    events, items, _ = generate_frames(n_events=6_000, seed=2)
+    with open_store(url) as store:
+        ingest_items(store, items)
+        ingest_frame(store, events)
+    return url
+
+
+@pytest.fixture()
+def app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("train")(commands_fusion.train)
+    app.command("tune")(commands_fusion.tune)
+    return app
+
+
+def test_train_adds_versions_with_metrics(app: typer.Typer, store_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "pipeline.toml"
+    config.write_text(PIPELINE)
+    out = tmp_path / "registry"
+    args = ["train", "--store", store_url, "--out", str(out), "--config", str(config), "--json", "-"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["version"] == "v0001"
+    assert CliRunner().invoke(app, args).exit_code == 0
+    repo = ModelRepository(out)
+    assert repo.versions() == ["v0001", "v0002"]
+    manifest = repo.manifest("v0002")
+    assert "NDCG@20" in manifest["metadata"]["offline_metrics"]
+    assert repo.load("v0001").name == "fusion"
+
+
+def test_train_rejects_a_bad_pipeline_with_the_key(app: typer.Typer, store_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[pipeline]\n[pipeline.config]\ntrain_user = 1\n")
+    result = CliRunner().invoke(
+        app, ["train", "--store", store_url, "--out", str(tmp_path), "--config", str(config)]
+    )
+    assert result.exit_code == 2 and "pipeline.config.train_user" in result.output
+
+
+def test_tune_writes_a_loadable_pipeline(app: typer.Typer, store_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "pipeline.toml"
+    config.write_text(
+        PIPELINE.replace('model = "fusion"', 'model = "rrf"', 1).split("[pipeline.config.ranker]")[0]
+    )
+    space = tmp_path / "space.toml"
+    space.write_text('[k]\ntype = "categorical"\nchoices = [10.0, 60.0]\n')
+    out = tmp_path / "best.toml"
+    args = ["tune", "--store", store_url, "--space", str(space), "--out", str(out), "--config", str(config)]
+    result = CliRunner().invoke(app, [*args, "--trials", "2", "--sampler", "grid"])
+    assert result.exit_code == 0, result.output
+    best = load_pipeline(out)
+    assert best.model == "rrf" and best.config["k"] in (10.0, 60.0)

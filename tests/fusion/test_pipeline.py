@@ -1,0 +1,163 @@
+"""The fused models: no leakage, labels, persistence, explanations, the model repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusion.conftest import FAST_RANKER, FAST_SOURCES
+from fusionrec.data.dataset import Dataset
+from fusionrec.data.split import Split
+from fusionrec.evaluation.protocol import evaluate_model
+from fusionrec.fusion.artifacts import ArtifactError, ModelRepository
+from fusionrec.fusion.config import HoldoutConfig
+from fusionrec.fusion.pipeline import group_ndcg, holdout_split, label_matrix
+from fusionrec.models.base import Recommender
+from fusionrec.models.registry import create_model
+
+
+def fusion(**extra: object) -> Recommender:
+    params: dict[str, object] = {"sources": FAST_SOURCES, "ranker": FAST_RANKER, "train_users": 500}
+    return create_model("fusion", **{**params, **extra})
+
+
+@pytest.fixture(scope="module")
+def fitted(shop: Dataset) -> Recommender:
+    return fusion(extra={"popular_in_category": 5}).fit(shop)
+
+
+def test_holdout_last_keeps_window_after_history(shop: Dataset) -> None:
+    before, window = holdout_split(shop, HoldoutConfig(mode="last", items=1), seed=0)
+    assert before.n_events + window.n_events == shop.n_events
+    assert np.bincount(window.user_idx, minlength=shop.n_users).max() == 1
+    last_before = np.full(shop.n_users, -1)
+    np.maximum.at(last_before, before.user_idx, before.timestamp)
+    assert (window.timestamp >= last_before[window.user_idx]).all()
+
+
+def test_holdout_days_is_a_time_cut(shop: Dataset) -> None:
+    before, window = holdout_split(shop, HoldoutConfig(mode="days", days=3), seed=0)
+    assert before.timestamp.max() <= window.timestamp.min()
+    assert window.timestamp.min() > shop.timestamp.max() - 3 * 86_400
+
+
+def test_holdout_random_is_seeded_and_per_pair(shop: Dataset) -> None:
+    a = holdout_split(shop, HoldoutConfig(mode="random", fraction=0.2), seed=1)[1]
+    b = holdout_split(shop, HoldoutConfig(mode="random", fraction=0.2), seed=1)[1]
+    np.testing.assert_array_equal(a.source_row, b.source_row)
+    before = holdout_split(shop, HoldoutConfig(mode="random", fraction=0.2), seed=1)[0]
+    pairs = lambda d: set(zip(d.user_idx.tolist(), d.item_idx.tolist(), strict=True))  # noqa: E731
+    assert not pairs(before) & pairs(a)  # an item is wholly before or wholly in the window
+
+
+def test_labels_take_the_highest_gain(shop: Dataset) -> None:
+    _, window = holdout_split(shop, HoldoutConfig(mode="days", days=7), seed=0)
+    labels = label_matrix(window, {"purchase": 4, "add_to_cart": 2, "view": 1, "click": 1})
+    bought = window.event_mask("purchase")
+    assert (np.asarray(labels[window.user_idx[bought], window.item_idx[bought]]).ravel() == 4).all()
+    assert set(np.unique(labels.data)) <= {1.0, 2.0, 4.0}
+
+
+def test_group_ndcg_known_values() -> None:
+    row = np.array([0, 0, 0, 1, 1])
+    labels = np.array([0, 1, 0, 1, 0], dtype=np.float32)
+    perfect = np.array([0.1, 0.9, 0.2, 0.8, 0.1])
+    assert group_ndcg(perfect, labels, row, 10) == pytest.approx(1.0)
+    worst = np.array([0.9, 0.1, 0.5, 0.8, 0.1])  # row 0's relevant item ranked 3rd
+    assert group_ndcg(worst, labels, row, 10) == pytest.approx((1 / np.log2(4) + 1) / 2)
+
+
+def test_fusion_explains_and_reports(fitted: Recommender, shop: Dataset) -> None:
+    users = np.arange(50)
+    importance = fitted.feature_importance()
+    assert set(importance) == set(fitted.feature_names()) and sum(importance.values()) > 0
+    contribution = fitted.source_contribution(users, k=10)
+    assert set(contribution) == {"item_knn", "most_popular", "popular_in_category"}
+    assert all(0 <= v["only"] <= v["share"] <= 1 for v in contribution.values())
+    items, _ = fitted.recommend(users[:1], k=1)
+    trace = fitted.explain(0, int(items[0, 0]))
+    assert trace["candidate"] and trace["rank"] == 1 and trace["sources"]
+    assert len(trace["features"]) == 8
+    assert fitted.explain(0, int(np.flatnonzero(fitted.seen_[0].toarray().ravel())[0]))["candidate"] is False
+    assert fitted.train_groups_ > 0 and 0 < fitted.train_recall_ <= 1
+
+
+def test_repeat_candidates_need_seen_items_allowed(shop: Dataset) -> None:
+    with pytest.raises(ValueError, match="exclude_seen"):
+        fusion(extra={"repeat": 5})
+    model = fusion(extra={"repeat": 5}, exclude_seen=False).fit(shop)
+    users = np.arange(40)
+    candidates = model._candidates(users)
+    from_repeat = candidates.proposed()[:, candidates.sources.index("repeat")]
+    seen = np.asarray(model.seen_[users[candidates.row], candidates.item]).ravel() > 0
+    assert from_repeat.any() and seen[from_repeat].all()
+    items, _ = model.recommend(users, k=5, exclude=None)
+    assert (items >= 0).all()
+
+
+def test_revenue_weighting_and_other_rankers_train(shop: Dataset) -> None:
+    pytest.importorskip("xgboost")
+    users = np.arange(30)
+    for kind in ("xgboost", "catboost", "linear"):
+        params = {"n_estimators": 10} if kind != "linear" else {}
+        model = fusion(ranker={"kind": kind, "params": params}, revenue_weighting=True).fit(shop)
+        items, scores = model.recommend(users, k=5)
+        assert (items >= 0).all() and np.all(np.diff(scores, axis=1) <= 0), kind
+        assert model.feature_importance(), kind
+
+
+def test_save_load_every_ranker_kind(shop: Dataset, tmp_path: Path) -> None:
+    pytest.importorskip("catboost")
+    users = np.arange(40)
+    for kind in ("xgboost", "catboost", "linear"):
+        params = {"n_estimators": 10} if kind != "linear" else {}
+        model = fusion(ranker={"kind": kind, "params": params}).fit(shop)
+        model.save(tmp_path / kind)
+        loaded = Recommender.load(tmp_path / kind).score(users)
+        np.testing.assert_array_equal(loaded, model.score(users), err_msg=kind)
+
+
+def test_saved_fusion_has_sources_in_subfolders_and_text_ranker(fitted: Recommender, tmp_path: Path) -> None:
+    fitted.save(tmp_path / "m")
+    assert (tmp_path / "m/sources/item_knn/manifest.json").is_file()
+    assert (tmp_path / "m/ranker_lightgbm.txt").read_text().startswith("tree")
+    (tmp_path / "m/ranker_lightgbm.txt").write_text("tree\nbroken")
+    with pytest.raises(Exception, match="checksum"):
+        Recommender.load(tmp_path / "m")
+
+
+def test_live_histories_reach_the_fused_model(fitted: Recommender, shop: Dataset) -> None:
+    history = shop.item_idx[shop.user_idx == 0][-3:]
+    items, _ = fitted.recommend_live(np.array([-1]), 5, [history])
+    assert (items >= 0).all() and not np.isin(items, history).any()
+
+
+def test_model_repository_versions_and_checksums(fitted: Recommender, tmp_path: Path) -> None:
+    repo = ModelRepository(tmp_path / "registry")
+    assert repo.versions() == [] and repo.latest() is None
+    v1 = repo.add_version(fitted, {"metrics": {"NDCG@20": 0.1}})
+    v2 = repo.add_version(fitted, {})
+    assert (v1, v2) == ("v0001", "v0002") and repo.versions() == [v1, v2]
+    assert repo.manifest(v1)["metadata"]["metrics"]["NDCG@20"] == 0.1
+    users = np.arange(20)
+    np.testing.assert_array_equal(repo.load(v1).score(users), fitted.score(users))
+    (tmp_path / "registry" / v2 / "model" / "features.npz").write_bytes(b"tampered")
+    with pytest.raises(ArtifactError, match="checksum"):
+        repo.load(v2)
+    with pytest.raises(ArtifactError, match="not found"):
+        repo.load("v0009")
+
+
+def test_blend_and_rrf_compare_with_sources_in_one_run(shop_split: Split) -> None:
+    results = {}
+    for name, params in {
+        "item_knn": FAST_SOURCES[0]["params"],
+        "blend": {"sources": FAST_SOURCES, "trials": 8},
+        "rrf": {"sources": FAST_SOURCES},
+        "fusion": {"sources": FAST_SOURCES, "ranker": FAST_RANKER, "train_users": 500},
+    }.items():
+        results[name] = evaluate_model(name, shop_split, params=params, ks=(10,)).metrics["NDCG@10"]
+    assert all(0 <= v <= 1 for v in results.values())
+    assert results["fusion"] > 0 and results["blend"] > 0 and results["rrf"] > 0
