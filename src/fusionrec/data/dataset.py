@@ -244,7 +244,8 @@ class Dataset:
         keep = pc.invert(pc.is_null(table["item_id"]))
         if "is_bot" in table.column_names and not include_bots:
             keep = pc.and_(keep, pc.invert(pc.fill_null(table["is_bot"], False)))
-        table = table.filter(keep)
+        if pc.sum(pc.invert(keep)).as_py():  # copying every column costs memory: only when needed
+            table = table.filter(keep)
 
         item_table = _as_table(items) if items is not None else None
         user_table = _as_table(users) if users is not None else None
@@ -295,7 +296,8 @@ class Dataset:
     ) -> Dataset:
         """Build from everything in an `EventStore` (bot-flagged events excluded)."""
         columns = ["user_id", "item_id", "event_type", "timestamp", "session_id", "quantity", "price"]
-        events = store.events_arrow(columns=columns, exclude_bots=True)
+        # Unordered: from_frame orders by time itself, without the store sorting on a text key.
+        events = store.events_arrow(columns=columns, exclude_bots=True, ordered=False)
         return cls.from_frame(
             events, store.items_arrow(), store.users_arrow(), event_types=event_types, anonymous=anonymous
         )

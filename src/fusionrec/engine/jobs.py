@@ -33,6 +33,7 @@ import pandas as pd
 from fusionrec.data.dataset import ANONYMOUS_PREFIX
 from fusionrec.data.schema import EventTypes
 from fusionrec.engine.base import Engine, EngineError
+from fusionrec.models.association import covisitation_type_weights
 
 if TYPE_CHECKING:
     from fusionrec.analytics.queries import Filters
@@ -195,13 +196,7 @@ def covisitation(
         raise ValueError("window_seconds must be > 0 and max_span_events >= 1")
     if group not in ("session", "user"):
         raise ValueError(f"group must be 'session' or 'user', not {group!r}")
-    weights = {t.name: (t.weight if t.positive else 0.0) for t in event_types.types}
-    for name, value in (type_weights or {}).items():
-        if name not in weights:
-            raise ValueError(f"type_weights names unknown event type {name!r}; known: {sorted(weights)}")
-        if value < 0:
-            raise ValueError(f"type_weights[{name!r}] is {value}: weights must be >= 0")
-        weights[name] = float(value)
+    weights = covisitation_type_weights(event_types, type_weights)
     check_event_types(engine, event_types)
     key = "coalesce('s:' || session_id, 'u:' || user_key)" if group == "session" else "user_key"
     offsets = ", ".join(f"({k})" for k in range(1, int(max_span_events) + 1))

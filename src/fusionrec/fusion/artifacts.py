@@ -14,7 +14,6 @@ verifies every checksum first and never unpickles anything.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -24,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fusionrec.models.base import Recommender
+from fusionrec.models.base import Recommender, sha256_file
 
 VERSION_PATTERN = re.compile(r"^v(\d{4,})$")
 MANIFEST = "manifest.json"
@@ -62,7 +61,7 @@ class ModelRepository:
         try:
             model.save(staging / MODEL_DIR)
             files = {
-                str(path.relative_to(staging)): _sha256(path)
+                str(path.relative_to(staging)): sha256_file(path)
                 for path in sorted(staging.rglob("*"))
                 if path.is_file()
             }
@@ -93,7 +92,7 @@ class ModelRepository:
             path = root / name
             if not path.is_file():
                 raise ArtifactError(f"{version}: {name} is missing")
-            if _sha256(path) != digest:
+            if sha256_file(path) != digest:
                 raise ArtifactError(f"{version}: {name} does not match its checksum")
 
     def load(self, version: str | None = None) -> Recommender:
@@ -111,11 +110,3 @@ class ModelRepository:
         if not path.is_dir():
             raise ArtifactError(f"version {version} not found in {self.directory}; have {self.versions()}")
         return path
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -33,7 +33,7 @@ from fusionrec.fusion.candidates import Candidates, candidate_recall, source_lis
 from fusionrec.fusion.config import FusionConfig, HoldoutConfig, RankerConfig
 from fusionrec.fusion.features import FeatureContext
 from fusionrec.fusion.ranker import Ranker, make_ranker
-from fusionrec.models.base import MANIFEST_FILE, Recommender, _sha256, top_k
+from fusionrec.models.base import MANIFEST_FILE, Recommender, sha256_file, top_k
 from fusionrec.models.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -398,7 +398,7 @@ class FusedRecommender(Recommender):
         for label in self._sources:
             for path in sorted((directory / SOURCES_DIR / label).iterdir()):
                 written.append(f"{SOURCES_DIR}/{label}/{path.name}")
-        files["files"].update({name: _sha256(directory / name) for name in written})
+        files["files"].update({name: sha256_file(directory / name) for name in written})
         files["sources"] = list(self._sources)
         files["combiner"] = self.name
         (directory / MANIFEST_FILE).write_text(json.dumps(files, indent=2, sort_keys=True))

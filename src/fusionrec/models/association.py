@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
+from fusionrec.data.schema import EventTypes
 from fusionrec.models.base import ModelConfig, Recommender
 from fusionrec.models.itemtools import (
     check_items,
@@ -224,18 +225,27 @@ def rules_matrix(rules: pd.DataFrame, n_items: int, metric: str = "confidence") 
 # --- co-visitation -------------------------------------------------------------------------------
 
 
-def event_type_weights(dataset: Dataset, type_weights: Mapping[str, float] | None = None) -> np.ndarray:
-    """Weight per event code: the configured event-type weight, overridden by ``type_weights``.
+def covisitation_type_weights(
+    event_types: EventTypes, type_weights: Mapping[str, float] | None = None
+) -> dict[str, float]:
+    """Weight per event type name: the configured weight, overridden by ``type_weights``.
 
-    Negative types (``remove_from_cart``) weigh 0: they never make items related.
+    Negative types (``remove_from_cart``) weigh 0: they never make items related. Shared by the
+    in-memory co-visitation here and the SQL job of `fusionrec.engine.jobs`.
     """
-    weights = {t.name: (t.weight if t.positive else 0.0) for t in dataset.event_types.types}
+    weights = {t.name: (t.weight if t.positive else 0.0) for t in event_types.types}
     for name, value in (type_weights or {}).items():
         if name not in weights:
             raise ValueError(f"type_weights names unknown event type {name!r}; known: {sorted(weights)}")
         if value < 0:
             raise ValueError(f"type_weights[{name!r}] is {value}: weights must be >= 0")
         weights[name] = float(value)
+    return weights
+
+
+def event_type_weights(dataset: Dataset, type_weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """Weight per event code of ``dataset`` (see `covisitation_type_weights`)."""
+    weights = covisitation_type_weights(dataset.event_types, type_weights)
     return np.array([weights[name] for name in dataset.event_types.names], dtype=np.float64)
 
 

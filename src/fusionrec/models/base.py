@@ -267,7 +267,7 @@ class Recommender(ABC):
         manifest = {
             "model": self.name,
             "fusionrec_version": __version__,
-            "files": {name: _sha256(directory / name) for name in (ARRAYS_FILE, CONFIG_FILE)},
+            "files": {name: sha256_file(directory / name) for name in (ARRAYS_FILE, CONFIG_FILE)},
         }
         (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         return directory
@@ -283,7 +283,7 @@ class Recommender(ABC):
             raise ModelError(f"{directory} is not a saved model: {MANIFEST_FILE} is missing")
         manifest = json.loads(manifest_path.read_text())
         for name, digest in manifest["files"].items():
-            if _sha256(directory / name) != digest:
+            if sha256_file(directory / name) != digest:
                 raise ModelError(f"{directory / name} does not match its checksum in {MANIFEST_FILE}")
         payload = json.loads((directory / CONFIG_FILE).read_text())
         model_type = model_class(payload["model"])
@@ -305,7 +305,8 @@ class Recommender(ABC):
         return model
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (artefact manifests)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
