@@ -38,7 +38,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 err = Console(stderr=True)
-out = Console()
+# Leaderboards are wide: when stdout is a file or a pipe, don't squeeze them into 80 columns.
+out = Console() if sys.stdout.isatty() else Console(width=160)
 log = logging.getLogger("fusionrec")
 
 DEFAULT_STORE = "duckdb:///fusionrec.duckdb"

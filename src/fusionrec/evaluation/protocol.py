@@ -72,9 +72,13 @@ def full_protocol(
     }
 
 
+def _takes_validation(model: Recommender) -> bool:
+    return "validation" in inspect.signature(model.fit).parameters
+
+
 def fit_model(model: Recommender, train: Dataset, validation: Dataset | None) -> Recommender:
     """Fit, passing the validation part to models whose ``fit`` takes it (early stopping)."""
-    if validation is not None and "validation" in inspect.signature(model.fit).parameters:
+    if validation is not None and _takes_validation(model):
         return model.fit(train, validation=validation)  # type: ignore[call-arg]
     return model.fit(train)
 
@@ -129,8 +133,11 @@ def evaluate_model(
     if session_mode:
         return _evaluate_sessions(name, model, split, params, ks)
 
+    # Models that stop early on validation data learn from `train` and are scored with the
+    # full history (train + validation) as their input; every other model learns from both.
+    early_stopping = split.validation is not None and _takes_validation(model)
     started = time.perf_counter()
-    if model.supports_history and split.validation is not None:
+    if early_stopping:
         fit_model(model, split.train, split.validation)
     else:
         fit_model(model, split.train_full, None)
@@ -145,7 +152,7 @@ def evaluate_model(
     if sampled:
         metrics = _sampled_metrics(model, users, truth, seen, ks, sampled, seed)
     else:
-        histories = _histories(history_data, users) if model.supports_history else None
+        histories = _histories(history_data, users) if early_stopping and model.supports_history else None
         recs = rank(model, users, max(ks), exclude=seen, histories=histories)
         metrics = evaluate_rankings(
             recs,
