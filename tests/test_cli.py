@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,17 @@ def test_demo_generates_ingests_and_trains_a_servable_version(tmp_path: Path) ->
     assert payload["train"]["version"] == "v0001"
     assert (tmp_path / "models").is_dir()
     assert 0 <= payload["train"]["offline_metrics"]["NDCG@20"] <= 1
+
+
+def test_report_includes_the_model_registry_leaderboard(tmp_path: Path) -> None:
+    demo = runner.invoke(app, ["demo", "--dir", str(tmp_path), "--events", "6000", "--no-serve"])
+    assert demo.exit_code == 0, demo.output
+    store = f"duckdb:///{(tmp_path / 'shop.duckdb').resolve()}"
+    out = tmp_path / "report.html"
+    result = runner.invoke(
+        app, ["report", "--store", store, "--out", str(out), "--models", str(tmp_path / "models")]
+    )
+    assert result.exit_code == 0, result.output
+    html = out.read_text()
+    assert "v0001 (fusion)" in html and "model registry" in html
+    assert not re.search(r"<script[^>]+src=\"https?:", html)  # plotly.js is inlined, not fetched

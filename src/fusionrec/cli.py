@@ -304,6 +304,9 @@ def report(
     leaderboard: Annotated[
         list[Path] | None, typer.Option("--leaderboard", help="`fusionrec evaluate --json` files to include.")
     ] = None,
+    models: Annotated[
+        Path | None, typer.Option("--models", help="Model repository: each version's offline metrics.")
+    ] = None,
 ) -> None:
     """Write the business report as one offline HTML file.
 
@@ -315,9 +318,8 @@ def report(
     from fusionrec.analytics.report import build_report
 
     with user_errors(), err.status("building the report"):
-        written = build_report(
-            store, out_file, start=start, end=end, category=category, leaderboard=leaderboard or ()
-        )
+        boards = [*(leaderboard or []), *([models] if models else [])]
+        written = build_report(store, out_file, start=start, end=end, category=category, leaderboard=boards)
     err.print(f"wrote {written}")
 
 

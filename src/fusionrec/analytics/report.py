@@ -90,10 +90,34 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{str(k): _json_value(v) for k, v in row.items()} for row in frame.to_dict("records")]
 
 
+def _registry_rows(directory: Path) -> list[dict[str, Any]]:
+    """One row per trained version of a model repository, with its offline metrics from the manifest."""
+    from fusionrec.fusion.artifacts import ModelRepository
+
+    repository = ModelRepository(directory)
+    rows = []
+    for version in repository.versions():
+        manifest = repository.manifest(version)
+        metadata = manifest.get("metadata", {})
+        rows.append(
+            {
+                "dataset": "model registry",
+                "model": f"{version} ({manifest.get('model', '?')})",
+                "source": "registry",
+                "metrics": metadata.get("offline_metrics") or metadata.get("metrics") or {},
+            }
+        )
+    return rows
+
+
 def _leaderboard(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
-    """Rows (model, source, metrics) from ``fusionrec evaluate --json`` files."""
+    """Rows (model, source, metrics) from ``fusionrec evaluate --json`` files and model repositories
+    (folders written by ``fusionrec train --out``: one row per version, from its manifest)."""
     rows: list[dict[str, Any]] = []
     for path in paths:
+        if Path(path).is_dir():
+            rows.extend(_registry_rows(Path(path)))
+            continue
         data = json.loads(Path(path).read_text())
         dataset = data.get("protocol", {}).get("dataset") or Path(path).stem
         for result in data.get("results", []):

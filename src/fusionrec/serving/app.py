@@ -128,7 +128,7 @@ def _mount_dashboard(app: FastAPI, svc: Service) -> None:
     from fusionrec.analytics.dashboard import dashboard_router
 
     app.include_router(
-        dashboard_router(svc.store),
+        dashboard_router(svc.store, leaderboard=[svc.settings.models_dir]),
         prefix="/dashboard",
         dependencies=[Depends(require("admin"))],
         include_in_schema=False,
