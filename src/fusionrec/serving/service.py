@@ -319,11 +319,10 @@ class Service:
 
         def link() -> int:
             # The store learns the link too, so the next training sees the guest's events as the user's.
-            with self.store._lock, self.store._transaction():
-                return self.store._execute(
-                    "UPDATE events SET user_id = :u WHERE session_id = :s AND user_id IS NULL",
-                    {"u": user_id, "s": session_id},
-                )
+            return self.store.execute(
+                "UPDATE events SET user_id = :u WHERE session_id = :s AND user_id IS NULL",
+                {"u": user_id, "s": session_id},
+            )
 
         linked = max(self.on_writer(link), 0)
         return {
@@ -338,8 +337,7 @@ class Service:
 
         def erase() -> int:
             deleted = self.store.erase_user(user_id)
-            with self.store._lock, self.store._transaction():
-                self.store._execute("DELETE FROM exposures WHERE user_id = :u", {"u": user_id})
+            self.store.execute("DELETE FROM exposures WHERE user_id = :u", {"u": user_id})
             return deleted
 
         self.erased.add(user_id)
