@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from fusionrec.data.dataset import Dataset
 from fusionrec.data.paths import data_root
 from fusionrec.data.split import Split, leave_last_out, temporal_split
 from fusionrec.evaluation.metrics import evaluate_rankings
-from fusionrec.evaluation.protocol import fit_model, rank
+from fusionrec.evaluation.protocol import fit_model, rank, refit_on_full
 from fusionrec.models.registry import create_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -139,7 +140,9 @@ def evaluate_next_item(model: Any, split: Split) -> dict[str, float]:
     return result
 
 
-def run(dataset: str, models: list[str], threads: int, overrides: dict[str, Any]) -> dict[str, Any]:
+def run(
+    dataset: str, models: list[str], threads: int, overrides: dict[str, Any], refit: bool = False
+) -> dict[str, Any]:
     root = data_root()
     if dataset == "amazon-beauty":
         data = load_beauty(root)
@@ -154,7 +157,8 @@ def run(dataset: str, models: list[str], threads: int, overrides: dict[str, Any]
         "dataset": dataset,
         "protocol": protocol,
         "split": split.protocol,
-        "machine": f"{platform.machine()}, 2 cores shared with other jobs, torch threads={threads}",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch threads={threads}",
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "describe": data.describe(),
         "models": {},
     }
@@ -166,17 +170,21 @@ def run(dataset: str, models: list[str], threads: int, overrides: dict[str, Any]
         started = time.perf_counter()
         fit_model(model, split.train, split.validation)
         fit_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        metrics = (evaluate_leave_one_out if dataset == "amazon-beauty" else evaluate_next_item)(model, split)
-        entry = {
-            "params": params,
-            "fit_seconds": round(fit_seconds, 1),
-            "evaluate_seconds": round(time.perf_counter() - started, 1),
-            "metrics": metrics,
-        }
+        evaluate = evaluate_leave_one_out if dataset == "amazon-beauty" else evaluate_next_item
+        entry: dict[str, Any] = {"params": params, "fit_seconds": round(fit_seconds, 1)}
         for attribute in ("best_epoch_", "epochs_trained_", "training_cpu_seconds_", "training_curve_"):
             if hasattr(model, attribute):
                 entry[attribute.rstrip("_")] = getattr(model, attribute)
+        if refit and getattr(model, "best_epoch_", None) is not None:
+            # Leave-one-out: refit on train + validation for the chosen epochs (no test data used).
+            entry["metrics_without_refit"] = evaluate(model, split)
+            started = time.perf_counter()
+            model = refit_on_full(model, split)
+            entry["refit_seconds"] = round(time.perf_counter() - started, 1)
+        started = time.perf_counter()
+        metrics = evaluate(model, split)
+        entry["evaluate_seconds"] = round(time.perf_counter() - started, 1)
+        entry["metrics"] = metrics
         out["models"][name] = entry
         logging.info("%s %s: %s (fit %.0fs)", dataset, name, {k: round(v, 4) for k, v in metrics.items()},
                      fit_seconds)
@@ -228,6 +236,9 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=JSON",
                         help="override a hyperparameter, e.g. sasrec.epochs=2")
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
+                        help="refit on train+validation for the best epoch count before testing "
+                             "(default: on for amazon-beauty's leave-one-out)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not args.plot_only:
@@ -236,7 +247,8 @@ def main() -> None:
             key, value = item.split("=", 1)
             model, param = key.split(".", 1)
             overrides.setdefault(model, {})[param] = json.loads(value)
-        run(args.dataset, args.models, args.threads, overrides)
+        refit = args.refit if args.refit is not None else args.dataset == "amazon-beauty"
+        run(args.dataset, args.models, args.threads, overrides, refit)
     print(plot(args.dataset))
 
 

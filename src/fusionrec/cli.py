@@ -14,13 +14,17 @@ import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from fusionrec.data.dataset import Dataset
+    from fusionrec.engine import EngineSettings
 
 app = typer.Typer(
     name="fusionrec",
@@ -56,6 +60,16 @@ StoreOption = Annotated[
 ]
 
 
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="Run the batch work on duckdb or spark (Spark settings from fusionrec.toml's [engine]); "
+        "default: the [engine] section when there is one, else in process.",
+    ),
+]
+
+
 class UserError(Exception):
     """A mistake in what the user asked for; shown as one line, exit code 2."""
 
@@ -77,6 +91,7 @@ def user_errors() -> Iterator[None]:
     from fusionrec.data.formats import FormatError
     from fusionrec.data.store import StoreError
     from fusionrec.data.validate import IngestError
+    from fusionrec.engine import EngineError, EngineSettingsError
     from fusionrec.evaluation.benchmarks import BenchmarkError
     from fusionrec.models.base import ModelError
     from fusionrec.models.registry import UnknownModelError
@@ -90,6 +105,8 @@ def user_errors() -> Iterator[None]:
         BenchmarkError,
         ModelError,
         UnknownModelError,
+        EngineError,
+        EngineSettingsError,
         FileNotFoundError,
         tomllib.TOMLDecodeError,
     )
@@ -307,19 +324,33 @@ def report(
     models: Annotated[
         Path | None, typer.Option("--models", help="Model repository: each version's offline metrics.")
     ] = None,
+    engine: EngineOption = None,
 ) -> None:
     """Write the business report as one offline HTML file.
 
     Funnel, KPI series with forecasts, cohorts, segments, association rules, A/B results and the
     model leaderboard, with date and category filters that work offline.
 
+    With --engine spark the same queries run on Spark (over the store's events, or the Parquet
+    that fusionrec.toml's [engine] events names).
+
     Example: [bold]fusionrec report --store duckdb:///shop.duckdb --out report.html --start 2026-02-01[/]
     """
     from fusionrec.analytics.report import build_report
+    from fusionrec.data.store import open_store
+    from fusionrec.engine import get_engine
+    from fusionrec.engine.settings import command_settings
+    from fusionrec.engine.sql_source import EngineSource
 
     with user_errors(), err.status("building the report"):
         boards = [*(leaderboard or []), *([models] if models else [])]
-        written = build_report(store, out_file, start=start, end=end, category=category, leaderboard=boards)
+        settings = command_settings(engine)
+        options = {"start": start, "end": end, "category": category, "leaderboard": boards}
+        if settings is None:
+            written = build_report(store, out_file, **options)
+        else:
+            with open_store(store) as event_store, get_engine(settings, event_store) as batch_engine:
+                written = build_report(EngineSource(batch_engine), out_file, **options)  # type: ignore[arg-type]
     err.print(f"wrote {written}")
 
 
@@ -372,6 +403,7 @@ def evaluate(
         Path | None, typer.Option("--plot", help="Bar chart PNG of the headline metric.")
     ] = None,
     json_path: JsonOption = None,
+    engine: EngineOption = None,
 ) -> None:
     """Train each model and print a leaderboard beside the published numbers.
 
@@ -385,7 +417,13 @@ def evaluate(
       [bold]fusionrec evaluate --dataset gowalla --models ease --set ease.l2=500 --json results.json[/]
 
       [bold]fusionrec evaluate --dataset s3rec:/data/Toys_and_Games.txt --models ease --plot toys.png[/]
+
+    With --engine duckdb|spark the training matrix is built by that engine's interactions job from
+    the split's events (models that read the event log itself, such as sasrec, keep the in-memory
+    data); the leaderboard's protocol names the engine.
     """
+    from fusionrec.engine.dataset import EVENT_LOG_MODELS
+    from fusionrec.engine.settings import command_settings
     from fusionrec.evaluation.benchmarks import load_benchmark, resolve_benchmark
     from fusionrec.evaluation.leaderboard import Leaderboard
     from fusionrec.evaluation.protocol import evaluate_model, full_protocol
@@ -400,7 +438,14 @@ def evaluate(
         benchmark = resolve_benchmark(dataset)
         with err.status(f"loading {benchmark.name}"):
             split, description = load_benchmark(benchmark, seed=seed)
-        board = Leaderboard(benchmark, full_protocol(description, cutoffs, seed, sampled))
+        settings = command_settings(engine)
+        protocol = full_protocol(description, cutoffs, seed, sampled)
+        engine_data = None
+        if settings is not None:
+            with err.status(f"building the training matrix on {settings.engine}"):
+                engine_data = _engine_training_data(settings, split.train_full)
+            protocol["engine"] = f"{settings.engine}: training matrix from the engine's interactions job"
+        board = Leaderboard(benchmark, protocol)
         for name in names:
             log.info("fitting %s on %s", name, benchmark.name)
             result = evaluate_model(
@@ -411,6 +456,7 @@ def evaluate(
                 mask_seen=benchmark.mask_seen,
                 sampled=sampled,
                 seed=seed,
+                fit_data=None if name in EVENT_LOG_MODELS else engine_data,
             )
             board.results.append(result)
     out.print(board.rich_table())
@@ -420,6 +466,15 @@ def evaluate(
         board.plot(plot_path)
         err.print(f"wrote {plot_path}")
     emit_json(board.to_dict(), json_path)
+
+
+def _engine_training_data(settings: EngineSettings, dataset: Dataset) -> Dataset:
+    """``dataset``'s matrix rebuilt by the engine the settings name (its events handed over as Arrow)."""
+    from fusionrec.engine import get_engine
+    from fusionrec.engine.dataset import engine_interactions
+
+    with get_engine(settings, load=False) as batch_engine:
+        return engine_interactions(batch_engine, dataset)
 
 
 def _parse_ints(text: str, option: str) -> list[int]:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import tomllib
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from fusionrec.engine.settings import EngineSettings, EngineSettingsError, command_settings
 from fusionrec.fusion.config import (
     PipelineConfigError,
     PipelineFile,
@@ -26,6 +29,11 @@ from fusionrec.fusion.config import (
     load_pipeline,
     load_project_config,
 )
+
+if TYPE_CHECKING:
+    from fusionrec.data.dataset import Dataset
+    from fusionrec.engine.training import BatchRun
+    from fusionrec.models.base import Recommender
 
 log = logging.getLogger("fusionrec")
 PROJECT_FILE = Path("fusionrec.toml")
@@ -57,23 +65,88 @@ def train(
     json_path: Annotated[
         str | None, typer.Option("--json", help="Write the result as JSON ('-' = stdout).")
     ] = None,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            help="Run the batch jobs (interactions, popularity, co-visitation, candidates) on duckdb or "
+            "spark first, with fusionrec.toml's [engine] settings; outputs go into the version.",
+        ),
+    ] = None,
 ) -> None:
-    """Train the fused pipeline on a store's events and add it to the model repository."""
+    """Train the fused pipeline on a store's events and add it to the model repository.
+
+    With --engine (or an [engine] section in fusionrec.toml) the batch jobs run on that engine
+    first and write their outputs into the version. With [engine] events in Parquet the pipeline
+    trains on the engine's interactions (matrix sources only). On spark, each spark_als source
+    also writes every user's top 50 to the store's recommendations_batch table.
+    """
     from fusionrec.data.dataset import Dataset
-    from fusionrec.data.split import temporal_split
     from fusionrec.data.store import open_store
+
+    try:
+        pipeline, origin = resolve_pipeline(config)
+        settings = command_settings(engine)
+    except (PipelineConfigError, EngineSettingsError) as error:
+        _fail(str(error))
+    with ExitStack() as stack:
+        event_store = stack.enter_context(open_store(store))
+        batch = _batch_jobs(settings, event_store, pipeline, stack) if settings is not None else None
+        dataset = batch.dataset if batch is not None and batch.dataset is not None else None
+        if dataset is None:
+            dataset = Dataset.from_store(event_store)
+        if dataset.n_events == 0:
+            _fail(f"the store {store} holds no events")
+        model, result = _train_and_add(pipeline, origin, dataset, out, valid_days, batch)
+        if settings is not None and settings.engine == "spark":
+            from fusionrec.engine.training import publish_top_n
+
+            result["recommendations_batch_rows"] = publish_top_n(model, event_store)
+    typer.echo(f"added {result['version']} to {out} ({pipeline.model}, from {origin})", err=True)
+    if json_path:
+        text = json.dumps(result, indent=2, default=str)
+        if json_path == "-":
+            typer.echo(text)
+        else:
+            Path(json_path).write_text(text + "\n")
+
+
+def _batch_jobs(
+    settings: EngineSettings, event_store: Any, pipeline: PipelineFile, stack: ExitStack
+) -> BatchRun:
+    """Run the batch jobs on the configured engine; its outputs live in a temporary folder until
+    the version copies them."""
+    from fusionrec.engine import get_engine
+    from fusionrec.engine.base import EngineError
+    from fusionrec.engine.training import check_matrix_only, run_batch_jobs
+
+    outputs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fusionrec-batch-"))) / "batch"
+    from_parquet = settings.events is not None
+    try:
+        if from_parquet:
+            check_matrix_only(pipeline.model_params())
+        engine = stack.enter_context(get_engine(settings, event_store))
+        log.info("running the batch jobs on %s", settings.engine)
+        return run_batch_jobs(engine, outputs=outputs, build_dataset=from_parquet)
+    except EngineError as error:
+        _fail(str(error))
+        raise  # unreachable: _fail exits
+
+
+def _train_and_add(
+    pipeline: PipelineFile,
+    origin: str,
+    dataset: Dataset,
+    out: Path,
+    valid_days: float,
+    batch: BatchRun | None,
+) -> tuple[Recommender, dict[str, Any]]:
+    """Score on a temporal validation cut, refit on everything, add the version; the model and its record."""
+    from fusionrec.data.split import temporal_split
     from fusionrec.fusion.artifacts import ModelRepository
     from fusionrec.models.registry import create_model
     from fusionrec.tuning.search import Fold, score_on_fold
 
-    try:
-        pipeline, origin = resolve_pipeline(config)
-    except PipelineConfigError as error:
-        _fail(str(error))
-    with open_store(store) as event_store:
-        dataset = Dataset.from_store(event_store)
-    if dataset.n_events == 0:
-        _fail(f"the store {store} holds no events")
     metrics: dict[str, float] = {}
     if valid_days > 0:
         split = temporal_split(dataset, test_days=valid_days)
@@ -89,15 +162,12 @@ def train(
         "data": dataset.describe(),
         "timings": getattr(model, "timings_", {}),
     }
-    version = ModelRepository(out).add_version(model, metadata)
-    result = {"version": version, "repository": str(out), **metadata}
-    typer.echo(f"added {version} to {out} ({pipeline.model}, from {origin})", err=True)
-    if json_path:
-        text = json.dumps(result, indent=2, default=str)
-        if json_path == "-":
-            typer.echo(text)
-        else:
-            Path(json_path).write_text(text + "\n")
+    extra = None
+    if batch is not None:
+        metadata["batch_jobs"] = batch.summary()
+        extra = {"batch": batch.outputs}
+    version = ModelRepository(out).add_version(model, metadata, extra=extra)
+    return model, {"version": version, "repository": str(out), **metadata}
 
 
 def _read_space(path: Path) -> dict[str, Any]:

@@ -22,11 +22,17 @@ FUSION_CONTRACT: dict[str, object] = {
 CONTRACT_MODELS: dict[str, tuple[dict[str, object], bool]] = {
     "most_popular": ({}, False),
     "sasrec": ({"embedding_dim": 16, "epochs": 30, "learning_rate": 5e-3, "dropout": 0.1}, True),
-    "gru4rec": ({"embedding_dim": 16, "hidden_dim": 16, "epochs": 60, "learning_rate": 5e-3, "dropout": 0.1}, True),
+    "gru4rec": (
+        {"embedding_dim": 16, "hidden_dim": 16, "epochs": 60, "learning_rate": 5e-3, "dropout": 0.1},
+        True,
+    ),
     "session_knn": ({"k": 10}, True),
     "gf_cf": ({"n_components": 4}, True),
     "lightgcn": ({"embedding_dim": 16, "learning_rate": 0.05, "epochs": 30, "n_threads": 1}, True),
-    "neumf": ({"embedding_dim": 8, "mlp_layers": [16, 8], "epochs": 30, "batch_size": 128, "n_threads": 1}, True),
+    "neumf": (
+        {"embedding_dim": 8, "mlp_layers": [16, 8], "epochs": 30, "batch_size": 128, "n_threads": 1},
+        True,
+    ),
     "trending": ({"window_days": 1.0}, False),
     "popular_in_category": ({}, False),
     "item_knn": ({"neighbours": 20}, True),

@@ -59,7 +59,9 @@ def test_next_item_follows_the_sequence_order(fitted: Recommender, cycle: Datase
     assert (top[:, 0] == expected).mean() >= 0.9
 
 
-def test_known_user_is_scored_from_the_end_of_the_training_sequence(fitted: Recommender, cycle: Dataset) -> None:
+def test_known_user_is_scored_from_the_end_of_the_training_sequence(
+    fitted: Recommender, cycle: Dataset
+) -> None:
     indptr, items = cycle.sequences()
     users = np.arange(cycle.n_users)
     last = items[indptr[users + 1] - 1]

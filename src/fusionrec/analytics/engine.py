@@ -34,6 +34,8 @@ def run(store: EventStore, query: Query) -> pd.DataFrame:
 
 def table_exists(store: EventStore, name: str) -> bool:
     """Whether ``name`` is a table in the store's current schema."""
+    if hasattr(store, "has_table"):  # a batch engine (`fusionrec.engine.sql_source.EngineSource`)
+        return bool(store.has_table(name))
     where = "table_schema = current_schema()" if store.dialect == "postgresql" else "TRUE"
     rows = store.query_arrow(
         f"SELECT count(*) AS n FROM information_schema.tables WHERE table_name = :name AND {where}",
@@ -76,6 +78,10 @@ def materialised(store: EventStore, query: Query, prefix: str = "fr_tmp") -> Ite
     read-only DuckDB store too (temporary tables live in memory).
     """
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    if hasattr(store, "materialise"):  # a batch engine: the relation lives until the engine closes
+        store.materialise(name, inline_params(*query))
+        yield name
+        return
     # PostgreSQL takes no bound parameters in CREATE TABLE AS, so the (filter) values are inlined.
     store.execute(f"CREATE TEMPORARY TABLE {name} AS {inline_params(*query)}")
     try:

@@ -53,8 +53,9 @@ class Engine(ABC):
         """Expose an in-memory Arrow table as ``name``."""
 
     @abstractmethod
-    def define(self, name: str, sql: str, *, materialise: bool = False) -> None:
-        """Make ``name`` the result of ``sql`` (a view, or a table computed once when ``materialise``)."""
+    def define(self, name: str, sql: str, *, materialise: bool = False, dialect: str = "duckdb") -> None:
+        """Make ``name`` the result of ``sql`` (a view, or a table computed once when ``materialise``);
+        ``sql`` is in ``dialect`` (``duckdb``, or ``postgres`` for the analytics SQL)."""
 
     @abstractmethod
     def query(
@@ -159,8 +160,11 @@ def normalise_arrow(table: pa.Table) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
-def get_engine(settings: EngineSettings | None = None, store: EventStore | None = None) -> Engine:
-    """The engine the settings name, with ``events`` and ``items`` loaded (from Parquet or ``store``).
+def get_engine(
+    settings: EngineSettings | None = None, store: EventStore | None = None, *, load: bool = True
+) -> Engine:
+    """The engine the settings name, with ``events`` and ``items`` loaded (from Parquet or ``store``;
+    ``load=False`` leaves registering the inputs to the caller).
 
     This is the one call `fusionrec train/evaluate/report --engine ...` needs; close the engine
     (or use it in a ``with`` block) when done.
@@ -175,6 +179,8 @@ def get_engine(settings: EngineSettings | None = None, store: EventStore | None 
         from fusionrec.engine.duckdb_engine import DuckDBEngine
 
         engine = DuckDBEngine(settings)
+    if not load:
+        return engine
     try:
         engine.load(store)
     except BaseException:

@@ -43,7 +43,9 @@ class DuckDBEngine(Engine):
         self._con.register(name, table)  # zero-copy scan of the Arrow buffers
         self._names.add(name)
 
-    def define(self, name: str, sql: str, *, materialise: bool = False) -> None:
+    def define(self, name: str, sql: str, *, materialise: bool = False, dialect: str = "duckdb") -> None:
+        if dialect not in ("duckdb", "postgres"):  # the analytics SQL runs on DuckDB as written
+            raise EngineError(f"duckdb engine runs duckdb or postgres SQL, not {dialect!r}")
         kind = "TABLE" if materialise else "VIEW"
         self._drop(name)
         self._con.execute(f"CREATE TEMP {kind} {name} AS {sql}")

@@ -66,21 +66,16 @@ def write_recommendations(
         raise ValueError("model name is empty")
     at = at or datetime.now(UTC)
     written = 0
-    # The store has no public DDL/bulk-insert hook yet; its own primitives keep this one transaction.
-    with store._lock, store._transaction():
-        store._execute(create_statement(store.dialect))
-        store._execute(f"DELETE FROM {TABLE} WHERE model = :model", {"model": model})
+    with store.transaction() as transaction:
+        transaction.execute(create_statement(store.dialect))
+        transaction.execute(f"DELETE FROM {TABLE} WHERE model = :model", {"model": model})
         for batch in batches:
             table = _conform(batch)
-            if not table.num_rows:
-                continue
-            with store._stage(table, TABLE) as staged:
-                store._execute(
-                    f'INSERT INTO {TABLE} (model, user_id, "rank", item_id, score, generated_at) '
-                    f'SELECT :model, user_id, "rank", item_id, score, :at FROM {staged}',
-                    {"model": model, "at": at},
-                )
-            written += table.num_rows
+            stamped = table.add_column(0, "model", pa.array([model] * table.num_rows, pa.string()))
+            stamped = stamped.append_column(
+                "generated_at", pa.array([at] * table.num_rows, pa.timestamp("us", tz="UTC"))
+            )
+            written += transaction.insert(TABLE, stamped)
     return written
 
 

@@ -120,3 +120,20 @@ def load_settings(config: str | Path | None = None, engine: str | None = None) -
     no file), then ``--engine`` on top. The CLI calls this once per ``train``/``evaluate``/``report``."""
     settings = EngineSettings.from_toml(config) if config is not None else EngineSettings()
     return settings.with_engine(engine)
+
+
+PROJECT_FILE = Path("fusionrec.toml")
+
+
+def command_settings(engine: str | None, project: Path = PROJECT_FILE) -> EngineSettings | None:
+    """The engine settings for ``train``/``evaluate``/``report``: ``project``'s ``[engine]`` section
+    with ``--engine`` on top; None when neither asks for an engine (the command runs in process)."""
+    section = False
+    if project.is_file():
+        try:
+            section = "engine" in tomllib.loads(project.read_text())
+        except tomllib.TOMLDecodeError as error:
+            raise EngineSettingsError(f"{project}: not valid TOML ({error})") from error
+    if engine is None and not section:
+        return None
+    return load_settings(project if section else None, engine)

@@ -48,9 +48,9 @@ class SparkEngine(Engine):
         frame.createOrReplaceTempView(name)
         self._names.add(name)
 
-    def define(self, name: str, sql: str, *, materialise: bool = False) -> None:
+    def define(self, name: str, sql: str, *, materialise: bool = False, dialect: str = "duckdb") -> None:
         self._uncache(name)
-        frame = self.spark.sql(to_spark(sql))
+        frame = self.spark.sql(to_spark(sql, dialect))
         if materialise:
             from pyspark import StorageLevel
 

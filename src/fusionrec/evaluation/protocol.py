@@ -83,6 +83,20 @@ def fit_model(model: Recommender, train: Dataset, validation: Dataset | None) ->
     return model.fit(train)
 
 
+def refit_on_full(model: Recommender, split: Split) -> Recommender:
+    """A fresh model like ``model``, fit on training + validation for the epochs early stopping chose.
+
+    Leave-one-out test items come right after each user's validation item; a model that never
+    trained on the validation items has to predict two steps ahead. Refitting for the best epoch
+    count on ``split.train_full`` uses no test data: the count was chosen on validation.
+    """
+    best_epoch = getattr(model, "best_epoch_", None)
+    if best_epoch is None or "epochs" not in type(model.config).model_fields:
+        raise ValueError(f"{model.name} has no early-stopped epoch count to refit with")
+    params = {**model.config.model_dump(), "epochs": int(best_epoch)}
+    return create_model(model.name, **params).fit(split.train_full)
+
+
 def _histories(dataset: Dataset, users: np.ndarray) -> list[np.ndarray]:
     indptr, items = dataset.sequences()
     return [items[indptr[u] : indptr[u + 1]] for u in users]
@@ -125,8 +139,14 @@ def evaluate_model(
     sampled: int | None = None,
     seed: int = 0,
     session_mode: bool = False,
+    fit_data: Dataset | None = None,
 ) -> EvaluationResult:
-    """Fit model ``name`` on the split's training part and score it on its test part."""
+    """Fit model ``name`` on the split's training part and score it on its test part.
+
+    ``fit_data`` replaces ``split.train_full`` as what a model without early stopping learns
+    from: the same events' matrix built elsewhere (a batch engine's ``interactions`` job, with the
+    split's vocabularies). Scoring and masking still use the split.
+    """
     params = dict(params or {})
     model = create_model(name, **params)
     session_mode = session_mode or split.protocol.get("split") == "session_next_item"
@@ -140,7 +160,7 @@ def evaluate_model(
     if early_stopping:
         fit_model(model, split.train, split.validation)
     else:
-        fit_model(model, split.train_full, None)
+        fit_model(model, split.train_full if fit_data is None else fit_data, None)
     fit_seconds = time.perf_counter() - started
 
     history_data = split.train_full

@@ -19,6 +19,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,17 @@ class ModelRepository:
         versions = self.versions()
         return versions[-1] if versions else None
 
-    def add_version(self, model: Recommender, metadata: dict[str, Any] | None = None) -> str:
-        """Save ``model`` as the next version with a manifest; returns the version name."""
+    def add_version(
+        self,
+        model: Recommender,
+        metadata: dict[str, Any] | None = None,
+        extra: Mapping[str, Path] | None = None,
+    ) -> str:
+        """Save ``model`` as the next version with a manifest; returns the version name.
+
+        ``extra``: folders copied into the version under the given names (a training run's batch
+        outputs), hashed in the manifest like the model's files.
+        """
         self.directory.mkdir(parents=True, exist_ok=True)
         latest = self.latest()
         number = int(latest[1:]) + 1 if latest else 1
@@ -60,6 +70,10 @@ class ModelRepository:
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.directory))
         try:
             model.save(staging / MODEL_DIR)
+            for name, folder in (extra or {}).items():
+                if name == MODEL_DIR or "/" in name:
+                    raise ValueError(f"extra folder name {name!r} is reserved or not a plain name")
+                shutil.copytree(folder, staging / name)
             files = {
                 str(path.relative_to(staging)): sha256_file(path)
                 for path in sorted(staging.rglob("*"))

@@ -138,6 +138,11 @@ class FusedRecommender(Recommender):
 
     # --- fitting -------------------------------------------------------------------------------
 
+    @property
+    def source_models(self) -> dict[str, Recommender]:
+        """The fitted candidate sources by label (read-only view; refit on all data after training)."""
+        return dict(self._sources)
+
     def _fit_sources(self, dataset: Dataset) -> dict[str, Recommender]:
         sources = {}
         for source in self.config.sources:

@@ -59,7 +59,8 @@ class SASRecNet(nn.Module):
         self.position_embedding = nn.Embedding(config.max_len, dim)
         self.dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            _Block(dim, config.n_heads, config.dropout, config.attention_dropout) for _ in range(config.n_blocks)
+            _Block(dim, config.n_heads, config.dropout, config.attention_dropout)
+            for _ in range(config.n_blocks)
         )
         self.norm = nn.LayerNorm(dim)
         self.apply(_init)

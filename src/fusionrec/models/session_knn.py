@@ -46,7 +46,11 @@ class SessionKNN(Recommender):
         self.seq_indptr_, self.seq_items_ = positive_sequences(dataset)
         positive = dataset.weight > 0
         users = dataset.user_idx[positive]
-        if self.config.use_sessions and len(dataset.session_idx) and (dataset.session_idx[positive] >= 0).any():
+        if (
+            self.config.use_sessions
+            and len(dataset.session_idx)
+            and (dataset.session_idx[positive] >= 0).any()
+        ):
             raw = dataset.session_idx[positive]
             # Events without a session fall back to one pseudo-session per user.
             key = np.where(raw >= 0, raw, raw.max() + 1 + users.astype(np.int64))

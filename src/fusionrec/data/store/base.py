@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
@@ -243,6 +243,16 @@ class EventStore(ABC):
         with self._lock, self._transaction():
             return self._execute(statement, params)
 
+    @contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        """Several statements and inserts as one transaction, holding the writer lock: all or nothing.
+
+        For a module's own tables (serving's precomputed lists): replace a slice in one go, so
+        readers never see half of it.
+        """
+        with self._lock, self._transaction():
+            yield StoreTransaction(self)
+
     def insert_table(
         self,
         name: str,
@@ -346,3 +356,21 @@ class EventStore(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.url!r})"
+
+
+class StoreTransaction:
+    """What runs inside `EventStore.transaction`: statements and plain bulk inserts."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+
+    def execute(self, statement: str, params: Mapping[str, Any] | None = None) -> int:
+        """Run one statement (``:name`` parameters); its row count or -1."""
+        return self._store._execute(statement, params)
+
+    def insert(self, name: str, table: pa.Table) -> int:
+        """Append ``table``'s columns to the existing table ``name``; the rows written."""
+        if not table.num_rows:
+            return 0
+        with self._store._stage(table, name) as staged:
+            return max(self._store._execute(sql.insert_select(name, staged, table.column_names)), 0)
