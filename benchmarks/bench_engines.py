@@ -5,7 +5,8 @@
 Protocol: the shop is generated once per size (`generate_shop`, seed 0) as Parquet in --data-dir;
 every run is a fresh child process (``--worker``) that reads the Parquet and runs, in order,
 interactions (7-day half-life), item popularity (1/7/30-day windows), co-visitation (top 100
-neighbours), candidates for all users (top 50 of each source) and the session/user/retention KPIs,
+neighbours), candidates for all users (top 50 of each source), their ranking features and the
+session/user/retention KPIs,
 each step forced to completion (DuckDB tables; Spark persisted and counted). The parent samples
 the RSS of the child's whole process tree (Python driver + Spark's JVM and Python workers) every
 0.2 s with psutil: that is the peak memory; the tree's CPU seconds are sampled the same way. Times are medians over --repeats runs; Spark's session
@@ -31,7 +32,7 @@ from typing import Any
 import psutil
 
 RESULTS = Path(__file__).parent / "results"
-JOBS = ("interactions", "popularity", "covisitation", "candidates", "kpis")
+JOBS = ("interactions", "popularity", "covisitation", "candidates", "features", "kpis")
 
 
 def worker(engine_name: str, data: Path, driver_memory: str, partitions: int) -> dict[str, Any]:
@@ -59,6 +60,7 @@ def worker(engine_name: str, data: Path, driver_memory: str, partitions: int) ->
         "popularity": lambda: jobs.item_popularity(engine),
         "covisitation": lambda: jobs.covisitation(engine, max_neighbours=100),
         "candidates": lambda: jobs.candidates(engine, n=50),
+        "features": lambda: jobs.ranking_features(engine),
     }
     for name, step in steps.items():
         t0 = time.perf_counter()
@@ -80,6 +82,7 @@ def run_child(engine: str, data: Path, args: argparse.Namespace) -> dict[str, An
         sys.executable, __file__, "--worker", engine, "--data", str(data),
         "--driver-memory", args.driver_memory, "--partitions", str(args.partitions),
     ]  # fmt: skip
+    load_before = round(psutil.getloadavg()[0], 2)  # other work on the machine inflates wall times
     child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     peak = [0]
     cpu: dict[int, float] = {}  # CPU seconds per process of the tree, last seen
@@ -112,6 +115,7 @@ def run_child(engine: str, data: Path, args: argparse.Namespace) -> dict[str, An
     # CPU time of the whole tree (sampled every 0.2 s, so the last instant may be missed): on a
     # shared, overloaded machine it is steadier than wall time.
     result["cpu_seconds"] = round(sum(cpu.values()), 1)
+    result["load_average_1min_before"] = load_before
     return result
 
 
@@ -183,8 +187,7 @@ def write(args: argparse.Namespace, results: list[dict[str, Any]]) -> None:
             "pyspark": pyspark.__version__,
             "spark_driver_memory": args.driver_memory,
             "spark_shuffle_partitions": args.partitions,
-            "note": "2 shared cores: other jobs ran on the machine at the same time (see load_average)",
-            "load_average": [round(x, 1) for x in psutil.getloadavg()],
+            "load_average_at_write": [round(x, 1) for x in psutil.getloadavg()],
         },
         "results": results,
     }

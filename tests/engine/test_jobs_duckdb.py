@@ -126,3 +126,33 @@ def test_outputs_are_written_as_parquet(engine: DuckDBEngine, tmp_path) -> None:
     assert set(written) == set(counts)
     for name, path in written.items():
         assert pq.read_metadata(path).num_rows == counts[name]
+
+
+def test_ranking_features_match_a_pandas_computation(
+    engine: DuckDBEngine, shop: tuple[pa.Table, pa.Table]
+) -> None:
+    _, items = shop
+    jobs.run_all(engine, n=5)
+    features = engine.table("features", order_by="user_id, item_id").to_pandas()
+    candidates = engine.table("candidates").to_pandas()
+    pairs = engine.table("interactions").to_pandas()
+    assert len(features) == len(candidates) > 0
+    catalogue = items.to_pandas().set_index("item_id")[["category", "price"]]
+    used = pairs.join(catalogue, on="item_id")
+    per_user = used.groupby("user_id").agg(
+        user_items=("item_id", "size"), user_events=("events", "sum"), user_mean_price=("price", "mean")
+    )
+    sample = features.sample(200, random_state=0) if len(features) > 200 else features
+    for row in sample.itertuples():
+        user = per_user.loc[row.user_id]
+        category = catalogue.loc[row.item_id, "category"]
+        mine = used[used.user_id == row.user_id]
+        assert row.user_items == user.user_items and row.user_events == user.user_events
+        assert row.user_category_share == pytest.approx((mine.category == category).sum() / user.user_items)
+        assert row.item_price == pytest.approx(catalogue.loc[row.item_id, "price"])
+        assert row.price_ratio == pytest.approx(row.item_price / user.user_mean_price)
+        assert row.n_sources == (not np.isnan(row.pop_rank)) + (not np.isnan(row.covis_rank))
+    newest = pairs.last_ts.max()
+    idle = (newest - pairs.groupby("user_id").last_ts.max()).dt.total_seconds() // 1 / 86_400
+    got = features.drop_duplicates("user_id").set_index("user_id").user_idle_days
+    np.testing.assert_allclose(got.to_numpy(), idle.loc[got.index].to_numpy(), atol=1 / 86_400)

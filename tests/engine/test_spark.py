@@ -32,6 +32,7 @@ JOB_KEYS = {
     "popularity": "item_id",
     "covisitation": "item_a, item_b",
     "candidates": "user_id, item_id",
+    "features": "user_id, item_id",
 }
 # Sums of doubles in another order differ in the last bits only; counts and ids must be identical.
 FLOAT_RTOL = 1e-9
@@ -49,6 +50,7 @@ def both(shop: tuple[pa.Table, pa.Table], spark_settings: EngineSettings):
         jobs.item_popularity(engine)
         jobs.covisitation(engine, max_neighbours=50)
         jobs.candidates(engine, n=10)
+        jobs.ranking_features(engine)
     yield engines
     for engine in engines:
         engine.close()

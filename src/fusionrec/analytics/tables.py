@@ -129,12 +129,19 @@ def exposures_table(rows: pd.DataFrame | pa.Table | Iterable[Mapping[str, Any]])
     return pa.Table.from_pydict(columns, schema=EXPOSURE_SCHEMA)
 
 
-def log_exposures(store: EventStore, rows: pd.DataFrame | pa.Table | Iterable[Mapping[str, Any]]) -> int:
-    """Append exposures (known ``exposure_id``s are skipped); return how many were new."""
+def log_exposures(
+    store: EventStore, rows: pd.DataFrame | pa.Table | Iterable[Mapping[str, Any]], *, create: bool = True
+) -> int:
+    """Append exposures (known ``exposure_id``s are skipped); return how many were new.
+
+    ``create=False`` skips the table DDL, for a caller that ensured the tables once (the service
+    flushes every second, and three DDL transactions per flush cost more than the insert).
+    """
     table = exposures_table(rows)
     if not table.num_rows:
         return 0
-    ensure_analytics_tables(store)
+    if create:
+        ensure_analytics_tables(store)
     return store.insert_table("exposures", table, skip_key="exposure_id")
 
 

@@ -13,6 +13,8 @@ job                       relation and columns                                  
 `candidates`              ``candidates``: user_id, item_id, pop_score, pop_rank,  interactions,
                           covis_score, covis_rank (top-N of each source)          popularity,
                                                                                   covisitation
+`ranking_features`        ``features``: each candidate's source, item, user and   candidates,
+                          user x item features (the ranker's inputs)              popularity, items
 `kpis`                    the analytics KPIs (`fusionrec.analytics.queries` SQL)   events, items
 ========================  =====================================================  ==================
 
@@ -289,16 +291,69 @@ def candidates(
     return "candidates"
 
 
+# --- ranking features ---------------------------------------------------------------------------------------
+
+
+def ranking_features(
+    engine: Engine, *, windows_days: Sequence[int] = (1, 7, 30), materialise: bool = True
+) -> str:
+    """Define ``features``: one row per candidate with the ranker's inputs, computed where the
+    candidates are (so the feature table of every user never passes through one machine):
+
+    * sources: ``pop_score``, ``pop_rank``, ``covis_score``, ``covis_rank`` (NULL where the source
+      did not propose the item), ``n_sources``;
+    * item: ``item_users`` and ``users_Nd`` / ``events_Nd`` per popularity window, ``item_price``;
+    * user: ``user_items`` (distinct items), ``user_events``, ``user_idle_days`` (since the user's
+      last event, counted from the newest event), ``user_mean_price`` of the items they used;
+    * user x item: ``user_category_share`` (share of the user's items in the candidate's category)
+      and ``price_ratio`` (item price over the user's mean price).
+
+    Needs ``interactions``, ``popularity`` (with these windows), ``candidates`` and ``items``.
+    """
+    for name in ("interactions", "popularity", "candidates", "items"):
+        engine._require(name)
+    days = sorted({int(d) for d in windows_days})
+    windows = "".join(
+        f", coalesce(p.users_{d}d, 0) AS users_{d}d, coalesce(p.events_{d}d, 0) AS events_{d}d" for d in days
+    )
+    seconds = "CAST(floor(epoch({})) AS BIGINT)"
+    sql = (
+        "WITH n AS (SELECT max(last_ts) AS now_ts FROM interactions), "
+        "it AS (SELECT item_id, category, CAST(price AS DOUBLE) AS price FROM items), "
+        "ui AS (SELECT i.user_id, i.item_id, i.events, i.last_ts, it.category, it.price "
+        "FROM interactions i LEFT JOIN it ON it.item_id = i.item_id), "
+        "u AS (SELECT user_id, count(*) AS user_items, CAST(sum(events) AS BIGINT) AS user_events, "
+        "max(last_ts) AS user_last_ts, avg(price) AS user_mean_price FROM ui GROUP BY user_id), "
+        "uc AS (SELECT user_id, category, count(*) AS in_category FROM ui WHERE category IS NOT NULL "
+        "GROUP BY user_id, category) "
+        "SELECT c.user_id, c.item_id, c.pop_score, c.pop_rank, c.covis_score, c.covis_rank, "
+        "(CASE WHEN c.pop_rank IS NULL THEN 0 ELSE 1 END) + (CASE WHEN c.covis_rank IS NULL THEN 0 ELSE 1 END) "
+        f"AS n_sources, coalesce(p.users, 0) AS item_users{windows}, it.price AS item_price, "
+        "u.user_items, u.user_events, "
+        f"CAST({seconds.format('n.now_ts')} - {seconds.format('u.user_last_ts')} AS DOUBLE) / "
+        f"{_number(SECONDS_PER_DAY, 'seconds per day')} AS user_idle_days, u.user_mean_price, "
+        "CAST(coalesce(uc.in_category, 0) AS DOUBLE) / u.user_items AS user_category_share, "
+        "it.price / nullif(u.user_mean_price, 0) AS price_ratio "
+        "FROM candidates c JOIN u ON u.user_id = c.user_id CROSS JOIN n "
+        "LEFT JOIN popularity p ON p.item_id = c.item_id "
+        "LEFT JOIN it ON it.item_id = c.item_id "
+        "LEFT JOIN uc ON uc.user_id = c.user_id AND uc.category = it.category"
+    )
+    engine.define("features", sql, materialise=materialise)
+    return "features"
+
+
 def run_all(engine: Engine, *, n: int = 50, half_life_days: float | None = None) -> dict[str, int]:
     """Every recommendation job in order; returns each relation's row count."""
     interactions(engine, half_life_days=half_life_days)
     item_popularity(engine)
     covisitation(engine, max_neighbours=100)
     candidates(engine, n=n)
+    ranking_features(engine)
     return {name: engine.count(name) for name in OUTPUTS}
 
 
-OUTPUTS = ("interactions", "popularity", "covisitation", "candidates")
+OUTPUTS = ("interactions", "popularity", "covisitation", "candidates", "features")
 
 
 def write_outputs(engine: Engine, directory: str) -> dict[str, str]:

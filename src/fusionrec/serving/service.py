@@ -293,7 +293,7 @@ class Service:
         if not rows or not self.settings.log_exposures:
             return 0
         try:
-            return self.on_writer(lambda: log_exposures(self.store, rows))
+            return self.on_writer(lambda: log_exposures(self.store, rows, create=False))  # ensured at start
         except Exception:  # exposures must never take the service down; counted and logged
             logger.exception("could not write %d exposures", len(rows))
             self.exposures.dropped += len(rows)
