@@ -226,3 +226,43 @@ def test_precomputed_lists_match_live_scoring(store_url: str, models_dir: Path, 
         service.cache.clear()
         live = client.get("/v1/recommendations", params={"user_id": known_user, "k": 10}).json()
     assert ids(fast) == ids(live) and len(ids(fast)) == 10
+
+
+def wait_for(condition, seconds: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_training_on_request_adds_a_gated_version(store_url: str, models_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    registry = shutil.copytree(models_dir, tmp_path / "models")
+    settings = make_settings(store_url, registry, train_model="item_knn", gate_tolerance=1.0)
+    with TestClient(create_app(settings)) as client:
+        started = client.post("/v1/models/train")
+        assert started.status_code == 202 and started.json()["state"] == "running"
+        assert client.post("/v1/models/train").status_code == 409  # one run at a time
+        assert client.post("/v1/models/train", params={"model": "nope"}).status_code in (409, 422)
+        service = client.app.state.service  # type: ignore[attr-defined]
+        wait_for(lambda: service.training.get("state") != "running")
+        assert service.training["state"] == "done", service.training
+        assert service.training["version"] == "v0003"
+        assert client.get("/readyz").json()["model_version"] == "v0003"
+
+
+def test_scheduled_retraining_swaps_without_a_request(
+    store_url: str, models_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    registry = shutil.copytree(models_dir, tmp_path / "models")
+    settings = make_settings(
+        store_url, registry, train_model="most_popular", gate_tolerance=1.0, retrain_every_s=0.5
+    )
+    with TestClient(create_app(settings)) as client:
+        service = client.app.state.service  # type: ignore[attr-defined]
+        wait_for(lambda: service.training.get("state") == "done")
+        assert client.get("/readyz").json()["model_version"] == service.training["version"] != "v0002"
+        assert client.get("/v1/recommendations", params={"user_id": "nobody", "k": 3}).status_code == 200

@@ -370,6 +370,14 @@ class Service:
         threading.Thread(target=self._train, args=(name,), name="fusionrec-train", daemon=True).start()
         return dict(self.training)
 
+    def scheduled_training(self) -> None:
+        """The ``retrain_every_s`` tick: start a run unless one is still going (then skip this tick)."""
+        try:
+            self.start_training()
+            logger.info("scheduled retraining started")
+        except RuntimeError:
+            logger.info("scheduled retraining skipped: the previous run is still going")
+
     def _train(self, name: str | None) -> None:
         from fusionrec.data.dataset import Dataset
         from fusionrec.models.registry import create_model

@@ -77,9 +77,11 @@ class ServingSettings(BaseSettings):
     gate_metric: str = "NDCG@20"
     gate_tolerance: float = Field(0.05, ge=0, le=1)  # new metric >= active * (1 - tolerance)
     gate_users: int = Field(64, ge=1)
-    # Retraining (POST /v1/models/train): a registered model name, or a pipeline file (default pipeline).
+    # Retraining (POST /v1/models/train, and every retrain_every_s when set): a registered model name,
+    # or a pipeline file (default: the default fused pipeline).
     train_model: str | None = None
     train_pipeline: Path | None = None
+    retrain_every_s: float | None = Field(None, gt=0)  # scheduled retraining; None = only on request
     # Exposures and analytics.
     log_exposures: bool = True
     exposure_flush_s: float = Field(1.0, gt=0)
