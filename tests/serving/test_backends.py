@@ -145,3 +145,65 @@ def test_postgresql_store(shop, models_dir: Path, postgres_url: str) -> None:
         with store._lock, store._transaction():
             store._execute(f"DROP SCHEMA {schema} CASCADE")
         store.close()
+
+
+@pytest.mark.postgres
+def test_two_worker_processes_share_state(shop, models_dir: Path, postgres_url: str, redis_url: str) -> None:
+    """`fusionrec serve --workers 2` on PostgreSQL + Redis: an event sent to one process changes the
+    answers of both (the visitor's state lives in Redis, the events in PostgreSQL)."""
+    import os
+    import sys
+
+    import httpx
+
+    schema = f"fr_workers_{uuid.uuid4().hex[:8]}"
+    url = f"{postgres_url}?schema={schema}"
+    events, items = shop
+    with open_store(url) as store:
+        ingest_frame(store, events)
+        store.upsert_items(items)
+    port = _free_port()
+    env = {**os.environ, "FUSIONREC_SERVING_REDIS_PREFIX": f"fr-test-{uuid.uuid4().hex[:8]}"}
+    command = [
+        sys.executable, "-m", "fusionrec.cli", "serve", "--store", url, "--models", str(models_dir),
+        "--redis", redis_url, "--port", str(port), "--workers", "2",
+    ]  # fmt: skip
+    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.time() < deadline, "two workers did not become ready"
+            time.sleep(0.5)
+        session = f"s-{uuid.uuid4().hex[:6]}"
+        seen = items.column("item_id").to_pylist()[0]
+        event = {
+            "event_id": f"w-{session}",
+            "session_id": session,
+            "item_id": seen,
+            "event_type": "view",
+            "timestamp": T,
+        }
+        with httpx.Client(base_url=base, timeout=10) as client:  # keep-alive: one process
+            assert client.post("/v1/events", json=event).json()["stored"] == 1
+        workers: set[int] = set()
+        for _ in range(200):  # fresh connections until both processes have answered
+            with httpx.Client(base_url=base, timeout=10) as client:
+                answer = client.get("/v1/recommendations", params={"session_id": session, "k": 10}).json()
+                assert seen not in ids(answer)  # the viewed item is excluded by every worker
+                assert any("session" in entry["sources"] for entry in answer["items"]), answer
+                workers.add(client.get("/healthz").json()["worker"])
+            if len(workers) == 2:
+                break
+        assert len(workers) == 2, workers
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        with open_store(url) as store:
+            store.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
@@ -23,7 +24,8 @@ async def healthz(svc: Annotated[Service, Depends(service)]) -> FastJSON:
     alerts = (
         [a.rule for a in getattr(svc, "alert_loop", None).last] if getattr(svc, "alert_loop", None) else []
     )
-    return FastJSON({"status": "ok", "redis": redis, "alerts": alerts})
+    # "worker": the answering process, so several workers behind one port can be told apart.
+    return FastJSON({"status": "ok", "redis": redis, "alerts": alerts, "worker": os.getpid()})
 
 
 @router.get("/readyz")
