@@ -59,7 +59,7 @@ def serve(
         if workers > 1:
             import os
 
-            os.environ.update(_env(settings))
+            os.environ.update(_env(settings.model_copy(update={"workers": workers})))
             uvicorn.run(
                 "fusionrec.serving.app:app_from_env",
                 factory=True,

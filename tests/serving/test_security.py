@@ -57,3 +57,10 @@ def test_server_errors_carry_no_internals(client: TestClient) -> None:
     assert response.status_code == 500
     assert "secret" not in response.text and "Traceback" not in response.text
     assert set(response.json()) == {"detail", "error_id"}
+
+
+def test_each_of_n_workers_enforces_its_share_of_the_rate_limit(store_url: str, models_dir: Path) -> None:
+    settings = make_settings(store_url, models_dir, rate_limit_per_s=0.5, rate_burst=8, workers=2)
+    with TestClient(create_app(settings)) as client:
+        codes = [client.get("/v1/popular").status_code for _ in range(8)]
+        assert codes[:4] == [200] * 4 and codes[4:] == [429] * 4  # burst 8 over 2 processes = 4 here

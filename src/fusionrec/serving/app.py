@@ -114,7 +114,9 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
     _docs(app)
     _errors(app)
     buckets = (
-        TokenBuckets(settings.rate_limit_per_s, settings.rate_burst)
+        TokenBuckets(
+            settings.rate_limit_per_s / settings.workers, max(1, settings.rate_burst // settings.workers)
+        )
         if settings.rate_limit_per_s > 0
         else None
     )

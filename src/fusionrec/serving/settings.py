@@ -58,6 +58,9 @@ class ServingSettings(BaseSettings):
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     rate_limit_per_s: float = Field(0.0, ge=0)  # per API key (or client address); 0 = unlimited
     rate_burst: int = Field(200, ge=1)
+    # Processes serving behind one port (`fusionrec serve --workers N`): each enforces 1/N of the
+    # rate limit, so the limit above holds for the whole service while the kernel spreads connections.
+    workers: int = Field(1, ge=1)
     # Recommendations.
     default_k: int = Field(10, ge=1, le=1000)
     max_k: int = Field(200, ge=1)
