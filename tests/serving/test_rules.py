@@ -148,3 +148,18 @@ def test_settings_file_env_and_errors(tmp_path, monkeypatch) -> None:
     config.write_text("[serving.rules]\nexclude_sen = true\n")
     with pytest.raises(SettingsError, match=r"rules\.exclude_sen"):
         load_settings(config)
+
+
+def test_metrics_window_counts_only_its_interval_after_the_ring_wraps() -> None:
+    from fusionrec.monitoring.metrics import ServiceMetrics
+
+    metrics = ServiceMetrics(window=50)
+    for i in range(120):  # wraps the 50-row ring twice: only the newest 50 requests remain
+        metrics.observe("/v1/popular", "GET", 500 if i % 10 == 0 else 200, 0.001 * (i % 7 + 1))
+    metrics.exposed(4)
+    metrics.clicked(1)
+    stats = metrics.window(60)
+    assert stats.requests == 50 and stats.errors == 5
+    assert stats.p99_ms == pytest.approx(7.0, abs=0.1)
+    assert (stats.exposures, stats.clicks) == (4, 1) and stats.ctr == 0.25
+    assert metrics.window(60, end_ago=60).requests == 0  # nothing older than a minute

@@ -74,6 +74,6 @@ class AlertLoop:
         while True:
             await asyncio.sleep(self.config.interval_s)
             try:
-                self.check()
+                await asyncio.to_thread(self.check)  # never on the event loop: requests keep flowing
             except Exception:  # an alert bug must not kill the service
                 logger.exception("alert evaluation failed")
