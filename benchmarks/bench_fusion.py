@@ -107,11 +107,15 @@ def main() -> None:
     }
     out = HERE / "results" / f"fusion-{args.dataset}{'-' + args.tag if args.tag else ''}.json"
     out.parent.mkdir(exist_ok=True)
+    # Alone, a source that stops early gets its validation run back (the fused pipeline fixes its
+    # epochs, chosen the same way in bench_sequential.py), then is refit on train + validation.
+    single_overrides = {"sasrec": {"epochs": 80, "eval_every": 2, "patience": 4}}
     with threadpool_limits(args.threads):
         if not args.skip_singles:
             for source in pipeline.sources:
+                params = {**source.params, **single_overrides.get(source.model, {})}
                 result = evaluate_model(
-                    source.model, split, params=source.params, ks=KS, mask_seen=benchmark.mask_seen
+                    source.model, split, params=params, ks=KS, mask_seen=benchmark.mask_seen, refit=True
                 )
                 results["rows"].append(result.to_dict())
                 logging.info("%s %s", source.label, result.metrics)

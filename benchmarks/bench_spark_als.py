@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -142,7 +143,8 @@ def main() -> None:
             "python": platform.python_version(),
             "pyspark": pyspark.__version__,
             "spark_master": spark.sparkContext.master,
-            "note": "2 shared cores: other jobs ran on the machine at the same time",
+            "cpus": os.cpu_count(),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         },
         "results": rows,
     }

@@ -140,12 +140,14 @@ def evaluate_model(
     seed: int = 0,
     session_mode: bool = False,
     fit_data: Dataset | None = None,
+    refit: bool = False,
 ) -> EvaluationResult:
     """Fit model ``name`` on the split's training part and score it on its test part.
 
     ``fit_data`` replaces ``split.train_full`` as what a model without early stopping learns
     from: the same events' matrix built elsewhere (a batch engine's ``interactions`` job, with the
-    split's vocabularies). Scoring and masking still use the split.
+    split's vocabularies). Scoring and masking still use the split. ``refit``: a model that stopped
+    early is refit on train + validation for its best epoch count before scoring (`refit_on_full`).
     """
     params = dict(params or {})
     model = create_model(name, **params)
@@ -159,6 +161,8 @@ def evaluate_model(
     started = time.perf_counter()
     if early_stopping:
         fit_model(model, split.train, split.validation)
+        if refit and getattr(model, "best_epoch_", None) is not None:
+            model = refit_on_full(model, split)
     else:
         fit_model(model, split.train_full if fit_data is None else fit_data, None)
     fit_seconds = time.perf_counter() - started
