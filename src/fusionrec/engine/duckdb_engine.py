@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 import duckdb
@@ -28,6 +30,11 @@ class DuckDBEngine(Engine):
         self._con.execute("SET TimeZone = 'UTC'")
         if self.settings.duckdb_threads:
             self._con.execute(f"SET threads = {int(self.settings.duckdb_threads)}")
+        # Spill next to other temporary files, not into the working directory (DuckDB's default).
+        spill = self.settings.duckdb_temp_directory or str(
+            Path(tempfile.gettempdir()) / "fusionrec-duckdb-spill"
+        )
+        self._con.execute(f"SET temp_directory = {_quote(spill)}")
         if self.settings.duckdb_memory_limit:
             self._con.execute(f"SET memory_limit = {_quote(self.settings.duckdb_memory_limit)}")
         self._arrow: dict[str, pa.Table] = {}  # registered tables stay referenced while in use

@@ -82,6 +82,7 @@ class EngineSettings(BaseModel):
     items: str | None = None  # Parquet catalogue (optional)
     duckdb_threads: int | None = Field(default=None, ge=1)  # None = all cores
     duckdb_memory_limit: str | None = None  # e.g. "16GB"; None = DuckDB's default (80% of RAM)
+    duckdb_temp_directory: str | None = None  # where DuckDB spills past its memory limit; None = system temp
     spark: SparkSettings = Field(default_factory=SparkSettings)
 
     @classmethod
