@@ -266,3 +266,34 @@ def test_scheduled_retraining_swaps_without_a_request(
         wait_for(lambda: service.training.get("state") == "done")
         assert client.get("/readyz").json()["model_version"] == service.training["version"] != "v0002"
         assert client.get("/v1/recommendations", params={"user_id": "nobody", "k": 3}).status_code == 200
+
+
+def test_lists_from_the_batch_table_answer_known_users(
+    store_url: str, models_dir: Path, known_user: str, shop
+) -> None:
+    """A batch engine's lists in ``recommendations_batch`` (what `train --engine spark` writes) are
+    what the service answers a known visitor with, in their stored order, labelled by their model."""
+    import pyarrow as pa
+
+    from fusionrec.data.store import open_store
+    from fusionrec.engine.recommendations import write_recommendations
+
+    events, items = shop
+    seen = set(events.filter(pa.compute.equal(events["user_id"], known_user))["item_id"].to_pylist())
+    chosen = [i for i in items["item_id"].to_pylist() if i not in seen][50:62][::-1]  # not model order
+    lists = pa.table(
+        {
+            "user_id": [known_user] * len(chosen) + ["stranger"],
+            "rank": [*list(range(1, len(chosen) + 1)), 1],
+            "item_id": [*chosen, chosen[0]],
+            "score": [float(len(chosen) - r) for r in range(len(chosen))] + [1.0],
+        }
+    )
+    with open_store(store_url) as store:
+        assert write_recommendations(store, [lists], "spark_als") == len(chosen) + 1
+    settings = make_settings(store_url, models_dir, batch_lists="spark_als")
+    with TestClient(create_app(settings)) as client:
+        wait_for(lambda: client.get("/readyz").json()["precomputed"])
+        answer = client.get("/v1/recommendations", params={"user_id": known_user, "k": 10}).json()
+    assert ids(answer) == chosen[:10]
+    assert all(entry["sources"] == ["spark_als"] for entry in answer["items"])

@@ -87,3 +87,15 @@ def read_recommendations(store: EventStore, model: str, user_id: str, k: int | N
         f'ORDER BY "rank"{limit}'
     )
     return store.query_arrow(statement, {"model": model, "user": str(user_id)})
+
+
+def read_all_recommendations(store: EventStore, model: str) -> pa.Table:
+    """Every stored list of ``model`` (``user_id, rank, item_id, score``); empty when none (or no table)."""
+    from fusionrec.analytics.engine import table_exists
+
+    if not table_exists(store, TABLE):
+        return BATCH_SCHEMA.empty_table()
+    return store.query_arrow(
+        f'SELECT user_id, "rank", item_id, score FROM {TABLE} WHERE model = :model ORDER BY user_id, "rank"',
+        {"model": model},
+    )

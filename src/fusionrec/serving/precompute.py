@@ -4,15 +4,22 @@ Batch scoring is far cheaper per user than one user per request (a fused pipelin
 candidates and features and runs its ranker on hundreds of rows at once), so a visitor with no
 live events since training is answered from these lists; the rules, the online state and the
 pagination still apply at request time. A visitor with live events takes the real-time path.
+
+At scale the lists come from Spark instead (`fusionrec train --engine spark` writes every user's
+top-N to the store's ``recommendations_batch`` table): `from_batch_table` turns that table into the
+same `Precomputed` lists, so the service reads them rather than scoring every user itself.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 
 from fusionrec.models.base import Recommender, top_k
 
@@ -88,3 +95,29 @@ def precompute(model: Recommender, n_users: int, per_user: int, batch: int = 256
     )
     logger.info("precomputed %d users in %.1f s", int(known.sum()), time.perf_counter() - started)
     return result
+
+
+def from_batch_table(
+    table: pa.Table, user_index: Mapping[str, int], item_index: Mapping[str, int], label: str
+) -> Precomputed:
+    """`Precomputed` lists from ``recommendations_batch`` rows (``user_id, rank, item_id, score``).
+
+    Rows of users or items the active version does not know are dropped (a list written for an
+    older catalogue); each user's items keep their stored rank order.
+    """
+    n_users = len(user_index)
+    users = pd.Series(table["user_id"].to_pandas(), dtype=object).map(user_index)
+    items = pd.Series(table["item_id"].to_pandas(), dtype=object).map(item_index)
+    known = (users.notna() & items.notna()).to_numpy()
+    users_idx = users.to_numpy()[known].astype(np.int64)
+    items_idx = items.to_numpy()[known].astype(np.int32)
+    ranks = table["rank"].to_numpy()[known]
+    scores = table["score"].to_numpy(zero_copy_only=False)[known].astype(np.float32)
+    order = np.lexsort((ranks, users_idx))
+    counts = np.bincount(users_idx, minlength=n_users)
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    logger.info(
+        "read %d precomputed rows of %s for %d users", int(known.sum()), label, int((counts > 0).sum())
+    )
+    return Precomputed(indptr, items_idx[order], scores[order], None, (label,))

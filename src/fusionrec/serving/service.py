@@ -193,15 +193,24 @@ class Service:
         self.metrics.set_active(loaded.version)
         self.shared_cache.clear()
         limit = self.settings.precompute_users
-        if limit and "precomputed" not in loaded.extras:
+        if (limit or self.settings.batch_lists) and "precomputed" not in loaded.extras:
             threading.Thread(
                 target=self._precompute, args=(loaded, limit), name="fusionrec-precompute", daemon=True
             ).start()
 
     def _precompute(self, loaded: LoadedVersion, limit: int) -> None:
-        from fusionrec.serving.precompute import precompute
+        from fusionrec.serving.precompute import from_batch_table, precompute
 
+        label = self.settings.batch_lists
         try:
+            if label is not None:  # lists a batch engine wrote: read them, score nobody here
+                from fusionrec.engine.recommendations import read_all_recommendations
+
+                table = self.on_writer(lambda: read_all_recommendations(self.store, label))
+                loaded.extras["precomputed"] = from_batch_table(
+                    table, loaded.user_index, loaded.item_index, label
+                )
+                return
             n_users = min(len(loaded.user_index), limit)
             loaded.extras["precomputed"] = precompute(loaded.model, n_users, self.settings.candidates)
         except Exception as error:  # the live path still answers every request

@@ -68,6 +68,9 @@ class ServingSettings(BaseSettings):
     candidates: int = Field(200, ge=10)  # model candidates the rules choose from (grows with offset+k)
     # Known users scored in batches at activation (answers without live events); 0 = off.
     precompute_users: int = Field(200_000, ge=0)
+    # Read the known users' lists from the store's recommendations_batch table (the label a
+    # `train --engine spark` run wrote, e.g. "spark_als") instead of scoring them in the service.
+    batch_lists: str | None = None
     online_history: int = Field(50, ge=1)  # recent items kept per visitor
     online_ttl_s: int = Field(30 * 86_400, ge=60)
     realtime_weight: float = Field(0.3, ge=0)  # weight of item-to-item candidates from the last items

@@ -34,7 +34,8 @@ async def readyz(svc: Annotated[Service, Depends(service)]) -> FastJSON:
     active = svc.registry.active
     if active is None:
         return FastJSON({"ready": False, "model_version": None}, status_code=503)
-    precomputed = "precomputed" in active.extras or not svc.settings.precompute_users
+    expected = svc.settings.precompute_users or svc.settings.batch_lists
+    precomputed = "precomputed" in active.extras or not expected
     return FastJSON({"ready": True, "model_version": active.version, "precomputed": precomputed})
 
 
