@@ -96,6 +96,31 @@ def start_server(store_url: str, models: Path, port: int) -> subprocess.Popen:
     raise RuntimeError("the service did not become ready")
 
 
+async def server_histogram(client: httpx.AsyncClient, endpoint: str) -> dict[float, float]:
+    """Cumulative bucket counts of the server's own latency histogram for ``endpoint`` (GET)."""
+    text = (await client.get("/metrics")).text
+    buckets: dict[float, float] = {}
+    for line in text.splitlines():
+        mine = f'endpoint="{endpoint}"' in line and 'method="GET"' in line
+        if line.startswith("fusionrec_request_seconds_bucket{") and mine:
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[float("inf") if bound == "+Inf" else float(bound)] = float(line.rsplit(" ", 1)[1])
+    return buckets
+
+
+def histogram_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float | None:
+    """The bucket upper bound (ms) holding quantile ``q`` of the requests between two scrapes."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    target = q * counts[-1]
+    for bound, count in zip(bounds, counts, strict=True):
+        if count >= target:
+            return round(bound * 1000, 2)
+    return None
+
+
 async def open_loop(
     client: httpx.AsyncClient, paths: list[str], rate: float, seconds: float, side: Any = None
 ) -> dict[str, Any]:
@@ -118,6 +143,9 @@ async def open_loop(
 
     n = int(rate * seconds)
     tasks = []
+    endpoint = paths[0].split("?", 1)[0]
+    before = await server_histogram(client, endpoint)
+    client_cpu = time.process_time()
     begin = time.perf_counter()
     side_task = asyncio.create_task(side()) if side is not None else None
     for i in range(n):
@@ -127,6 +155,8 @@ async def open_loop(
         tasks.append(asyncio.create_task(one(paths[i % len(paths)])))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - begin
+    client_cpu = time.process_time() - client_cpu
+    after = await server_histogram(client, endpoint)
     side_result = await side_task if side_task is not None else None
     ms = np.array(latencies) * 1000
     return {
@@ -138,6 +168,10 @@ async def open_loop(
         "p95_ms": round(float(np.percentile(ms, 95)), 2) if len(ms) else None,
         "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
         "side": side_result,
+        # Where the time goes: the server's own histogram (bucket bounds) and the client's CPU share.
+        "server_p50_ms_bucket": histogram_quantile(before, after, 0.50),
+        "server_p99_ms_bucket": histogram_quantile(before, after, 0.99),
+        "client_cpu_share": round(client_cpu / elapsed, 2),
     }
 
 
