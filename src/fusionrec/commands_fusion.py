@@ -69,8 +69,9 @@ def train(
         str | None,
         typer.Option(
             "--engine",
-            help="Run the batch jobs (interactions, popularity, co-visitation, candidates) on duckdb or "
-            "spark first, with fusionrec.toml's [engine] settings; outputs go into the version.",
+            help="Run the batch jobs (interactions, popularity, co-visitation, candidates, ranking "
+            "features) on duckdb or spark first, with fusionrec.toml's [engine] settings; outputs go "
+            "into the version.",
         ),
     ] = None,
 ) -> None:

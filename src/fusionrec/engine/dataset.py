@@ -45,14 +45,17 @@ def interactions_dataset(
     event_types: EventTypes | None = None,
     items: pa.Table | None = None,
     like: Dataset | None = None,
+    rebuild: bool = True,
 ) -> Dataset:
-    """Run `jobs.interactions` on ``engine`` and return its matrix as a compact `Dataset`.
+    """Run `jobs.interactions` on ``engine`` and return its matrix as a compact `Dataset`
+    (``rebuild=False``: read the ``interactions`` relation a caller already defined).
 
     ``like``: reuse that Dataset's user and item vocabularies and item features (every pair's ids
     must be in them), so the result lines up with a split built in memory.
     """
     event_types = event_types or EventTypes()
-    jobs.interactions(engine, half_life_days=half_life_days, event_types=event_types)
+    if rebuild or not engine.has_relation("interactions"):
+        jobs.interactions(engine, half_life_days=half_life_days, event_types=event_types)
     pairs = engine.query(
         "SELECT user_id, item_id, weight, last_ts FROM interactions ORDER BY last_ts, user_id, item_id"
     )

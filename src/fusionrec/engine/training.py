@@ -2,7 +2,7 @@
 
 `run_batch_jobs` runs the recommendation jobs on an engine that has the events (the store's, or
 ``[engine] events`` Parquet): `jobs.run_all` (interactions, item popularity, co-visitation,
-candidates for every user), writing their outputs as Parquet into the new model version. With the
+candidates for every user and their ranking features), writing their outputs as Parquet into the new model version. With the
 events in a store the pipeline then trains on them; with the events only in Parquet it trains on
 the engine's ``interactions`` (a compact `Dataset`), so its sources must be matrix models
 (`check_matrix_only`). `publish_top_n` scores every user of each Spark ALS source on Spark into the
@@ -66,7 +66,7 @@ def run_batch_jobs(
     if build_dataset:
         started = time.perf_counter()
         items = engine.table("items") if engine.has_relation("items") else None
-        dataset = interactions_dataset(engine, items=items)
+        dataset = interactions_dataset(engine, items=items, rebuild=False)  # run_all built it
         seconds["interactions_dataset"] = round(time.perf_counter() - started, 2)
     log.info("%s engine: %s in %.1fs", engine.name, rows, sum(seconds.values()))
     return BatchRun(engine.name, rows, outputs, seconds, dataset)
