@@ -34,6 +34,7 @@ from fusionrec.fusion.config import FusionConfig, HoldoutConfig, RankerConfig
 from fusionrec.fusion.features import FeatureContext
 from fusionrec.fusion.ranker import Ranker, make_ranker
 from fusionrec.models.base import MANIFEST_FILE, Recommender, sha256_file, top_k
+from fusionrec.models.knn import history_matrix
 from fusionrec.models.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -247,7 +248,7 @@ class FusedRecommender(Recommender):
             if histories is None:
                 exclude = "seen"
             else:
-                exclude = _history_rows(histories, self._context.covisit.shape[0])
+                exclude = history_matrix(list(histories), self._context.covisit.shape[0])
         lists = source_lists(
             self._sources,
             self._quotas(),
@@ -423,17 +424,6 @@ class FusedRecommender(Recommender):
 
     def _load_combiner(self, directory: Path) -> None:
         return None
-
-
-def _history_rows(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
-    lengths = [len(h) for h in histories]
-    rows = np.repeat(np.arange(len(histories)), lengths)
-    cols = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if sum(lengths) else rows
-    matrix = sp.csr_matrix(
-        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(histories), n_items)
-    )
-    matrix.sum_duplicates()
-    return matrix
 
 
 # --- learning to rank -----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from fusionrec.data.dataset import Dataset
 from fusionrec.models._sampling import NegativeSampler
 from fusionrec.models._validation import ValidationFitMixin, run_epochs
 from fusionrec.models.base import ModelConfig, ModelError, Recommender
+from fusionrec.models.knn import history_matrix
 
 if TYPE_CHECKING:
     import torch
@@ -113,7 +114,7 @@ class GFCF(Recommender):
         return self._filter(self.interactions_[users])
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
-        return self._filter(_history_rows(histories, self.n_items_))
+        return self._filter(history_matrix(histories, self.n_items_))
 
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items by filtered score of a one-item history (the item itself excluded)."""
@@ -122,20 +123,6 @@ class GFCF(Recommender):
         if ((items < 0) | (items >= self.n_items_)).any():
             raise ModelError(f"similar_items: item indices must lie in [0, {self.n_items_})")
         return self.recommend_from_history([np.array([i]) for i in items], k)
-
-
-def _history_rows(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix:
-    """Binary rows from item histories; indices outside the catalogue are ignored."""
-    lengths = np.array([len(h) for h in histories], dtype=np.int64)
-    rows = np.repeat(np.arange(len(histories)), lengths)
-    cols = np.concatenate(histories).astype(np.int64) if len(histories) else np.zeros(0, dtype=np.int64)
-    keep = (cols >= 0) & (cols < n_items)
-    matrix = sp.csr_matrix(
-        (np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])),
-        shape=(len(histories), n_items),
-    )
-    matrix.data[:] = 1.0  # repeated items count once, as in the binary training graph
-    return matrix
 
 
 # --- LightGCN ----------------------------------------------------------------------------------

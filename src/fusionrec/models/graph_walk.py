@@ -14,8 +14,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from fusionrec.data.dataset import Dataset
-from fusionrec.models.base import ModelConfig, ModelError, Recommender, top_k
-from fusionrec.models.knn import history_matrix, top_k_rows
+from fusionrec.models.base import ModelConfig, Recommender
+from fusionrec.models.knn import history_matrix, strongest_in_rows, top_k_rows
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,4 @@ class RP3Beta(Recommender):
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items a walk from each of ``items`` reaches most: ``(items int32[n, k], scores)``."""
         self._check_fitted()
-        items = np.asarray(items, dtype=np.int64)
-        if ((items < 0) | (items >= self.n_items_)).any():
-            raise ModelError(f"item indices must be in [0, {self.n_items_})")
-        scores = self.weights_[items].toarray()
-        scores[scores <= 0] = -np.inf
-        return top_k(scores, min(k, self.n_items_))
+        return strongest_in_rows(self.weights_, items, k)

@@ -16,7 +16,8 @@ import scipy.sparse as sp
 from pydantic import Field, model_validator
 
 from fusionrec.data.dataset import Dataset
-from fusionrec.models.base import ModelConfig, ModelError, Recommender, top_k
+from fusionrec.models.base import ModelConfig, ModelError, Recommender
+from fusionrec.models.itemtools import top_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -185,12 +186,7 @@ class ItemKNN(Recommender):
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar items to each of ``items``: ``(items int32[n, k], scores)``."""
         self._check_fitted()
-        items = np.asarray(items, dtype=np.int64)
-        if ((items < 0) | (items >= self.n_items_)).any():
-            raise ModelError(f"item indices must be in [0, {self.n_items_})")
-        scores = self.similarity_[items].toarray()
-        scores[scores <= 0] = -np.inf  # not a neighbour
-        return top_k(scores, min(k, self.n_items_))
+        return strongest_in_rows(self.similarity_, items, k)
 
 
 class UserKNN(Recommender):
@@ -218,6 +214,16 @@ class UserKNN(Recommender):
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self.similarity_[users] @ self.user_items_).toarray(), dtype=np.float32)
+
+
+def strongest_in_rows(weights: sp.csr_matrix, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each item's ``k`` largest positive entries of its row of an item x item ``weights`` matrix
+    (``(items int32[n, k], scores)``, -1 padded); `ModelError` for an index out of range."""
+    n_items = weights.shape[0]
+    items = np.asarray(items, dtype=np.int64)
+    if ((items < 0) | (items >= n_items)).any():
+        raise ModelError(f"item indices must be in [0, {n_items})")
+    return top_neighbours(weights[items].toarray(), items, min(k, n_items))
 
 
 def history_matrix(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix:
