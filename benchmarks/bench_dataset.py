@@ -51,7 +51,11 @@ def child_gowalla() -> None:
     split.train.matrix()
     elapsed = time.perf_counter() - began
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": elapsed, "peak_mib": peak, "events": split.train.n_events + split.test.n_events}))
+    print(
+        json.dumps(
+            {"seconds": elapsed, "peak_mib": peak, "events": split.train.n_events + split.test.n_events}
+        )
+    )
 
 
 def run_child(*args: str) -> dict:
@@ -81,7 +85,9 @@ def summarise(runs: list[dict]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", default="1000000,10000000")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--child-store")

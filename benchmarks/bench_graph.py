@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/bench_graph.py gf_cf [--repeats 3]
-    python benchmarks/bench_graph.py lightgcn [--minutes 60] [--batch-size 8192] [--lr 0.01]
+    python benchmarks/bench_graph.py lightgcn [--minutes 60] [--batch-size 32768] [--lr 0.005] [--init spectral]
     python benchmarks/bench_graph.py neumf --dataset movielens-100k|amazon-beauty [--minutes 30]
 
 Gowalla protocol: the fixed LightGCN train/test files; full ranking over all 40,981 items with each
@@ -154,6 +154,7 @@ def run_lightgcn(args: argparse.Namespace) -> None:
         "validation_users": args.validation_users,
         "n_threads": args.threads,
         "seed": SEED,
+        "init": args.init,
     }
     curve: list[dict[str, Any]] = []
     entry: dict[str, Any] = {
@@ -282,9 +283,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--svd-solver", default="randomized", choices=["randomized", "arpack"])
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--batch-size", type=int, default=32768)
-    parser.add_argument("--lr", type=float, default=0.01)
-    parser.add_argument("--eval-every", type=int, default=3)
-    parser.add_argument("--patience", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=0.005)
+    parser.add_argument("--eval-every", type=int, default=20)
+    parser.add_argument("--init", default="spectral", choices=["spectral", "normal"])
+    parser.add_argument("--patience", type=int, default=10)
     parser.add_argument("--validation-share", type=float, default=0.03)
     parser.add_argument("--curve-users", type=int, default=3000)
     parser.add_argument("--validation-users", type=int, default=5000)

@@ -17,6 +17,7 @@ Usage: ``python benchmarks/bench_sequential.py --dataset amazon-beauty --models 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -33,7 +34,7 @@ from fusionrec.data.dataset import Dataset
 from fusionrec.data.paths import data_root
 from fusionrec.data.split import Split, leave_last_out, temporal_split
 from fusionrec.evaluation.metrics import evaluate_rankings
-from fusionrec.evaluation.protocol import fit_model, rank, refit_on_full
+from fusionrec.evaluation.protocol import fit_model, rank, refit_on_full, takes_validation
 from fusionrec.models.registry import create_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,17 +46,34 @@ SYNTHETIC_EVENTS = 300_000
 PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "amazon-beauty": {
         "most_popular": {},
-        "sasrec": {"dropout": 0.5, "attention_dropout": 0.5, "n_blocks": 2, "n_heads": 1, "batch_size": 128,
-                   "learning_rate": 2e-3, "epochs": 80, "eval_every": 2, "patience": 4},
-        "gru4rec": {"dropout": 0.3, "hidden_dim": 128, "batch_size": 128, "learning_rate": 1e-3,
-                    "epochs": 200, "eval_every": 2, "patience": 5},
+        "sasrec": {
+            "dropout": 0.5,
+            "attention_dropout": 0.5,
+            "n_blocks": 2,
+            "n_heads": 1,
+            "batch_size": 128,
+            "learning_rate": 2e-3,
+            "epochs": 80,
+            "eval_every": 2,
+            "patience": 4,
+        },
+        "gru4rec": {
+            "dropout": 0.3,
+            "hidden_dim": 128,
+            "batch_size": 128,
+            "learning_rate": 1e-3,
+            "epochs": 200,
+            "eval_every": 2,
+            "patience": 5,
+        },
         "session_knn": {},
     },
     "diginetica": {
         "most_popular": {},
         "session_knn": {},
-        "sasrec": {"dropout": 0.5, "attention_dropout": 0.5, "epochs": 100, "eval_every": 2, "patience": 5},
-        "gru4rec": {"dropout": 0.3, "epochs": 100, "eval_every": 2, "patience": 5},
+        # 87 validation sessions make the validation curve noisy: a long patience, then the refit.
+        "sasrec": {"dropout": 0.5, "attention_dropout": 0.5, "epochs": 200, "eval_every": 2, "patience": 15},
+        "gru4rec": {"dropout": 0.3, "epochs": 200, "eval_every": 2, "patience": 15},
     },
     "synthetic": {
         "most_popular": {},
@@ -123,8 +141,11 @@ def evaluate_leave_one_out(model: Any, split: Split) -> dict[str, float]:
     return evaluate_rankings(recs, truth_all[users], ks=KS, metrics=["HR", "NDCG"])
 
 
-def evaluate_next_item(model: Any, split: Split) -> dict[str, float]:
-    """Each test session's last item from the session's items before it (nothing masked)."""
+def evaluate_next_item(model: Any, split: Split, trained_on: Dataset | None = None) -> dict[str, float]:
+    """Each test session's last item from the session's items before it (nothing masked).
+
+    ``trained_on`` (default ``split.train``) is the data the model saw, for the share of targets
+    it never saw."""
     indptr, items = session_sequences(split.test)
     sessions = np.flatnonzero(np.diff(indptr) >= 2)
     histories = [items[indptr[s] : indptr[s + 1] - 1] for s in sessions]
@@ -136,7 +157,8 @@ def evaluate_next_item(model: Any, split: Split) -> dict[str, float]:
     recs = rank(model, np.full(len(sessions), -1), max(KS), exclude=None, histories=histories)
     result = evaluate_rankings(recs, truth, ks=KS, metrics=["HR", "NDCG"])
     result["test_sessions"] = len(sessions)
-    result["targets_unseen_in_training"] = float(np.mean(split.train.item_popularity()[targets] == 0))
+    seen_data = split.train if trained_on is None else trained_on
+    result["targets_unseen_in_training"] = float(np.mean(seen_data.item_popularity()[targets] == 0))
     return result
 
 
@@ -168,9 +190,18 @@ def run(
             params["threads"] = threads
         model = create_model(name, **params)
         started = time.perf_counter()
-        fit_model(model, split.train, split.validation)
+        if refit and not takes_validation(model):
+            # With --refit every model sees train + validation before the test: those without
+            # early stopping fit on it directly, the others are refit on it below.
+            model.fit(split.train_full)
+        else:
+            fit_model(model, split.train, split.validation)
         fit_seconds = time.perf_counter() - started
-        evaluate = evaluate_leave_one_out if dataset == "amazon-beauty" else evaluate_next_item
+        if dataset == "amazon-beauty":
+            evaluate = evaluate_leave_one_out
+        else:
+            trained_on = split.train_full if refit else split.train
+            evaluate = functools.partial(evaluate_next_item, trained_on=trained_on)
         entry: dict[str, Any] = {"params": params, "fit_seconds": round(fit_seconds, 1)}
         for attribute in ("best_epoch_", "epochs_trained_", "training_cpu_seconds_", "training_curve_"):
             if hasattr(model, attribute):
@@ -186,8 +217,9 @@ def run(
         entry["evaluate_seconds"] = round(time.perf_counter() - started, 1)
         entry["metrics"] = metrics
         out["models"][name] = entry
-        logging.info("%s %s: %s (fit %.0fs)", dataset, name, {k: round(v, 4) for k, v in metrics.items()},
-                     fit_seconds)
+        logging.info(
+            "%s %s: %s (fit %.0fs)", dataset, name, {k: round(v, 4) for k, v in metrics.items()}, fit_seconds
+        )
         save(dataset, out)  # after every model, so a long run leaves partial results
     return out
 
@@ -233,12 +265,21 @@ def main() -> None:
     parser.add_argument("--dataset", choices=sorted(PARAMS), required=True)
     parser.add_argument("--models", nargs="+", default=["most_popular", "session_knn", "gru4rec", "sasrec"])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=JSON",
-                        help="override a hyperparameter, e.g. sasrec.epochs=2")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="MODEL.KEY=JSON",
+        help="override a hyperparameter, e.g. sasrec.epochs=2",
+    )
     parser.add_argument("--plot-only", action="store_true")
-    parser.add_argument("--refit", action=argparse.BooleanOptionalAction, default=None,
-                        help="refit on train+validation for the best epoch count before testing "
-                             "(default: on for amazon-beauty's leave-one-out)")
+    parser.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit every model on train+validation before testing (early-stopped ones refit for "
+        "their best epoch count; default: on for amazon-beauty and diginetica)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not args.plot_only:
@@ -247,7 +288,7 @@ def main() -> None:
             key, value = item.split("=", 1)
             model, param = key.split(".", 1)
             overrides.setdefault(model, {})[param] = json.loads(value)
-        refit = args.refit if args.refit is not None else args.dataset == "amazon-beauty"
+        refit = args.refit if args.refit is not None else args.dataset in ("amazon-beauty", "diginetica")
         run(args.dataset, args.models, args.threads, overrides, refit)
     print(plot(args.dataset))
 

@@ -161,3 +161,18 @@ def test_blend_and_rrf_compare_with_sources_in_one_run(shop_split: Split) -> Non
         results[name] = evaluate_model(name, shop_split, params=params, ks=(10,)).metrics["NDCG@10"]
     assert all(0 <= v <= 1 for v in results.values())
     assert results["fusion"] > 0 and results["blend"] > 0 and results["rrf"] > 0
+
+
+def test_dropped_features_leave_the_ranker_and_the_explanations(shop: Dataset, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"drop_features: unknown features \['user_age'\]"):
+        fusion(drop_features=["user_age"])
+    dropped = ["item_age_days", "user_recency_days", "pop_1d", "item_knn_score"]
+    model = fusion(drop_features=dropped).fit(shop)
+    names = model.feature_names()
+    assert not set(dropped) & set(names) and "item_knn_rank" in names
+    users = np.arange(20)
+    candidates = model._candidates(users)
+    assert model._features(users, candidates).shape == (len(candidates), len(names))
+    assert set(model.feature_importance()) == set(names)
+    model.save(tmp_path / "m")
+    np.testing.assert_array_equal(Recommender.load(tmp_path / "m").score(users), model.score(users))

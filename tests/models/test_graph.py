@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from fusionrec.data.dataset import Dataset
 from fusionrec.models._sampling import NegativeSampler
 from fusionrec.models.base import ModelError
-from fusionrec.models.graph import GFCF, LightGCN, normalised_interactions
+from fusionrec.models.graph import GFCF, LightGCN, normalised_interactions, spectral_embeddings
 from models.cluster_data import two_clusters
 
 
@@ -195,6 +195,34 @@ def test_lightgcn_learns_the_clusters_and_respects_the_time_budget() -> None:
     assert ((items >= dataset.n_items // 2) == user_cluster).mean() >= 0.95
     budget = LightGCN(embedding_dim=8, epochs=50, max_seconds=1e-6, n_threads=1).fit(dataset)
     assert len(budget.history_) == 1
+
+
+def test_spectral_embeddings_factor_the_normalised_matrix() -> None:
+    matrix = random_dataset().matrix(binary=True)
+    normalised, _ = normalised_interactions(matrix)
+    users, items = spectral_embeddings(normalised, 64, seed=0, std=0.1)
+    assert users.shape == (40, 64) and items.shape == (30, 64)
+    assert not users[:, 29:].any()  # rank min(shape) - 1 = 29; the rest stays zero
+    entries = np.concatenate([users.ravel(), items.ravel()])
+    assert np.sqrt(np.mean(entries**2)) == pytest.approx(0.1, rel=1e-4)
+    # U sqrt(S) (V sqrt(S))^T is the rank-29 reconstruction of R~, up to the common scale.
+    u, s, vt = np.linalg.svd(normalised.toarray())
+    reconstruction = (u[:, :29] * s[:29]) @ vt[:29]
+    product = users @ items.T
+    scale = float((product * reconstruction).sum() / (reconstruction**2).sum())
+    np.testing.assert_allclose(product / scale, reconstruction, atol=1e-4)
+
+
+def test_lightgcn_spectral_start_ranks_the_clusters_before_training() -> None:
+    pytest.importorskip("torch")
+    dataset = two_clusters()
+    model = LightGCN(embedding_dim=8, epochs=1, learning_rate=1e-6, batch_size=64, n_threads=1, init="spectral")
+    items, _ = model.fit(dataset).recommend(np.arange(dataset.n_users), k=3)
+    user_cluster = (np.arange(dataset.n_users) >= dataset.n_users // 2)[:, None]
+    assert ((items >= dataset.n_items // 2) == user_cluster).mean() >= 0.95
+    assert model.history_[0]["train_seconds"] > 0  # the SVD counts as training time
+    again = LightGCN(**model.config.model_dump()).fit(dataset)
+    np.testing.assert_array_equal(again.item_embeddings_, model.item_embeddings_)
 
 
 def test_lightgcn_rejects_a_missing_cuda_device() -> None:

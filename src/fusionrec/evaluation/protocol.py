@@ -72,13 +72,14 @@ def full_protocol(
     }
 
 
-def _takes_validation(model: Recommender) -> bool:
+def takes_validation(model: Recommender) -> bool:
+    """Whether ``model.fit`` accepts a validation part (models that stop early)."""
     return "validation" in inspect.signature(model.fit).parameters
 
 
 def fit_model(model: Recommender, train: Dataset, validation: Dataset | None) -> Recommender:
     """Fit, passing the validation part to models whose ``fit`` takes it (early stopping)."""
-    if validation is not None and _takes_validation(model):
+    if validation is not None and takes_validation(model):
         return model.fit(train, validation=validation)  # type: ignore[call-arg]
     return model.fit(train)
 
@@ -157,7 +158,7 @@ def evaluate_model(
 
     # Models that stop early on validation data learn from `train` and are scored with the
     # full history (train + validation) as their input; every other model learns from both.
-    early_stopping = split.validation is not None and _takes_validation(model)
+    early_stopping = split.validation is not None and takes_validation(model)
     started = time.perf_counter()
     if early_stopping:
         fit_model(model, split.train, split.validation)

@@ -93,7 +93,7 @@ class _WeightedFusion(FusedRecommender):
 
     def weights(self) -> dict[str, float]:
         """The (tuned or given) weight of each source."""
-        return {label: float(w) for label, w in zip(self._source_labels(), self.weights_, strict=True)}
+        return {label: float(w) for label, w in zip(self.config.source_labels(), self.weights_, strict=True)}
 
     def _save_combiner(self, directory: Path) -> list[str]:
         (directory / WEIGHTS_FILE).write_text(json.dumps(self.weights(), indent=2))

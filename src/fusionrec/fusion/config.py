@@ -30,6 +30,10 @@ DEFAULT_GAINS: dict[str, int] = {
 }
 
 
+# Names of the extra candidate lists (in features, reports and traces).
+REPEAT, POPULAR_IN_CATEGORY = "repeat", "popular_in_category"
+
+
 class PipelineConfigError(ValueError):
     """A pipeline or project file is missing, not TOML, or invalid; the message names the key."""
 
@@ -118,6 +122,18 @@ class FusionSettings(_Strict):
     recent_items: int = Field(5, ge=1)  # the "last items" of user x item co-visitation features
     covisit_window: int = Field(3, ge=1)  # positions apart that count as co-visited
     covisit_neighbours: int = Field(50, ge=1)  # co-visited items kept per item
+    # Ranking features left out, by name (`fusionrec.fusion.features`), e.g. the time features
+    # on data whose times are synthetic (the Gowalla benchmark files carry none).
+    drop_features: list[str] = Field(default_factory=list)
+
+    def source_labels(self) -> list[str]:
+        """The candidate lists' names: the sources, then the extra lists that are switched on."""
+        labels = [s.label for s in self.sources]
+        if self.extra.repeat:
+            labels.append(REPEAT)
+        if self.extra.popular_in_category:
+            labels.append(POPULAR_IN_CATEGORY)
+        return labels
 
     @model_validator(mode="after")
     def _unique_labels(self) -> FusionSettings:
@@ -127,6 +143,14 @@ class FusionSettings(_Strict):
             raise ValueError(f"sources: duplicate source names {duplicates}; give each a distinct `name`")
         if self.extra.repeat and self.exclude_seen:
             raise ValueError("extra.repeat proposes the user's own past items: set exclude_seen = false")
+        from fusionrec.fusion.features import FeatureContext
+
+        known = FeatureContext.feature_names(self.source_labels())
+        unknown = [name for name in self.drop_features if name not in known]
+        if unknown:
+            raise ValueError(f"drop_features: unknown features {unknown}; available: {', '.join(known)}")
+        if len(set(self.drop_features)) >= len(known):
+            raise ValueError("drop_features: every feature is dropped; keep at least one")
         return self
 
 

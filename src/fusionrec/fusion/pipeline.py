@@ -30,7 +30,7 @@ from pydantic import Field
 
 from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
 from fusionrec.fusion.candidates import Candidates, candidate_recall, source_lists, top_rows, union
-from fusionrec.fusion.config import FusionConfig, HoldoutConfig, RankerConfig
+from fusionrec.fusion.config import POPULAR_IN_CATEGORY, REPEAT, FusionConfig, HoldoutConfig, RankerConfig
 from fusionrec.fusion.features import FeatureContext
 from fusionrec.fusion.ranker import Ranker, make_ranker
 from fusionrec.models.base import MANIFEST_FILE, Recommender, sha256_file, top_k
@@ -40,7 +40,6 @@ from fusionrec.models.registry import create_model
 log = logging.getLogger(__name__)
 SOURCES_DIR = "sources"
 FEATURES_FILE = "features.npz"
-REPEAT, POPULAR_IN_CATEGORY = "repeat", "popular_in_category"
 
 
 # --- the label window --------------------------------------------------------------------------
@@ -289,18 +288,23 @@ class FusedRecommender(Recommender):
     def _features(
         self, users: np.ndarray, candidates: Candidates, histories: Sequence[np.ndarray] | None = None
     ) -> np.ndarray:
-        return self._context.features(users, candidates, histories)
+        X = self._context.features(users, candidates, histories)
+        keep = self._kept_columns()
+        return X if keep is None else X[:, keep]
+
+    def _all_feature_names(self) -> list[str]:
+        return FeatureContext.feature_names(self.config.source_labels())
+
+    def _kept_columns(self) -> np.ndarray | None:
+        """Column indices left after ``drop_features`` (None: all of them)."""
+        if not self.config.drop_features:
+            return None
+        dropped = set(self.config.drop_features)
+        return np.array([i for i, name in enumerate(self._all_feature_names()) if name not in dropped])
 
     def feature_names(self) -> list[str]:
-        return FeatureContext.feature_names(self._source_labels())
-
-    def _source_labels(self) -> list[str]:
-        labels = [s.label for s in self.config.sources]
-        if self.config.extra.repeat:
-            labels.append(REPEAT)
-        if self.config.extra.popular_in_category:
-            labels.append(POPULAR_IN_CATEGORY)
-        return labels
+        dropped = set(self.config.drop_features)
+        return [name for name in self._all_feature_names() if name not in dropped]
 
     def score_candidates(
         self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None

@@ -112,6 +112,8 @@ def run_epochs(
     *,
     log: logging.Logger,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    setup_seconds: float = 0.0,
+    setup_cpu_seconds: float = 0.0,
 ) -> None:
     """Train ``model`` epoch by epoch with validation Recall@k and early stopping.
 
@@ -119,7 +121,8 @@ def run_epochs(
     weights into the model's arrays (so ``model.recommend`` uses them) and returns those arrays by
     attribute name. Every ``eval_every`` epochs, at the last epoch and when ``max_seconds`` of
     training have passed, the weights are published and scored; the best published arrays are put
-    back at the end. Sets ``model.history_`` (one record per epoch) and, after validation,
+    back at the end. ``setup_seconds`` and ``setup_cpu_seconds`` (work done before the
+    first epoch, such as an initialisation) count as training time. Sets ``model.history_`` (one record per epoch) and, after validation,
     ``model.best_epoch_``; ``callback(record)`` runs after every evaluation.
     """
     checker = (
@@ -133,7 +136,7 @@ def run_epochs(
     best: dict[str, np.ndarray] | None = None
     history: list[dict[str, Any]] = []
     model.history_ = history
-    trained = trained_cpu = 0.0
+    trained, trained_cpu = setup_seconds, setup_cpu_seconds
     for epoch in range(1, config.epochs + 1):
         start, cpu_start = time.perf_counter(), time.process_time()
         loss = train_epoch()

@@ -13,6 +13,7 @@ Both work on the symmetrically normalised user x item matrix
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -142,6 +143,10 @@ class LightGCNConfig(ModelConfig):
     validation_users: int | None = Field(10_000, ge=1)  # sample of validation users scored
     device: str = "cpu"  # "cpu", "cuda", "cuda:N" or "auto"
     n_threads: int | None = Field(None, ge=1)  # torch intra-op threads during training
+    # "normal": N(0, 0.1) as in the paper. "spectral": the top singular vectors of R~, which
+    # propagation keeps (they are eigenvectors of the normalised graph), so BPR starts from a
+    # low-pass filter's ranking instead of noise and needs far fewer steps on CPU.
+    init: Literal["normal", "spectral"] = "normal"
 
 
 EpochCallback = Callable[["LightGCN", dict[str, Any]], None]
@@ -183,6 +188,7 @@ class LightGCN(ValidationFitMixin, Recommender):
 
         torch = require_torch()
         cfg = self.config
+        setup_start, setup_cpu_start = time.perf_counter(), time.process_time()
         device = resolve_device(cfg.device)
         generator = seeded_generator(cfg.seed, device)
         rng = np.random.default_rng(cfg.seed)
@@ -192,8 +198,14 @@ class LightGCN(ValidationFitMixin, Recommender):
         n_users, n_items = matrix.shape
         user_ego = torch.nn.Parameter(torch.empty(n_users, cfg.embedding_dim, device=device))
         item_ego = torch.nn.Parameter(torch.empty(n_items, cfg.embedding_dim, device=device))
-        torch.nn.init.normal_(user_ego, std=0.1, generator=generator)
-        torch.nn.init.normal_(item_ego, std=0.1, generator=generator)
+        if cfg.init == "spectral":
+            user_init, item_init = spectral_embeddings(normalised, cfg.embedding_dim, seed=cfg.seed, std=0.1)
+            with torch.no_grad():
+                user_ego.copy_(torch.from_numpy(user_init))
+                item_ego.copy_(torch.from_numpy(item_init))
+        else:
+            torch.nn.init.normal_(user_ego, std=0.1, generator=generator)
+            torch.nn.init.normal_(item_ego, std=0.1, generator=generator)
         optimiser = torch.optim.Adam([user_ego, item_ego], lr=cfg.learning_rate)
         propagate = _make_propagation(torch, forward_op, backward_op, cfg.n_layers)
 
@@ -237,10 +249,35 @@ class LightGCN(ValidationFitMixin, Recommender):
             publish,
             log=logger,
             callback=None if callback is None else lambda record: callback(self, record),
+            setup_seconds=time.perf_counter() - setup_start,
+            setup_cpu_seconds=time.process_time() - setup_cpu_start,
         )
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         return self.user_embeddings_[users] @ self.item_embeddings_.T
+
+
+def spectral_embeddings(
+    normalised: sp.csr_matrix, dim: int, *, seed: int, std: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """User and item embeddings ``U sqrt(S)`` and ``V sqrt(S)`` from the top ``dim`` singular triplets
+    of ``normalised``, rescaled to entries of standard deviation ``std``; columns past the matrix's
+    rank stay zero."""
+    from sklearn.utils.extmath import randomized_svd
+
+    n_users, n_items = normalised.shape
+    rank = max(0, min(dim, min(normalised.shape) - 1))
+    users = np.zeros((n_users, dim), dtype=np.float32)
+    items = np.zeros((n_items, dim), dtype=np.float32)
+    if rank and normalised.nnz:
+        u, s, vt = randomized_svd(normalised, rank, n_iter=4, random_state=seed)
+        root = np.sqrt(s)[None, :]
+        users[:, :rank] = u * root
+        items[:, :rank] = vt.T * root
+        scale = std / max(float(np.sqrt(np.mean(np.concatenate([users.ravel(), items.ravel()]) ** 2))), 1e-12)
+        users *= scale
+        items *= scale
+    return users, items
 
 
 def _csr_tensor(torch: Any, matrix: sp.csr_matrix, device: Any) -> torch.Tensor:

@@ -20,6 +20,7 @@ MODEL_PATHS: dict[str, str] = {
     "neumf": "fusionrec.models.neural:NeuMF",
     "trending": "fusionrec.models.popular:Trending",
     "popular_in_category": "fusionrec.models.popular:PopularInCategory",
+    "repeat_purchase": "fusionrec.models.repeat:RepeatPurchase",
     "item_knn": "fusionrec.models.knn:ItemKNN",
     "user_knn": "fusionrec.models.knn:UserKNN",
     "rp3beta": "fusionrec.models.graph_walk:RP3Beta",
