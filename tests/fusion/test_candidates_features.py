@@ -75,3 +75,28 @@ def test_live_history_changes_session_features(shop: Dataset) -> None:
     col = names.index("covisit_last")
     assert live[0, col] == ctx.covisit[anchor, neighbour] > 0
     assert np.isnan(live[0, names.index("user_events")])  # unknown visitor
+
+
+def test_relative_features_are_ratios_to_the_rows_best_score_and_to_the_means(shop: Dataset) -> None:
+    ctx = FeatureContext.build(shop)
+    users = np.array([0, 1])
+    items = np.array([[3, 5, 7], [5, 8, -1]], dtype=np.int32)
+    scores = np.array([[4.0, 2.0, 1.0], [0.5, 0.25, 0.0]], dtype=np.float32)
+    other = (np.array([[9], [3]], dtype=np.int32), np.array([[-1.0], [2.0]], dtype=np.float32))
+    cands = union({"x": (items, scores), "y": other}, 2, shop.n_items)
+    raw = ctx.features(users, cands)
+    rel = ctx.features(users, cands, relative=True)
+    col = {n: i for i, n in enumerate(FeatureContext.feature_names(["x", "y"]))}
+    best_x = np.where(cands.row == 0, 4.0, 0.5)
+    np.testing.assert_allclose(rel[:, col["x_score"]], raw[:, col["x_score"]] / best_x)
+    # y's best score is negative for row 0 (no meaningful ratio) and 2.0 for row 1
+    y_proposed = ~np.isnan(raw[:, col["y_score"]])
+    assert np.isnan(rel[y_proposed & (cands.row == 0), col["y_score"]]).all()
+    np.testing.assert_allclose(rel[y_proposed & (cands.row == 1), col["y_score"]], [1.0])
+    np.testing.assert_array_equal(rel[:, col["x_rank"]], raw[:, col["x_rank"]])
+    pop_mean = shop.item_popularity().mean()
+    np.testing.assert_allclose(rel[:, col["pop_all"]], raw[:, col["pop_all"]] / pop_mean, rtol=1e-5)
+    events_mean = np.bincount(shop.user_idx, minlength=shop.n_users).mean()
+    np.testing.assert_allclose(rel[:, col["user_events"]], raw[:, col["user_events"]] / events_mean, rtol=1e-5)
+    untouched = [col[n] for n in ("user_recency_days", "covisit_recent", "days_since_interaction")]
+    np.testing.assert_array_equal(rel[:, untouched], raw[:, untouched])

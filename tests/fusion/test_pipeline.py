@@ -176,3 +176,16 @@ def test_dropped_features_leave_the_ranker_and_the_explanations(shop: Dataset, t
     assert set(model.feature_importance()) == set(names)
     model.save(tmp_path / "m")
     np.testing.assert_array_equal(Recommender.load(tmp_path / "m").score(users), model.score(users))
+
+
+def test_relative_features_rank_and_explain_with_the_users_other_candidates(shop: Dataset) -> None:
+    model = fusion(relative_features=True).fit(shop)
+    user = np.array([0])
+    candidates, values = model.score_candidates(user)
+    X = model._features(user, candidates)
+    col = model.feature_names().index("item_knn_score")
+    proposed = ~np.isnan(X[:, col])
+    assert proposed.any() and np.nanmax(X[:, col]) == pytest.approx(1.0)
+    best = int(np.argmax(values))
+    trace = model.explain(0, int(candidates.item[best]), top=len(model.feature_names()))
+    assert trace["features"]["item_knn_score"]["value"] == pytest.approx(float(X[best, col]), nan_ok=True)

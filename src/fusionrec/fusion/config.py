@@ -125,6 +125,10 @@ class FusionSettings(_Strict):
     # Ranking features left out, by name (`fusionrec.fusion.features`), e.g. the time features
     # on data whose times are synthetic (the Gowalla benchmark files carry none).
     drop_features: list[str] = Field(default_factory=list)
+    # Scale-free features: each source's score divided by that source's best score for the user,
+    # counts (item popularity, user activity) divided by their mean. The ranker learns on data
+    # without the label window and serves on all of it; raw counts and scores grow in between.
+    relative_features: bool = False
 
     def source_labels(self) -> list[str]:
         """The candidate lists' names: the sources, then the extra lists that are switched on."""

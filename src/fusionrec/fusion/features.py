@@ -194,12 +194,16 @@ class FeatureContext:
         users: np.ndarray,
         candidates: Candidates,
         histories: Sequence[np.ndarray] | None = None,
+        *,
+        relative: bool = False,
     ) -> np.ndarray:
         """``float32[len(candidates), n_features]`` in the order of `feature_names`.
 
         ``users`` are the training user indices of the candidate rows (-1 for visitors unknown
         to training); ``histories`` (live item sequences, oldest first) replace the stored recent
-        items for the session features, as in serving.
+        items for the session features, as in serving. ``relative``: source scores divided by
+        the source's best score among the row's candidates, and the count features (item
+        popularity, user events and items) divided by their mean over the catalogue / users.
         """
         users = np.asarray(users, dtype=np.int64)
         n_users = self.user_stats.shape[0]
@@ -210,15 +214,21 @@ class FeatureContext:
         n = len(item)
 
         proposed = candidates.proposed()
+        item_pop = self.item_pop[item]
+        user_block = self.user_stats[safe_user].copy()
+        scores = candidates.scores
+        if relative:
+            item_pop = item_pop / _positive_mean(self.item_pop)
+            user_block[:, :2] /= _positive_mean(self.user_stats[:, :2])
+            scores = scores / _row_best(candidates)
         item_block = np.column_stack(
             [
-                self.item_pop[item],
+                item_pop,
                 self.item_age_days[item],
                 self.item_price[item],
                 self.item_category[item].astype(np.float32),
             ]
         )
-        user_block = self.user_stats[safe_user].copy()
         user_block[~known] = np.nan
 
         category = self.item_category[item]
@@ -273,7 +283,7 @@ class FeatureContext:
         )
         return np.column_stack(
             [
-                candidates.scores,
+                scores,
                 candidates.ranks,
                 proposed.sum(axis=1).astype(np.float32),
                 item_block,
@@ -284,6 +294,24 @@ class FeatureContext:
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _positive_mean(values: np.ndarray) -> np.ndarray:
+    """Column means of ``values`` (NaN ignored), with 1 where a mean is not positive."""
+    with np.errstate(invalid="ignore"):
+        means = np.nanmean(values, axis=0) if len(values) else np.ones(values.shape[1])
+    return np.where(np.isfinite(means) & (means > 0), means, 1.0).astype(np.float32)
+
+
+def _row_best(candidates: Candidates) -> np.ndarray:
+    """``float32[n, n_sources]``: each source's highest score in the candidate's row; NaN where
+    that is not positive (a ratio to it would flip or explode)."""
+    n_sources = candidates.scores.shape[1]
+    best = np.full((candidates.n_rows, n_sources), -np.inf, dtype=np.float32)
+    filled = np.where(np.isnan(candidates.scores), -np.inf, candidates.scores)
+    np.maximum.at(best, candidates.row, filled)
+    best = np.where(best > 0, best, np.nan)
+    return best[candidates.row]
 
 
 _KEY_CACHE: dict[int, tuple[sp.csr_matrix, np.ndarray]] = {}

@@ -288,7 +288,7 @@ class FusedRecommender(Recommender):
     def _features(
         self, users: np.ndarray, candidates: Candidates, histories: Sequence[np.ndarray] | None = None
     ) -> np.ndarray:
-        X = self._context.features(users, candidates, histories)
+        X = self._context.features(users, candidates, histories, relative=self.config.relative_features)
         keep = self._kept_columns()
         return X if keep is None else X[:, keep]
 
@@ -379,7 +379,8 @@ class FusedRecommender(Recommender):
         }
         if self.needs_features:
             names = self.feature_names()
-            X = self._features(np.array([user], dtype=np.int64), candidates.take(where[:1]))
+            # All of the user's candidates: relative features compare each with the others.
+            X = self._features(np.array([user], dtype=np.int64), candidates)[where[:1]]
             contributions = self._contributions(X)
             if contributions is not None:
                 order = np.argsort(-np.abs(contributions[0, : len(names)]))[:top]
