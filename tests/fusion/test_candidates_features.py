@@ -97,6 +97,8 @@ def test_relative_features_are_ratios_to_the_rows_best_score_and_to_the_means(sh
     pop_mean = shop.item_popularity().mean()
     np.testing.assert_allclose(rel[:, col["pop_all"]], raw[:, col["pop_all"]] / pop_mean, rtol=1e-5)
     events_mean = np.bincount(shop.user_idx, minlength=shop.n_users).mean()
-    np.testing.assert_allclose(rel[:, col["user_events"]], raw[:, col["user_events"]] / events_mean, rtol=1e-5)
+    np.testing.assert_allclose(
+        rel[:, col["user_events"]], raw[:, col["user_events"]] / events_mean, rtol=1e-5
+    )
     untouched = [col[n] for n in ("user_recency_days", "covisit_recent", "days_since_interaction")]
     np.testing.assert_array_equal(rel[:, untouched], raw[:, untouched])

@@ -216,7 +216,9 @@ def test_spectral_embeddings_factor_the_normalised_matrix() -> None:
 def test_lightgcn_spectral_start_ranks_the_clusters_before_training() -> None:
     pytest.importorskip("torch")
     dataset = two_clusters()
-    model = LightGCN(embedding_dim=8, epochs=1, learning_rate=1e-6, batch_size=64, n_threads=1, init="spectral")
+    model = LightGCN(
+        embedding_dim=8, epochs=1, learning_rate=1e-6, batch_size=64, n_threads=1, init="spectral"
+    )
     items, _ = model.fit(dataset).recommend(np.arange(dataset.n_users), k=3)
     user_cluster = (np.arange(dataset.n_users) >= dataset.n_users // 2)[:, None]
     assert ((items >= dataset.n_items // 2) == user_cluster).mean() >= 0.95
