@@ -7,7 +7,8 @@ Both work on the symmetrically normalised user x item matrix
   ``r_u R~^T R~ + alpha * r_u D_i^-1/2 V V^T D_i^1/2`` where ``V`` holds the top right singular
   vectors of ``R~`` (the ideal low-pass part). No training, only a truncated SVD.
 * `LightGCN` (He et al. 2020): ID embeddings propagated ``n_layers`` times over the normalised
-  graph, averaged over layers, trained with BPR on uniformly sampled negatives (PyTorch).
+  graph, averaged over layers, trained with BPR on uniformly sampled negatives (PyTorch), from
+  random embeddings or (``init="spectral"``) from the top singular vectors of ``R~``.
 """
 
 from __future__ import annotations
