@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Dataset
@@ -102,3 +104,27 @@ def test_relative_features_are_ratios_to_the_rows_best_score_and_to_the_means(sh
     )
     untouched = [col[n] for n in ("user_recency_days", "covisit_recent", "days_since_interaction")]
     np.testing.assert_array_equal(rel[:, untouched], raw[:, untouched])
+
+
+def test_repurchase_rhythm_features() -> None:
+    day = 86_400
+    rows = [("u", "milk", 0), ("u", "milk", 10 * day), ("u", "milk", 20 * day), ("u", "tea", 20 * day)]
+    rows += [("u", "bread", 30 * day)]
+    events = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    events["event_type"] = "purchase"
+    events["timestamp"] = pd.to_datetime(1_700_000_000 + events["timestamp"], unit="s", utc=True)
+    dataset = Dataset.from_frame(events)
+    ctx = FeatureContext.build(dataset)
+    milk, tea = dataset.items.index(np.array(["milk", "tea"]))
+    items = np.array([[milk, tea]], dtype=np.int32)
+    cands = union({"x": (items, np.ones((1, 2), dtype=np.float32))}, 1, dataset.n_items)
+    X = ctx.features(np.array([0]), cands)
+    col = {n: i for i, n in enumerate(FeatureContext.feature_names(["x"]))}
+    row = {int(item): i for i, item in enumerate(cands.item)}
+    # milk: 3 purchases 10 days apart, the last 10 days before the data's end: due now
+    assert X[row[milk], col["pair_events"]] == 3
+    assert X[row[milk], col["interval_days"]] == pytest.approx(10.0)
+    assert X[row[milk], col["due_ratio"]] == pytest.approx(1.0)
+    # tea: bought once, no rhythm yet
+    assert X[row[tea], col["pair_events"]] == 1
+    assert np.isnan(X[row[tea], [col["interval_days"], col["due_ratio"]]]).all()

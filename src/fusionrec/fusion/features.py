@@ -35,6 +35,9 @@ PAIR_FEATURES = (
     "covisit_recent",
     "covisit_last",
     "same_category_as_last",
+    "pair_events",
+    "interval_days",
+    "due_ratio",
 )
 
 
@@ -53,6 +56,8 @@ class FeatureContext:
     carted: sp.csr_matrix
     bought: sp.csr_matrix
     last_seen: sp.csr_matrix  # users x items: 1 + days since the newest interaction of the pair
+    first_seen: sp.csr_matrix  # users x items: 1 + days since the oldest interaction of the pair
+    pair_events: sp.csr_matrix  # users x items: events of the pair, any type
     recent: sp.csr_matrix  # users x items: the last R items, weight 1 for the newest, then 1/2, 1/3...
     last_item: np.ndarray  # int32[n_users]; -1 = none
     covisit: sp.csr_matrix  # items x items: co-visitation counts, top neighbours per item
@@ -121,6 +126,15 @@ class FeatureContext:
         last_seen = _min_pairs(
             dataset.user_idx, dataset.item_idx, (end - ts) / SECONDS_PER_DAY + 1.0, (n_users, n_items)
         )
+        first_seen = _min_pairs(
+            dataset.user_idx, dataset.item_idx, -((end - ts) / SECONDS_PER_DAY + 1.0), (n_users, n_items)
+        )
+        first_seen.data = -first_seen.data  # the largest age: min of the negated ages
+        pair_events = sp.csr_matrix(
+            (np.ones(dataset.n_events, dtype=np.float32), (dataset.user_idx, dataset.item_idx)),
+            shape=(n_users, n_items),
+        )
+        pair_events.sum_duplicates()
 
         indptr, sequence = dataset.sequences()
         recent, last_item = _recent_matrix(indptr, sequence, n_items, recent_items)
@@ -137,6 +151,8 @@ class FeatureContext:
             carted=counts(CART_TYPES),
             bought=counts(BUY_TYPES),
             last_seen=last_seen,
+            first_seen=first_seen,
+            pair_events=pair_events,
             recent=recent,
             last_item=last_item,
             covisit=covisit,
@@ -248,6 +264,12 @@ class FeatureContext:
 
         seen_at = pair(self.last_seen)
         days_since = np.where(seen_at > 0, seen_at - 1.0, np.nan)
+        # Repurchase rhythm: mean days between the pair's events, and how far into the next
+        # interval the user is (1 = due now). NaN below two events.
+        events = pair(self.pair_events)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            interval = np.where(events >= 2, (pair(self.first_seen) - seen_at) / (events - 1.0), np.nan)
+            due = np.where(interval > 0, days_since / interval, np.nan)
 
         if histories is None:
             recent_rows = self.recent[np.unique(safe_user)]
@@ -279,6 +301,9 @@ class FeatureContext:
                 covisit_recent,
                 covisit_last,
                 same_category,
+                events,
+                interval,
+                due,
             ]
         )
         return np.column_stack(
