@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -194,6 +195,14 @@ class FeatureContext:
 
     # --- features ----------------------------------------------------------------------------
 
+    @cached_property
+    def _count_means(self) -> tuple[np.ndarray, np.ndarray]:
+        """Means of the item popularity columns and of user events / items (relative features).
+
+        Computed once per context: over the whole catalogue they cost milliseconds, far more
+        than one user's features."""
+        return _positive_mean(self.item_pop), _positive_mean(self.user_stats[:, :2])
+
     @staticmethod
     def feature_names(sources: Sequence[str]) -> list[str]:
         return [
@@ -234,8 +243,9 @@ class FeatureContext:
         user_block = self.user_stats[safe_user].copy()
         scores = candidates.scores
         if relative:
-            item_pop = item_pop / _positive_mean(self.item_pop)
-            user_block[:, :2] /= _positive_mean(self.user_stats[:, :2])
+            item_means, user_means = self._count_means
+            item_pop = item_pop / item_means
+            user_block[:, :2] /= user_means
             scores = scores / _row_best(candidates)
         item_block = np.column_stack(
             [
