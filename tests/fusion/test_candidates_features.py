@@ -65,6 +65,9 @@ def test_feature_context_values_and_round_trip(shop: Dataset, tmp_path: Path) ->
     with np.load(tmp_path / "f.npz", allow_pickle=False) as arrays:
         loaded = FeatureContext.from_arrays({k: arrays[k] for k in arrays.files})
     np.testing.assert_array_equal(loaded.features(np.array([user]), cands), X)
+    older = {k: v for k, v in ctx.to_arrays().items() if not k.startswith("first_seen")}
+    with pytest.raises(ValueError, match=r"lacks \['first_seen'\].*older fusionrec; retrain"):
+        FeatureContext.from_arrays(older)
 
 
 def test_live_history_changes_session_features(shop: Dataset) -> None:

@@ -182,6 +182,12 @@ class FeatureContext:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> FeatureContext:
+        """The context `to_arrays` wrote; a ``ValueError`` names the parts an older save lacks."""
+        missing = [f.name for f in fields(cls) if f.name not in arrays and f"{f.name}__shape" not in arrays]
+        if missing:
+            raise ValueError(
+                f"feature context lacks {missing}: it was saved by an older fusionrec; retrain the model"
+            )
         values: dict[str, Any] = {}
         for f in fields(cls):
             if f"{f.name}__shape" in arrays:
