@@ -141,11 +141,10 @@ def evaluate_leave_one_out(model: Any, split: Split) -> dict[str, float]:
     return evaluate_rankings(recs, truth_all[users], ks=KS, metrics=["HR", "NDCG"])
 
 
-def evaluate_next_item(model: Any, split: Split, trained_on: Dataset | None = None) -> dict[str, float]:
+def evaluate_next_item(model: Any, split: Split, trained_on: Dataset) -> dict[str, float]:
     """Each test session's last item from the session's items before it (nothing masked).
 
-    ``trained_on`` (default ``split.train``) is the data the model saw, for the share of targets
-    it never saw."""
+    ``trained_on`` is the data the model saw, for the share of targets it never saw."""
     indptr, items = session_sequences(split.test)
     sessions = np.flatnonzero(np.diff(indptr) >= 2)
     histories = [items[indptr[s] : indptr[s + 1] - 1] for s in sessions]
@@ -157,8 +156,7 @@ def evaluate_next_item(model: Any, split: Split, trained_on: Dataset | None = No
     recs = rank(model, np.full(len(sessions), -1), max(KS), exclude=None, histories=histories)
     result = evaluate_rankings(recs, truth, ks=KS, metrics=["HR", "NDCG"])
     result["test_sessions"] = len(sessions)
-    seen_data = split.train if trained_on is None else trained_on
-    result["targets_unseen_in_training"] = float(np.mean(seen_data.item_popularity()[targets] == 0))
+    result["targets_unseen_in_training"] = float(np.mean(trained_on.item_popularity()[targets] == 0))
     return result
 
 

@@ -303,8 +303,9 @@ class FusedRecommender(Recommender):
         return np.array([i for i, name in enumerate(self._all_feature_names()) if name not in dropped])
 
     def feature_names(self) -> list[str]:
-        dropped = set(self.config.drop_features)
-        return [name for name in self._all_feature_names() if name not in dropped]
+        names = self._all_feature_names()
+        keep = self._kept_columns()
+        return names if keep is None else [names[i] for i in keep]
 
     def score_candidates(
         self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None

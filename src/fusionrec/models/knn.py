@@ -226,8 +226,9 @@ def strongest_in_rows(weights: sp.csr_matrix, items: np.ndarray, k: int) -> tupl
     return top_neighbours(weights[items].toarray(), items, min(k, n_items))
 
 
-def history_matrix(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix:
-    """One binary row per history (items outside the catalogue are ignored)."""
+def history_matrix(histories: list[np.ndarray], n_items: int, *, binary: bool = True) -> sp.csr_matrix:
+    """One row per history (items outside the catalogue are ignored): 1 per item, or with
+    ``binary=False`` the number of times the item occurs in the history."""
     lengths = [len(h) for h in histories]
     rows = np.repeat(np.arange(len(histories)), lengths)
     cols = np.concatenate(histories) if histories else np.zeros(0, dtype=np.int64)
@@ -236,5 +237,6 @@ def history_matrix(histories: list[np.ndarray], n_items: int) -> sp.csr_matrix:
         (np.ones(inside.sum(), dtype=np.float32), (rows[inside], cols[inside])),
         shape=(len(histories), n_items),
     )
-    matrix.data = np.ones_like(matrix.data)  # repeated items count once
+    if binary:
+        matrix.data = np.ones_like(matrix.data)  # repeated items count once
     return matrix

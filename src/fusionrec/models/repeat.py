@@ -12,6 +12,7 @@ from pydantic import Field
 
 from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
 from fusionrec.models.base import ModelConfig, Recommender
+from fusionrec.models.knn import history_matrix
 
 
 class RepeatPurchaseConfig(ModelConfig):
@@ -58,13 +59,4 @@ class RepeatPurchase(Recommender):
         return self._rank_rows(self.counts_[users])
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
-        lengths = [len(h) for h in histories]
-        rows = np.repeat(np.arange(len(histories)), lengths)
-        items = np.concatenate(histories).astype(np.int64) if histories else np.zeros(0, dtype=np.int64)
-        inside = (items >= 0) & (items < self.n_items_)
-        counts = sp.csr_matrix(
-            (np.ones(int(inside.sum()), dtype=np.float32), (rows[inside], items[inside])),
-            shape=(len(histories), self.n_items_),
-        )
-        counts.sum_duplicates()
-        return self._rank_rows(counts)
+        return self._rank_rows(history_matrix(histories, self.n_items_, binary=False))
