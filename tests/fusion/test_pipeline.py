@@ -13,7 +13,7 @@ from fusionrec.data.split import Split
 from fusionrec.evaluation.protocol import evaluate_model
 from fusionrec.fusion.artifacts import ArtifactError, ModelRepository
 from fusionrec.fusion.config import HoldoutConfig
-from fusionrec.fusion.pipeline import group_ndcg, holdout_split, label_matrix
+from fusionrec.fusion.pipeline import group_ndcg, holdout_split, label_matrix, label_windows
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import create_model
 
@@ -50,6 +50,34 @@ def test_holdout_random_is_seeded_and_per_pair(shop: Dataset) -> None:
     before = holdout_split(shop, HoldoutConfig(mode="random", fraction=0.2), seed=1)[0]
     pairs = lambda d: set(zip(d.user_idx.tolist(), d.item_idx.tolist(), strict=True))  # noqa: E731
     assert not pairs(before) & pairs(a)  # an item is wholly before or wholly in the window
+
+
+def test_day_windows_step_back_without_overlap(shop: Dataset) -> None:
+    windows = label_windows(shop, HoldoutConfig(mode="days", days=3, windows=3), seed=0)
+    assert len(windows) == 3
+    for (before, window), (older_before, older) in zip(windows, windows[1:], strict=False):
+        assert older.timestamp.max() <= window.timestamp.min()  # the next window is older...
+        assert older_before.n_events + older.n_events == before.n_events  # ...cut from this one's past
+    for before, window in windows:  # each window's sources see only the data before it
+        assert before.timestamp.max() <= window.timestamp.min()
+    later_rows = set(windows[0][1].source_row.tolist())
+    assert not later_rows & set(windows[1][1].source_row.tolist())
+
+
+def test_random_windows_redraw_from_all_data(shop: Dataset) -> None:
+    holdout = HoldoutConfig(mode="random", fraction=0.2, windows=2)
+    (before_a, a), (before_b, b) = label_windows(shop, holdout, seed=4)
+    assert before_a.n_events + a.n_events == before_b.n_events + b.n_events == shop.n_events
+    assert set(a.source_row.tolist()) != set(b.source_row.tolist())
+    np.testing.assert_array_equal(a.source_row, holdout_split(shop, holdout, seed=4)[1].source_row)
+
+
+def test_more_windows_train_more_groups(shop: Dataset) -> None:
+    one = fusion(holdout={"mode": "days", "days": 3}).fit(shop)
+    three = fusion(holdout={"mode": "days", "days": 3, "windows": 3}).fit(shop)
+    assert three.train_groups_ > one.train_groups_
+    items, _ = three.recommend(np.arange(20), k=5)
+    assert (items >= 0).all()
 
 
 def test_labels_take_the_highest_gain(shop: Dataset) -> None:

@@ -84,7 +84,8 @@ class HoldoutConfig(_Strict):
 
     ``last``: each user's last ``items`` distinct items (leave-one-out data); ``random``: a seeded
     random ``fraction`` of each user's items (randomly split data such as Gowalla's); ``days``:
-    every event of the last ``days`` days (temporal data).
+    every event of the last ``days`` days (temporal data). With ``windows`` > 1 the sources are
+    fit once per window, each on the data before it (see `fusion.pipeline.label_windows`).
     """
 
     mode: Literal["last", "random", "days"] = "last"
@@ -92,6 +93,9 @@ class HoldoutConfig(_Strict):
     fraction: float = Field(0.2, gt=0.0, lt=1.0)
     days: float = Field(7.0, gt=0.0)
     min_history: int = Field(2, ge=1)  # users with fewer items keep all of them before the window
+    # Label windows stacked into the ranker's training data (more groups, less dependence on
+    # one window): ``days`` / ``last`` step back one window at a time, ``random`` redraws.
+    windows: int = Field(1, ge=1)
 
 
 class RankerConfig(_Strict):

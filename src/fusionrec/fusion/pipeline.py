@@ -21,6 +21,7 @@ import logging
 import time
 from abc import abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -68,6 +69,51 @@ def holdout_split(dataset: Dataset, holdout: HoldoutConfig, seed: int) -> tuple[
             in_window = chosen[inverse]
             in_window &= counts[dataset.user_idx] >= holdout.min_history + 1
     return dataset.select(~in_window), dataset.select(in_window)
+
+
+def label_windows(dataset: Dataset, holdout: HoldoutConfig, seed: int) -> list[tuple[Dataset, Dataset]]:
+    """``holdout.windows`` label windows as ``(before, window)`` pairs, the latest first.
+
+    ``days`` and ``last`` step back in time: each window ends where the previous one begins, so
+    every window is labelled by what came after its own sources' data. ``random`` draws each
+    window's share with its own seed from all the data.
+    """
+    windows = []
+    rest = dataset
+    for k in range(holdout.windows):
+        if holdout.mode == "random":
+            windows.append(holdout_split(dataset, holdout, seed + k))
+        else:
+            rest, window = holdout_split(rest, holdout, seed)
+            if window.n_events == 0 or rest.n_events == 0:
+                break
+            windows.append((rest, window))
+    return windows
+
+
+@dataclass
+class _TrainingGroups:
+    """The combiner's training rows from one label window."""
+
+    candidates: Candidates
+    X: np.ndarray | None
+    labels: np.ndarray
+    weights: np.ndarray
+    recall: float  # candidate recall of the window's labels
+    n_labels: float
+
+
+def _concat_candidates(parts: Sequence[Candidates]) -> Candidates:
+    """One candidate table from several, each part's rows numbered after the previous part's."""
+    offsets = np.cumsum([0] + [c.n_rows for c in parts])
+    return Candidates(
+        int(offsets[-1]),
+        np.concatenate([c.row + offset for c, offset in zip(parts, offsets, strict=False)]),
+        np.concatenate([c.item for c in parts]),
+        np.concatenate([c.scores for c in parts]),
+        np.concatenate([c.ranks for c in parts]),
+        parts[0].sources,
+    )
 
 
 def label_matrix(window: Dataset, gains: dict[str, int]) -> sp.csr_matrix:
@@ -168,7 +214,43 @@ class FusedRecommender(Recommender):
         cfg = self.config
         self.timings_: dict[str, float] = {}
         started = time.perf_counter()
-        before, window = holdout_split(dataset, cfg.holdout, cfg.seed)
+        windows = label_windows(dataset, cfg.holdout, cfg.seed)
+        groups = [
+            self._window_groups(before, window, cfg.seed + k) for k, (before, window) in enumerate(windows)
+        ]
+        groups = [g for g in groups if g is not None]
+        if not groups:
+            raise ValueError("fusion: the label window holds no user with earlier history; adjust `holdout`")
+        merged = _concat_candidates([g.candidates for g in groups])
+        X = np.concatenate([g.X for g in groups]) if self.needs_features else None
+        hits = sum(g.recall * g.n_labels for g in groups)
+        self.train_recall_ = float(hits / max(sum(g.n_labels for g in groups), 1))
+        self.train_groups_ = len(np.unique(merged.row))
+        log.info(
+            "fusion: %d training groups from %d label window(s), %d rows, candidate recall %.3f",
+            self.train_groups_,
+            len(groups),
+            len(merged),
+            self.train_recall_,
+        )
+        combiner_start = time.perf_counter()
+        self._fit_combiner(
+            X, merged, np.concatenate([g.labels for g in groups]), np.concatenate([g.weights for g in groups])
+        )
+        self.timings_["fit:combiner"] = time.perf_counter() - combiner_start
+        # Serve from everything: refit the sources and the features on all the training data.
+        self._sources = self._fit_sources(dataset)
+        self._context = self._build_context(dataset)
+        self._seen = dataset.matrix(binary=True)
+        self.timings_["fit:total"] = time.perf_counter() - started
+
+    def _window_groups(self, before: Dataset, window: Dataset, seed: int) -> _TrainingGroups | None:
+        """The combiner's training rows for one label window: sources fit on ``before`` only.
+
+        Only users with earlier history and at least one labelled candidate make a group (at most
+        ``train_users`` of them, sampled with ``seed``); None when the window has none.
+        """
+        cfg = self.config
         self._sources = self._fit_sources(before)
         self._context = self._build_context(before)
         self._seen = before.matrix(binary=True)
@@ -176,12 +258,11 @@ class FusedRecommender(Recommender):
         has_items = np.diff(self._seen.indptr) > 0
         users = np.flatnonzero((np.diff(labels.indptr) > 0) & has_items)
         if len(users) > cfg.train_users:
-            users = np.sort(np.random.default_rng(cfg.seed).choice(users, cfg.train_users, replace=False))
+            users = np.sort(np.random.default_rng(seed).choice(users, cfg.train_users, replace=False))
         if len(users) == 0:
-            raise ValueError("fusion: the label window holds no user with earlier history; adjust `holdout`")
+            return None
         revenue = user_revenue(window) if cfg.revenue_weighting else None
         X_parts, label_parts, weight_parts, cand_parts = [], [], [], []
-        offset = 0
         recall_hits = recall_total = 0.0
         for start in range(0, len(users), 4096):
             batch = users[start : start + 4096]
@@ -198,42 +279,18 @@ class FusedRecommender(Recommender):
             label_parts.append(grade[keep])
             row_weight = (1.0 + np.log1p(revenue[batch])) if revenue is not None else np.ones(len(batch))
             weight_parts.append(row_weight[candidates.row].astype(np.float32))
-            cand_parts.append(
-                Candidates(
-                    offset + len(batch),
-                    candidates.row + offset,
-                    candidates.item,
-                    candidates.scores,
-                    candidates.ranks,
-                    candidates.sources,
-                )
-            )
-            offset += len(batch)
-        merged = Candidates(
-            offset,
-            np.concatenate([c.row for c in cand_parts]),
-            np.concatenate([c.item for c in cand_parts]),
-            np.concatenate([c.scores for c in cand_parts]),
-            np.concatenate([c.ranks for c in cand_parts]),
-            cand_parts[0].sources,
+            cand_parts.append(candidates)
+        merged = _concat_candidates(cand_parts)
+        if len(merged) == 0:
+            return None
+        return _TrainingGroups(
+            candidates=merged,
+            X=np.concatenate(X_parts) if self.needs_features else None,
+            labels=np.concatenate(label_parts),
+            weights=np.concatenate(weight_parts),
+            recall=recall_hits / max(recall_total, 1.0),
+            n_labels=recall_total,
         )
-        X = np.concatenate(X_parts) if self.needs_features else None
-        self.train_recall_ = float(recall_hits / max(recall_total, 1.0))
-        self.train_groups_ = len(np.unique(merged.row))
-        log.info(
-            "fusion: %d training groups, %d rows, candidate recall %.3f",
-            self.train_groups_,
-            len(merged),
-            self.train_recall_,
-        )
-        combiner_start = time.perf_counter()
-        self._fit_combiner(X, merged, np.concatenate(label_parts), np.concatenate(weight_parts))
-        self.timings_["fit:combiner"] = time.perf_counter() - combiner_start
-        # Serve from everything: refit the sources and the features on all the training data.
-        self._sources = self._fit_sources(dataset)
-        self._context = self._build_context(dataset)
-        self._seen = dataset.matrix(binary=True)
-        self.timings_["fit:total"] = time.perf_counter() - started
 
     # --- candidates, features, scores ------------------------------------------------------------
 
