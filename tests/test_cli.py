@@ -105,6 +105,18 @@ def test_evaluate_format_path_writes_protocol_and_results(shop: Path, tmp_path: 
     assert (tmp_path / "board.png").stat().st_size > 1000
 
 
+def test_evaluate_refit_is_recorded_in_the_protocol(shop: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval.json"
+    args = ["evaluate", "--dataset", f"canonical:{shop}", "--models", "most_popular", "--json", str(out)]
+    result = runner.invoke(app, [*args, "--refit"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["protocol"]["refit"].startswith(
+        "every model fit on train + validation"
+    )
+    assert runner.invoke(app, args).exit_code == 0
+    assert "refit" not in json.loads(out.read_text())["protocol"]
+
+
 def test_demo_generates_ingests_and_trains_a_servable_version(tmp_path: Path) -> None:
     result = runner.invoke(
         app,

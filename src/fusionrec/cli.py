@@ -404,6 +404,14 @@ def evaluate(
     ] = None,
     json_path: JsonOption = None,
     engine: EngineOption = None,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit",
+            help="Fit every model on train + validation before the test (early-stopped models are "
+            "refit for the epochs they chose on validation), as the sequential benchmarks do.",
+        ),
+    ] = False,
 ) -> None:
     """Train each model and print a leaderboard beside the published numbers.
 
@@ -440,6 +448,8 @@ def evaluate(
             split, description = load_benchmark(benchmark, seed=seed)
         settings = command_settings(engine)
         protocol = full_protocol(description, cutoffs, seed, sampled)
+        if refit:
+            protocol["refit"] = "every model fit on train + validation before the test"
         engine_data = None
         if settings is not None:
             with err.status(f"building the training matrix on {settings.engine}"):
@@ -457,6 +467,7 @@ def evaluate(
                 sampled=sampled,
                 seed=seed,
                 fit_data=None if name in EVENT_LOG_MODELS else engine_data,
+                refit=refit,
             )
             board.results.append(result)
     out.print(board.rich_table())

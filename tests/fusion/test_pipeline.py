@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ def test_holdout_random_is_seeded_and_per_pair(shop: Dataset) -> None:
 def test_day_windows_step_back_without_overlap(shop: Dataset) -> None:
     windows = label_windows(shop, HoldoutConfig(mode="days", days=3, windows=3), seed=0)
     assert len(windows) == 3
-    for (before, window), (older_before, older) in zip(windows, windows[1:], strict=False):
+    for (before, window), (older_before, older) in itertools.pairwise(windows):
         assert older.timestamp.max() <= window.timestamp.min()  # the next window is older...
         assert older_before.n_events + older.n_events == before.n_events  # ...cut from this one's past
     for before, window in windows:  # each window's sources see only the data before it

@@ -13,6 +13,7 @@ pytest.importorskip("torch", reason="the sequential models need fusionrec[deep]"
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.split import leave_last_out
+from fusionrec.evaluation.protocol import refit_on_full
 from fusionrec.models._sequences import last_windows, positive_sequences, training_chunks
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import create_model
@@ -110,6 +111,17 @@ def test_early_stopping_on_validation_logs_and_keeps_the_best_epoch(
     best = curve["ndcg@10"][curve["epoch"].index(model.best_epoch_)]
     assert best == max(curve["ndcg@10"]) and best > 0.9
     assert any("val ndcg@10" in record.getMessage() for record in caplog.records)
+
+
+def test_refit_on_full_trains_for_the_chosen_epochs_on_train_and_validation(cycle: Dataset) -> None:
+    split = leave_last_out(cycle)
+    params = {**MODELS["sasrec"], "epochs": 60, "eval_every": 1, "patience": 2}
+    model = create_model("sasrec", **params).fit(split.train, validation=split.validation)
+    refit = refit_on_full(model, split)
+    assert refit.config.epochs == model.best_epoch_ < 60
+    assert refit.seen_.nnz == split.train_full.matrix(binary=True).nnz > model.seen_.nnz
+    with pytest.raises(ValueError, match="no early-stopped epoch count"):
+        refit_on_full(create_model("most_popular").fit(split.train), split)
 
 
 def test_validation_with_other_vocabularies_is_rejected(cycle: Dataset) -> None:
