@@ -131,3 +131,25 @@ def test_repurchase_rhythm_features() -> None:
     # tea: bought once, no rhythm yet
     assert X[row[tea], col["pair_events"]] == 1
     assert np.isnan(X[row[tea], [col["interval_days"], col["due_ratio"]]]).all()
+
+
+def test_repeat_rates_of_items_and_users() -> None:
+    # milk: u buys it three times, v once (1 of 2 users repeat, 2 events per user); tea: once by u
+    rows = [("u", "milk", 0), ("u", "milk", 1), ("u", "milk", 2), ("u", "tea", 3), ("v", "milk", 4)]
+    events = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    events["event_type"] = "purchase"
+    events["timestamp"] = pd.to_datetime(1_700_000_000 + events["timestamp"] * 86_400, unit="s", utc=True)
+    dataset = Dataset.from_frame(events)
+    ctx = FeatureContext.build(dataset)
+    milk, tea = dataset.items.index(np.array(["milk", "tea"]))
+    u, v = dataset.users.index(np.array(["u", "v"]))
+    items = np.array([[milk, tea], [milk, tea]], dtype=np.int32)
+    cands = union({"x": (items, np.ones((2, 2), dtype=np.float32))}, 2, dataset.n_items)
+    X = ctx.features(np.array([u, v]), cands)
+    col = {n: i for i, n in enumerate(FeatureContext.feature_names(["x"]))}
+    at = {(int(r), int(i)): k for k, (r, i) in enumerate(zip(cands.row, cands.item, strict=True))}
+    assert X[at[0, milk], col["item_repeat_rate"]] == pytest.approx(0.5)
+    assert X[at[0, milk], col["item_events_per_user"]] == pytest.approx(2.0)
+    assert X[at[0, tea], col["item_repeat_rate"]] == 0.0
+    assert X[at[0, milk], col["user_repeat_share"]] == pytest.approx(1 - 2 / 4)  # u: 4 events, 2 items
+    assert X[at[1, milk], col["user_repeat_share"]] == 0.0  # v: one event

@@ -24,8 +24,16 @@ VIEW_TYPES = ("view", "click")
 CART_TYPES = ("add_to_cart",)
 BUY_TYPES = ("purchase",)
 
-ITEM_FEATURES = ("pop_all", *(f"pop_{d}d" for d in POPULARITY_WINDOWS), "item_age_days", "price", "category")
-USER_FEATURES = ("user_events", "user_items", "user_recency_days", "user_price_mean")
+ITEM_FEATURES = (
+    "pop_all",
+    *(f"pop_{d}d" for d in POPULARITY_WINDOWS),
+    "item_age_days",
+    "price",
+    "category",
+    "item_repeat_rate",
+    "item_events_per_user",
+)
+USER_FEATURES = ("user_events", "user_items", "user_recency_days", "user_price_mean", "user_repeat_share")
 PAIR_FEATURES = (
     "category_affinity",
     "price_ratio",
@@ -209,6 +217,19 @@ class FeatureContext:
         than one user's features."""
         return _positive_mean(self.item_pop), _positive_mean(self.user_stats[:, :2])
 
+    @cached_property
+    def _item_repeat_stats(self) -> np.ndarray:
+        """float32[n_items, 2]: the share of an item's users with two or more events (a staple is
+        bought again, a one-off is not) and its events per user; NaN for items nobody had."""
+        pairs = self.pair_events.tocsr()
+        n_items = pairs.shape[1]
+        users = np.bincount(pairs.indices, minlength=n_items).astype(np.float64)
+        repeaters = np.bincount(pairs.indices[pairs.data >= 2], minlength=n_items)
+        events = np.bincount(pairs.indices, weights=pairs.data, minlength=n_items)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            stats = np.column_stack([repeaters / users, events / users])
+        return stats.astype(np.float32)
+
     @staticmethod
     def feature_names(sources: Sequence[str]) -> list[str]:
         return [
@@ -259,8 +280,13 @@ class FeatureContext:
                 self.item_age_days[item],
                 self.item_price[item],
                 self.item_category[item].astype(np.float32),
+                self._item_repeat_stats[item],
             ]
         )
+        # The share of the user's events that repeat an earlier item (how much they buy again).
+        with np.errstate(invalid="ignore", divide="ignore"):
+            repeat_share = 1.0 - self.user_stats[safe_user, 1] / self.user_stats[safe_user, 0]
+        user_block = np.column_stack([user_block, repeat_share])
         user_block[~known] = np.nan
 
         category = self.item_category[item]
