@@ -77,6 +77,9 @@ GRIDS: dict[str, dict[str, dict[str, list[Any]]]] = {
         "item_knn": {"neighbours": [200], "shrink": [10.0], "weighting": ["bm25"]},
         "ials": {"factors": [256], "regularization": [10.0], "alpha": [5.0], "iterations": [15]},
         "ease": {"l2": [100.0]},
+        # GF-CF, and BSPM's sharpening step on it (sharpen > 0; the BSPM paper: 448 vectors,
+        # low-pass weight 0.2, sharpening time 2.5)
+        "gf_cf": {"n_components": [256, 448], "alpha": [0.2, 0.3], "sharpen": [0.0, 1.0, 2.5]},
     },
 }
 TUNE_KEY = {"amazon-beauty": "HR@20", "gowalla": "Recall@20"}

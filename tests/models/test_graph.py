@@ -51,6 +51,20 @@ def test_gf_cf_matches_the_dense_formula() -> None:
     np.testing.assert_allclose(model._score_users(users), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_gf_cf_sharpening_is_one_euler_step_of_bspm() -> None:
+    dataset = random_dataset()
+    matrix = dataset.matrix(binary=True).toarray().astype(np.float64)
+    blurred = dense_gf_cf(matrix, 0.2, 5)
+    du, di = matrix.sum(1), matrix.sum(0)
+    normalised = np.where(du > 0, du, np.inf)[:, None] ** -0.5 * matrix * np.where(di > 0, di, np.inf) ** -0.5
+    expected = blurred - 2.5 * blurred @ normalised.T @ normalised  # x(T) = x - T x P~, P~ = R~^T R~
+    model = GFCF(alpha=0.2, n_components=5, svd_solver="arpack", sharpen=2.5).fit(dataset)
+    scores = model._score_users(np.arange(dataset.n_users))
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-4)
+    histories = [np.flatnonzero(matrix[u]) for u in range(3)]
+    np.testing.assert_allclose(model.score_histories(histories), scores[:3], rtol=1e-4, atol=1e-4)
+
+
 def test_gf_cf_randomized_svd_agrees_with_arpack() -> None:
     dataset = random_dataset()
     users = np.arange(dataset.n_users)

@@ -5,7 +5,10 @@ Both work on the symmetrically normalised user x item matrix
 
 * `GFCF` (Shen et al. 2021, "How Powerful is Graph Convolution for Recommendation?"): scores
   ``r_u R~^T R~ + alpha * r_u D_i^-1/2 V V^T D_i^1/2`` where ``V`` holds the top right singular
-  vectors of ``R~`` (the ideal low-pass part). No training, only a truncated SVD.
+  vectors of ``R~`` (the ideal low-pass part). No training, only a truncated SVD. With
+  ``sharpen = T > 0`` the scores ``x`` then take one Euler step of BSPM's sharpening process
+  (Choi et al. 2023, "Blurring-Sharpening Process Models"): ``x - T x R~^T R~``, which takes back
+  the smoothest, most popularity-like part of the blurred signal.
 * `LightGCN` (He et al. 2020): ID embeddings propagated ``n_layers`` times over the normalised
   graph, averaged over layers, trained with BPR on uniformly sampled negatives (PyTorch), from
   random embeddings or (``init="spectral"``) from the top singular vectors of ``R~``.
@@ -56,6 +59,7 @@ class GFCFConfig(ModelConfig):
     svd_solver: Literal["randomized", "arpack"] = "randomized"
     n_iter: int = Field(4, ge=0)  # power iterations of the randomized SVD
     binary: bool = True  # graph of who-touched-what (True) or summed event weights (False)
+    sharpen: float = Field(0.0, ge=0.0)  # BSPM sharpening time (one Euler step); 0 = plain GF-CF
 
 
 class GFCF(Recommender):
@@ -110,6 +114,10 @@ class GFCF(Recommender):
         scores = np.asarray(linear.toarray(), dtype=np.float32)
         if self.low_in_.shape[1]:
             scores += self.config.alpha * ((rows @ self.low_in_) @ self.low_out_)
+        if self.config.sharpen > 0:
+            # x - T x R~^T R~, as (R~^T (R~ x^T))^T: two sparse x dense products, never R~^T R~.
+            smooth = self.normalised_.T @ (self.normalised_ @ scores.T)
+            scores -= self.config.sharpen * np.asarray(smooth.T, dtype=np.float32)
         return scores
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
