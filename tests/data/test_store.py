@@ -325,3 +325,32 @@ def test_duckdb_progress_bar_is_off(tmp_path) -> None:
     with open_store(f"duckdb:///{tmp_path / 'quiet.duckdb'}") as store:
         setting = store.query_arrow("SELECT current_setting('enable_progress_bar') AS on_")
     assert setting.column(0)[0].as_py() is False
+
+
+def test_create_tables_waits_for_another_process_ddl(store_url: str) -> None:
+    """Two serving workers starting together: concurrent ``CREATE TABLE IF NOT EXISTS`` collide in
+    PostgreSQL's catalogue, so `create_tables` waits for the DDL lock another connection holds."""
+    import threading
+
+    ddl = ["CREATE TABLE IF NOT EXISTS side_table (k INTEGER PRIMARY KEY)"]
+    with open_store(store_url) as store:
+        if store.dialect != "postgresql":
+            store.create_tables(ddl)
+            store.create_tables(ddl)  # idempotent
+            assert store.query_arrow("SELECT count(*) AS n FROM side_table").column("n")[0].as_py() == 0
+            return
+        import psycopg
+
+        from fusionrec.data.store.postgres import _DDL_LOCK
+
+        base = store_url.split("?")[0]
+        with psycopg.connect(base) as other:  # not autocommit: holds the lock until commit
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            worker = threading.Thread(target=store.create_tables, args=(ddl,))
+            worker.start()
+            worker.join(timeout=1.0)
+            assert worker.is_alive(), "create_tables must wait while another process holds the DDL lock"
+            other.commit()
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+        assert store.query_arrow("SELECT count(*) AS n FROM side_table").column("n")[0].as_py() == 0

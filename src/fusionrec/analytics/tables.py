@@ -76,8 +76,7 @@ def create_statements(dialect: str) -> list[str]:
 
 def ensure_analytics_tables(store: EventStore) -> None:
     """Create ``exposures`` and ``campaign_costs`` in the store if missing."""
-    for statement in create_statements(store.dialect):
-        store.execute(statement)
+    store.create_tables(create_statements(store.dialect))
 
 
 def _frame(rows: pd.DataFrame | pa.Table | Iterable[Mapping[str, Any]]) -> pd.DataFrame:

@@ -243,6 +243,20 @@ class EventStore(ABC):
         with self._lock, self._transaction():
             return self._execute(statement, params)
 
+    def create_tables(self, statements: Sequence[str]) -> None:
+        """Another module's idempotent DDL (``CREATE ... IF NOT EXISTS``), in one transaction.
+
+        Processes that share a server store (serving workers starting together) take turns:
+        concurrent ``CREATE TABLE IF NOT EXISTS`` can collide in PostgreSQL's catalogue.
+        """
+        with self._lock, self._transaction():
+            self._lock_ddl()
+            for statement in statements:
+                self._execute(statement)
+
+    def _lock_ddl(self) -> None:  # noqa: B027 - a hook: only server stores have other processes
+        """Serialise DDL with other processes until the transaction ends (embedded stores: no-op)."""
+
     @contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
         """Several statements and inserts as one transaction, holding the writer lock: all or nothing.

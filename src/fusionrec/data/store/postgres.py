@@ -80,9 +80,12 @@ class PostgresStore(EventStore):
         self._con.execute("SET client_min_messages TO warning")  # no NOTICEs for IF NOT EXISTS
         self._ensure_schema()
 
+    def _lock_ddl(self) -> None:
+        self._con.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+
     def _ensure_schema(self) -> None:
         with self._con.transaction():
-            self._con.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            self._lock_ddl()
             if self.schema:
                 name = sql.q(self.schema)
                 self._con.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
