@@ -119,8 +119,8 @@ class FeatureContext:
         totals = np.asarray(user_category.sum(axis=1)).ravel()
         user_category = sp.diags(1.0 / np.maximum(totals, 1.0)).astype(np.float32) @ user_category
 
-        def counts(names: Sequence[str]) -> sp.csr_matrix:
-            mask = dataset.event_mask(*names)
+        def counts(mask: np.ndarray) -> sp.csr_matrix:
+            """users x items: how many of the events under ``mask`` each pair has."""
             matrix = sp.csr_matrix(
                 (
                     np.ones(int(mask.sum()), dtype=np.float32),
@@ -139,11 +139,6 @@ class FeatureContext:
             dataset.user_idx, dataset.item_idx, -((end - ts) / SECONDS_PER_DAY + 1.0), (n_users, n_items)
         )
         first_seen.data = -first_seen.data  # the largest age: min of the negated ages
-        pair_events = sp.csr_matrix(
-            (np.ones(dataset.n_events, dtype=np.float32), (dataset.user_idx, dataset.item_idx)),
-            shape=(n_users, n_items),
-        )
-        pair_events.sum_duplicates()
 
         indptr, sequence = dataset.sequences()
         recent, last_item = _recent_matrix(indptr, sequence, n_items, recent_items)
@@ -156,12 +151,12 @@ class FeatureContext:
             item_category=category,
             user_stats=user_stats,
             user_category=user_category.tocsr(),
-            viewed=counts(VIEW_TYPES),
-            carted=counts(CART_TYPES),
-            bought=counts(BUY_TYPES),
+            viewed=counts(dataset.event_mask(*VIEW_TYPES)),
+            carted=counts(dataset.event_mask(*CART_TYPES)),
+            bought=counts(dataset.event_mask(*BUY_TYPES)),
             last_seen=last_seen,
             first_seen=first_seen,
-            pair_events=pair_events,
+            pair_events=counts(np.ones(dataset.n_events, dtype=bool)),
             recent=recent,
             last_item=last_item,
             covisit=covisit,
