@@ -153,33 +153,3 @@ def test_repeat_rates_of_items_and_users() -> None:
     assert X[at[0, tea], col["item_repeat_rate"]] == 0.0
     assert X[at[0, milk], col["user_repeat_share"]] == pytest.approx(1 - 2 / 4)  # u: 4 events, 2 items
     assert X[at[1, milk], col["user_repeat_share"]] == 0.0  # v: one event
-
-
-def test_history_similarity_is_the_mean_and_soft_maximum_over_the_users_items() -> None:
-    # a and b share their users, c shares one with a: u has a and c; the candidates b and d
-    rows = [("u", "a"), ("u", "c"), ("v", "a"), ("v", "b"), ("w", "a"), ("w", "b"), ("x", "c"), ("x", "d")]
-    events = pd.DataFrame(rows, columns=["user_id", "item_id"])
-    events["event_type"] = "click"
-    events["timestamp"] = pd.to_datetime(1_700_000_000 + np.arange(len(rows)), unit="s", utc=True)
-    dataset = Dataset.from_frame(events)
-    ctx = FeatureContext.build(dataset, similarity_neighbours=10)
-    a, b, c, d = dataset.items.index(np.array(["a", "b", "c", "d"]))
-    u = int(dataset.users.index(np.array(["u"]))[0])
-    cands = union({"x": (np.array([[b, d]], np.int32), np.ones((1, 2), np.float32))}, 1, dataset.n_items)
-    X = ctx.features(np.array([u]), cands)
-    col = {n: i for i, n in enumerate(FeatureContext.feature_names(["x"]))}
-    sim = ctx.item_similarity.toarray()
-    assert sim[a, b] == pytest.approx(2 / np.sqrt(3 * 2)) and sim[c, d] == pytest.approx(1 / np.sqrt(2))
-    at = {int(item): k for k, item in enumerate(cands.item)}
-    for item in (b, d):
-        similarities = sim[[a, c], item]
-        assert X[at[item], col["history_sim_mean"]] == pytest.approx(similarities.mean())
-        # the p-norm of two similarities lies between the larger and 2^(1/p) times it
-        assert similarities.max() <= X[at[item], col["history_sim_max"]] <= similarities.max() * 2 ** (1 / 8)
-    # a live history of c alone: b is not similar to c, d is
-    live = ctx.features(np.array([-1]), cands, histories=[np.array([c])])
-    assert live[at[b], col["history_sim_max"]] == 0.0
-    assert live[at[d], col["history_sim_max"]] == pytest.approx(sim[c, d])
-    # switched off (the default): the features are 0 and cost nothing
-    off = FeatureContext.build(dataset).features(np.array([u]), cands)
-    assert (off[:, [col["history_sim_mean"], col["history_sim_max"]]] == 0).all()

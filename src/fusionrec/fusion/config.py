@@ -126,9 +126,6 @@ class FusionSettings(_Strict):
     recent_items: int = Field(5, ge=1)  # the "last items" of user x item co-visitation features
     covisit_window: int = Field(3, ge=1)  # positions apart that count as co-visited
     covisit_neighbours: int = Field(50, ge=1)  # co-visited items kept per item
-    # Similar items (cosine of their user sets) kept per item for the history_sim_* features;
-    # 0 leaves those features out of the computation (they are 0).
-    similarity_neighbours: int = Field(0, ge=0)
     # Ranking features left out, by name (`fusionrec.fusion.features`), e.g. the time features
     # on data whose times are synthetic (the Gowalla benchmark files carry none).
     drop_features: list[str] = Field(default_factory=list)

@@ -18,7 +18,6 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
 from fusionrec.fusion.candidates import Candidates
-from fusionrec.models.knn import history_matrix, similarity_matrix
 
 POPULARITY_WINDOWS = (1, 7, 30)  # days before the end of the training data
 VIEW_TYPES = ("view", "click")
@@ -48,12 +47,7 @@ PAIR_FEATURES = (
     "pair_events",
     "interval_days",
     "due_ratio",
-    "history_sim_mean",
-    "history_sim_max",
 )
-# A soft maximum of the candidate's similarities to the user's items: their p-norm with this p,
-# one sparse product like the mean, where an exact maximum would need a loop per user.
-SOFT_MAX_POWER = 8.0
 
 
 @dataclass
@@ -76,20 +70,12 @@ class FeatureContext:
     recent: sp.csr_matrix  # users x items: the last R items, weight 1 for the newest, then 1/2, 1/3...
     last_item: np.ndarray  # int32[n_users]; -1 = none
     covisit: sp.csr_matrix  # items x items: co-visitation counts, top neighbours per item
-    # items x items: cosine of the items' user sets, top neighbours per item; empty when off
-    item_similarity: sp.csr_matrix
 
     # --- construction ------------------------------------------------------------------------
 
     @classmethod
     def build(
-        cls,
-        dataset: Dataset,
-        *,
-        recent_items: int = 5,
-        covisit_window: int = 3,
-        covisit_neighbours: int = 50,
-        similarity_neighbours: int = 0,
+        cls, dataset: Dataset, *, recent_items: int = 5, covisit_window: int = 3, covisit_neighbours: int = 50
     ) -> FeatureContext:
         n_users, n_items = dataset.n_users, dataset.n_items
         ts = dataset.timestamp
@@ -157,13 +143,6 @@ class FeatureContext:
         indptr, sequence = dataset.sequences()
         recent, last_item = _recent_matrix(indptr, sequence, n_items, recent_items)
         covisit = _covisitation(indptr, sequence, n_items, covisit_window, covisit_neighbours)
-        if similarity_neighbours:
-            users_of_items = dataset.matrix(binary=True).T.tocsr()
-            item_similarity = similarity_matrix(
-                users_of_items, similarity="cosine", neighbours=similarity_neighbours
-            )
-        else:
-            item_similarity = sp.csr_matrix((n_items, n_items), dtype=np.float32)
         return cls(
             end=np.array([end], dtype=np.int64),
             item_pop=np.stack(pops, axis=1).astype(np.float32),
@@ -181,7 +160,6 @@ class FeatureContext:
             recent=recent,
             last_item=last_item,
             covisit=covisit,
-            item_similarity=item_similarity,
         )
 
     # --- persistence -------------------------------------------------------------------------
@@ -341,7 +319,6 @@ class FeatureContext:
         covisit_recent = _gather((recent_rows @ self.covisit).tocsr(), row_of_user, item, cache=False)
         if histories is None:
             covisit_recent[~known] = 0.0
-        history_sim_mean, history_sim_max = self._history_similarity(user, candidates, histories)
         has_last = last >= 0
         covisit_last = np.zeros(n, dtype=np.float32)
         same_category = np.zeros(n, dtype=np.float32)
@@ -364,8 +341,6 @@ class FeatureContext:
                 events,
                 interval,
                 due,
-                history_sim_mean,
-                history_sim_max,
             ]
         )
         return np.column_stack(
@@ -378,36 +353,6 @@ class FeatureContext:
                 pair_block,
             ]
         ).astype(np.float32)
-
-    def _history_similarity(
-        self, user: np.ndarray, candidates: Candidates, histories: Sequence[np.ndarray] | None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Each candidate's mean and (soft) maximum `item_similarity` to its user's items.
-
-        The mean scores an item close to the bulk of the history, the maximum one close to any
-        single item of it (a user with several tastes, or places in several cities). The items
-        are the training items of each candidate's ``user``, or the live ``histories`` when given.
-        """
-        n = len(candidates.item)
-        if self.item_similarity.nnz == 0:
-            return np.zeros(n, dtype=np.float32), np.zeros(n, dtype=np.float32)
-        if histories is None:
-            known = (user >= 0) & (user < self.pair_events.shape[0])
-            wanted, row_of_user = np.unique(np.where(known, user, -1), return_inverse=True)
-            rows = self.pair_events[np.maximum(wanted, 0)].astype(bool).astype(np.float32)
-            rows = (sp.diags((wanted >= 0).astype(np.float32)) @ rows).tocsr()
-        else:
-            rows = history_matrix(list(histories), self.item_similarity.shape[0])
-            row_of_user = candidates.row.astype(np.int64)
-        lengths = np.maximum(np.diff(rows.indptr), 1).astype(np.float32)
-        item = candidates.item.astype(np.int64)
-        total = _gather((rows @ self.item_similarity).tocsr(), row_of_user, item, cache=False)
-        soft_max = _gather((rows @ self._similarity_powered).tocsr(), row_of_user, item, cache=False)
-        return total / lengths[row_of_user], soft_max ** (1.0 / SOFT_MAX_POWER)
-
-    @cached_property
-    def _similarity_powered(self) -> sp.csr_matrix:
-        return self.item_similarity.power(SOFT_MAX_POWER).tocsr()
 
 
 # --- helpers ---------------------------------------------------------------------------------

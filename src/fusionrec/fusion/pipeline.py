@@ -208,7 +208,6 @@ class FusedRecommender(Recommender):
             recent_items=cfg.recent_items,
             covisit_window=cfg.covisit_window,
             covisit_neighbours=cfg.covisit_neighbours,
-            similarity_neighbours=cfg.similarity_neighbours,
         )
 
     def _fit(self, dataset: Dataset) -> None:
