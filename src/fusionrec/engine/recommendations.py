@@ -66,8 +66,10 @@ def write_recommendations(
         raise ValueError("model name is empty")
     at = at or datetime.now(UTC)
     written = 0
+    # The table is created under the store's DDL lock: two writers (a batch job and a serving
+    # worker) must not both run CREATE TABLE in PostgreSQL's catalogue at once.
+    store.create_tables([create_statement(store.dialect)])
     with store.transaction() as transaction:
-        transaction.execute(create_statement(store.dialect))
         transaction.execute(f"DELETE FROM {TABLE} WHERE model = :model", {"model": model})
         for batch in batches:
             table = _conform(batch)
