@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from fusionrec.evaluation.benchmarks import load_benchmark, resolve_benchmark
 from fusionrec.evaluation.metrics import evaluate_rankings
-from fusionrec.evaluation.protocol import evaluate_model, rank
+from fusionrec.evaluation.protocol import evaluate_model, rank_held_out
 from fusionrec.fusion.candidates import candidate_recall
 from fusionrec.fusion.config import load_pipeline
 from fusionrec.models.registry import create_model
@@ -39,13 +39,10 @@ def fused_run(name: str, params: dict, split, mask_seen: bool) -> tuple[dict, ob
     model.fit(split.train_full)
     fit_seconds = time.perf_counter() - started
     history = split.train_full
-    truth_all = split.test.matrix(binary=True)
-    users = np.flatnonzero(np.diff(truth_all.indptr) > 0).astype(np.int64)
-    seen = history.matrix(binary=True)[users] if mask_seen else None
     started = time.perf_counter()
-    recs = rank(model, users, max(KS), exclude=seen)
+    users, recs, truth = rank_held_out(model, history, split.test, max(KS), mask_seen=mask_seen)
     predict_seconds = time.perf_counter() - started
-    metrics = evaluate_rankings(recs, truth_all[users], ks=KS, train_popularity=history.item_popularity())
+    metrics = evaluate_rankings(recs, truth, ks=KS, train_popularity=history.item_popularity())
     row = {
         "model": name,
         "metrics": metrics,
@@ -53,9 +50,10 @@ def fused_run(name: str, params: dict, split, mask_seen: bool) -> tuple[dict, ob
         "predict_seconds": round(predict_seconds, 1),
         "timings": {k: round(v, 1) for k, v in model.timings_.items()},
     }
-    sample = users[:: max(1, len(users) // 3000)]
+    step = max(1, len(users) // 3000)
+    sample = users[::step]
     candidates = model._candidates(sample)
-    row["candidate_recall"] = candidate_recall(candidates, truth_all[sample])
+    row["candidate_recall"] = candidate_recall(candidates, truth[::step])
     row["candidates_per_user"] = len(candidates) / len(sample)
     row["source_contribution@20"] = model.source_contribution(sample[:1000], k=20)
     if hasattr(model, "feature_importance"):

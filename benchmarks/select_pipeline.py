@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from fusionrec.data.dataset import Dataset
 from fusionrec.evaluation.benchmarks import load_benchmark, resolve_benchmark
 from fusionrec.evaluation.metrics import evaluate_rankings
-from fusionrec.evaluation.protocol import rank
+from fusionrec.evaluation.protocol import rank_held_out
 from fusionrec.fusion.config import HoldoutConfig, load_pipeline
 from fusionrec.fusion.pipeline import label_windows
 from fusionrec.models.registry import create_model
@@ -124,14 +124,12 @@ def _score(
     """Fit on each fold's training part, rank its validation users; metrics averaged over folds."""
     per_fold, seconds = [], []
     for train, validation in folds:
-        truth = validation.matrix(binary=True)
-        users = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
-        seen = train.matrix(binary=True)[users] if mask_seen else None
         model = create_model(model_name, **params)
         started = time.perf_counter()
         model.fit(train)
         seconds.append(time.perf_counter() - started)
-        per_fold.append(evaluate_rankings(rank(model, users, max(KS), exclude=seen), truth[users], ks=KS))
+        _, recs, truth = rank_held_out(model, train, validation, max(KS), mask_seen=mask_seen)
+        per_fold.append(evaluate_rankings(recs, truth, ks=KS))
     row: dict[str, object] = {
         "metrics": {name: float(np.mean([m[name] for m in per_fold])) for name in per_fold[0]},
         "fit_seconds": round(float(np.mean(seconds)), 1),

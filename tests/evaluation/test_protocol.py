@@ -10,7 +10,7 @@ from fusionrec.data.dataset import Dataset
 from fusionrec.data.split import leave_last_out
 from fusionrec.evaluation.benchmarks import BenchmarkError, resolve_benchmark
 from fusionrec.evaluation.metrics import evaluate_rankings
-from fusionrec.evaluation.protocol import evaluate_model, full_protocol
+from fusionrec.evaluation.protocol import evaluate_model, full_protocol, rank_held_out
 from fusionrec.models.registry import create_model
 
 
@@ -36,6 +36,20 @@ def test_models_without_early_stopping_learn_from_train_and_validation(split) ->
     expected = evaluate_rankings(recs, truth[users], ks=(5,), metrics=["NDCG", "HR"])
     assert result.metrics["NDCG@5"] == pytest.approx(expected["NDCG@5"])
     assert result.metrics["HR@5"] == pytest.approx(expected["HR@5"])
+
+
+def test_rank_held_out_ranks_the_held_out_users_and_masks_their_history(split) -> None:
+    model = create_model("most_popular").fit(split.train_full)
+    users, recs, truth = rank_held_out(model, split.train_full, split.test, 5)
+    held_out = split.test.matrix(binary=True)
+    np.testing.assert_array_equal(users, np.flatnonzero(np.diff(held_out.indptr) > 0))
+    assert recs.shape == (len(users), 5) and (truth != held_out[users]).nnz == 0
+    history = split.train_full.matrix(binary=True)[users]
+    assert not any(history[row, recs[row]].nnz for row in range(len(users)))
+    _, unmasked, _ = rank_held_out(model, split.train_full, split.test, 5, mask_seen=False)
+    assert any(history[row, unmasked[row]].nnz for row in range(len(users)))
+    scored = evaluate_model("most_popular", split, ks=(5,))
+    assert scored.metrics["NDCG@5"] == pytest.approx(evaluate_rankings(recs, truth, ks=(5,))["NDCG@5"])
 
 
 def test_training_items_never_come_back_as_hits(split) -> None:

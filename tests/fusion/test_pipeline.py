@@ -148,6 +148,24 @@ def test_save_load_every_ranker_kind(shop: Dataset, tmp_path: Path) -> None:
         np.testing.assert_array_equal(loaded, model.score(users), err_msg=kind)
 
 
+def test_bagged_ranker_averages_members_and_round_trips(shop: Dataset, tmp_path: Path) -> None:
+    params = {**FAST_RANKER["params"], "bagging_fraction": 0.7, "bagging_freq": 1, "bagging_by_query": True}
+    model = fusion(ranker={"params": params, "bags": 3}).fit(shop)
+    members = model.ranker.members
+    assert [m.seed for m in members] == [42, 43, 44]
+    X = np.random.default_rng(0).random((50, len(model.feature_names())))
+    each = np.array([m.predict(X) for m in members])
+    assert not np.allclose(each[0], each[1]), "seeds gave identical members"
+    np.testing.assert_allclose(model.ranker.predict(X), each.mean(axis=0))
+    assert set(model.feature_importance()) == set(model.feature_names())
+    contributions = model.ranker.contributions(X)
+    np.testing.assert_allclose(contributions.sum(axis=1), model.ranker.predict(X), rtol=1e-6)
+    model.save(tmp_path / "bagged")
+    assert sorted(p.name for p in (tmp_path / "bagged").glob("bag*")) == ["bag0", "bag1", "bag2"]
+    users = np.arange(40)
+    np.testing.assert_array_equal(Recommender.load(tmp_path / "bagged").score(users), model.score(users))
+
+
 def test_saved_fusion_has_sources_in_subfolders_and_text_ranker(fitted: Recommender, tmp_path: Path) -> None:
     fitted.save(tmp_path / "m")
     assert (tmp_path / "m/sources/item_knn/manifest.json").is_file()

@@ -130,6 +130,19 @@ def rank(
     return out
 
 
+def rank_held_out(
+    model: Recommender, history: Dataset, held_out: Dataset, k: int, *, mask_seen: bool = True
+) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
+    """Rank every user who has a held-out item: ``(users, their top-k items, their held-out rows)``.
+
+    ``mask_seen``: the user's ``history`` items are never recommended (the benchmark's rule).
+    """
+    truth = held_out.matrix(binary=True)
+    users = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
+    seen = history.matrix(binary=True)[users] if mask_seen else None
+    return users, rank(model, users, k, exclude=seen), truth[users]
+
+
 def evaluate_model(
     name: str,
     split: Split,

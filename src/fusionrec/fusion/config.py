@@ -104,6 +104,10 @@ class RankerConfig(_Strict):
     kind: Literal["lightgbm", "xgboost", "catboost", "linear"] = "lightgbm"
     params: dict[str, Any] = Field(default_factory=dict)
     threads: int = Field(1, ge=1)
+    # Seed averaging: this many models, trained with seeds seed, seed + 1, ..., score the rows
+    # by their mean. Pair it with subsampling in ``params`` (LightGBM ``bagging_fraction`` with
+    # ``bagging_by_query``), or the members differ only by their feature sampling.
+    bags: int = Field(1, ge=1, le=16)
 
 
 class ExtraCandidates(_Strict):

@@ -301,7 +301,59 @@ RANKERS: dict[str, type[Ranker]] = {
 }
 
 
+class BaggedRanker(Ranker):
+    """``bags`` rankers of one kind, trained with consecutive seeds; a row's score is their mean.
+
+    Seed averaging lowers the variance a single boosted model has from its row and feature
+    sampling. Each member is saved in its own folder (``bag0/``, ``bag1/``, ...).
+    """
+
+    kind = "bagged"
+    file_name = "bag*/"
+
+    def __init__(self, config: RankerConfig, seed: int = 42) -> None:
+        super().__init__(config, seed)
+        self.members = [RANKERS[config.kind](config, seed + i) for i in range(config.bags)]
+
+    def fit(self, X, labels, group_sizes, feature_names, weights=None):  # type: ignore[no-untyped-def]
+        for member in self.members:
+            member.fit(X, labels, group_sizes, feature_names, weights)
+        self.feature_names = list(feature_names)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.mean([member.predict(X) for member in self.members], axis=0)
+
+    def save(self, directory: Path) -> list[str]:
+        names = []
+        for i, member in enumerate(self.members):
+            folder = directory / f"bag{i}"
+            folder.mkdir(parents=True, exist_ok=True)
+            names += [f"bag{i}/{name}" for name in member.save(folder)]
+        return names
+
+    def load(self, directory: Path) -> None:
+        for i, member in enumerate(self.members):
+            member.load(directory / f"bag{i}")
+        self.feature_names = list(self.members[0].feature_names)
+
+    def importance(self) -> dict[str, float]:
+        totals = dict.fromkeys(self.feature_names, 0.0)
+        for member in self.members:
+            for name, value in member.importance().items():
+                totals[name] += value / len(self.members)
+        return _sorted(list(totals), np.fromiter(totals.values(), dtype=np.float64))
+
+    def contributions(self, X: np.ndarray) -> np.ndarray | None:
+        parts = [member.contributions(X) for member in self.members]
+        if any(part is None for part in parts):
+            return None
+        return np.mean(parts, axis=0)
+
+
 def make_ranker(config: RankerConfig, seed: int = 42) -> Ranker:
+    if config.bags > 1:
+        return BaggedRanker(config, seed)
     return RANKERS[config.kind](config, seed)
 
 
