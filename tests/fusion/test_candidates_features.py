@@ -153,3 +153,28 @@ def test_repeat_rates_of_items_and_users() -> None:
     assert X[at[0, tea], col["item_repeat_rate"]] == 0.0
     assert X[at[0, milk], col["user_repeat_share"]] == pytest.approx(1 - 2 / 4)  # u: 4 events, 2 items
     assert X[at[1, milk], col["user_repeat_share"]] == 0.0  # v: one event
+
+
+def test_user_popularity_and_popularity_gap() -> None:
+    # hit: bought by u, v and w (3 users); niche: by u only; u's items: hit and niche
+    rows = [("u", "hit"), ("v", "hit"), ("w", "hit"), ("u", "niche"), ("w", "other")]
+    events = pd.DataFrame(rows, columns=["user_id", "item_id"])
+    events["event_type"] = "purchase"
+    events["timestamp"] = pd.to_datetime(1_700_000_000 + np.arange(len(rows)) * 60, unit="s", utc=True)
+    dataset = Dataset.from_frame(events)
+    ctx = FeatureContext.build(dataset)
+    hit, niche, other = dataset.items.index(np.array(["hit", "niche", "other"]))
+    u, v = dataset.users.index(np.array(["u", "v"]))
+    items = np.array([[hit, other], [niche, other]], dtype=np.int32)
+    cands = union({"x": (items, np.ones((2, 2), dtype=np.float32))}, 2, dataset.n_items)
+    X = ctx.features(np.array([u, v]), cands)
+    col = {n: i for i, n in enumerate(FeatureContext.feature_names(["x"]))}
+    at = {(int(r), int(i)): k for k, (r, i) in enumerate(zip(cands.row, cands.item, strict=True))}
+    u_mean = (np.log1p(3) + np.log1p(1)) / 2
+    assert X[at[0, hit], col["user_popularity"]] == pytest.approx(u_mean)
+    assert X[at[1, niche], col["user_popularity"]] == pytest.approx(np.log1p(3))  # v has only the hit
+    assert X[at[0, hit], col["popularity_gap"]] == pytest.approx(np.log1p(3) - u_mean)
+    assert X[at[1, niche], col["popularity_gap"]] == pytest.approx(np.log1p(1) - np.log1p(3))
+    # unknown visitors get no user features, so no gap either
+    X_unknown = ctx.features(np.array([-1, v]), cands)
+    assert np.isnan(X_unknown[at[0, hit], [col["user_popularity"], col["popularity_gap"]]]).all()

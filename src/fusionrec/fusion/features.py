@@ -33,7 +33,14 @@ ITEM_FEATURES = (
     "item_repeat_rate",
     "item_events_per_user",
 )
-USER_FEATURES = ("user_events", "user_items", "user_recency_days", "user_price_mean", "user_repeat_share")
+USER_FEATURES = (
+    "user_events",
+    "user_items",
+    "user_recency_days",
+    "user_price_mean",
+    "user_repeat_share",
+    "user_popularity",
+)
 PAIR_FEATURES = (
     "category_affinity",
     "price_ratio",
@@ -47,6 +54,7 @@ PAIR_FEATURES = (
     "pair_events",
     "interval_days",
     "due_ratio",
+    "popularity_gap",
 )
 
 
@@ -61,6 +69,9 @@ class FeatureContext:
     item_category: np.ndarray  # int32[n_items]; -1 when unknown
     user_stats: np.ndarray  # float32[n_users, 4]: events, distinct items, recency days, mean price
     user_category: sp.csr_matrix  # users x categories: share of the user's events
+    # float32[n_users]: mean log(1 + users) of the user's items, how mainstream their taste is; NaN
+    # for a user without items
+    user_popularity: np.ndarray
     viewed: sp.csr_matrix  # users x items: counts per event group
     carted: sp.csr_matrix
     bought: sp.csr_matrix
@@ -106,6 +117,9 @@ class FeatureContext:
         with np.errstate(invalid="ignore", divide="ignore"):
             price_mean = np.where(price_n > 0, price_sum / np.maximum(price_n, 1), np.nan)
         user_stats = np.stack([events, distinct, recency, price_mean], axis=1).astype(np.float32)
+        log_popularity = np.log1p(pops[0]).astype(np.float32)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            user_popularity = (dataset.matrix(binary=True) @ log_popularity) / distinct
 
         has_category = category[dataset.item_idx] >= 0
         user_category = sp.csr_matrix(
@@ -151,6 +165,7 @@ class FeatureContext:
             item_category=category,
             user_stats=user_stats,
             user_category=user_category.tocsr(),
+            user_popularity=user_popularity.astype(np.float32),
             viewed=counts(dataset.event_mask(*VIEW_TYPES)),
             carted=counts(dataset.event_mask(*CART_TYPES)),
             bought=counts(dataset.event_mask(*BUY_TYPES)),
@@ -281,8 +296,12 @@ class FeatureContext:
         # The share of the user's events that repeat an earlier item (how much they buy again).
         with np.errstate(invalid="ignore", divide="ignore"):
             repeat_share = 1.0 - self.user_stats[safe_user, 1] / self.user_stats[safe_user, 0]
-        user_block = np.column_stack([user_block, repeat_share])
+        user_popularity = self.user_popularity[safe_user]
+        user_block = np.column_stack([user_block, repeat_share, user_popularity])
         user_block[~known] = np.nan
+        # How far the candidate's popularity sits from the user's usual (log scale, so it does
+        # not move when every count grows by the same factor between training and serving).
+        popularity_gap = np.log1p(self.item_pop[item, 0]) - user_block[:, -1]
 
         category = self.item_category[item]
         has_category = (category >= 0) & known
@@ -341,6 +360,7 @@ class FeatureContext:
                 events,
                 interval,
                 due,
+                popularity_gap,
             ]
         )
         return np.column_stack(
