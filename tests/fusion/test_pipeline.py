@@ -166,6 +166,22 @@ def test_bagged_ranker_averages_members_and_round_trips(shop: Dataset, tmp_path:
     np.testing.assert_array_equal(Recommender.load(tmp_path / "bagged").score(users), model.score(users))
 
 
+def test_score_all_candidates_fills_each_sources_score_and_keeps_its_ranks(shop: Dataset) -> None:
+    users = np.arange(60)
+    plain = fusion().fit(shop)
+    full = fusion(score_all_candidates=True).fit(shop)
+    before, after = plain._candidates(users), full._candidates(users)
+    np.testing.assert_array_equal(after.item, before.item)
+    np.testing.assert_array_equal(after.ranks, before.ranks)  # who proposed what is unchanged
+    assert np.isnan(before.scores).any() and not np.isnan(after.scores).any()
+    for s, label in enumerate(after.sources):
+        expected = full._sources[label].score(users)[after.row, after.item]
+        np.testing.assert_allclose(after.scores[:, s], expected, rtol=1e-6)
+    histories = [shop.sequences()[1][:5], np.array([], dtype=np.int32)]
+    live = full._candidates(np.array([-1, -1]), histories)
+    assert not np.isnan(live.scores[live.row == 0]).any()
+
+
 def test_saved_fusion_has_sources_in_subfolders_and_text_ranker(fitted: Recommender, tmp_path: Path) -> None:
     fitted.save(tmp_path / "m")
     assert (tmp_path / "m/sources/item_knn/manifest.json").is_file()

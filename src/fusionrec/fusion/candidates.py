@@ -56,18 +56,24 @@ def source_lists(
     models: Mapping[str, Recommender],
     quotas: Mapping[str, int],
     users: np.ndarray,
-    *,
     exclude: sp.csr_matrix | str | None,
     histories: Sequence[np.ndarray] | None = None,
     min_scores: Mapping[str, float | None] | None = None,
+    dense: dict[str, np.ndarray] | None = None,
 ) -> dict[str, TopLists]:
     """Each source's top-``quota`` lists for ``users`` (or for live ``histories`` where supported).
 
-    Items scored at or below a source's ``min_scores`` entry are dropped (item -1).
+    Items scored at or below a source's ``min_scores`` entry are dropped (item -1). ``dense``, when
+    given, receives each source's scores of every item (``float32[len(users), n_items]``, excluded
+    items at -inf), for `fill_scores`.
     """
     lists: dict[str, TopLists] = {}
     for label, model in models.items():
-        lists[label] = _source_list(model, quotas[label], users, exclude, histories)
+        if dense is None:
+            lists[label] = _source_list(model, quotas[label], users, exclude, histories)
+        else:
+            dense[label] = _dense_scores(model, users, exclude, histories)
+            lists[label] = top_k(dense[label], quotas[label])
         floor = (min_scores or {}).get(label)
         if floor is not None:
             items, scores = lists[label]
@@ -84,14 +90,43 @@ def _source_list(
     histories: Sequence[np.ndarray] | None,
 ) -> TopLists:
     if histories is not None and model.supports_history:
+        return top_k(_dense_scores(model, users, exclude, histories), n)
+    return model.recommend(users, n, exclude=exclude)
+
+
+def _dense_scores(
+    model: Recommender,
+    users: np.ndarray,
+    exclude: sp.csr_matrix | str | None,
+    histories: Sequence[np.ndarray] | None,
+) -> np.ndarray:
+    """The source's score of every item for each user or live history; excluded items at -inf."""
+    if histories is not None and model.supports_history:
         scores = model.fallback_scores(len(histories))
         filled = np.array([len(h) > 0 for h in histories], dtype=bool)
         if filled.any():
             scores[filled] = model.score_histories([h for h in histories if len(h)])
-        if sp.issparse(exclude):
-            scores[exclude.nonzero()] = -np.inf
-        return top_k(scores, n)
-    return model.recommend(users, n, exclude=exclude)
+        mask = exclude if sp.issparse(exclude) else None
+    else:
+        scores = model.score(users)
+        mask = model.exclusion(np.asarray(users, dtype=np.int64), exclude)
+    if mask is not None:
+        scores[mask.nonzero()] = -np.inf
+    return scores
+
+
+def fill_scores(candidates: Candidates, dense: Mapping[str, np.ndarray]) -> None:
+    """Each source's score for the candidates it did not propose, from its ``dense`` scores.
+
+    Ranks stay missing there (the item is outside the source's list), so the ranker still sees
+    who proposed what, and now also every source's opinion of every candidate.
+    """
+    for s, label in enumerate(candidates.sources):
+        if label not in dense:
+            continue  # the extra lists (repeat, popular in category) have no model behind them
+        missing = np.flatnonzero(np.isnan(candidates.scores[:, s]))
+        values = dense[label][candidates.row[missing], candidates.item[missing]]
+        candidates.scores[missing, s] = np.where(np.isfinite(values), values, np.nan)
 
 
 def union(lists: Mapping[str, TopLists], n_rows: int, n_items: int) -> Candidates:

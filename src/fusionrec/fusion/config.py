@@ -137,6 +137,9 @@ class FusionSettings(_Strict):
     # counts (item popularity, user activity) divided by their mean. The ranker learns on data
     # without the label window and serves on all of it; raw counts and scores grow in between.
     relative_features: bool = False
+    # Every source scores every candidate, not only the items it proposed (their ranks stay
+    # missing): the ranker sees, say, GF-CF's view of an item that only iALS proposed.
+    score_all_candidates: bool = False
 
     def source_labels(self) -> list[str]:
         """The candidate lists' names: the sources, then the extra lists that are switched on."""

@@ -30,7 +30,14 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
-from fusionrec.fusion.candidates import Candidates, candidate_recall, source_lists, top_rows, union
+from fusionrec.fusion.candidates import (
+    Candidates,
+    candidate_recall,
+    fill_scores,
+    source_lists,
+    top_rows,
+    union,
+)
 from fusionrec.fusion.config import POPULAR_IN_CATEGORY, REPEAT, FusionConfig, HoldoutConfig, RankerConfig
 from fusionrec.fusion.features import FeatureContext
 from fusionrec.fusion.ranker import Ranker, make_ranker
@@ -305,6 +312,7 @@ class FusedRecommender(Recommender):
                 exclude = "seen"
             else:
                 exclude = history_matrix(list(histories), self._context.covisit.shape[0])
+        dense: dict[str, np.ndarray] | None = {} if cfg.score_all_candidates else None
         lists = source_lists(
             self._sources,
             self._quotas(),
@@ -312,6 +320,7 @@ class FusedRecommender(Recommender):
             exclude=exclude,
             histories=histories,
             min_scores={s.label: s.min_score for s in cfg.sources},
+            dense=dense,
         )
         known = (users >= 0) & (users < self._seen.shape[0])
         safe = np.where(known, users, 0)
@@ -324,8 +333,10 @@ class FusedRecommender(Recommender):
             lists[REPEAT] = top_rows(rows.tocsr(), cfg.extra.repeat)
         if cfg.extra.popular_in_category:
             lists[POPULAR_IN_CATEGORY] = self._popular_in_category(safe, known, seen_rows)
-        n_items = self._context.covisit.shape[0]
-        return union(lists, len(users), n_items)
+        candidates = union(lists, len(users), self._context.covisit.shape[0])
+        if dense:
+            fill_scores(candidates, dense)
+        return candidates
 
     def _popular_in_category(
         self, users: np.ndarray, known: np.ndarray, seen_rows: sp.csr_matrix | None

@@ -160,7 +160,7 @@ class Recommender(ABC):
         for start in range(0, len(users), batch_size):
             batch = users[start : start + batch_size]
             scores = self.score(batch)
-            mask = self._exclusion(batch, exclude, start)
+            mask = self.exclusion(batch, exclude, start)
             if mask is not None:
                 scores[mask.nonzero()] = -np.inf
             out_items[start : start + len(batch)], out_scores[start : start + len(batch)] = top_k(scores, k)
@@ -194,7 +194,8 @@ class Recommender(ABC):
                 scores[row, history[(history >= 0) & (history < self.n_items_)]] = -np.inf
         return top_k(scores, min(k, self.n_items_))
 
-    def _exclusion(self, batch: np.ndarray, exclude: Any, offset: int) -> sp.csr_matrix | None:
+    def exclusion(self, batch: np.ndarray, exclude: Any, offset: int = 0) -> sp.csr_matrix | None:
+        """The items `recommend` masks for ``batch`` (users ``offset`` onwards of its call), or None."""
         if exclude is None:
             return None
         if isinstance(exclude, str):  # "seen": training items of known users
