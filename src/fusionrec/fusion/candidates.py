@@ -56,6 +56,7 @@ def source_lists(
     models: Mapping[str, Recommender],
     quotas: Mapping[str, int],
     users: np.ndarray,
+    *,
     exclude: sp.csr_matrix | str | None,
     histories: Sequence[np.ndarray] | None = None,
     min_scores: Mapping[str, float | None] | None = None,
