@@ -109,6 +109,18 @@ def test_relative_features_are_ratios_to_the_rows_best_score_and_to_the_means(sh
     np.testing.assert_array_equal(rel[:, untouched], raw[:, untouched])
 
 
+def _candidate_features(
+    ctx: FeatureContext, users: np.ndarray, items: np.ndarray
+) -> tuple[np.ndarray, dict[str, int], dict[tuple[int, int], int]]:
+    """Features of one source "x" proposing ``items[r]`` to ``users[r]``: the matrix, its column
+    per feature name, and its row per (candidate row, item)."""
+    cands = union({"x": (items, np.ones(items.shape, dtype=np.float32))}, len(users), ctx.item_pop.shape[0])
+    X = ctx.features(users, cands)
+    col = {n: i for i, n in enumerate(FeatureContext.feature_names(["x"]))}
+    at = {(int(r), int(i)): k for k, (r, i) in enumerate(zip(cands.row, cands.item, strict=True))}
+    return X, col, at
+
+
 def test_repurchase_rhythm_features() -> None:
     day = 86_400
     rows = [("u", "milk", 0), ("u", "milk", 10 * day), ("u", "milk", 20 * day), ("u", "tea", 20 * day)]
@@ -119,18 +131,14 @@ def test_repurchase_rhythm_features() -> None:
     dataset = Dataset.from_frame(events)
     ctx = FeatureContext.build(dataset)
     milk, tea = dataset.items.index(np.array(["milk", "tea"]))
-    items = np.array([[milk, tea]], dtype=np.int32)
-    cands = union({"x": (items, np.ones((1, 2), dtype=np.float32))}, 1, dataset.n_items)
-    X = ctx.features(np.array([0]), cands)
-    col = {n: i for i, n in enumerate(FeatureContext.feature_names(["x"]))}
-    row = {int(item): i for i, item in enumerate(cands.item)}
+    X, col, at = _candidate_features(ctx, np.array([0]), np.array([[milk, tea]], dtype=np.int32))
     # milk: 3 purchases 10 days apart, the last 10 days before the data's end: due now
-    assert X[row[milk], col["pair_events"]] == 3
-    assert X[row[milk], col["interval_days"]] == pytest.approx(10.0)
-    assert X[row[milk], col["due_ratio"]] == pytest.approx(1.0)
+    assert X[at[0, milk], col["pair_events"]] == 3
+    assert X[at[0, milk], col["interval_days"]] == pytest.approx(10.0)
+    assert X[at[0, milk], col["due_ratio"]] == pytest.approx(1.0)
     # tea: bought once, no rhythm yet
-    assert X[row[tea], col["pair_events"]] == 1
-    assert np.isnan(X[row[tea], [col["interval_days"], col["due_ratio"]]]).all()
+    assert X[at[0, tea], col["pair_events"]] == 1
+    assert np.isnan(X[at[0, tea], [col["interval_days"], col["due_ratio"]]]).all()
 
 
 def test_repeat_rates_of_items_and_users() -> None:
@@ -144,10 +152,7 @@ def test_repeat_rates_of_items_and_users() -> None:
     milk, tea = dataset.items.index(np.array(["milk", "tea"]))
     u, v = dataset.users.index(np.array(["u", "v"]))
     items = np.array([[milk, tea], [milk, tea]], dtype=np.int32)
-    cands = union({"x": (items, np.ones((2, 2), dtype=np.float32))}, 2, dataset.n_items)
-    X = ctx.features(np.array([u, v]), cands)
-    col = {n: i for i, n in enumerate(FeatureContext.feature_names(["x"]))}
-    at = {(int(r), int(i)): k for k, (r, i) in enumerate(zip(cands.row, cands.item, strict=True))}
+    X, col, at = _candidate_features(ctx, np.array([u, v]), items)
     assert X[at[0, milk], col["item_repeat_rate"]] == pytest.approx(0.5)
     assert X[at[0, milk], col["item_events_per_user"]] == pytest.approx(2.0)
     assert X[at[0, tea], col["item_repeat_rate"]] == 0.0
@@ -166,15 +171,12 @@ def test_user_popularity_and_popularity_gap() -> None:
     hit, niche, other = dataset.items.index(np.array(["hit", "niche", "other"]))
     u, v = dataset.users.index(np.array(["u", "v"]))
     items = np.array([[hit, other], [niche, other]], dtype=np.int32)
-    cands = union({"x": (items, np.ones((2, 2), dtype=np.float32))}, 2, dataset.n_items)
-    X = ctx.features(np.array([u, v]), cands)
-    col = {n: i for i, n in enumerate(FeatureContext.feature_names(["x"]))}
-    at = {(int(r), int(i)): k for k, (r, i) in enumerate(zip(cands.row, cands.item, strict=True))}
+    X, col, at = _candidate_features(ctx, np.array([u, v]), items)
     u_mean = (np.log1p(3) + np.log1p(1)) / 2
     assert X[at[0, hit], col["user_popularity"]] == pytest.approx(u_mean)
     assert X[at[1, niche], col["user_popularity"]] == pytest.approx(np.log1p(3))  # v has only the hit
     assert X[at[0, hit], col["popularity_gap"]] == pytest.approx(np.log1p(3) - u_mean)
     assert X[at[1, niche], col["popularity_gap"]] == pytest.approx(np.log1p(1) - np.log1p(3))
     # unknown visitors get no user features, so no gap either
-    X_unknown = ctx.features(np.array([-1, v]), cands)
+    X_unknown, _, _ = _candidate_features(ctx, np.array([-1, v]), items)
     assert np.isnan(X_unknown[at[0, hit], [col["user_popularity"], col["popularity_gap"]]]).all()
