@@ -87,8 +87,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dataset", default="amazon-beauty")
     parser.add_argument("--pipeline", default=None)
-    parser.add_argument("--fusions", default="fusion,blend,rrf")
+    parser.add_argument("--fusions", default="fusion,blend,rrf", help="comma-separated; empty: singles only")
     parser.add_argument("--skip-singles", action="store_true")
+    parser.add_argument(
+        "--singles", default=None, help="comma-separated source labels to run alone (default: every source)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tag", default="", help="suffix of the result file (partial reruns)")
     args = parser.parse_args()
@@ -110,7 +113,8 @@ def main() -> None:
     single_overrides = {"sasrec": {"epochs": 80, "eval_every": 2, "patience": 4}}
     with threadpool_limits(args.threads):
         if not args.skip_singles:
-            for source in pipeline.sources:
+            wanted = set(args.singles.split(",")) if args.singles else None
+            for source in [s for s in pipeline.sources if wanted is None or s.label in wanted]:
                 params = {**source.params, **single_overrides.get(source.model, {})}
                 result = evaluate_model(
                     source.model, split, params=params, ks=KS, mask_seen=benchmark.mask_seen, refit=True
@@ -118,7 +122,7 @@ def main() -> None:
                 results["rows"].append(result.to_dict())
                 logging.info("%s %s", source.label, result.metrics)
                 out.write_text(json.dumps(results, indent=2, default=float))
-        for name in args.fusions.split(","):
+        for name in [n for n in args.fusions.split(",") if n]:
             params = {k: v for k, v in pipeline.model_params().items() if name == "fusion" or k != "ranker"}
             row, _ = fused_run(name, params, split, benchmark.mask_seen)
             results["rows"].append(row)

@@ -59,7 +59,7 @@ def main() -> None:
         default=None,
         help="TOML file of the single models' parameters: [model] key = value",
     )
-    parser.add_argument("pipelines", nargs="+", type=Path, help="pipeline TOML files to compare")
+    parser.add_argument("pipelines", nargs="*", type=Path, help="pipeline TOML files to compare")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--validation-fraction", type=float, default=None)
     parser.add_argument(

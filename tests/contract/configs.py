@@ -28,6 +28,7 @@ CONTRACT_MODELS: dict[str, tuple[dict[str, object], bool]] = {
     ),
     "session_knn": ({"k": 10}, True),
     "gf_cf": ({"n_components": 4}, True),
+    "cheby_cf": ({"n_components": 4}, True),
     "lightgcn": ({"embedding_dim": 16, "learning_rate": 0.05, "epochs": 30, "n_threads": 1}, True),
     "neumf": (
         {"embedding_dim": 8, "mlp_layers": [16, 8], "epochs": 30, "batch_size": 128, "n_threads": 1},

@@ -50,6 +50,22 @@ def normalised_interactions(matrix: sp.csr_matrix) -> tuple[sp.csr_matrix, np.nd
     return normalised, item_degree
 
 
+def top_right_singular_vectors(
+    matrix: sp.csr_matrix, rank: int, solver: Literal["randomized", "arpack"], n_iter: int, seed: int
+) -> np.ndarray:
+    """``[rank, n_items]``: the top right singular vectors of ``matrix`` (ARPACK or randomized SVD)."""
+    if solver == "arpack":
+        from scipy.sparse.linalg import svds
+
+        v0 = np.random.default_rng(seed).standard_normal(min(matrix.shape)).astype(np.float32)
+        _, _, vt = svds(matrix, k=rank, v0=v0)
+    else:
+        from sklearn.utils.extmath import randomized_svd
+
+        _, _, vt = randomized_svd(matrix, rank, n_iter=n_iter, random_state=seed)
+    return np.asarray(vt, dtype=np.float64)
+
+
 # --- GF-CF -------------------------------------------------------------------------------------
 
 
@@ -80,7 +96,8 @@ class GFCF(Recommender):
         self.normalised_, item_degree = normalised_interactions(matrix)
         rank = min(self.config.n_components, min(matrix.shape) - 1)
         if self.config.alpha > 0 and rank >= 1 and self.normalised_.nnz:
-            vt = self._top_right_singular_vectors(rank)
+            cfg = self.config
+            vt = top_right_singular_vectors(self.normalised_, rank, cfg.svd_solver, cfg.n_iter, cfg.seed)
             sqrt_degree = np.sqrt(item_degree)
             inv_sqrt_degree = np.divide(
                 1.0, sqrt_degree, out=np.zeros_like(sqrt_degree), where=sqrt_degree > 0
@@ -92,20 +109,6 @@ class GFCF(Recommender):
             self.low_in_ = np.zeros((matrix.shape[1], 0), dtype=np.float32)
             self.low_out_ = np.zeros((0, matrix.shape[1]), dtype=np.float32)
         logger.info("gf_cf: %d users x %d items, %d singular vectors", *matrix.shape, self.low_in_.shape[1])
-
-    def _top_right_singular_vectors(self, rank: int) -> np.ndarray:
-        matrix = self.normalised_
-        if self.config.svd_solver == "arpack":
-            from scipy.sparse.linalg import svds
-
-            rng = np.random.default_rng(self.config.seed)
-            v0 = rng.standard_normal(min(matrix.shape)).astype(np.float32)
-            _, _, vt = svds(matrix, k=rank, v0=v0)
-        else:
-            from sklearn.utils.extmath import randomized_svd
-
-            _, _, vt = randomized_svd(matrix, rank, n_iter=self.config.n_iter, random_state=self.config.seed)
-        return np.asarray(vt, dtype=np.float64)
 
     def _filter(self, rows: sp.csr_matrix) -> np.ndarray:
         """Filtered scores of interaction rows ``[b, n_items]`` (sparse products, then dense)."""

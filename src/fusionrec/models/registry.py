@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 MODEL_PATHS: dict[str, str] = {
     "most_popular": "fusionrec.models.popular:MostPopular",
     "gf_cf": "fusionrec.models.graph:GFCF",
+    "cheby_cf": "fusionrec.models.cheby_cf:ChebyCF",
     "lightgcn": "fusionrec.models.graph:LightGCN",
     "neumf": "fusionrec.models.neural:NeuMF",
     "trending": "fusionrec.models.popular:Trending",
