@@ -56,3 +56,14 @@ def test_cheby_cf_scores_a_history_like_the_user_and_survives_save_load(tmp_path
     np.testing.assert_allclose(model.score_histories(histories), model.score(users), rtol=1e-5, atol=1e-6)
     loaded = ChebyCF.load(model.save(tmp_path / "cheby"))
     np.testing.assert_allclose(loaded.score(users), model.score(users), rtol=1e-6)
+
+
+def test_cheby_cf_threads_give_the_same_scores(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import fusionrec.models.cheby_cf as cheby_cf
+
+    monkeypatch.setattr(cheby_cf, "_CHUNK", 7)  # several chunks for the pool to share
+    dataset = random_dataset()
+    users = np.arange(dataset.n_users)
+    single = ChebyCF(n_components=5).fit(dataset).score(users)
+    threaded = ChebyCF(n_components=5, num_threads=2).fit(dataset).score(users)
+    np.testing.assert_array_equal(threaded, single)
