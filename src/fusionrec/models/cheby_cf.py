@@ -28,9 +28,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from fusionrec.data.dataset import Dataset
-from fusionrec.models.base import ModelConfig, Recommender
-from fusionrec.models.graph import normalised_interactions, top_right_singular_vectors
-from fusionrec.models.knn import history_matrix
+from fusionrec.models.base import ModelConfig
+from fusionrec.models.graph import RowFilterRecommender, normalised_interactions, top_right_singular_vectors
 
 logger = logging.getLogger("fusionrec.models.cheby_cf")
 
@@ -64,17 +63,12 @@ def chebyshev_coefficients(order: int, flatness: float) -> np.ndarray:
     return coefficients
 
 
-class ChebyCF(Recommender):
-    """Plateau low-pass filter of the item graph by Chebyshev recursion, plus an ideal low-pass part.
-
-    Scores a user (or a live history) from its interaction row alone, so it also scores
-    histories given at request time.
-    """
+class ChebyCF(RowFilterRecommender):
+    """Plateau low-pass filter of the item graph by Chebyshev recursion, plus an ideal low-pass part."""
 
     name = "cheby_cf"
     Config = ChebyCFConfig
     config: ChebyCFConfig
-    supports_history = True
 
     def _fit(self, dataset: Dataset) -> None:
         cfg = self.config
@@ -138,9 +132,3 @@ class ChebyCF(Recommender):
         if self.ideal_.shape[1]:
             scores += self.config.alpha * ((signal @ self.ideal_) @ self.ideal_.T)
         return np.asarray(scores * self.post_scale_[None, :], dtype=np.float32)
-
-    def _score_users(self, users: np.ndarray) -> np.ndarray:
-        return self._filter(self.interactions_[users])
-
-    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
-        return self._filter(history_matrix(histories, self.n_items_))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Self
 
@@ -78,17 +79,41 @@ class GFCFConfig(ModelConfig):
     sharpen: float = Field(0.0, ge=0.0)  # BSPM sharpening time (one Euler step); 0 = plain GF-CF
 
 
-class GFCF(Recommender):
-    """Training-free graph filter: linear item-item filter plus an ideal low-pass part.
+class RowFilterRecommender(Recommender):
+    """A filter that scores a user (or a live history) from its interaction row alone.
 
-    Scores a user (or a live history) from its interaction row alone, so it also scores
-    histories given at request time.
+    So it also scores histories given at request time. Subclasses set ``interactions_`` in
+    ``_fit`` and implement `_filter`.
     """
+
+    supports_history = True
+    interactions_: sp.csr_matrix
+
+    @abstractmethod
+    def _filter(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Scores ``[b, n_items]`` of interaction rows ``[b, n_items]``."""
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        return self._filter(self.interactions_[users])
+
+    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
+        return self._filter(history_matrix(histories, self.n_items_))
+
+    def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` items by filtered score of a one-item history (the item itself excluded)."""
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64)
+        if ((items < 0) | (items >= self.n_items_)).any():
+            raise ModelError(f"similar_items: item indices must lie in [0, {self.n_items_})")
+        return self.recommend_from_history([np.array([i]) for i in items], k)
+
+
+class GFCF(RowFilterRecommender):
+    """Training-free graph filter: linear item-item filter plus an ideal low-pass part."""
 
     name = "gf_cf"
     Config = GFCFConfig
     config: GFCFConfig
-    supports_history = True
 
     def _fit(self, dataset: Dataset) -> None:
         matrix = dataset.matrix(binary=self.config.binary)
@@ -122,20 +147,6 @@ class GFCF(Recommender):
             smooth = self.normalised_.T @ (self.normalised_ @ scores.T)
             scores -= self.config.sharpen * np.asarray(smooth.T, dtype=np.float32)
         return scores
-
-    def _score_users(self, users: np.ndarray) -> np.ndarray:
-        return self._filter(self.interactions_[users])
-
-    def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
-        return self._filter(history_matrix(histories, self.n_items_))
-
-    def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` items by filtered score of a one-item history (the item itself excluded)."""
-        self._check_fitted()
-        items = np.asarray(items, dtype=np.int64)
-        if ((items < 0) | (items >= self.n_items_)).any():
-            raise ModelError(f"similar_items: item indices must lie in [0, {self.n_items_})")
-        return self.recommend_from_history([np.array([i]) for i in items], k)
 
 
 # --- LightGCN ----------------------------------------------------------------------------------
