@@ -18,7 +18,6 @@ The response is a degree-``order`` Chebyshev polynomial of the scaled Laplacian
 from __future__ import annotations
 
 import logging
-import math
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Literal
@@ -55,12 +54,7 @@ def plateau_response(x: np.ndarray, flatness: float) -> np.ndarray:
 
 def chebyshev_coefficients(order: int, flatness: float) -> np.ndarray:
     """``c_0..c_order`` with ``sum_k c_k T_k(x)`` interpolating the plateau at Chebyshev nodes."""
-    nodes = np.cos(math.pi * (np.arange(order + 1) + 0.5) / (order + 1))
-    values = plateau_response(nodes, flatness)
-    polynomials = np.cos(np.outer(np.arange(order + 1), np.arccos(nodes)))  # T_k(node_j)
-    coefficients = polynomials @ values * (2.0 / (order + 1))
-    coefficients[0] /= 2.0
-    return coefficients
+    return np.polynomial.chebyshev.chebinterpolate(lambda x: plateau_response(x, flatness), order)
 
 
 class ChebyCF(RowFilterRecommender):
@@ -79,12 +73,9 @@ class ChebyCF(RowFilterRecommender):
         self.pre_scale_ = np.where(item_degree > 0, degree**-cfg.beta, 0.0).astype(np.float32)
         self.post_scale_ = np.where(item_degree > 0, degree**cfg.beta, 0.0).astype(np.float32)
         self.coefficients_ = chebyshev_coefficients(cfg.order, cfg.flatness)
-        rank = min(cfg.n_components, min(matrix.shape) - 1)
-        if cfg.alpha > 0 and rank >= 1 and self.normalised_.nnz:
-            vt = top_right_singular_vectors(self.normalised_, rank, cfg.svd_solver, cfg.n_iter, cfg.seed)
-            self.ideal_ = np.ascontiguousarray(vt.T, dtype=np.float32)  # [n_items, rank]
-        else:
-            self.ideal_ = np.zeros((matrix.shape[1], 0), dtype=np.float32)
+        rank = cfg.n_components if cfg.alpha > 0 else 0
+        vt = top_right_singular_vectors(self.normalised_, rank, cfg.svd_solver, cfg.n_iter, cfg.seed)
+        self.ideal_ = np.ascontiguousarray(vt.T, dtype=np.float32)  # [n_items, rank]
         logger.info(
             "cheby_cf: %d users x %d items, order %d, %d singular vectors",
             *matrix.shape,

@@ -54,7 +54,14 @@ def normalised_interactions(matrix: sp.csr_matrix) -> tuple[sp.csr_matrix, np.nd
 def top_right_singular_vectors(
     matrix: sp.csr_matrix, rank: int, solver: Literal["randomized", "arpack"], n_iter: int, seed: int
 ) -> np.ndarray:
-    """``[rank, n_items]``: the top right singular vectors of ``matrix`` (ARPACK or randomized SVD)."""
+    """``[rank, n_items]``: the top right singular vectors of ``matrix`` (ARPACK or randomized SVD).
+
+    ``rank`` is capped below the matrix's smaller side; an empty matrix or a rank under 1 gives an
+    empty ``[0, n_items]`` basis (no ideal low-pass part).
+    """
+    rank = min(rank, min(matrix.shape) - 1)
+    if rank < 1 or not matrix.nnz:
+        return np.zeros((0, matrix.shape[1]))
     if solver == "arpack":
         from scipy.sparse.linalg import svds
 
@@ -119,20 +126,14 @@ class GFCF(RowFilterRecommender):
         matrix = dataset.matrix(binary=self.config.binary)
         self.interactions_ = matrix
         self.normalised_, item_degree = normalised_interactions(matrix)
-        rank = min(self.config.n_components, min(matrix.shape) - 1)
-        if self.config.alpha > 0 and rank >= 1 and self.normalised_.nnz:
-            cfg = self.config
-            vt = top_right_singular_vectors(self.normalised_, rank, cfg.svd_solver, cfg.n_iter, cfg.seed)
-            sqrt_degree = np.sqrt(item_degree)
-            inv_sqrt_degree = np.divide(
-                1.0, sqrt_degree, out=np.zeros_like(sqrt_degree), where=sqrt_degree > 0
-            )
-            # r D^-1/2 V V^T D^1/2 = (r @ low_in_) @ low_out_
-            self.low_in_ = (inv_sqrt_degree[:, None] * vt.T).astype(np.float32)
-            self.low_out_ = (vt * sqrt_degree[None, :]).astype(np.float32)
-        else:
-            self.low_in_ = np.zeros((matrix.shape[1], 0), dtype=np.float32)
-            self.low_out_ = np.zeros((0, matrix.shape[1]), dtype=np.float32)
+        cfg = self.config
+        rank = cfg.n_components if cfg.alpha > 0 else 0
+        vt = top_right_singular_vectors(self.normalised_, rank, cfg.svd_solver, cfg.n_iter, cfg.seed)
+        sqrt_degree = np.sqrt(item_degree)
+        inv_sqrt_degree = np.divide(1.0, sqrt_degree, out=np.zeros_like(sqrt_degree), where=sqrt_degree > 0)
+        # r D^-1/2 V V^T D^1/2 = (r @ low_in_) @ low_out_
+        self.low_in_ = (inv_sqrt_degree[:, None] * vt.T).astype(np.float32)
+        self.low_out_ = (vt * sqrt_degree[None, :]).astype(np.float32)
         logger.info("gf_cf: %d users x %d items, %d singular vectors", *matrix.shape, self.low_in_.shape[1])
 
     def _filter(self, rows: sp.csr_matrix) -> np.ndarray:
