@@ -26,7 +26,6 @@ class Ranker(ABC):
     """Scores candidate rows; trained on groups (one per user) of graded labels."""
 
     kind: ClassVar[str]
-    file_name: ClassVar[str]
 
     def __init__(self, config: RankerConfig, seed: int = 42) -> None:
         self.config = config
@@ -309,7 +308,6 @@ class BaggedRanker(Ranker):
     """
 
     kind = "bagged"
-    file_name = "bag*/"
 
     def __init__(self, config: RankerConfig, seed: int = 42) -> None:
         super().__init__(config, seed)
