@@ -12,6 +12,7 @@ from fusion.conftest import FAST_RANKER, FAST_SOURCES
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.split import Split
 from fusionrec.evaluation.protocol import evaluate_model
+from fusionrec.fusion import pipeline as pipeline_module
 from fusionrec.fusion.artifacts import ArtifactError, ModelRepository
 from fusionrec.fusion.config import HoldoutConfig
 from fusionrec.fusion.pipeline import group_ndcg, holdout_split, label_matrix, label_windows
@@ -180,6 +181,22 @@ def test_score_all_candidates_fills_each_sources_score_and_keeps_its_ranks(shop:
     histories = [shop.sequences()[1][:5], np.array([], dtype=np.int32)]
     live = full._candidates(np.array([-1, -1]), histories)
     assert not np.isnan(live.scores[live.row == 0]).any()
+
+
+def test_score_all_candidates_in_chunks_equals_one_batch(
+    shop: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    users = np.arange(60)
+    histories = [shop.sequences()[1][: 3 + u % 4] for u in users]
+    full = fusion(score_all_candidates=True).fit(shop)
+    whole, whole_live = full._candidates(users), full._candidates(users, histories)
+    # a budget of 7 users' dense scores: 60 users in 9 chunks, the last one short
+    monkeypatch.setattr(pipeline_module, "DENSE_SCORE_BYTES", 7 * 4 * shop.n_items * len(full._sources))
+    for one, chunked in ((whole, full._candidates(users)), (whole_live, full._candidates(users, histories))):
+        np.testing.assert_array_equal(chunked.row, one.row)
+        np.testing.assert_array_equal(chunked.item, one.item)
+        np.testing.assert_array_equal(chunked.ranks, one.ranks)
+        np.testing.assert_allclose(chunked.scores, one.scores, rtol=1e-6)
 
 
 def test_saved_fusion_has_sources_in_subfolders_and_text_ranker(fitted: Recommender, tmp_path: Path) -> None:

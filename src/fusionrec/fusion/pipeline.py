@@ -48,6 +48,8 @@ from fusionrec.models.registry import create_model
 log = logging.getLogger(__name__)
 SOURCES_DIR = "sources"
 FEATURES_FILE = "features.npz"
+# Most bytes of dense source scores one candidate batch may hold with score_all_candidates.
+DENSE_SCORE_BYTES = 512 * 2**20
 
 
 # --- the label window --------------------------------------------------------------------------
@@ -305,6 +307,24 @@ class FusedRecommender(Recommender):
         return {s.label: s.n for s in self.config.sources}
 
     def _candidates(self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None) -> Candidates:
+        if self.config.score_all_candidates:
+            # Every source's dense scores are held until the union is known: chunk the users so
+            # that they stay within DENSE_SCORE_BYTES, whatever the caller's batch.
+            n_items = self._context.covisit.shape[0]
+            chunk = max(1, DENSE_SCORE_BYTES // (4 * n_items * max(len(self._sources), 1)))
+            if len(users) > chunk:
+                return _concat_candidates(
+                    [
+                        self._candidates_of(
+                            users[start : start + chunk],
+                            None if histories is None else histories[start : start + chunk],
+                        )
+                        for start in range(0, len(users), chunk)
+                    ]
+                )
+        return self._candidates_of(users, histories)
+
+    def _candidates_of(self, users: np.ndarray, histories: Sequence[np.ndarray] | None) -> Candidates:
         cfg = self.config
         exclude: Any = None
         if cfg.exclude_seen:
