@@ -180,3 +180,21 @@ def test_user_popularity_and_popularity_gap() -> None:
     # unknown visitors get no user features, so no gap either
     X_unknown, _, _ = _candidate_features(ctx, np.array([-1, v]), items)
     assert np.isnan(X_unknown[at[0, hit], [col["user_popularity"], col["popularity_gap"]]]).all()
+
+
+def test_price_trend_compares_the_last_week_with_the_items_usual_price() -> None:
+    # milk: 2.0 on days 0 and 1, on offer at 1.0 on day 20 (the data's end); tea: only on day 2;
+    # bread: only on day 19
+    rows = [("u", "milk", 0, 2.0), ("v", "milk", 1, 2.0), ("u", "tea", 2, 3.0), ("v", "bread", 19, 1.5)]
+    rows.append(("u", "milk", 20, 1.0))
+    events = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "price"])
+    events["event_type"] = "purchase"
+    events["timestamp"] = pd.to_datetime(1_700_000_000 + events["timestamp"] * 86_400, unit="s", utc=True)
+    dataset = Dataset.from_frame(events)
+    ctx = FeatureContext.build(dataset)
+    milk, tea, bread = dataset.items.index(np.array(["milk", "tea", "bread"]))
+    u = dataset.users.index(np.array(["u"]))
+    X, col, at = _candidate_features(ctx, u, np.array([[milk, tea, bread]], dtype=np.int32))
+    assert X[at[0, milk], col["price_trend"]] == pytest.approx(1.0 / (5.0 / 3.0))
+    assert np.isnan(X[at[0, tea], col["price_trend"]])  # no sale in the last 7 days
+    assert X[at[0, bread], col["price_trend"]] == pytest.approx(1.0)

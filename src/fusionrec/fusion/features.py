@@ -20,6 +20,7 @@ from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
 from fusionrec.fusion.candidates import Candidates
 
 POPULARITY_WINDOWS = (1, 7, 30)  # days before the end of the training data
+PRICE_TREND_DAYS = 7  # recent prices (a promotion, a price rise) against the item's usual price
 VIEW_TYPES = ("view", "click")
 CART_TYPES = ("add_to_cart",)
 BUY_TYPES = ("purchase",)
@@ -29,6 +30,7 @@ ITEM_FEATURES = (
     *(f"pop_{d}d" for d in POPULARITY_WINDOWS),
     "item_age_days",
     "price",
+    "price_trend",
     "category",
     "item_repeat_rate",
     "item_events_per_user",
@@ -66,6 +68,9 @@ class FeatureContext:
     item_pop: np.ndarray  # float32[n_items, 1 + len(windows)]: distinct users all-time, events per window
     item_age_days: np.ndarray  # float32[n_items]; NaN when never seen
     item_price: np.ndarray  # float32[n_items]; NaN when unknown
+    # float32[n_items]: mean event price in the last PRICE_TREND_DAYS over the mean of all the
+    # item's event prices (below 1: on offer now); NaN without a recent priced event
+    item_price_trend: np.ndarray
     item_category: np.ndarray  # int32[n_items]; -1 when unknown
     user_stats: np.ndarray  # float32[n_users, 4]: events, distinct items, recency days, mean price
     user_category: sp.csr_matrix  # users x categories: share of the user's events
@@ -162,6 +167,7 @@ class FeatureContext:
             item_pop=np.stack(pops, axis=1).astype(np.float32),
             item_age_days=age.astype(np.float32),
             item_price=price,
+            item_price_trend=_price_trend(dataset, end - PRICE_TREND_DAYS * SECONDS_PER_DAY),
             item_category=category,
             user_stats=user_stats,
             user_category=user_category.tocsr(),
@@ -289,6 +295,7 @@ class FeatureContext:
                 item_pop,
                 self.item_age_days[item],
                 self.item_price[item],
+                self.item_price_trend[item],
                 self.item_category[item].astype(np.float32),
                 self._item_repeat_stats[item],
             ]
@@ -468,6 +475,25 @@ def _item_prices(dataset: Dataset) -> np.ndarray:
         event_mean = np.where(n > 0, sums / np.maximum(n, 1), np.nan).astype(np.float32)
         price = np.where(np.isnan(price), event_mean, price)
     return price
+
+
+def _price_trend(dataset: Dataset, since: float) -> np.ndarray:
+    """Mean price of each item's events at or after ``since`` over the mean of all its event
+    prices; NaN where the item has no priced event since then."""
+    known = ~np.isnan(dataset.price)
+    item, price = dataset.item_idx[known], dataset.price[known].astype(np.float64)
+    recent = dataset.timestamp[known] >= since
+    n_items = dataset.n_items
+
+    def mean(mask: np.ndarray) -> np.ndarray:
+        sums = np.bincount(item[mask], weights=price[mask], minlength=n_items)
+        counts = np.bincount(item[mask], minlength=n_items)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, sums / counts, np.nan)
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        trend = mean(recent) / mean(np.ones(len(item), dtype=bool))
+    return np.where(np.isfinite(trend), trend, np.nan).astype(np.float32)
 
 
 def _recent_matrix(
