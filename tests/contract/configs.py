@@ -37,6 +37,7 @@ CONTRACT_MODELS: dict[str, tuple[dict[str, object], bool]] = {
     "trending": ({"window_days": 1.0}, False),
     "popular_in_category": ({}, False),
     "repeat_purchase": ({"half_life_days": 30.0}, False),
+    "tifu_knn": ({"neighbours": 10, "groups": 3}, True),
     "item_knn": ({"neighbours": 20}, True),
     "user_knn": ({"neighbours": 20, "similarity": "jaccard"}, True),
     "rp3beta": ({"alpha": 1.0, "beta": 0.3, "neighbours": 20}, True),

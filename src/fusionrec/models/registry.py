@@ -22,6 +22,7 @@ MODEL_PATHS: dict[str, str] = {
     "trending": "fusionrec.models.popular:Trending",
     "popular_in_category": "fusionrec.models.popular:PopularInCategory",
     "repeat_purchase": "fusionrec.models.repeat:RepeatPurchase",
+    "tifu_knn": "fusionrec.models.tifu_knn:TIFUKNN",
     "item_knn": "fusionrec.models.knn:ItemKNN",
     "user_knn": "fusionrec.models.knn:UserKNN",
     "rp3beta": "fusionrec.models.graph_walk:RP3Beta",
