@@ -185,8 +185,13 @@ def test_user_popularity_and_popularity_gap() -> None:
 def test_price_trend_compares_the_last_week_with_the_items_usual_price() -> None:
     # milk: 2.0 on days 0 and 1, on offer at 1.0 on day 20 (the data's end); tea: only on day 2;
     # bread: only on day 19
-    rows = [("u", "milk", 0, 2.0), ("v", "milk", 1, 2.0), ("u", "tea", 2, 3.0), ("v", "bread", 19, 1.5)]
-    rows.append(("u", "milk", 20, 1.0))
+    rows = [
+        ("u", "milk", 0, 2.0),
+        ("v", "milk", 1, 2.0),
+        ("u", "tea", 2, 3.0),
+        ("v", "bread", 19, 1.5),
+        ("u", "milk", 20, 1.0),
+    ]
     events = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "price"])
     events["event_type"] = "purchase"
     events["timestamp"] = pd.to_datetime(1_700_000_000 + events["timestamp"] * 86_400, unit="s", utc=True)
