@@ -49,7 +49,8 @@ def fitted_model(path: Path, models: Path, split: Any) -> Recommender:
 
 
 def tree_shape(model: Any) -> dict[str, float]:
-    """Trees of a LightGBM ranker and the mean depth of their leaves (the nodes a row visits)."""
+    """Trees of a LightGBM ranker and the mean depth of their leaves (unweighted by rows: roughly
+    the nodes a row visits per tree)."""
     dump = model.ranker._booster().dump_model()
     depths: list[int] = []
 
