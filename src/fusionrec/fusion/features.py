@@ -105,7 +105,8 @@ class FeatureContext:
         age = np.where(first == np.iinfo(np.int64).max, np.nan, (end - first) / SECONDS_PER_DAY)
 
         category = _item_categories(dataset)
-        price = _item_prices(dataset)
+        event_price = _mean_event_price(dataset)
+        price = _item_prices(dataset, event_price)
         n_categories = int(category.max()) + 1 if len(category) and category.max() >= 0 else 0
 
         events = np.bincount(dataset.user_idx, minlength=n_users).astype(np.float32)
@@ -167,7 +168,7 @@ class FeatureContext:
             item_pop=np.stack(pops, axis=1).astype(np.float32),
             item_age_days=age.astype(np.float32),
             item_price=price,
-            item_price_trend=_price_trend(dataset, end - PRICE_TREND_DAYS * SECONDS_PER_DAY),
+            item_price_trend=_price_trend(dataset, end - PRICE_TREND_DAYS * SECONDS_PER_DAY, event_price),
             item_category=category,
             user_stats=user_stats,
             user_category=user_category.tocsr(),
@@ -462,37 +463,32 @@ def _item_categories(dataset: Dataset) -> np.ndarray:
     return np.asarray(codes, dtype=np.int32)
 
 
-def _item_prices(dataset: Dataset) -> np.ndarray:
-    """Catalogue price, else the median price seen on the item's events, else NaN."""
+def _mean_event_price(dataset: Dataset, since: float | None = None) -> np.ndarray:
+    """float64[n_items]: the mean price of each item's priced events (those at or after
+    ``since`` when given); NaN for an item without one."""
+    known = ~np.isnan(dataset.price)
+    if since is not None:
+        known &= dataset.timestamp >= since
+    item = dataset.item_idx[known]
+    sums = np.bincount(item, weights=dataset.price[known], minlength=dataset.n_items)
+    counts = np.bincount(item, minlength=dataset.n_items)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+def _item_prices(dataset: Dataset, event_price: np.ndarray) -> np.ndarray:
+    """Catalogue price, else the item's mean event price (`_mean_event_price`), else NaN."""
     price = np.full(dataset.n_items, np.nan, dtype=np.float32)
     column = dataset.item_features.get("price") if len(dataset.item_features.columns) else None
     if column is not None:
         price = column.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan).astype(np.float32)
-    known = ~np.isnan(dataset.price)
-    if known.any():
-        sums = np.bincount(dataset.item_idx[known], weights=dataset.price[known], minlength=dataset.n_items)
-        n = np.bincount(dataset.item_idx[known], minlength=dataset.n_items)
-        event_mean = np.where(n > 0, sums / np.maximum(n, 1), np.nan).astype(np.float32)
-        price = np.where(np.isnan(price), event_mean, price)
-    return price
+    return np.where(np.isnan(price), event_price.astype(np.float32), price)
 
 
-def _price_trend(dataset: Dataset, since: float) -> np.ndarray:
-    """Mean price of each item's events at or after ``since`` over the mean of all its event
-    prices; NaN where the item has no priced event since then."""
-    known = ~np.isnan(dataset.price)
-    item, price = dataset.item_idx[known], dataset.price[known].astype(np.float64)
-    recent = dataset.timestamp[known] >= since
-    n_items = dataset.n_items
-
-    def mean(mask: np.ndarray) -> np.ndarray:
-        sums = np.bincount(item[mask], weights=price[mask], minlength=n_items)
-        counts = np.bincount(item[mask], minlength=n_items)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(counts > 0, sums / counts, np.nan)
-
+def _price_trend(dataset: Dataset, since: float, event_price: np.ndarray) -> np.ndarray:
+    """Mean price of each item's events at or after ``since`` over ``event_price``, the mean of
+    all its event prices; NaN where the item has no priced event since then."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        trend = mean(recent) / mean(np.ones(len(item), dtype=bool))
+        trend = _mean_event_price(dataset, since) / event_price
     return np.where(np.isfinite(trend), trend, np.nan).astype(np.float32)
 
 
