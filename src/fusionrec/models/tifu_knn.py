@@ -66,10 +66,8 @@ class TIFUKNN(Recommender):
         n_groups = np.minimum(cfg.groups, n)
         # consecutive baskets: the first n % G groups hold n // G + 1 of them, the others n // G
         small, extra = n // n_groups, n % n_groups
-        in_big = basket < extra * (small + 1)
-        group = np.where(
-            in_big, basket // (small + 1), extra + (basket - extra * (small + 1)) // np.maximum(small, 1)
-        )
+        # (small >= 1: a user with events has n >= 1 baskets and G <= n)
+        group = np.where(basket < extra * (small + 1), basket // (small + 1), (basket - extra) // small)
         group_size = np.where(group < extra, small + 1, small)
         weight = (
             cfg.within_decay ** (n - 1 - basket).astype(np.float64)
