@@ -7,6 +7,9 @@ the test items, each source's share of the final top-20, the ranker's feature im
 latency of scoring one user's candidates (features + ranker) over 200 users.
 
     .venv/bin/python benchmarks/bench_fusion.py --dataset amazon-beauty
+
+``--singles tifu_knn --params singles_tifu.toml --fusions ""`` runs one source alone with other
+parameters than the pipeline gives it (a setting chosen alone on validation).
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ import json
 import logging
 import platform
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from bench_ranker_latency import time_user
 from fusionrec.evaluation.benchmarks import load_benchmark, resolve_benchmark
 from fusionrec.evaluation.metrics import evaluate_rankings
 from fusionrec.evaluation.protocol import evaluate_model, rank_held_out
@@ -65,16 +70,14 @@ def fused_run(name: str, params: dict, split, mask_seen: bool) -> tuple[dict, ob
 
 
 def ranker_latency(model, users: np.ndarray) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """Per user: features + ranker over that user's candidates (candidates generated beforehand)."""
+    """Per user: features + ranker over that user's candidates (candidates generated beforehand,
+    as `bench_ranker_latency.time_user` does), and a whole `recommend`."""
     ranker_ms, end_to_end_ms = [], []
     for user in users:
-        one = np.array([user])
-        candidates = model._candidates(one)
+        features_ms, scoring_ms, _ = time_user(model, int(user))
+        ranker_ms.append(features_ms + scoring_ms)
         started = time.perf_counter()
-        model._combine(model._features(one, candidates), candidates)
-        ranker_ms.append((time.perf_counter() - started) * 1000)
-        started = time.perf_counter()
-        model.recommend(one, 20)
+        model.recommend(np.array([user]), 20)
         end_to_end_ms.append((time.perf_counter() - started) * 1000)
     return {
         "features_plus_ranker_median_ms": float(np.median(ranker_ms)),
@@ -92,6 +95,12 @@ def main() -> None:
     parser.add_argument(
         "--singles", default=None, help="comma-separated source labels to run alone (default: every source)"
     )
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        help="TOML of parameters for the singles, over the pipeline's: [source label] key = value",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tag", default="", help="suffix of the result file (partial reruns)")
     args = parser.parse_args()
@@ -99,10 +108,12 @@ def main() -> None:
     pipeline = load_pipeline(args.pipeline or HERE / "pipelines" / f"{args.dataset}.toml")
     benchmark = resolve_benchmark(args.dataset)
     split, description = load_benchmark(benchmark)
+    single_params = tomllib.loads(args.params.read_text()) if args.params else {}
     results: dict = {
         "dataset": args.dataset,
         "description": description,
         "pipeline": pipeline.model_dump(mode="json"),
+        "single_params": single_params,
         "machine": f"{platform.machine()}, 2 shared cores, {args.threads} BLAS threads",
         "rows": [],
     }
@@ -115,7 +126,11 @@ def main() -> None:
         if not args.skip_singles:
             wanted = set(args.singles.split(",")) if args.singles else None
             for source in [s for s in pipeline.sources if wanted is None or s.label in wanted]:
-                params = {**source.params, **single_overrides.get(source.model, {})}
+                params = {
+                    **source.params,
+                    **single_overrides.get(source.model, {}),
+                    **single_params.get(source.label, {}),
+                }
                 result = evaluate_model(
                     source.model, split, params=params, ks=KS, mask_seen=benchmark.mask_seen, refit=True
                 )

@@ -130,6 +130,17 @@ def rank(
     return out
 
 
+def held_out_users(
+    history: Dataset, held_out: Dataset, *, mask_seen: bool = True
+) -> tuple[np.ndarray, sp.csr_matrix, sp.csr_matrix | None]:
+    """Every user who has a held-out item: ``(users, their held-out rows, their history rows)``;
+    the history rows (what ranking masks) are None without ``mask_seen``."""
+    truth = held_out.matrix(binary=True)
+    users = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
+    seen = history.matrix(binary=True)[users] if mask_seen else None
+    return users, truth[users], seen
+
+
 def rank_held_out(
     model: Recommender, history: Dataset, held_out: Dataset, k: int, *, mask_seen: bool = True
 ) -> tuple[np.ndarray, np.ndarray, sp.csr_matrix]:
@@ -137,10 +148,8 @@ def rank_held_out(
 
     ``mask_seen``: the user's ``history`` items are never recommended (the benchmark's rule).
     """
-    truth = held_out.matrix(binary=True)
-    users = np.flatnonzero(np.diff(truth.indptr) > 0).astype(np.int64)
-    seen = history.matrix(binary=True)[users] if mask_seen else None
-    return users, rank(model, users, k, exclude=seen), truth[users]
+    users, truth, seen = held_out_users(history, held_out, mask_seen=mask_seen)
+    return users, rank(model, users, k, exclude=seen), truth
 
 
 def evaluate_model(
@@ -182,10 +191,7 @@ def evaluate_model(
     fit_seconds = time.perf_counter() - started
 
     history_data = split.train_full
-    truth_all = split.test.matrix(binary=True)
-    users = np.flatnonzero(np.diff(truth_all.indptr) > 0).astype(np.int64)
-    truth = truth_all[users]
-    seen = history_data.matrix(binary=True)[users] if mask_seen else None
+    users, truth, seen = held_out_users(history_data, split.test, mask_seen=mask_seen)
     started = time.perf_counter()
     if sampled:
         metrics = _sampled_metrics(model, users, truth, seen, ks, sampled, seed)
