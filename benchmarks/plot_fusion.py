@@ -102,12 +102,19 @@ def main() -> None:
         ax.grid(axis="x", alpha=0.3)
         ax.legend(loc="lower right", fontsize=7)
     fig.suptitle("Fusion vs its sources alone (grey: single models, orange: LambdaRank fusion)", fontsize=10)
+    print(save_figure(fig, "fusion_leaderboard.png"))
+
+
+def save_figure(fig, name: str) -> Path:  # type: ignore[no-untyped-def]
+    """Lay out ``fig``, write it to ``docs/img/<name>`` and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     IMAGES.mkdir(parents=True, exist_ok=True)
-    out = IMAGES / "fusion_leaderboard.png"
+    out = IMAGES / name
     fig.savefig(out, dpi=110)
     plt.close(fig)
-    print(out)
+    return out
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from plot_fusion import IMAGES, RESULTS, TARGET_GAIN
+from plot_fusion import RESULTS, TARGET_GAIN, save_figure
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,7 @@ def main() -> None:
         "Pipeline selection (orange: shipped; grey bars: range over the validation folds; dashed: single models)",
         fontsize=9,
     )
-    fig.tight_layout()
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    out = IMAGES / "pipeline_selection.png"
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    print(out)
+    print(save_figure(fig, "pipeline_selection.png"))
 
 
 if __name__ == "__main__":
