@@ -11,7 +11,8 @@ sets its cost per row::
         benchmarks/pipelines/selection/gowalla/g17_score_all.toml benchmarks/pipelines/gowalla.toml
 
 ``--fit-only`` fits and saves one pipeline and stops, so that two can be fitted in parallel.
-Writes ``results/ranker-latency-<dataset>.json``; a rerun of the same comparison adds its run there.
+Writes ``results/ranker-latency-<dataset>[-<tag>].json``; a rerun of the same comparison adds its
+run there.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fit-only", action="store_true")
+    parser.add_argument("--tag", default="", help="suffix of the result file (another comparison)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     split, _ = load_benchmark(resolve_benchmark(args.dataset))
@@ -117,7 +119,7 @@ def main() -> None:
         }
         rows.append(row)
         logging.info("%s", row)
-    out = HERE / "results" / f"ranker-latency-{args.dataset}.json"
+    out = HERE / "results" / f"ranker-latency-{args.dataset}{'-' + args.tag if args.tag else ''}.json"
     payload = {
         "dataset": args.dataset,
         "protocol": f"{len(users)} test users x {args.repeats} repeats, pipelines timed in turns, 1 thread",

@@ -43,11 +43,14 @@ BOARDS = (
         (
             "fusion-gowalla.json",  # RP3beta, iALS, user-kNN alone (28 Nov, same parameters)
             "fusion-gowalla-cheby-single.json",
-            "fusion-gowalla-g20.json",
-            "fusion-gowalla-g20-blend.json",
+            "fusion-gowalla-g20-blend.json",  # blend and rrf with g20's sources (g23's and RP3beta)
             "fusion-gowalla-g20-rrf.json",
+            "fusion-gowalla-g23.json",  # the shipped pipeline
         ),
-        skip=("gf_cf",),  # the 28 Nov run's fusion sources; ChebyCF replaced it
+        skip=(
+            "gf_cf",
+            "rp3beta",
+        ),  # sources of earlier pipelines: ChebyCF replaced GF-CF, RP3beta was dropped
     ),
     Board(
         "dunnhumby",

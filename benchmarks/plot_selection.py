@@ -27,7 +27,7 @@ class Selection:
 
 
 SELECTIONS = (
-    Selection("gowalla", "select-gowalla.json", "NDCG@20", "g20_cheby_instead_of_gfcf.toml"),
+    Selection("gowalla", "select-gowalla.json", "NDCG@20", "g23_without_rp3beta.toml"),
     Selection("dunnhumby", "select-dunnhumby-folds3.json", "NDCG@10", "q_windows3_user_knn.toml"),
 )
 
