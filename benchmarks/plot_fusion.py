@@ -43,9 +43,9 @@ BOARDS = (
         (
             "fusion-gowalla.json",  # RP3beta, iALS, user-kNN alone (28 Nov, same parameters)
             "fusion-gowalla-cheby-single.json",
-            "fusion-gowalla-g20-blend.json",  # blend and rrf with g20's sources (g23's and RP3beta)
-            "fusion-gowalla-g20-rrf.json",
-            "fusion-gowalla-g23.json",  # the shipped pipeline
+            "fusion-gowalla-g23.json",  # the shipped pipeline, then blend and rrf of its sources
+            "fusion-gowalla-g23-blend.json",
+            "fusion-gowalla-g23-rrf.json",
         ),
         skip=(
             "gf_cf",
