@@ -47,10 +47,8 @@ BOARDS = (
             "fusion-gowalla-g23-blend.json",
             "fusion-gowalla-g23-rrf.json",
         ),
-        skip=(
-            "gf_cf",
-            "rp3beta",
-        ),  # sources of earlier pipelines: ChebyCF replaced GF-CF, RP3beta was dropped
+        # sources of earlier pipelines only: ChebyCF replaced GF-CF, and RP3beta was dropped (g23)
+        skip=("gf_cf", "rp3beta"),
     ),
     Board(
         "dunnhumby",

@@ -58,7 +58,7 @@ def main() -> None:
         y = list(range(len(pipelines)))[::-1]  # the first variant run at the top
         for pos, row in zip(y, pipelines, strict=True):
             folds = row.get("fold_ndcg", {}).get(selection.metric, [])
-            if len(folds) > 1:  # a fold's spread, where there were folds
+            if len(folds) > 1:  # the folds' spread, where there were folds
                 ax.plot([min(folds), max(folds)], [pos, pos], color="0.7", lw=3, solid_capstyle="round")
         colours = ["tab:orange" if row["candidate"] == selection.shipped else "tab:blue" for row in pipelines]
         ax.scatter(means, y, color=colours, zorder=3, s=22)
