@@ -47,14 +47,10 @@ class TIFUKNN(Recommender):
     supports_history = True
 
     def _fit(self, dataset: Dataset) -> None:
-        user, basket = _baskets(dataset)
+        user, basket, n_baskets = _baskets(dataset)
         self.vectors_ = self._vectors(user, basket, dataset.item_idx, dataset.n_users)
         self.neighbours_ = self._nearest(self.vectors_, self.vectors_, exclude_self=True)
-        log.info(
-            "tifu_knn: %d users, %d baskets",
-            dataset.n_users,
-            len(np.unique(user * (basket.max(initial=0) + 1) + basket)),
-        )
+        log.info("tifu_knn: %d users, %d baskets", dataset.n_users, n_baskets)
 
     def _vectors(self, user: np.ndarray, basket: np.ndarray, item: np.ndarray, n_users: int) -> sp.csr_matrix:
         """users x items decayed frequencies from events labelled with their user and basket rank
@@ -122,8 +118,9 @@ class TIFUKNN(Recommender):
         return self._blend(own, self._nearest(own, self.vectors_, exclude_self=False))
 
 
-def _baskets(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Each event's user and the 0-based rank of its basket among the user's, oldest first."""
+def _baskets(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, int]:
+    """Each event's user and the 0-based rank of its basket among the user's, oldest first; and
+    the number of baskets."""
     user = dataset.user_idx.astype(np.int64)
     has_sessions = len(dataset.session_idx) == dataset.n_events
     session = dataset.session_idx if has_sessions else np.full(dataset.n_events, -1, dtype=np.int64)
@@ -142,4 +139,4 @@ def _baskets(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     rank[by_time] = np.arange(len(starts)) - user_start
     basket = np.empty(dataset.n_events, dtype=np.int64)
     basket[order] = rank[basket_of_event]
-    return user, basket
+    return user, basket, len(starts)
