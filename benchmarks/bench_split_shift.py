@@ -1,11 +1,19 @@
-"""Is Gowalla's fixed test split drawn like a random share of its training data?
+"""Is Gowalla's fixed test split drawn like a random share of its data?
 
-Compares how close the held-out items sit to each user's other items, for the fixed test split
-and for a seeded random 20 % of each user's training items (the fusion ranker's first random
-label window; `select_pipeline.py --validation-fraction` draws its validation part the same way).
+Compares how close the held-out items sit to each user's other items, for three cuts: the fixed
+test split; a seeded random 20 % of each user's training items (the fusion ranker's first random
+label window; `select_pipeline.py --validation-fraction` draws its validation part the same way);
+and a seeded random share of the training and test pairs together, as large as the test (21 %).
+The last keeps as much data as the fixed split: it is what the split would look like if it were
+a random share, like for like.
 Closeness: an item's largest cosine similarity (items' user sets, top 100 neighbours per item,
 fit on the data the user keeps) to any of the user's kept items; 0 when it is in no kept item's
-top 100.
+top 100. Also each held-out item's popularity (its users in the kept data), and where its id falls
+among the ids of all the user's items (0 = lowest, 1 = highest): the dense ids and, for Gowalla,
+the original place ids of ``item_list.txt`` (Gowalla's own, likely numbered as places were
+created).
+Near 0.5 for a cut that ignores ids. The test items are used here only to describe the split,
+never to choose anything.
 
 Usage::
 
@@ -24,7 +32,8 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from fusionrec.evaluation.benchmarks import load_benchmark, resolve_benchmark
+from fusionrec.data.dataset import Vocabulary
+from fusionrec.evaluation.benchmarks import benchmark_path, load_benchmark, resolve_benchmark
 from fusionrec.fusion.config import HoldoutConfig
 from fusionrec.fusion.pipeline import label_windows
 from fusionrec.models.knn import similarity_matrix
@@ -44,11 +53,52 @@ def closeness(kept: sp.csr_matrix, held_out: sp.csr_matrix) -> dict[str, float]:
         if len(items) and stop > start:
             rows = similarity[items][:, held_out.indices[start:stop]]
             best[start:stop] = rows.max(axis=0).toarray().ravel()
+    popularity = np.diff(kept.tocsc().indptr)
     return {
         "pairs": len(best),
         "mean_max_similarity": float(best.mean()),
         "share_in_no_neighbour_list": float((best == 0).mean()),
+        "mean_item_popularity": float(popularity[held_out.indices].mean()),
     }
+
+
+def id_percentile(kept: sp.csr_matrix, held_out: sp.csr_matrix, item_order: np.ndarray) -> float:
+    """Mean position of each held-out item's ``item_order`` among all of its user's items' (0-1)."""
+    kept, held_out = kept.tocsr(), held_out.tocsr()
+    positions = []
+    for user in range(kept.shape[0]):
+        held = item_order[held_out.indices[held_out.indptr[user] : held_out.indptr[user + 1]]]
+        if len(held) == 0:
+            continue
+        kept_items = item_order[kept.indices[kept.indptr[user] : kept.indptr[user + 1]]]
+        every = np.sort(np.concatenate([kept_items, held]))
+        if len(every) > 1:
+            positions.append(np.searchsorted(every, held) / (len(every) - 1))
+    return float(np.concatenate(positions).mean())
+
+
+def original_place_ids(items: Vocabulary, path: Path) -> np.ndarray | None:
+    """Gowalla's original place id of each item index, or None when the data has no item list."""
+    listing = path / "item_list.txt"
+    if not listing.exists():
+        return None
+    table = np.loadtxt(listing, skiprows=1, dtype=np.int64)  # org_id remap_id
+    original = dict(zip(table[:, 1].tolist(), table[:, 0].tolist(), strict=True))
+    return np.array([original[int(item)] for item in items.ids], dtype=np.int64)
+
+
+def random_share(matrix: sp.csr_matrix, fraction: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """``(kept, held_out)``: each (user, item) pair held out with probability ``fraction``,
+    as the ranker's random label windows draw it."""
+    matrix = matrix.tocsr()
+    held = np.random.default_rng(seed).random(matrix.nnz) < fraction
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+
+    def part(mask: np.ndarray) -> sp.csr_matrix:
+        ones = np.ones(int(mask.sum()), dtype=np.float32)
+        return sp.csr_matrix((ones, (rows[mask], matrix.indices[mask])), shape=matrix.shape)
+
+    return part(~held), part(held)
 
 
 def main() -> None:
@@ -56,17 +106,32 @@ def main() -> None:
     parser.add_argument("--dataset", default="gowalla")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
-    split, _ = load_benchmark(resolve_benchmark(args.dataset))
+    benchmark = resolve_benchmark(args.dataset)
+    split, _ = load_benchmark(benchmark)
     train = split.train_full
     # the first of the ranker's random label windows, drawn by the fusion layer's own code
     kept, held_out = label_windows(train, HoldoutConfig(mode="random", fraction=0.2), seed=args.seed)[0]
-    result = {
+    train_matrix, test_matrix = train.matrix(binary=True), split.test.matrix(binary=True)
+    everything = (train_matrix + test_matrix).tocsr()
+    everything.data[:] = 1
+    test_share = test_matrix.nnz / everything.nnz  # 21 %: the same sizes as the fixed split
+    cuts = {
+        "fixed_test_vs_train": (train_matrix, test_matrix),
+        "random_20pc_of_train_vs_rest": (kept.matrix(binary=True), held_out.matrix(binary=True)),
+        "random_share_of_train_and_test_vs_rest": random_share(everything, test_share, args.seed),
+    }
+    dense_ids = np.arange(train.n_items)
+    place_ids = original_place_ids(train.items, benchmark_path(benchmark))
+    result: dict[str, object] = {
         "dataset": args.dataset,
         "protocol": __doc__.split("\n\n")[1].replace("\n", " "),
         "machine": platform.platform(),
-        "fixed_test_vs_train": closeness(train.matrix(binary=True), split.test.matrix(binary=True)),
-        "random_20pc_of_train_vs_rest": closeness(kept.matrix(binary=True), held_out.matrix(binary=True)),
     }
+    for name, (kept_part, held_part) in cuts.items():
+        result[name] = closeness(kept_part, held_part)
+        result[name]["mean_dense_id_percentile"] = id_percentile(kept_part, held_part, dense_ids)
+        if place_ids is not None:
+            result[name]["mean_place_id_percentile"] = id_percentile(kept_part, held_part, place_ids)
     out = HERE / "results" / f"split-shift-{args.dataset}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
