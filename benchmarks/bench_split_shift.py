@@ -11,8 +11,7 @@ fit on the data the user keeps) to any of the user's kept items; 0 when it is in
 top 100. Also each held-out item's popularity (its users in the kept data), and where its id falls
 among the ids of all the user's items (0 = lowest, 1 = highest): the dense ids and, for Gowalla,
 the original place ids of ``item_list.txt`` (Gowalla's own, likely numbered as places were
-created).
-Near 0.5 for a cut that ignores ids. The test items are used here only to describe the split,
+created); near 0.5 for a cut that ignores ids. The test items are used here only to describe the split,
 never to choose anything.
 
 Usage::
@@ -28,6 +27,7 @@ import argparse
 import json
 import platform
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -63,7 +63,7 @@ def closeness(kept: sp.csr_matrix, held_out: sp.csr_matrix) -> dict[str, float]:
 
 
 def id_percentile(kept: sp.csr_matrix, held_out: sp.csr_matrix, item_order: np.ndarray) -> float:
-    """Mean position of each held-out item's ``item_order`` among all of its user's items' (0-1)."""
+    """Mean position of each held-out item's ``item_order`` among its user's items (0 to 1)."""
     kept, held_out = kept.tocsr(), held_out.tocsr()
     positions = []
     for user in range(kept.shape[0]):
@@ -122,7 +122,7 @@ def main() -> None:
     }
     dense_ids = np.arange(train.n_items)
     place_ids = original_place_ids(train.items, benchmark_path(benchmark))
-    result: dict[str, object] = {
+    result: dict[str, Any] = {
         "dataset": args.dataset,
         "protocol": __doc__.split("\n\n")[1].replace("\n", " "),
         "machine": platform.platform(),
