@@ -3,16 +3,16 @@
 Compares how close the held-out items sit to each user's other items, for three cuts: the fixed
 test split; a seeded random 20 % of each user's training items (the fusion ranker's first random
 label window; `select_pipeline.py --validation-fraction` draws its validation part the same way);
-and a seeded random share of the training and test pairs together, as large as the test (21 %).
-The last keeps as much data as the fixed split: it is what the split would look like if it were
-a random share, like for like.
+and a seeded random share of the training and test pairs together, as large as the test (21 %),
+drawn by the same code. The last keeps as much data as the fixed split: it is what the split
+would look like if it were a random share, like for like.
 Closeness: an item's largest cosine similarity (items' user sets, top 100 neighbours per item,
 fit on the data the user keeps) to any of the user's kept items; 0 when it is in no kept item's
 top 100. Also each held-out item's popularity (its users in the kept data), and where its id falls
 among the ids of all the user's items (0 = lowest, 1 = highest): the dense ids and, for Gowalla,
 the original place ids of ``item_list.txt`` (Gowalla's own, likely numbered as places were
-created); near 0.5 for a cut that ignores ids. The test items are used here only to describe the split,
-never to choose anything.
+created); near 0.5 for a cut that ignores ids. The test items are used here only to describe the
+split, never to choose anything.
 
 Usage::
 
@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Vocabulary
+from fusionrec.data.split import _union  # how Split.train_full joins its parts
 from fusionrec.evaluation.benchmarks import benchmark_path, load_benchmark, resolve_benchmark
 from fusionrec.fusion.config import HoldoutConfig
 from fusionrec.fusion.pipeline import label_windows
@@ -87,20 +88,6 @@ def original_place_ids(items: Vocabulary, path: Path) -> np.ndarray | None:
     return np.array([original[int(item)] for item in items.ids], dtype=np.int64)
 
 
-def random_share(matrix: sp.csr_matrix, fraction: float, seed: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """``(kept, held_out)``: each (user, item) pair held out with probability ``fraction``,
-    as the ranker's random label windows draw it."""
-    matrix = matrix.tocsr()
-    held = np.random.default_rng(seed).random(matrix.nnz) < fraction
-    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
-
-    def part(mask: np.ndarray) -> sp.csr_matrix:
-        ones = np.ones(int(mask.sum()), dtype=np.float32)
-        return sp.csr_matrix((ones, (rows[mask], matrix.indices[mask])), shape=matrix.shape)
-
-    return part(~held), part(held)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default="gowalla")
@@ -111,14 +98,14 @@ def main() -> None:
     train = split.train_full
     # the first of the ranker's random label windows, drawn by the fusion layer's own code
     kept, held_out = label_windows(train, HoldoutConfig(mode="random", fraction=0.2), seed=args.seed)[0]
-    train_matrix, test_matrix = train.matrix(binary=True), split.test.matrix(binary=True)
-    everything = (train_matrix + test_matrix).tocsr()
-    everything.data[:] = 1
-    test_share = test_matrix.nnz / everything.nnz  # 21 %: the same sizes as the fixed split
+    # train and test in one Dataset, cut at random by the same code, as large as the test (21 %)
+    everything = _union(train, split.test)
+    like_for_like = HoldoutConfig(mode="random", fraction=split.test.n_events / everything.n_events)
+    all_kept, all_held_out = label_windows(everything, like_for_like, seed=args.seed)[0]
     cuts = {
-        "fixed_test_vs_train": (train_matrix, test_matrix),
-        "random_20pc_of_train_vs_rest": (kept.matrix(binary=True), held_out.matrix(binary=True)),
-        "random_share_of_train_and_test_vs_rest": random_share(everything, test_share, args.seed),
+        "fixed_test_vs_train": (train, split.test),
+        "random_20pc_of_train_vs_rest": (kept, held_out),
+        "random_share_of_train_and_test_vs_rest": (all_kept, all_held_out),
     }
     dense_ids = np.arange(train.n_items)
     place_ids = original_place_ids(train.items, benchmark_path(benchmark))
@@ -127,7 +114,8 @@ def main() -> None:
         "protocol": __doc__.split("\n\n")[1].replace("\n", " "),
         "machine": platform.platform(),
     }
-    for name, (kept_part, held_part) in cuts.items():
+    for name, (kept_data, held_out_data) in cuts.items():
+        kept_part, held_part = kept_data.matrix(binary=True), held_out_data.matrix(binary=True)
         result[name] = closeness(kept_part, held_part)
         result[name]["mean_dense_id_percentile"] = id_percentile(kept_part, held_part, dense_ids)
         if place_ids is not None:
