@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-all lint clean
+.PHONY: demo test check-core install install-all lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -15,14 +15,23 @@ install: $(BIN)/python
 install-all: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[deep,postgres,redis,spark,boost,dev]'
 
-## make demo: create .venv, install, run the main job (generate a shop, ingest, train, serve)
+PORT ?= 8000
+EVENTS ?= 200000
+
+## make demo: create .venv, install, run the main job (generate a shop, ingest, train, serve).
+## `make demo PORT=9000 EVENTS=50000` serves on another port, with a smaller shop.
 demo: install
-	$(BIN)/fusionrec demo
+	$(BIN)/fusionrec demo --port $(PORT) --events $(EVENTS)
 
 ## make test: install every extra plus dev tools, then run the whole suite (optional parts included)
 test: install-all
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
+
+## make check-core: a fresh venv with the core package only (no extras), every module imported,
+## `fusionrec demo` trained, served, asked and stopped (what CI runs first)
+check-core:
+	PY=$(PY) bash .ci/check-core
 
 lint: $(BIN)/python
 	$(BIN)/ruff check src tests benchmarks

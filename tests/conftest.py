@@ -28,6 +28,27 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+def synthetic_store(path: Path, n_events: int, seed: int) -> str:
+    """A DuckDB store at ``path`` holding a generated shop (catalogue, then events); its URL."""
+    from fusionrec.data.ingest import ingest_frame, ingest_items
+    from fusionrec.data.store import open_store
+    from fusionrec.data.synthetic import generate_frames
+
+    events, items, _ = generate_frames(n_events=n_events, seed=seed)
+    url = f"duckdb:///{path}"
+    with open_store(url) as store:
+        ingest_items(store, items)
+        ingest_frame(store, events)
+    return url
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _port_open(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=1.0):

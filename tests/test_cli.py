@@ -151,3 +151,80 @@ def test_report_includes_the_model_registry_leaderboard(tmp_path: Path) -> None:
     html = out.read_text()
     assert "v0001 (fusion)" in html and "model registry" in html
     assert not re.search(r"<script[^>]+src=\"https?:", html)  # plotly.js is inlined, not fetched
+
+
+# --- help ----------------------------------------------------------------------------------------
+
+
+def _commands() -> dict[str, object]:
+    import typer.main
+
+    return dict(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def test_every_option_has_a_help_line_and_a_default() -> None:
+    checked = 0
+    for name, command in _commands().items():
+        for param in command.params:  # type: ignore[attr-defined]
+            if param.param_type_name != "option" or param.name == "help":
+                continue
+            checked += 1
+            where = f"fusionrec {name} {param.opts[0]}"
+            assert param.help, f"{where} has no help"
+            if param.required or param.is_flag:
+                continue
+            assert param.show_default is not False, f"{where} hides its default"
+            # None shows nothing: such an option must say in words what happens without it.
+            assert param.default is not None or isinstance(param.show_default, str), (
+                f"{where} shows no default"
+            )
+    assert checked > 50
+
+
+def test_help_keeps_square_brackets_and_describes_the_demo() -> None:
+    wide = {"COLUMNS": "200", "TERMINAL_WIDTH": "200"}
+    top = runner.invoke(app, ["--help"], env=wide)
+    assert top.exit_code == 0
+    assert "train the fused model, serve it" in top.output and "[store] url" in top.output
+    texts = {name: runner.invoke(app, [name, "--help"], env=wide).output for name in _commands()}
+    assert "fusionrec.toml's [pipeline]" in texts["train"] and "[engine]" in texts["train"]
+    assert "[ease] l2 = 500" in texts["evaluate"]
+    assert "[serving] section" in texts["serve"]
+    assert "generate (or read) a shop, ingest it, train the fused recommender, serve it" in texts["demo"]
+    for name, text in texts.items():
+        assert "fusionrec.toml's  " not in text and "\\[" not in text, name
+        assert "[bold]" not in text, name
+
+
+def test_importing_the_command_line_loads_no_heavy_library() -> None:
+    import subprocess
+    import sys
+
+    probe = "import sys, fusionrec.cli; print(sorted(m for m in ('pandas', 'pyarrow', 'scipy', 'numpy', 'duckdb', 'fastapi') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
+
+
+def test_demo_with_the_same_seed_gives_identical_metrics(tmp_path: Path) -> None:
+    """Two `fusionrec demo --no-serve --seed 0` processes: the same shop, model and numbers."""
+    import subprocess
+    import sys
+
+    payloads = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        args = ["demo", "--no-serve", "--seed", "0", "--events", "8000", "--dir", str(folder)]
+        done = subprocess.run(
+            [sys.executable, "-m", "fusionrec.cli", *args, "--json", str(folder / "d.json")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "baseline (most_popular)" in done.stderr  # the metrics table beside popularity
+        payloads.append(json.loads((folder / "d.json").read_text())["train"])
+    first, second = payloads
+    assert first["offline_metrics"]["NDCG@20"] > first["baseline_metrics"]["NDCG@20"] > 0
+    assert first["offline_metrics"] == second["offline_metrics"]
+    assert first["baseline_metrics"] == second["baseline_metrics"]

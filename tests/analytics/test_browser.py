@@ -7,33 +7,18 @@ FUSIONREC_SCREENSHOTS=DIR the screenshots for the docs are written to DIR (docs/
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from analytics.helpers import write_leaderboard
-from conftest import skip_or_fail
 from fusionrec.analytics.report import build_report
 from fusionrec.data.store import EventStore
+from headless import chromium, console_errors, served, wait_for
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-DRIVER = "/usr/bin/chromedriver"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,1000",
-)
 PLOTS = (
     "plot-funnel",
     "plot-funnel-by",
@@ -50,41 +35,7 @@ PLOTS = (
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        skip_or_fail("selenium is not installed (pip install 'fusionrec[dev]')")
-    if not (os.path.exists(CHROMIUM) and shutil.which(DRIVER)):
-        skip_or_fail(
-            "Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)"
-        )
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.set_page_load_timeout(120)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def wait_for(driver, script: str, timeout: float = 60.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = driver.execute_script(script)
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for: {script}")
-
-
-def console_errors(driver) -> list[dict]:
-    return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    yield from chromium()
 
 
 def rendered(driver) -> dict[str, bool]:
@@ -151,14 +102,7 @@ def test_static_report_in_chromium(browser, generated_duckdb: EventStore, tmp_pa
     assert console_errors(browser) == []
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_live_dashboard_in_chromium(browser, generated_duckdb: EventStore, tmp_path: Path) -> None:
-    import uvicorn
     from fastapi import FastAPI
 
     from fusionrec.analytics.dashboard import dashboard_router
@@ -168,16 +112,8 @@ def test_live_dashboard_in_chromium(browser, generated_duckdb: EventStore, tmp_p
     app.include_router(
         dashboard_router(generated_duckdb, leaderboard=[board], n_boot=100), prefix="/dashboard"
     )
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(browser, "return true")
-        deadline = time.monotonic() + 30
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.1)
-        browser.get(f"http://127.0.0.1:{port}/dashboard/")
+    with served(app) as base:
+        browser.get(f"{base}/dashboard/")
         wait_for(browser, "return document.body.getAttribute('data-rendered')", timeout=120)
         assert console_errors(browser) == []
         assert all(rendered(browser).values()), rendered(browser)
@@ -194,6 +130,3 @@ def test_live_dashboard_in_chromium(browser, generated_duckdb: EventStore, tmp_p
         assert plot_state(browser) != before  # the server recomputed the views for the filter
         assert sum(rendered(browser).values()) >= len(PLOTS) - 2
         assert console_errors(browser) == []
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -9,6 +9,7 @@ import pytest
 
 from fusionrec.data.dataset import Dataset, DatasetError, Vocabulary
 from fusionrec.data.schema import EventTypes
+from fusionrec.data.store import EventStore, open_store
 
 
 def events(rows: list[tuple]) -> pd.DataFrame:
@@ -73,6 +74,33 @@ def test_sequences_are_time_ordered_per_user_whatever_the_input_order() -> None:
     u1, u2 = ds.users.index(["u1", "u2"])
     assert list(ds.items.id(items[indptr[u1] : indptr[u1 + 1]])) == ["a", "b"]
     assert list(ds.items.id(items[indptr[u2] : indptr[u2 + 1]])) == ["y", "x"]
+
+
+def test_from_store_takes_the_stores_total_order_whatever_the_storage_order(
+    store: EventStore, tmp_path
+) -> None:
+    # e3 and e1 share a second (e1 half a second later); e2 and e4 share the exact instant.
+    rows = [
+        ("e1", "u1", "a", 10.5, "s2"),
+        ("e2", "u1", "b", 20.0, "s1"),
+        ("e3", "u1", "c", 10.0, "s2"),
+        ("e4", "u1", "d", 20.0, "s1"),
+        ("e5", "u2", "a", 15.0, "s3"),
+    ]
+    frame = events([(user, item, "view", seconds) for _, user, item, seconds, _ in rows])
+    frame.insert(0, "event_id", [row[0] for row in rows])
+    frame["session_id"] = [row[4] for row in rows]
+    for event_id in ("e4", "e1", "e3", "e2", "e5"):  # one insert each: storage order differs
+        store.insert_events(frame[frame["event_id"] == event_id])
+    with open_store(f"duckdb:///{tmp_path / 'forward.duckdb'}") as forward:
+        forward.insert_events(frame)
+        datasets = [Dataset.from_store(store), Dataset.from_store(forward)]
+    for ds in datasets:
+        indptr, items = ds.sequences()
+        u1 = ds.users.index(["u1"])[0]
+        assert list(ds.items.id(items[indptr[u1] : indptr[u1 + 1]])) == ["c", "a", "b", "d"]
+    for name in ("user_idx", "item_idx", "timestamp", "event_code", "weight", "source_row", "session_idx"):
+        np.testing.assert_array_equal(getattr(datasets[0], name), getattr(datasets[1], name), err_msg=name)
 
 
 def test_anonymous_events_are_keyed_by_session_or_dropped() -> None:

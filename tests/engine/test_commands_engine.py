@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from conftest import synthetic_store
 from fusionrec.analytics.report import build_payload
 from fusionrec.cli import app
 from fusionrec.data.dataset import Dataset
-from fusionrec.data.ingest import ingest_frame, ingest_items
 from fusionrec.data.split import leave_last_out
 from fusionrec.data.store import open_store
 from fusionrec.data.synthetic import generate_frames
@@ -35,12 +35,7 @@ driver_memory = "1g"
 
 @pytest.fixture(scope="module")
 def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("store") / "shop.duckdb"
-    events, items, _ = generate_frames(n_events=5_000, seed=4)
-    with open_store(f"duckdb:///{path}") as store:
-        ingest_items(store, items)
-        ingest_frame(store, events)
-    return f"duckdb:///{path}"
+    return synthetic_store(tmp_path_factory.mktemp("store") / "shop.duckdb", n_events=5_000, seed=4)
 
 
 def project_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, engine: str) -> Path:

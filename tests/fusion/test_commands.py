@@ -1,4 +1,4 @@
-"""`fusionrec train` / `tune` (Typer functions in commands_fusion), on a real DuckDB store."""
+"""`fusionrec train` / `tune` (Typer functions in `fusionrec.cli.train`), on a real DuckDB store."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from fusionrec import commands_fusion
-from fusionrec.data.ingest import ingest_frame, ingest_items
-from fusionrec.data.store import open_store
-from fusionrec.data.synthetic import generate_frames
+from conftest import synthetic_store
+from fusionrec.cli import train as train_commands
 from fusionrec.fusion.artifacts import ModelRepository
 from fusionrec.fusion.config import load_pipeline
 
@@ -36,20 +34,14 @@ params = { n_estimators = 10, min_data_in_leaf = 10, num_leaves = 7 }
 
 @pytest.fixture(scope="module")
 def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = tmp_path_factory.mktemp("store") / "shop.duckdb"
-    url = f"duckdb:///{path}"
-    events, items, _ = generate_frames(n_events=6_000, seed=2)
-    with open_store(url) as store:
-        ingest_items(store, items)
-        ingest_frame(store, events)
-    return url
+    return synthetic_store(tmp_path_factory.mktemp("store") / "shop.duckdb", n_events=6_000, seed=2)
 
 
 @pytest.fixture()
 def app() -> typer.Typer:
     app = typer.Typer()
-    app.command("train")(commands_fusion.train)
-    app.command("tune")(commands_fusion.tune)
+    app.command("train")(train_commands.train)
+    app.command("tune")(train_commands.tune)
     return app
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import skip_or_fail
+from conftest import free_port, skip_or_fail
 from fusionrec.data.ingest import ingest_frame
 from fusionrec.data.store import open_store
 from fusionrec.serving.app import create_app
@@ -32,19 +32,13 @@ def ids(answer: dict) -> list[str]:
     return [entry["item_id"] for entry in answer["items"]]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
     """A redis-server of our own (so the test may stop it without touching the shared one)."""
     binary = shutil.which("redis-server")
     if binary is None:
         skip_or_fail("redis-server binary not found")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
     )
@@ -162,7 +156,7 @@ def test_two_worker_processes_share_state(shop, models_dir: Path, postgres_url: 
     with open_store(url) as store:
         ingest_frame(store, events)
         store.upsert_items(items)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "FUSIONREC_SERVING_REDIS_PREFIX": f"fr-test-{uuid.uuid4().hex[:8]}"}
     command = [
         sys.executable, "-m", "fusionrec.cli", "serve", "--store", url, "--models", str(models_dir),

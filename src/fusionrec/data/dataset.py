@@ -294,12 +294,24 @@ class Dataset:
     def from_store(
         cls, store: EventStore, *, event_types: EventTypes | None = None, anonymous: str = "session"
     ) -> Dataset:
-        """Build from everything in an `EventStore` (bot-flagged events excluded)."""
+        """Build from everything in an `EventStore` (bot-flagged events excluded).
+
+        Events come in the store's total order, (timestamp, event_id), not in the backend's
+        storage order (arbitrary: DuckDB's deduplicating insert scrambles it on every ingest), so
+        the same stored events give the same Dataset (order of equal timestamps, session codes,
+        ``source_row``) in every process.
+        """
         columns = ["user_id", "item_id", "event_type", "timestamp", "session_id", "quantity", "price"]
-        # Unordered: from_frame orders by time itself, without the store sorting on a text key.
-        events = store.events_arrow(columns=columns, exclude_bots=True, ordered=False)
+        # Read unsorted and sorted in Arrow: cheaper in memory than the store sorting every
+        # column on a text key. No local name holds the read, so its columns are freed as sorted.
         return cls.from_frame(
-            events, store.items_arrow(), store.users_arrow(), event_types=event_types, anonymous=anonymous
+            _in_store_order(
+                store.events_arrow(columns=[*columns, "event_id"], exclude_bots=True, ordered=False)
+            ),
+            store.items_arrow(),
+            store.users_arrow(),
+            event_types=event_types,
+            anonymous=anonymous,
         )
 
 
@@ -312,6 +324,25 @@ def _as_table(frame: pd.DataFrame | pa.Table) -> pa.Table:
     if isinstance(frame, pd.DataFrame):
         return pa.Table.from_pandas(frame, preserve_index=False)
     raise DatasetError(f"expected a pandas DataFrame or an Arrow table, got {type(frame).__name__}")
+
+
+def _in_store_order(events: pa.Table) -> pa.Table:
+    """``events`` sorted by (timestamp, event_id), the ``event_id`` column dropped.
+
+    Copies one column at a time (each original column is freed once its sorted copy exists), so
+    the peak is the table plus one column, not two tables.
+    """
+    order = pc.sort_indices(
+        events.select(["timestamp", "event_id"]),
+        sort_keys=[("timestamp", "ascending"), ("event_id", "ascending")],
+    )
+    events = events.drop_columns(["event_id"])
+    names = events.column_names
+    columns: list[pa.ChunkedArray | pa.Array] = list(events.columns)
+    del events
+    for i in range(len(columns)):
+        columns[i] = columns[i].take(order)
+    return pa.table(columns, names=names)
 
 
 def _require(table: pa.Table, columns: list[str], what: str) -> None:

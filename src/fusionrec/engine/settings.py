@@ -32,6 +32,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from fusionrec.project import PROJECT_FILE
+
 _MEMORY = re.compile(r"^[0-9]+[kmgt]?$", re.IGNORECASE)
 
 
@@ -121,9 +123,6 @@ def load_settings(config: str | Path | None = None, engine: str | None = None) -
     no file), then ``--engine`` on top. The CLI calls this once per ``train``/``evaluate``/``report``."""
     settings = EngineSettings.from_toml(config) if config is not None else EngineSettings()
     return settings.with_engine(engine)
-
-
-PROJECT_FILE = Path("fusionrec.toml")
 
 
 def command_settings(engine: str | None, project: Path = PROJECT_FILE) -> EngineSettings | None:

@@ -4,17 +4,36 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sys
 from typing import TYPE_CHECKING
 
+from fusionrec.engine.base import EngineError
 from fusionrec.engine.settings import SparkSettings
+from fusionrec.extras import require
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-class SparkUnavailableError(RuntimeError):
-    """PySpark or Java is missing."""
+class SparkUnavailableError(EngineError):
+    """Java is missing, or the Spark master cannot be reached."""
+
+
+def check_master_reachable(master: str, timeout_s: float = 3.0) -> None:
+    """For a standalone ``spark://host:port[,host:port]`` master, fail at once when no listed host
+    accepts a connection (Spark itself retries for over a minute, printing Java stack traces)."""
+    if not master.startswith("spark://"):
+        return  # local[N] needs no server; yarn and k8s masters are reached through their own config
+    errors = []
+    for address in master.removeprefix("spark://").split(","):
+        host, _, port = address.rpartition(":")
+        try:
+            with socket.create_connection((host, int(port)), timeout=timeout_s):
+                return
+        except (OSError, ValueError) as error:
+            errors.append(f"{address}: {error}")
+    raise SparkUnavailableError(f"cannot reach the Spark master {master} ({'; '.join(errors)})")
 
 
 def spark_conf(settings: SparkSettings) -> dict[str, str]:
@@ -49,14 +68,10 @@ def spark_session(settings: SparkSettings | None = None) -> SparkSession:
     own (Spark allows one per process), while its SQL settings are updated.
     """
     settings = settings or SparkSettings()
-    try:
-        from pyspark.sql import SparkSession
-    except ImportError as error:
-        raise SparkUnavailableError(
-            "the Spark engine needs PySpark: pip install 'fusionrec[spark]'"
-        ) from error
+    SparkSession = require("pyspark.sql", "the Spark engine").SparkSession
     if not (os.environ.get("JAVA_HOME") or shutil.which("java")):
         raise SparkUnavailableError("the Spark engine needs Java 17 (set JAVA_HOME or put java on PATH)")
+    check_master_reachable(settings.master)
     # Python workers must run this interpreter (the one with fusionrec, numpy and pyarrow).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)

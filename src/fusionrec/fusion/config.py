@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fusionrec.models.base import ModelConfig
+from fusionrec.project import DEFAULT_STORE_URL
 
 DEFAULT_PIPELINE_RESOURCE = "default_pipeline.toml"
 
@@ -177,7 +178,7 @@ class FusionConfig(ModelConfig, FusionSettings):
 
 
 class StoreConfig(_Strict):
-    url: str = "duckdb:///fusionrec.duckdb"
+    url: str = DEFAULT_STORE_URL
 
 
 class PipelineFile(_Strict):

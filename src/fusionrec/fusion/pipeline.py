@@ -41,7 +41,7 @@ from fusionrec.fusion.candidates import (
 from fusionrec.fusion.config import POPULAR_IN_CATEGORY, REPEAT, FusionConfig, HoldoutConfig, RankerConfig
 from fusionrec.fusion.features import FeatureContext
 from fusionrec.fusion.ranker import Ranker, make_ranker
-from fusionrec.models.base import MANIFEST_FILE, Recommender, sha256_file, top_k
+from fusionrec.models.base import MANIFEST_FILE, ModelError, Recommender, sha256_file, top_k
 from fusionrec.models.knn import history_matrix
 from fusionrec.models.registry import create_model
 
@@ -229,7 +229,10 @@ class FusedRecommender(Recommender):
         ]
         groups = [g for g in groups if g is not None]
         if not groups:
-            raise ValueError("fusion: the label window holds no user with earlier history; adjust `holdout`")
+            raise ModelError(
+                f"fusion: too little data to train the ranker ({dataset.n_events:,} events): no user in "
+                "the label window has earlier history; add events or adjust `holdout`"
+            )
         merged = _concat_candidates([g.candidates for g in groups])
         X = np.concatenate([g.X for g in groups]) if self.needs_features else None
         hits = sum(g.recall * g.n_labels for g in groups)

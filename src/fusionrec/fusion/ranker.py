@@ -356,9 +356,6 @@ def make_ranker(config: RankerConfig, seed: int = 42) -> Ranker:
 
 
 def _optional(module: str) -> Any:
-    import importlib
+    from fusionrec.extras import require
 
-    try:
-        return importlib.import_module(module)
-    except ImportError as error:
-        raise RankerError(f"the {module} ranker needs fusionrec[boost] (pip install {module})") from error
+    return require(module, f"the {module} ranker")

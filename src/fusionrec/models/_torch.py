@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from fusionrec.extras import require
 from fusionrec.models.base import ModelError
 
 if TYPE_CHECKING:
@@ -24,14 +25,7 @@ STATE_PREFIX = "torch__"  # key prefix of module weights in a saved model's arra
 
 def require_torch() -> Any:
     """The ``torch`` module, or an ImportError that says to install ``fusionrec[deep]``."""
-    try:
-        import torch
-    except ImportError as error:  # pragma: no cover - torch is installed wherever tests run
-        raise ImportError(
-            "this model needs PyTorch, which is not installed: pip install 'fusionrec[deep]'",
-            name="torch",
-        ) from error
-    return torch
+    return require("torch", "this model")
 
 
 def resolve_device(name: str, *, cpu_fallback: bool = False) -> torch_module.device:

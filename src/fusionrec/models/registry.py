@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from fusionrec.extras import missing_extra
+
 if TYPE_CHECKING:
     from fusionrec.models.base import Recommender
 
@@ -47,16 +49,6 @@ MODEL_PATHS: dict[str, str] = {
 }
 
 
-# Which extra brings a missing top-level package (for the error message).
-_EXTRA_OF_PACKAGE = {
-    "torch": "deep",
-    "sentence_transformers": "deep",
-    "pyspark": "spark",
-    "xgboost": "boost",
-    "catboost": "boost",
-}
-
-
 class UnknownModelError(KeyError):
     def __str__(self) -> str:
         return str(self.args[0])
@@ -74,10 +66,10 @@ def model_class(name: str) -> type[Recommender]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        extra = _EXTRA_OF_PACKAGE.get((error.name or "").split(".")[0], "deep")
-        raise ImportError(
-            f"model {name!r} needs an optional dependency ({error.name}); install fusionrec[{extra}]"
-        ) from error
+        missing = missing_extra(error, f"model {name!r}")
+        if missing is None:
+            raise
+        raise missing from error
     return getattr(module, class_name)
 
 

@@ -154,11 +154,15 @@ def _docs(app: FastAPI) -> None:
     async def openapi() -> JSONResponse:
         return JSONResponse(app.openapi())
 
-    # Swagger UI's files come from the swagger-ui-bundle package, not a CDN: /docs works offline.
-    import swagger_ui_bundle
+    # Swagger UI 5 (it reads OpenAPI 3.1) from the static folder that ships inside the
+    # fastapi-offline package, not a CDN: /docs works offline. Every URL is passed explicitly,
+    # because get_swagger_ui_html's defaults point at a CDN.
+    from importlib.resources import files
+
     from fastapi.staticfiles import StaticFiles
 
-    app.mount("/docs-static", StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+    static = files("fastapi_offline") / "static"
+    app.mount("/docs-static", StaticFiles(directory=str(static)), name="docs-static")
 
     @app.get("/docs", include_in_schema=False, dependencies=[Depends(require("admin"))])
     async def docs() -> HTMLResponse:
@@ -167,7 +171,9 @@ def _docs(app: FastAPI) -> None:
             title="fusionrec API",
             swagger_js_url="/docs-static/swagger-ui-bundle.js",
             swagger_css_url="/docs-static/swagger-ui.css",
-            swagger_favicon_url="/docs-static/favicon-32x32.png",
+            swagger_favicon_url="/docs-static/favicon.png",
+            # Swagger UI's default validator is validator.swagger.io: off, nothing leaves the host.
+            swagger_ui_parameters={"validatorUrl": None},
         )
 
 

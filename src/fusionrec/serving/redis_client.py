@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from fusionrec.extras import require
+
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -21,18 +23,25 @@ class RedisUnavailableError(RuntimeError):
     """Redis did not answer (or the circuit is open after a recent failure)."""
 
 
+def check_reachable(url: str, timeout_s: float = 2.0) -> None:
+    """Raise `RedisUnavailableError` naming ``url`` and the reason unless Redis answers a PING."""
+    redis: Any = require("redis", "shared online state in Redis")
+    client = redis.Redis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as error:
+        raise RedisUnavailableError(f"cannot reach Redis at {url}: {error}") from error
+    finally:
+        client.close()
+
+
 class RedisGuard:
     """A redis-py client with short timeouts and a circuit breaker."""
 
     def __init__(
         self, url: str, *, timeout_s: float = 0.05, retry_s: float = 2.0, prefix: str = "fr:"
     ) -> None:
-        try:
-            import redis
-        except ImportError as error:  # pragma: no cover - the redis extra is missing
-            raise ImportError(
-                "Redis state needs the redis package: pip install 'fusionrec[redis]'"
-            ) from error
+        redis: Any = require("redis", "shared online state in Redis")
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=True

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from fusionrec.project import DEFAULT_STORE_URL
 from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.experiments import ExperimentConfig
 
@@ -44,7 +45,7 @@ class ServingSettings(BaseSettings):
         env_prefix="FUSIONREC_SERVING_", env_nested_delimiter="__", extra="forbid"
     )
 
-    store_url: str = "duckdb:///fusionrec.duckdb"
+    store_url: str = DEFAULT_STORE_URL
     models_dir: Path = Path("models")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -146,7 +147,7 @@ def read_section(path: str | Path | None) -> dict[str, Any]:
         if shared in data and shared not in section:
             section[shared] = data[shared]
     if "store" in data and "store_url" not in section and isinstance(data["store"], dict):
-        section["store_url"] = data["store"].get("url", ServingSettings.model_fields["store_url"].default)
+        section["store_url"] = data["store"].get("url", DEFAULT_STORE_URL)
     return section
 
 

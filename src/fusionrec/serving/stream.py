@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fusionrec.data.ingest import IngestReport
+from fusionrec.extras import require
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,7 @@ class StreamConsumer:
         block_ms: int = 1000,
         claim_idle_ms: int = 60_000,
     ) -> None:
-        import redis
-
+        redis: Any = require("redis", "a Redis stream")
         self.address = parse_stream_url(url)
         self.client = redis.Redis.from_url(self.address.redis_url, decode_responses=True)
         self.sink = sink

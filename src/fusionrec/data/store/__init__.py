@@ -10,7 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from fusionrec.data.store.base import EventStore, StoreError, StoreLockedError, WriteResult
+from fusionrec.data.store.base import (
+    EventStore,
+    StoreError,
+    StoreLockedError,
+    StoreNotFoundError,
+    WriteResult,
+)
 from fusionrec.data.store.sql import SCHEMA_VERSION
 
 __all__ = [
@@ -18,6 +24,7 @@ __all__ = [
     "EventStore",
     "StoreError",
     "StoreLockedError",
+    "StoreNotFoundError",
     "WriteResult",
     "duckdb_path",
     "open_store",
@@ -41,23 +48,25 @@ def duckdb_path(url: str) -> tuple[str, bool]:
     return (path or ":memory:"), read_only
 
 
-def open_store(url: str | Path) -> EventStore:
-    """Open (creating if needed) the store at ``url``; close it with ``close()`` or a ``with`` block."""
+def open_store(url: str | Path, *, create: bool = True) -> EventStore:
+    """Open the store at ``url``; close it with ``close()`` or a ``with`` block.
+
+    ``create=False`` is for commands that read a store: one that does not exist yet raises
+    `StoreNotFoundError` instead of being created empty (a mistyped path must not report zeros).
+    """
     text = str(url)
     scheme = text.split("://", 1)[0].lower() if "://" in text else ""
-    if scheme == "duckdb":
+    if scheme == "duckdb" or (not scheme and text.endswith((".duckdb", ".db"))):
         from fusionrec.data.store.duckdb import DuckDBStore
 
-        path, read_only = duckdb_path(text)
-        return DuckDBStore(path, read_only=read_only, url=text)
+        path, read_only = duckdb_path(text) if scheme else (text, False)
+        if not create and path != ":memory:" and not Path(path).expanduser().is_file():
+            raise StoreNotFoundError(text, f"{path} does not exist")
+        return DuckDBStore(path, read_only=read_only, url=text if scheme else f"duckdb:///{text}")
     if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
         from fusionrec.data.store.postgres import PostgresStore
 
-        return PostgresStore(text)
-    if not scheme and text.endswith((".duckdb", ".db")):
-        from fusionrec.data.store.duckdb import DuckDBStore
-
-        return DuckDBStore(text, url=f"duckdb:///{text}")
+        return PostgresStore(text, create=create)
     raise StoreError(
         f"unknown store URL {text!r}: expected duckdb:///path.duckdb, duckdb:///:memory: or postgresql://..."
     )

@@ -26,6 +26,15 @@ class StoreError(RuntimeError):
     """The store cannot be opened or used as asked."""
 
 
+class StoreNotFoundError(StoreError):
+    """A command that reads a store was pointed at one that does not exist (often a mistyped path)."""
+
+    def __init__(self, url: str, why: str) -> None:
+        super().__init__(
+            f"no fusionrec store at {url} ({why}); check the URL, or create the store with `fusionrec ingest`"
+        )
+
+
 class StoreLockedError(StoreError):
     """Another process holds the (single-writer) store open for writing."""
 

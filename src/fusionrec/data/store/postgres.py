@@ -19,8 +19,9 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from fusionrec.data.store import sql
-from fusionrec.data.store.base import EventStore, StoreError
+from fusionrec.data.store.base import EventStore, StoreError, StoreNotFoundError
 from fusionrec.data.store.convert import conform
+from fusionrec.extras import require
 
 _DDL_LOCK = 0x46555352  # pg_advisory_xact_lock key: concurrent first opens create the tables once
 
@@ -64,21 +65,29 @@ class PostgresStore(EventStore):
 
     dialect = "postgresql"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         super().__init__(url)
-        try:
-            import psycopg
-        except ImportError as err:  # an optional extra
-            raise StoreError("PostgreSQL stores need psycopg: pip install 'fusionrec[postgres]'") from err
+        psycopg: Any = require("psycopg", "a PostgreSQL store")
         self._psycopg = psycopg
         conninfo, self.schema = split_schema(url)
         try:
             self._con = psycopg.connect(conninfo, autocommit=True)
         except psycopg.OperationalError as err:
-            raise StoreError(f"cannot connect to PostgreSQL at {url}: {str(err).strip()}") from err
+            reason = " ".join(str(err).split())  # libpq's message spans lines: keep it to one
+            raise StoreError(f"cannot connect to PostgreSQL at {url}: {reason}") from err
         self._con.execute("SET TimeZone TO 'UTC'")
         self._con.execute("SET client_min_messages TO warning")  # no NOTICEs for IF NOT EXISTS
+        if not create and not self._holds_store():
+            self._con.close()
+            where = f"schema {self.schema}" if self.schema else "the database"
+            raise StoreNotFoundError(url, f"{where} has no fusionrec tables")
         self._ensure_schema()
+
+    def _holds_store(self) -> bool:
+        """Whether the schema (or the search path) already has fusionrec's ``meta`` table."""
+        name = f"{sql.q(self.schema)}.meta" if self.schema else "meta"
+        row = self._con.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+        return row is not None and row[0] is not None
 
     def _lock_ddl(self) -> None:
         self._con.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))

@@ -1,0 +1,166 @@
+"""What every command shares: the consoles, the options, the error handler, JSON output, tables.
+
+Only Typer, Rich and the standard library are imported here: ``fusionrec --help`` must stay light.
+Errors a user can cause end in one line on standard error and exit code 2 (`user_errors`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from fusionrec.data.store import EventStore
+
+err = Console(stderr=True)
+# Leaderboards are wide: when stdout is a file or a pipe, don't squeeze them into 80 columns.
+out = Console() if sys.stdout.isatty() else Console(width=160)
+log = logging.getLogger("fusionrec")
+
+JsonOption = Annotated[
+    str | None,
+    typer.Option(
+        "--json", help="Write the result as one JSON object to PATH ('-' = stdout).", show_default="no JSON"
+    ),
+]
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="FUSIONREC_STORE",
+        show_default="[store] url of fusionrec.toml, else duckdb:///fusionrec.duckdb",
+        help="Event store URL: duckdb:///relative.duckdb, duckdb:////abs/path.duckdb or postgresql://user@host/db.",
+    ),
+]
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        show_default="fusionrec.toml's [engine] section, else in process",
+        help="Run the batch work on duckdb or spark (Spark settings from fusionrec.toml's \\[engine]).",
+    ),
+]
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; shown as one line, exit code 2."""
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean "the input or the set-up is wrong", not "fusionrec is broken".
+
+    Imported only when a command fails, so that starting a command stays cheap.
+    """
+    from fusionrec.data.dataset import DatasetError
+    from fusionrec.data.formats import FormatError
+    from fusionrec.data.store import StoreError
+    from fusionrec.data.validate import IngestError
+    from fusionrec.engine import EngineError, EngineSettingsError
+    from fusionrec.evaluation.benchmarks import BenchmarkError
+    from fusionrec.extras import MissingExtraError
+    from fusionrec.fusion.artifacts import ArtifactError
+    from fusionrec.fusion.config import PipelineConfigError
+    from fusionrec.models.base import ModelError
+    from fusionrec.models.registry import UnknownModelError
+    from fusionrec.project import ProjectFileError
+    from fusionrec.serving.redis_client import RedisUnavailableError
+    from fusionrec.serving.registry import RegistryError
+    from fusionrec.serving.settings import SettingsError
+    from fusionrec.tuning.search import SearchError
+
+    return (
+        UserError,
+        FormatError,
+        IngestError,
+        StoreError,
+        DatasetError,
+        BenchmarkError,
+        ModelError,
+        UnknownModelError,
+        EngineError,
+        EngineSettingsError,
+        MissingExtraError,
+        ArtifactError,
+        PipelineConfigError,
+        ProjectFileError,
+        RedisUnavailableError,
+        RegistryError,
+        SettingsError,
+        SearchError,
+        FileNotFoundError,
+        tomllib.TOMLDecodeError,
+    )
+
+
+def fail(message: str) -> None:
+    """Print ``error: message`` as one line on standard error and exit with code 2."""
+    one_line = " ".join(str(message).split())
+    err.print(f"[bold red]error:[/] {escape(one_line)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2) from None
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can cause into one line on stderr and exit code 2."""
+    from pydantic import ValidationError
+
+    try:
+        yield
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "value"
+        fail(f"invalid {where}: {first['msg']}")
+    except Exception as error:
+        if not isinstance(error, _known_errors()):
+            raise
+        fail(str(error))
+
+
+def store_url(option: str | None) -> str:
+    """``--store`` (or ``FUSIONREC_STORE``), else ``fusionrec.toml``'s ``[store] url``, else the default."""
+    from fusionrec.project import store_url as resolve
+
+    return resolve(option)
+
+
+def open_existing_store(option: str | None) -> EventStore:
+    """The store a reading command works on; one that does not exist is an error, never created."""
+    from fusionrec.data.store import open_store
+
+    return open_store(store_url(option), create=False)
+
+
+def emit_json(result: dict[str, Any], path: str | None) -> None:
+    """Write ``result`` to ``path`` ('-' = stdout) as one JSON object."""
+    if not path:
+        return
+    text = json.dumps(result, indent=2, default=str)
+    if path == "-":
+        sys.stdout.write(text + "\n")
+    else:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")
+        err.print(f"wrote {path}")
+
+
+def print_table(title: str, rows: dict[str, Any]) -> None:
+    """A two-column table of ``rows`` on standard error (integers with thousands separators)."""
+    table = Table(title=title, show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", justify="right")
+    for key, value in rows.items():
+        table.add_row(key, f"{value:,}" if isinstance(value, int) else str(value))
+    err.print(table)
