@@ -114,7 +114,7 @@ def check_demo(workdir: Path) -> None:
         check=False,
     )
     check(trained.returncode == 0, f"fusionrec demo --no-serve exited with {trained.returncode}")
-    metrics = json.loads((workdir / "d.json").read_text())["train"]["offline_metrics"]
+    metrics = json.loads((workdir / "d.json").read_text())["train"]["evaluation"]["metrics"]
     check(0 < metrics.get("NDCG@20", 0) <= 1, f"demo metrics look wrong: {metrics}")
     check((workdir / "shop.duckdb").is_file() and (workdir / "models").is_dir(), "demo --dir layout changed")
 

@@ -43,7 +43,7 @@ def prepare(workdir: Path, n_events: int, fused: bool) -> tuple[str, Path, list[
     from fusionrec.data.store import open_store
     from fusionrec.data.synthetic import generate_frames
     from fusionrec.fusion.artifacts import ModelRepository
-    from fusionrec.models.registry import create_model
+    from fusionrec.training import TrainingSpec, train_version
 
     events, items, _ = generate_frames(n_events=n_events, seed=7)
     store_url = f"duckdb:///{workdir / 'shop.duckdb'}"
@@ -53,11 +53,11 @@ def prepare(workdir: Path, n_events: int, fused: bool) -> tuple[str, Path, list[
     dataset = Dataset.from_frame(events, items)
     repo = ModelRepository(workdir / "models")
     started = time.perf_counter()
-    repo.add_version(create_model("ease").fit(dataset), {"metrics": {}})
+    train_version(dataset, repo, TrainingSpec("ease"), trained_by="bench_serving", valid_days=0)
     print(f"ease trained in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     if fused:
         started = time.perf_counter()
-        repo.add_version(create_model("fusion").fit(dataset), {"metrics": {}})
+        train_version(dataset, repo, TrainingSpec("fusion"), trained_by="bench_serving", valid_days=0)
         print(f"fusion trained in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     users = sorted(set(events.column("user_id").drop_null().to_pylist()))
     return store_url, workdir / "models", users, items.column("item_id").to_pylist()

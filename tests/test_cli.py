@@ -136,7 +136,8 @@ def test_demo_generates_ingests_and_trains_a_servable_version(tmp_path: Path) ->
     assert payload["ingest"]["stored"] == 8000
     assert payload["train"]["version"] == "v0001"
     assert (tmp_path / "models").is_dir()
-    assert 0 <= payload["train"]["offline_metrics"]["NDCG@20"] <= 1
+    assert 0 <= payload["train"]["evaluation"]["metrics"]["NDCG@20"] <= 1
+    assert payload["train"]["trained_by"] == "fusionrec demo"
 
 
 def test_report_includes_the_model_registry_leaderboard(tmp_path: Path) -> None:
@@ -223,8 +224,8 @@ def test_demo_with_the_same_seed_gives_identical_metrics(tmp_path: Path) -> None
         )
         assert done.returncode == 0, done.stderr[-2000:]
         assert "baseline (most_popular)" in done.stderr  # the metrics table beside popularity
-        payloads.append(json.loads((folder / "d.json").read_text())["train"])
+        payloads.append(json.loads((folder / "d.json").read_text())["train"]["evaluation"])
     first, second = payloads
-    assert first["offline_metrics"]["NDCG@20"] > first["baseline_metrics"]["NDCG@20"] > 0
-    assert first["offline_metrics"] == second["offline_metrics"]
+    assert first["metrics"]["NDCG@20"] > first["baseline_metrics"]["NDCG@20"] > 0
+    assert first["metrics"] == second["metrics"]
     assert first["baseline_metrics"] == second["baseline_metrics"]

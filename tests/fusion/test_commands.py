@@ -57,7 +57,9 @@ def test_train_adds_versions_with_metrics(app: typer.Typer, store_url: str, tmp_
     repo = ModelRepository(out)
     assert repo.versions() == ["v0001", "v0002"]
     manifest = repo.manifest("v0002")
-    assert "NDCG@20" in manifest["metadata"]["offline_metrics"]
+    assert "NDCG@20" in manifest.metrics and manifest.trained_by == "fusionrec train"
+    assert manifest.evaluation.reference.version == "v0001"  # scored beside v0001 on the same days
+    assert set(manifest.evaluation.reference.metrics) == set(manifest.metrics)
     assert repo.load("v0001").name == "fusion"
 
 

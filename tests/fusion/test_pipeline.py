@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from fusion.conftest import FAST_RANKER, FAST_SOURCES
 from fusionrec.data.dataset import Dataset
@@ -222,10 +223,14 @@ def test_live_histories_reach_the_fused_model(fitted: Recommender, shop: Dataset
 def test_model_repository_versions_and_checksums(fitted: Recommender, tmp_path: Path) -> None:
     repo = ModelRepository(tmp_path / "registry")
     assert repo.versions() == [] and repo.latest() is None
-    v1 = repo.add_version(fitted, {"metrics": {"NDCG@20": 0.1}})
-    v2 = repo.add_version(fitted, {})
+    record = {"trained_by": "tests", "pipeline": {"model": fitted.name, "config": {}}}
+    v1 = repo.add_version(fitted, record).version
+    v2 = repo.add_version(fitted, record).version
     assert (v1, v2) == ("v0001", "v0002") and repo.versions() == [v1, v2]
-    assert repo.manifest(v1)["metadata"]["metrics"]["NDCG@20"] == 0.1
+    assert repo.manifest(v1).trained_by == "tests" and repo.manifest(v1).files
+    with pytest.raises(ValidationError, match="metadata"):  # the manifest is typed: no loose keys
+        repo.add_version(fitted, {**record, "metadata": {"metrics": {}}})
+    assert repo.versions() == [v1, v2]  # and a refused manifest leaves nothing behind
     users = np.arange(20)
     np.testing.assert_array_equal(repo.load(v1).score(users), fitted.score(users))
     (tmp_path / "registry" / v2 / "model" / "features.npz").write_bytes(b"tampered")

@@ -16,9 +16,9 @@ from fusionrec.data.ingest import ingest_frame
 from fusionrec.data.store import open_store
 from fusionrec.data.synthetic import generate_frames
 from fusionrec.fusion.artifacts import ModelRepository
-from fusionrec.models.registry import create_model
 from fusionrec.serving.app import create_app
 from fusionrec.serving.settings import ServingSettings, load_settings
+from fusionrec.training import TrainingSpec, train_version
 
 
 @pytest.fixture(scope="session")
@@ -29,13 +29,14 @@ def shop() -> tuple[pa.Table, pa.Table]:
 
 @pytest.fixture(scope="session")
 def models_dir(shop: tuple[pa.Table, pa.Table], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """v0001 = most_popular (NDCG@20 0.05), v0002 = item_knn (0.10): the newest is the better one."""
+    """v0001 = most_popular, v0002 = item_knn, trained through `train_version`: v0002 was scored
+    beside v0001 on the same last 7 days, and is the better one there."""
     events, items = shop
     dataset = Dataset.from_frame(events, items)
     directory = tmp_path_factory.mktemp("models")
     repo = ModelRepository(directory)
-    repo.add_version(create_model("most_popular").fit(dataset), {"metrics": {"NDCG@20": 0.05}})
-    repo.add_version(create_model("item_knn").fit(dataset), {"metrics": {"NDCG@20": 0.10}})
+    for name in ("most_popular", "item_knn"):
+        train_version(dataset, repo, TrainingSpec(name), trained_by="tests")
     return directory
 
 

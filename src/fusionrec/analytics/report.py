@@ -92,22 +92,17 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _registry_rows(directory: Path) -> list[dict[str, Any]]:
     """One row per trained version of a model repository, with its offline metrics from the manifest."""
-    from fusionrec.fusion.artifacts import ModelRepository
+    from fusionrec.versions import read_manifests
 
-    repository = ModelRepository(directory)
-    rows = []
-    for version in repository.versions():
-        manifest = repository.manifest(version)
-        metadata = manifest.get("metadata", {})
-        rows.append(
-            {
-                "dataset": "model registry",
-                "model": f"{version} ({manifest.get('model', '?')})",
-                "source": "registry",
-                "metrics": metadata.get("offline_metrics") or metadata.get("metrics") or {},
-            }
-        )
-    return rows
+    return [
+        {
+            "dataset": "model registry",
+            "model": f"{manifest.version} ({manifest.model})",
+            "source": "registry",
+            "metrics": manifest.metrics,
+        }
+        for manifest in read_manifests(directory)
+    ]
 
 
 def _leaderboard(paths: Sequence[str | Path]) -> list[dict[str, Any]]:

@@ -46,7 +46,7 @@ def demo(
     """
     from fusionrec.cli.data import print_stats
     from fusionrec.cli.serve import check_backends, run_server, serving_settings
-    from fusionrec.cli.train import print_metrics, train_version
+    from fusionrec.cli.train import print_metrics, train_from_store
     from fusionrec.data.sources import ingest_source
     from fusionrec.data.stats import store_stats
     from fusionrec.data.store import open_store
@@ -70,7 +70,7 @@ def demo(
         print_stats(result["stats"])
         models_dir = workdir / "models"
         err.rule(f"3. training the default fused pipeline into {models_dir}")
-        result["train"] = train_version(store_url, models_dir, valid_days=7.0)
+        _, result["train"] = train_from_store(store_url, models_dir, trained_by="fusionrec demo")
         print_metrics(result["train"])
     emit_json(result, json_path)
     if not serve_api:

@@ -30,11 +30,9 @@ from fusionrec.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from fusionrec.data.dataset import Dataset
     from fusionrec.engine.settings import EngineSettings
     from fusionrec.engine.training import BatchRun
-    from fusionrec.fusion.config import PipelineFile
-    from fusionrec.models.base import Recommender
+    from fusionrec.versions import VersionManifest
 
 PipelineOption = Annotated[
     Path | None,
@@ -44,21 +42,6 @@ PipelineOption = Annotated[
         show_default="fusionrec.toml's [pipeline], else the default fused pipeline",
     ),
 ]
-BASELINE_MODEL = "most_popular"  # what every trained version's metrics are read against
-
-
-def resolve_pipeline(config: Path | None) -> tuple[PipelineFile, str]:
-    """``--config`` file, else ``fusionrec.toml``'s ``[pipeline]``, else the packaged default."""
-    from fusionrec.fusion.config import default_pipeline, load_pipeline, load_project_config
-    from fusionrec.project import PROJECT_FILE
-
-    if config is not None:
-        return load_pipeline(config), str(config)
-    if PROJECT_FILE.is_file():
-        project = load_project_config(PROJECT_FILE)
-        if project.pipeline is not None:
-            return project.pipeline, f"{PROJECT_FILE}:[pipeline]"
-    return default_pipeline(), "default pipeline"
 
 
 def train(
@@ -95,70 +78,96 @@ def train(
     Example: `fusionrec train --store duckdb:///shop.duckdb --out models/`
     """
     with user_errors():
-        result = train_version(store, out, config=config, valid_days=valid_days, engine=engine)
+        manifest, result = train_from_store(
+            store, out, config=config, valid_days=valid_days, engine=engine, trained_by="fusionrec train"
+        )
     print_metrics(result)
-    err.print(
-        f"added {result['version']} to {out} ({result['pipeline']['model']}, from {result['pipeline_origin']})"
-    )
+    err.print(f"added {result['version']} to {out} ({result['model']}, from {result['pipeline_origin']})")
+    from fusionrec.versions import compare_with_reference
+
+    verdict, reason = compare_with_reference(manifest)
+    if verdict is False:
+        err.print(
+            f"[bold yellow]warning:[/] {result['version']} is worse than its reference ({reason}): "
+            "the service's deploy gate will not activate it unless forced",
+            highlight=False,
+        )
     emit_json(result, json_path)
 
 
-def train_version(
+def train_from_store(
     store: str | None,
     out: Path,
     *,
+    trained_by: str,
     config: Path | None = None,
     valid_days: float = 7.0,
     engine: str | None = None,
-) -> dict[str, Any]:
-    """Fit the resolved pipeline on the store's events, add a version to ``out``; its record."""
+) -> tuple[VersionManifest, dict[str, Any]]:
+    """Run the batch jobs if an engine is configured, train the resolved pipeline on the store's
+    events (`fusionrec.training.train_version`) into the repository ``out``; the version's manifest,
+    and the command's JSON result (the manifest, plus ``recommendations_batch_rows`` after Spark)."""
     from fusionrec.data.dataset import Dataset
     from fusionrec.data.store import open_store
     from fusionrec.engine.settings import command_settings
+    from fusionrec.fusion.artifacts import ModelRepository
+    from fusionrec.training import resolve_pipeline, train_version
 
-    pipeline, origin = resolve_pipeline(config)
+    spec = resolve_pipeline(config)
     settings = command_settings(engine)
     # Events from the engine's Parquet: the store only receives outputs, so it may be new.
     events_elsewhere = settings is not None and settings.events is not None
     with ExitStack() as stack:
         event_store = stack.enter_context(open_store(store_url(store), create=events_elsewhere))
-        batch = _batch_jobs(settings, event_store, pipeline, stack) if settings is not None else None
+        batch = _batch_jobs(settings, event_store, spec.params, stack) if settings is not None else None
         dataset = batch.dataset if batch is not None and batch.dataset is not None else None
         if dataset is None:
             dataset = Dataset.from_store(event_store)
         if dataset.n_events == 0:
             raise UserError(f"the store {store_url(store)} holds no events; add some with `fusionrec ingest`")
-        model, result = _train_and_add(pipeline, origin, dataset, out, valid_days, batch)
+        model, manifest = train_version(
+            dataset, ModelRepository(out), spec, trained_by=trained_by, valid_days=valid_days, batch=batch
+        )
+        result = {"repository": str(out), **manifest.model_dump(mode="json")}
         if settings is not None and settings.engine == "spark":
             from fusionrec.engine.training import publish_top_n
 
             result["recommendations_batch_rows"] = publish_top_n(model, event_store)
-    return result
+    return manifest, result
 
 
 def print_metrics(result: dict[str, Any], cutoff: int = 20) -> None:
-    """The version's offline metrics at ``cutoff`` beside the popularity baseline's, as one table."""
+    """The version's offline metrics at ``cutoff`` beside the baseline's (and the reference
+    version's, on the same window), as one table on standard error."""
     from rich.table import Table
 
-    metrics = result.get("offline_metrics", {})
-    baseline = result.get("baseline_metrics", {})
+    evaluation = result.get("evaluation") or {}
+    metrics = evaluation.get("metrics", {})
     names = [name for name in metrics if name.endswith(f"@{cutoff}")]
     if not names:
         return
-    table = Table(title=f"{result['version']}: {result['offline_protocol']}")
+    columns = {
+        result["model"]: metrics,
+        f"baseline ({evaluation['baseline_model']})": evaluation["baseline_metrics"],
+    }
+    reference = evaluation.get("reference")
+    if reference:
+        columns[f"reference ({reference['version']})"] = reference["metrics"]
+    table = Table(title=f"{result['version']}: {evaluation['protocol']}")
     table.add_column("metric", style="bold")
-    table.add_column(result["pipeline"]["model"], justify="right")
-    table.add_column(f"baseline ({BASELINE_MODEL})", justify="right")
-    table.add_column("change", justify="right")
+    for title in columns:
+        table.add_column(title, justify="right")
+    table.add_column("vs baseline", justify="right")
+    baseline = evaluation["baseline_metrics"]
     for name in names:
-        base = baseline.get(name)
-        change = f"{metrics[name] / base - 1:+.0%}" if base else "-"
-        table.add_row(name, f"{metrics[name]:.4f}", f"{base:.4f}" if base is not None else "-", change)
+        cells = [f"{values[name]:.4f}" if name in values else "-" for values in columns.values()]
+        change = f"{metrics[name] / baseline[name] - 1:+.0%}" if baseline.get(name) else "-"
+        table.add_row(name, *cells, change)
     err.print(table)
 
 
 def _batch_jobs(
-    settings: EngineSettings, event_store: Any, pipeline: PipelineFile, stack: ExitStack
+    settings: EngineSettings, event_store: Any, params: dict[str, Any], stack: ExitStack
 ) -> BatchRun:
     """Run the batch jobs on the configured engine; its outputs live in a temporary folder until
     the version copies them."""
@@ -168,54 +177,10 @@ def _batch_jobs(
     outputs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="fusionrec-batch-"))) / "batch"
     from_parquet = settings.events is not None
     if from_parquet:
-        check_matrix_only(pipeline.model_params())
+        check_matrix_only(params)
     engine = stack.enter_context(get_engine(settings, event_store))
     log.info("running the batch jobs on %s", settings.engine)
     return run_batch_jobs(engine, outputs=outputs, build_dataset=from_parquet)
-
-
-def _train_and_add(
-    pipeline: PipelineFile,
-    origin: str,
-    dataset: Dataset,
-    out: Path,
-    valid_days: float,
-    batch: BatchRun | None,
-) -> tuple[Recommender, dict[str, Any]]:
-    """Score the pipeline and the baseline on a temporal validation cut, refit on everything, add the
-    version; the model and its record."""
-    from fusionrec.data.split import temporal_split
-    from fusionrec.fusion.artifacts import ModelRepository
-    from fusionrec.models.registry import create_model
-    from fusionrec.tuning.search import Fold, score_on_fold
-
-    metrics: dict[str, float] = {}
-    baseline: dict[str, float] = {}
-    if valid_days > 0:
-        split = temporal_split(dataset, test_days=valid_days)
-        if split.train.n_events and split.test.n_events:
-            fold = Fold(split.train, split.test)
-            log.info("scoring %s on the last %g days", pipeline.model, valid_days)
-            metrics = score_on_fold(pipeline.model, pipeline.model_params(), fold)
-            baseline = score_on_fold(BASELINE_MODEL, {}, fold)
-    log.info("fitting %s on all %s events", pipeline.model, f"{dataset.n_events:,}")
-    model = create_model(pipeline.model, **pipeline.model_params()).fit(dataset)
-    metadata = {
-        "pipeline": pipeline.model_dump(mode="json"),
-        "pipeline_origin": origin,
-        "offline_metrics": {k: v for k, v in metrics.items() if "@" in k},
-        "offline_protocol": f"temporal: last {valid_days:g} days held out, full ranking, seen items masked",
-        "baseline_model": BASELINE_MODEL,
-        "baseline_metrics": {k: v for k, v in baseline.items() if "@" in k},
-        "data": dataset.describe(),
-        "timings": getattr(model, "timings_", {}),
-    }
-    extra = None
-    if batch is not None:
-        metadata["batch_jobs"] = batch.summary()
-        extra = {"batch": batch.outputs}
-    version = ModelRepository(out).add_version(model, metadata, extra=extra)
-    return model, {"version": version, "repository": str(out), **metadata}
 
 
 def _read_space(path: Path) -> dict[str, Any]:
@@ -251,13 +216,14 @@ def tune(
     """
     from fusionrec.data.dataset import Dataset
     from fusionrec.data.split import temporal_split
+    from fusionrec.training import resolve_pipeline
     from fusionrec.tuning.search import Fold, best_pipeline_toml
     from fusionrec.tuning.search import tune as run_tune
 
     with user_errors():
         if sampler not in ("tpe", "grid"):
             raise UserError(f"--sampler must be tpe or grid, not {sampler!r}")
-        pipeline, _ = resolve_pipeline(config)
+        spec = resolve_pipeline(config)
         try:
             search_space = _read_space(space)
         except (OSError, ValueError) as error:
@@ -266,10 +232,10 @@ def tune(
             dataset = Dataset.from_store(event_store)
         split = temporal_split(dataset, test_days=valid_days)
         result = run_tune(
-            pipeline.model,
+            spec.model,
             dataset,
             search_space,
-            base_params=pipeline.model_params(),
+            base_params=spec.params,
             metric=metric,
             n_trials=trials,
             sampler=sampler,  # type: ignore[arg-type]
@@ -277,5 +243,5 @@ def tune(
             study_name=study,
             fold=Fold(split.train, split.test),
         )
-        best_pipeline_toml(result, out, template=pipeline)
+        best_pipeline_toml(result, out)
     err.print(f"best {metric} = {result.best_value:.4f} after {len(result.trials)} trials; wrote {out}")

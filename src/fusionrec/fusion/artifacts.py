@@ -4,7 +4,7 @@ Layout::
 
     DIR/
       v0001/model/...        the saved pipeline (its own manifest and checksums)
-      v0001/manifest.json    version, model, created_at, metadata (pipeline, offline metrics), checksums
+      v0001/manifest.json    a `fusionrec.versions.VersionManifest`: pipeline, data, evaluation, checksums
       v0002/...
 
 Versions are written to a temporary folder and renamed into place, so a crashed `train` never
@@ -14,9 +14,7 @@ verifies every checksum first and never unpickles anything.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -25,14 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from fusionrec.models.base import Recommender, sha256_file
+from fusionrec.versions import (
+    MANIFEST,
+    VERSION_PATTERN,
+    ArtifactError,
+    VersionManifest,
+    read_manifests,
+    version_names,
+)
 
-VERSION_PATTERN = re.compile(r"^v(\d{4,})$")
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "MODEL_DIR", "ArtifactError", "ModelRepository", "VersionManifest"]
+
 MODEL_DIR = "model"
-
-
-class ArtifactError(RuntimeError):
-    """A missing version, or files that do not match their manifest."""
 
 
 class ModelRepository:
@@ -43,10 +45,7 @@ class ModelRepository:
 
     def versions(self) -> list[str]:
         """Version names, oldest first (``v0001``, ``v0002`` ...)."""
-        if not self.directory.is_dir():
-            return []
-        found = [p.name for p in self.directory.iterdir() if p.is_dir() and VERSION_PATTERN.match(p.name)]
-        return sorted(found, key=lambda name: int(name[1:]))
+        return version_names(self.directory)
 
     def latest(self) -> str | None:
         versions = self.versions()
@@ -55,10 +54,11 @@ class ModelRepository:
     def add_version(
         self,
         model: Recommender,
-        metadata: dict[str, Any] | None = None,
+        record: dict[str, Any],
         extra: Mapping[str, Path] | None = None,
-    ) -> str:
-        """Save ``model`` as the next version with a manifest; returns the version name.
+    ) -> VersionManifest:
+        """Save ``model`` as the next version; its manifest, from ``record`` (the `VersionManifest`
+        fields other than version, model, created_at and files), is validated before anything moves.
 
         ``extra``: folders copied into the version under the given names (a training run's batch
         outputs), hashed in the manifest like the model's files.
@@ -79,30 +79,31 @@ class ModelRepository:
                 for path in sorted(staging.rglob("*"))
                 if path.is_file()
             }
-            manifest = {
-                "version": version,
-                "model": model.name,
-                "created_at": datetime.now(UTC).isoformat(),
-                "metadata": metadata or {},
-                "files": files,
-            }
-            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+            manifest = VersionManifest(
+                version=version,
+                model=model.name,
+                created_at=datetime.now(UTC),
+                files=files,
+                **record,
+            )
+            manifest.write(staging)
             os.replace(staging, self.directory / version)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        return version
+        return manifest
 
-    def manifest(self, version: str) -> dict[str, Any]:
-        path = self._path(version) / MANIFEST
-        if not path.is_file():
-            raise ArtifactError(f"{version}: {MANIFEST} is missing in {self.directory}")
-        return json.loads(path.read_text())
+    def manifest(self, version: str) -> VersionManifest:
+        return VersionManifest.read(self._path(version))
+
+    def manifests(self) -> list[VersionManifest]:
+        """Every version's manifest, oldest first (unreadable ones left out)."""
+        return read_manifests(self.directory)
 
     def verify(self, version: str) -> None:
         """Raise `ArtifactError` unless every file matches the version's manifest."""
         root = self._path(version)
-        for name, digest in self.manifest(version)["files"].items():
+        for name, digest in self.manifest(version).files.items():
             path = root / name
             if not path.is_file():
                 raise ArtifactError(f"{version}: {name} is missing")

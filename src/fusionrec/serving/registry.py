@@ -2,8 +2,8 @@
 
 Versions live in a `fusionrec.fusion.artifacts.ModelRepository` (``fusionrec train --out DIR``).
 A version becomes active only after the gate: it loads (checksums verified), scores a sample of
-users without NaN, and its offline metric (manifest ``metadata.metrics``) is within a tolerance of
-the active version's. The swap replaces one reference: each request reads it once and keeps that
+users without NaN, and its offline metric is within a tolerance of its reference version's, both
+scored on the same validation window when it was trained (`fusionrec.versions`). The swap replaces one reference: each request reads it once and keeps that
 version to the end, so no request sees half a swap and none is dropped.
 """
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from fusionrec.fusion.artifacts import ArtifactError, ModelRepository
 from fusionrec.models.base import Recommender
+from fusionrec.versions import GATE_METRIC, GATE_TOLERANCE, VersionManifest, compare_for_activation
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class LoadedVersion:
 
     version: str
     model: Recommender
-    manifest: dict[str, Any]
+    manifest: VersionManifest
     item_ids: np.ndarray
     item_index: dict[str, int]
     user_index: dict[str, int]
@@ -43,7 +44,7 @@ class LoadedVersion:
     extras: dict[str, Any] = field(default_factory=dict)  # attached by the service (neighbours, purchases)
 
     @classmethod
-    def of(cls, version: str, model: Recommender, manifest: dict[str, Any]) -> LoadedVersion:
+    def of(cls, version: str, model: Recommender, manifest: VersionManifest) -> LoadedVersion:
         item_ids = np.asarray(model.item_ids_).astype(str)
         user_ids = np.asarray(model.user_ids_).astype(str)
         return cls(
@@ -56,10 +57,7 @@ class LoadedVersion:
         )
 
     def metric(self, name: str) -> float | None:
-        metadata = self.manifest.get("metadata", {}) or {}
-        metrics = metadata.get("metrics", metadata)
-        value = metrics.get(name) if isinstance(metrics, dict) else None
-        return float(value) if isinstance(value, int | float) else None
+        return self.manifest.metric(name)
 
     def user_items(self, user: int) -> np.ndarray:
         """The user's training items (indices) as the model saw them."""
@@ -86,8 +84,8 @@ class ModelRegistry:
         self,
         directory: str,
         *,
-        metric: str = "NDCG@20",
-        tolerance: float = 0.05,
+        metric: str = GATE_METRIC,
+        tolerance: float = GATE_TOLERANCE,
         gate_users: int = 64,
         prepare: Callable[[LoadedVersion], None] | None = None,
         on_swap: Callable[[LoadedVersion], None] | None = None,
@@ -115,19 +113,10 @@ class ModelRegistry:
         for version in self.repository.versions():
             try:
                 manifest = self.repository.manifest(version)
-            except (ArtifactError, ValueError) as error:
+            except ArtifactError as error:
                 out.append({"version": version, "error": str(error), "active": False})
                 continue
-            metadata = manifest.get("metadata", {}) or {}
-            out.append(
-                {
-                    "version": version,
-                    "model": manifest.get("model"),
-                    "created_at": manifest.get("created_at"),
-                    "metrics": metadata.get("metrics", {}),
-                    "active": version == active,
-                }
-            )
+            out.append({**manifest.summary(), "active": version == active})
         return out
 
     def load(self, version: str) -> LoadedVersion:
@@ -172,18 +161,18 @@ class ModelRegistry:
         except Exception as error:  # any failure to score is a failed gate, reported by name
             checks["scores"] = f"scoring failed: {type(error).__name__}: {error}"
             passed = False
-        active = self._active
-        new = candidate.metric(self.metric)
-        old = active.metric(self.metric) if active is not None else None
-        if not compare or active is None:
-            checks["metric"] = "skipped (no active version to compare with)" if compare else "skipped"
-        elif new is None or old is None:
-            checks["metric"] = f"skipped ({self.metric} missing from a manifest)"
-        elif new < old * (1.0 - self.tolerance):
-            checks["metric"] = f"{self.metric} {new:.4f} < {old:.4f} x (1 - {self.tolerance:g})"
-            passed = False
+        if not compare:
+            checks["metric"] = "skipped"
         else:
-            checks["metric"] = f"ok ({self.metric} {new:.4f} vs {old:.4f})"
+            active = self._active.manifest if self._active is not None else None
+            verdict, reason = compare_for_activation(candidate.manifest, active, self.metric, self.tolerance)
+            if verdict is None:
+                checks["metric"] = f"skipped ({reason})"
+            elif verdict:
+                checks["metric"] = f"ok ({reason})"
+            else:
+                checks["metric"] = reason
+                passed = False
         return GateReport(candidate.version, passed, checks)
 
     def activate(self, version: str, *, force: bool = False, compare: bool = True) -> GateReport:

@@ -388,32 +388,34 @@ class Service:
             logger.info("scheduled retraining skipped: the previous run is still going")
 
     def _train(self, name: str | None) -> None:
+        """One run of `fusionrec.training.train_version` on the store's events; the new version is
+        compared with the active one on the same window, then gated and swapped in if it holds up."""
         from fusionrec.data.dataset import Dataset
-        from fusionrec.models.registry import create_model
+        from fusionrec.training import AUTO_REFERENCE, TrainingSpec, resolve_pipeline, train_version
 
         started = time.time()
         try:
-            dataset = self.on_writer(lambda: Dataset.from_store(self.store))
             if name is not None:
-                model = create_model(name)
+                spec = TrainingSpec(name, {}, f"model {name}")
             else:
-                from fusionrec.fusion.config import default_pipeline, load_pipeline
-
-                pipeline = (
-                    load_pipeline(self.settings.train_pipeline)
-                    if self.settings.train_pipeline
-                    else default_pipeline()
-                )
-                model = create_model(pipeline.model, **pipeline.model_params())
-            model.fit(dataset)
-            metadata = {
-                "trained_by": "service",
+                spec = resolve_pipeline(self.settings.train_pipeline)
+            dataset = self.on_writer(lambda: Dataset.from_store(self.store))
+            active = self.registry.active
+            _, manifest = train_version(
+                dataset,
+                self.registry.repository,
+                spec,
+                trained_by="service",
+                reference=active.manifest if active is not None else AUTO_REFERENCE,
+            )
+            report = self.registry.activate(manifest.version)
+            self.training = {
+                "state": "done",
+                "version": manifest.version,
+                "gate": report.to_dict(),
                 "events": dataset.n_events,
                 "seconds": round(time.time() - started, 1),
             }
-            version = self.registry.repository.add_version(model, metadata)
-            report = self.registry.activate(version)
-            self.training = {"state": "done", "version": version, "gate": report.to_dict(), **metadata}
         except Exception as error:  # reported through GET /v1/models, never raised into the service
             logger.error("training failed: %s: %s", type(error).__name__, error)
             self.training = {"state": "failed", "error": f"{type(error).__name__}: {error}"}
