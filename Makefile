@@ -23,9 +23,11 @@ EVENTS ?= 200000
 demo: install
 	$(BIN)/fusionrec demo --port $(PORT) --events $(EVENTS)
 
-## make test: install every extra plus dev tools, then run the whole suite (optional parts included)
+## make test: install every extra plus dev tools, check the package layers (lint-imports), then run
+## the whole suite (optional parts included)
 test: install-all
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 ## make check-core: a fresh venv with the core package only (no extras), every module imported,
@@ -36,6 +38,7 @@ check-core:
 lint: $(BIN)/python
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .import_linter_cache

@@ -41,7 +41,8 @@ from fusionrec.data.formats import read_format
 from fusionrec.data.paths import data_root
 from fusionrec.data.split import leave_last_out
 from fusionrec.evaluation.metrics import evaluate_rankings
-from fusionrec.models.association import baskets_from_dataset, covisitation_matrix, mine_rules
+from fusionrec.mining.covisitation import covisitation_matrix
+from fusionrec.mining.rules import baskets_from_dataset, mine_rules
 from fusionrec.models.registry import create_model
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -34,7 +34,7 @@ from fusionrec.data.dataset import Dataset
 from fusionrec.data.paths import data_root
 from fusionrec.data.split import Split, leave_last_out, temporal_split
 from fusionrec.evaluation.metrics import evaluate_rankings
-from fusionrec.evaluation.protocol import fit_model, rank, refit_on_full, takes_validation
+from fusionrec.evaluation.protocol import fit_model, rank, refit_on_full
 from fusionrec.models.registry import create_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -188,7 +188,7 @@ def run(
             params["threads"] = threads
         model = create_model(name, **params)
         started = time.perf_counter()
-        if refit and not takes_validation(model):
+        if refit and not model.stops_early:
             # With --refit every model sees train + validation before the test: those without
             # early stopping fit on it directly, the others are refit on it below.
             model.fit(split.train_full)

@@ -48,12 +48,13 @@ class TrainingSpec:
 
 def resolve_pipeline(config: Path | None, project: Path = PROJECT_FILE) -> TrainingSpec:
     """``config`` (a pipeline file), else the project file's ``[pipeline]``, else the packaged default."""
-    from fusionrec.fusion.config import default_pipeline, load_pipeline, load_project_config
+    from fusionrec.fusion.config import default_pipeline, load_pipeline, parse_pipeline
+    from fusionrec.project import read_project_file
 
     if config is not None:
         pipeline, origin = load_pipeline(config), str(config)
-    elif project.is_file() and (declared := load_project_config(project).pipeline) is not None:
-        pipeline, origin = declared, f"{project}:[pipeline]"
+    elif (declared := read_project_file(project).get("pipeline")) is not None:
+        pipeline, origin = parse_pipeline(declared, where=f"{project.name}:pipeline"), f"{project}:[pipeline]"
     else:
         pipeline, origin = default_pipeline(), "default pipeline"
     return TrainingSpec(pipeline.model, pipeline.model_params(), origin)

@@ -12,7 +12,7 @@ from fusionrec.data.dataset import Dataset
 from fusionrec.data.schema import EventTypes
 from fusionrec.engine import EngineError, jobs
 from fusionrec.engine.duckdb_engine import DuckDBEngine
-from fusionrec.models.association import covisitation_matrix
+from fusionrec.mining.covisitation import covisitation_matrix
 from fusionrec.models.popular import MostPopular
 
 

@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fusionrec.evaluation.metrics import evaluate_rankings, gini, rating_errors
+from fusionrec.evaluation.metrics import evaluate_rankings, gini, grouped_ndcg, rating_errors
 
 # ranx's numba kernels warn about an internal cast; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:unsafe cast from uint64 to int64")
@@ -77,6 +77,25 @@ def test_graded_ndcg_hand_computed() -> None:
     assert lin == pytest.approx((1 + 3 / 2) / (3 + 2 / L3 + 1 / 2))  # 0.525006...
     assert exp == pytest.approx((1 + 7 / 2) / (7 + 3 / L3 + 1 / 2))  # 2**g - 1
     assert binary == pytest.approx((1 + 1 / 2) / (1 + 1 / L3 + 1 / 2))
+
+
+def test_grouped_ndcg_known_values() -> None:  # the fused models' candidate groups
+    row = np.array([0, 0, 0, 1, 1])
+    labels = np.array([0, 1, 0, 1, 0], dtype=np.float32)
+    perfect = np.array([0.1, 0.9, 0.2, 0.8, 0.1])
+    assert grouped_ndcg(perfect, labels, row, 10) == pytest.approx(1.0)
+    worst = np.array([0.9, 0.1, 0.5, 0.8, 0.1])  # row 0's relevant item ranked 3rd
+    assert grouped_ndcg(worst, labels, row, 10) == pytest.approx((1 / np.log2(4) + 1) / 2)
+
+
+def test_grouped_ndcg_graded_ties_cutoff_and_groups_without_labels() -> None:
+    row = np.array([0, 0, 0, 1, 1, 2])
+    labels = np.array([2, 0, 1, 0, 0, 1], dtype=np.float32)  # group 1 has no positive label
+    scores = np.array([0.5, 0.5, 0.1, 0.3, 0.2, 0.7])  # a tie: the earlier entry ranks first
+    expected = (3 / (3 + 1 / L3) + 1) / 2  # group 0 at k=2: gains 2**2 - 1, then 0; group 2: 1
+    assert grouped_ndcg(scores, labels, row, 2) == pytest.approx(expected)
+    assert grouped_ndcg(scores, np.zeros(6), row, 2) == 0.0
+    assert grouped_ndcg(np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64), 5) == 0.0
 
 
 def test_perfect_list_scores_one_even_when_more_relevant_than_k() -> None:

@@ -10,7 +10,6 @@ from fusionrec.fusion.config import (
     PipelineConfigError,
     default_pipeline,
     load_pipeline,
-    load_project_config,
     pipeline_to_toml,
 )
 from fusionrec.models.registry import create_model
@@ -48,17 +47,3 @@ def test_errors_name_the_key(tmp_path: Path, body: str, message: str) -> None:
     path.write_text(body)
     with pytest.raises(PipelineConfigError, match=message.replace(".", r"\.")):
         load_pipeline(path)
-
-
-def test_project_file_keeps_other_sections(tmp_path: Path) -> None:
-    path = tmp_path / "fusionrec.toml"
-    path.write_text(
-        '[store]\nurl = "duckdb:///x.duckdb"\n[rules]\nexclude = ["a"]\n'
-        '[pipeline]\nmodel = "rrf"\n[pipeline.config]\nk = 10.0\n'
-    )
-    project = load_project_config(path)
-    assert project.store.url == "duckdb:///x.duckdb" and project.pipeline.model == "rrf"
-    assert project.model_extra["rules"] == {"exclude": ["a"]}
-    path.write_text("[store]\nurl = 5\n")
-    with pytest.raises(PipelineConfigError, match=r"store\.url"):
-        load_project_config(path)

@@ -21,7 +21,7 @@ from fusionrec.evaluation.protocol import evaluate_model
 from fusionrec.fusion import pipeline as pipeline_module
 from fusionrec.fusion.artifacts import ArtifactError, ModelRepository
 from fusionrec.fusion.config import HoldoutConfig
-from fusionrec.fusion.pipeline import group_ndcg, holdout_split, label_matrix, label_windows
+from fusionrec.fusion.pipeline import holdout_split, label_matrix, label_windows
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import create_model
 
@@ -94,15 +94,6 @@ def test_labels_take_the_highest_gain(shop: Dataset) -> None:
     bought = window.event_mask("purchase")
     assert (np.asarray(labels[window.user_idx[bought], window.item_idx[bought]]).ravel() == 4).all()
     assert set(np.unique(labels.data)) <= {1.0, 2.0, 4.0}
-
-
-def test_group_ndcg_known_values() -> None:
-    row = np.array([0, 0, 0, 1, 1])
-    labels = np.array([0, 1, 0, 1, 0], dtype=np.float32)
-    perfect = np.array([0.1, 0.9, 0.2, 0.8, 0.1])
-    assert group_ndcg(perfect, labels, row, 10) == pytest.approx(1.0)
-    worst = np.array([0.9, 0.1, 0.5, 0.8, 0.1])  # row 0's relevant item ranked 3rd
-    assert group_ndcg(worst, labels, row, 10) == pytest.approx((1 / np.log2(4) + 1) / 2)
 
 
 def test_fusion_explains_and_reports(fitted: Recommender, shop: Dataset) -> None:

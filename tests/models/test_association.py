@@ -11,15 +11,9 @@ import pytest
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import Dataset
-from fusionrec.models.association import (
-    RULE_COLUMNS,
-    AssociationRulesRecommender,
-    CovisitationRecommender,
-    baskets_from_dataset,
-    covisitation_matrix,
-    mine_rules,
-    rules_from_frame,
-)
+from fusionrec.mining.covisitation import covisitation_matrix
+from fusionrec.mining.rules import RULE_COLUMNS, baskets_from_dataset, mine_rules, rules_from_frame
+from fusionrec.models.association import AssociationRulesRecommender, CovisitationRecommender
 
 
 def events(rows: list[tuple], columns: tuple[str, ...] = ("user_id", "item_id", "event_type", "timestamp")):

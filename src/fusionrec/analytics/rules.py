@@ -1,6 +1,6 @@
-"""Association rules for reports: the model issue's miner over baskets or sessions from the store.
+"""Association rules for reports: the shared miner over baskets or sessions from the store.
 
-The mining is `fusionrec.models.association.rules_from_frame` (one implementation for the
+The mining is `fusionrec.mining.rules.rules_from_frame` (one implementation for the
 "bought together" recommender and for analytics); here the baskets come from a store query and
 the rules get item titles and categories, and can be kept to one category subtree.
 """
@@ -13,7 +13,7 @@ from fusionrec.analytics import queries as q
 from fusionrec.analytics.engine import run
 from fusionrec.analytics.queries import Filters
 from fusionrec.data.store import EventStore
-from fusionrec.models.association import RULE_COLUMNS, rules_from_frame
+from fusionrec.mining.rules import RULE_COLUMNS, rules_from_frame
 
 
 def in_category(paths: pd.Series, category: str) -> pd.Series:

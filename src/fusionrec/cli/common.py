@@ -21,7 +21,9 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
+    from fusionrec.configuration import ProjectConfig
     from fusionrec.data.store import EventStore
+    from fusionrec.engine import EngineSettings
 
 err = Console(stderr=True)
 # Leaderboards are wide: when stdout is a file or a pipe, don't squeeze them into 80 columns.
@@ -129,11 +131,29 @@ def user_errors() -> Iterator[None]:
         fail(str(error))
 
 
-def store_url(option: str | None) -> str:
-    """``--store`` (or ``FUSIONREC_STORE``), else ``fusionrec.toml``'s ``[store] url``, else the default."""
-    from fusionrec.project import store_url as resolve
+def project() -> ProjectConfig:
+    """``fusionrec.toml`` of the working folder, validated (cached while the file is unchanged)."""
+    from fusionrec.configuration import load_project
 
-    return resolve(option)
+    return load_project()
+
+
+def store_url(option: str | None) -> str:
+    """``--store`` (or ``FUSIONREC_STORE``), else ``fusionrec.toml``'s ``[store] url``, else the default.
+
+    The whole project file is validated even when ``--store`` makes its URL moot: a typo is an error.
+    """
+    configured = project().store.url
+    return option or configured
+
+
+def engine_settings(engine: str | None) -> EngineSettings | None:
+    """The batch engine a command runs on: ``--engine`` over the project file's ``[engine]``; None
+    when neither asks for one (in process)."""
+    from fusionrec.engine.settings import command_settings
+
+    project()
+    return command_settings(engine)
 
 
 def open_existing_store(option: str | None) -> EventStore:

@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from fusionrec.cli.common import EngineOption, JsonOption, UserError, emit_json, err, log, out, user_errors
+from fusionrec.cli.common import (
+    EngineOption,
+    JsonOption,
+    UserError,
+    emit_json,
+    engine_settings,
+    err,
+    log,
+    out,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from fusionrec.data.dataset import Dataset
@@ -107,8 +117,7 @@ def evaluate(
     the split's events (models that read the event log itself, such as sasrec, keep the in-memory
     data); the leaderboard's protocol names the engine.
     """
-    from fusionrec.engine.dataset import EVENT_LOG_MODELS
-    from fusionrec.engine.settings import command_settings
+    from fusionrec.engine.dataset import needs_event_log
     from fusionrec.evaluation.benchmarks import load_benchmark, resolve_benchmark
     from fusionrec.evaluation.leaderboard import Leaderboard
     from fusionrec.evaluation.protocol import evaluate_model, full_protocol
@@ -123,7 +132,7 @@ def evaluate(
         benchmark = resolve_benchmark(dataset)
         with err.status(f"loading {benchmark.name}"):
             split, description = load_benchmark(benchmark, seed=seed)
-        settings = command_settings(engine)
+        settings = engine_settings(engine)
         protocol = full_protocol(description, cutoffs, seed, sampled)
         if refit:
             protocol["refit"] = "every model fit on train + validation before the test"
@@ -143,7 +152,7 @@ def evaluate(
                 mask_seen=benchmark.mask_seen,
                 sampled=sampled,
                 seed=seed,
-                fit_data=None if name in EVENT_LOG_MODELS else engine_data,
+                fit_data=None if needs_event_log(name) else engine_data,
                 refit=refit,
             )
             board.results.append(result)

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from fusionrec.cli.common import EngineOption, StoreOption, err, open_existing_store, user_errors
+from fusionrec.cli.common import (
+    EngineOption,
+    StoreOption,
+    engine_settings,
+    err,
+    open_existing_store,
+    user_errors,
+)
 
 
 def report(
@@ -48,12 +55,11 @@ def report(
     """
     from fusionrec.analytics.report import build_report
     from fusionrec.engine import get_engine
-    from fusionrec.engine.settings import command_settings
     from fusionrec.engine.sql_source import EngineSource
 
     with user_errors(), err.status("building the report"):
         boards = [*(leaderboard or []), *([models] if models else [])]
-        settings = command_settings(engine)
+        settings = engine_settings(engine)
         options = {"start": start, "end": end, "category": category, "leaderboard": boards}
         with open_existing_store(store) as event_store:
             if settings is None:

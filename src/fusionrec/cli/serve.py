@@ -74,9 +74,11 @@ def serving_settings(
 ) -> ServingSettings:
     """Settings for `serve`: the options over the environment over ``config`` (default: the project
     file when there is one); the store URL falls back to the project file's ``[store] url``."""
+    from fusionrec.cli.common import project
     from fusionrec.project import PROJECT_FILE
     from fusionrec.serving.settings import load_settings
 
+    project()  # the whole project file validated, whichever file the settings come from
     if config is None and PROJECT_FILE.is_file():
         config = PROJECT_FILE
     return load_settings(config, store_url=store, models_dir=models, host=host, port=port, redis_url=redis)

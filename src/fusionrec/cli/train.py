@@ -22,6 +22,7 @@ from fusionrec.cli.common import (
     StoreOption,
     UserError,
     emit_json,
+    engine_settings,
     err,
     log,
     open_existing_store,
@@ -109,12 +110,11 @@ def train_from_store(
     and the command's JSON result (the manifest, plus ``recommendations_batch_rows`` after Spark)."""
     from fusionrec.data.dataset import Dataset
     from fusionrec.data.store import open_store
-    from fusionrec.engine.settings import command_settings
     from fusionrec.fusion.artifacts import ModelRepository
     from fusionrec.training import resolve_pipeline, train_version
 
     spec = resolve_pipeline(config)
-    settings = command_settings(engine)
+    settings = engine_settings(engine)
     # Events from the engine's Parquet: the store only receives outputs, so it may be new.
     events_elsewhere = settings is not None and settings.events is not None
     with ExitStack() as stack:

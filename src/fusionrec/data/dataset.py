@@ -285,8 +285,8 @@ class Dataset:
             quantity=ordered(_float_column(table, "quantity")),
             price=ordered(_float_column(table, "price")),
             source_row=ordered(table["__row"].to_numpy()),
-            item_features=_feature_frame(item_table, "item_id", item_vocab, ITEM_COLUMNS),
-            user_features=_feature_frame(user_table, "user_id", user_vocab, USER_COLUMNS),
+            item_features=feature_frame(item_table, "item_id", item_vocab, ITEM_COLUMNS),
+            user_features=feature_frame(user_table, "user_id", user_vocab, USER_COLUMNS),
             session_idx=ordered(sessions),
         )
 
@@ -409,7 +409,7 @@ def _factorize(column: pa.ChunkedArray) -> np.ndarray:
     return _dictionary_encode(column).indices.cast(pa.int64()).fill_null(-1).to_numpy()
 
 
-def _feature_frame(table: pa.Table | None, key: str, vocab: Vocabulary, columns: list[str]) -> pd.DataFrame:
+def feature_frame(table: pa.Table | None, key: str, vocab: Vocabulary, columns: list[str]) -> pd.DataFrame:
     """One row per vocabulary entry, in index order; unknown rows are null."""
     wanted = [c for c in columns if c != key]
     if table is None or table.num_rows == 0:

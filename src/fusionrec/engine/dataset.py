@@ -13,29 +13,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fusionrec.data.dataset import Dataset, Vocabulary, _feature_frame
+from fusionrec.data.dataset import Dataset, Vocabulary, feature_frame
 from fusionrec.data.schema import EVENT_SCHEMA, ITEM_COLUMNS, USER_COLUMNS, EventTypes
 from fusionrec.engine import jobs
 from fusionrec.engine.base import Engine
+from fusionrec.models.registry import model_class
 
 PSEUDO_EVENT = "view"  # the type code stored for each pair (its weight is the pair's own)
 
 
-# Models that read the event log itself (order, sessions, baskets, time windows): the compact
-# Dataset has one pseudo-event per pair, so these must train on the full Dataset instead.
-EVENT_LOG_MODELS = frozenset(
-    {
-        "sasrec",
-        "gru4rec",
-        "session_knn",
-        "covisitation",
-        "association_rules",
-        "trending",
-        "fusion",
-        "blend",
-        "rrf",
-    }
-)
+def needs_event_log(model: str) -> bool:
+    """Whether the model registered as ``model`` reads the event log itself (order, sessions,
+    baskets, time windows: its class's `Recommender.needs_event_log`): the compact Dataset has one
+    pseudo-event per pair, so such a model must train on the full Dataset instead."""
+    return model_class(model).needs_event_log
 
 
 def interactions_dataset(
@@ -87,10 +78,10 @@ def interactions_dataset(
         item_features=(
             like.item_features
             if like is not None
-            else _feature_frame(items, "item_id", item_vocab, ITEM_COLUMNS)
+            else feature_frame(items, "item_id", item_vocab, ITEM_COLUMNS)
         ),
         user_features=(
-            like.user_features if like is not None else _feature_frame(None, "user_id", users, USER_COLUMNS)
+            like.user_features if like is not None else feature_frame(None, "user_id", users, USER_COLUMNS)
         ),
         session_idx=np.full(n, -1, dtype=np.int64),
     )

@@ -35,7 +35,7 @@ import pandas as pd
 from fusionrec.data.dataset import ANONYMOUS_PREFIX
 from fusionrec.data.schema import EventTypes
 from fusionrec.engine.base import Engine, EngineError
-from fusionrec.models.association import covisitation_type_weights
+from fusionrec.mining.covisitation import covisitation_type_weights
 
 if TYPE_CHECKING:
     from fusionrec.analytics.queries import Filters
@@ -183,7 +183,7 @@ def covisitation(
     materialise: bool = True,
 ) -> str:
     """Define ``covisitation`` (item_a, item_b, weight): what
-    `fusionrec.models.association.covisitation_matrix` computes with ``normalise="none"``.
+    `fusionrec.mining.covisitation.covisitation_matrix` computes with ``normalise="none"``.
 
     Within a group (the session, else the user; or always the user), events ordered by time
     (then event id), back-to-back repeats of one item merged (keeping the highest weight), event

@@ -128,12 +128,9 @@ def load_settings(config: str | Path | None = None, engine: str | None = None) -
 def command_settings(engine: str | None, project: Path = PROJECT_FILE) -> EngineSettings | None:
     """The engine settings for ``train``/``evaluate``/``report``: ``project``'s ``[engine]`` section
     with ``--engine`` on top; None when neither asks for an engine (the command runs in process)."""
-    section = False
-    if project.is_file():
-        try:
-            section = "engine" in tomllib.loads(project.read_text())
-        except tomllib.TOMLDecodeError as error:
-            raise EngineSettingsError(f"{project}: not valid TOML ({error})") from error
-    if engine is None and not section:
+    from fusionrec.project import read_project_file
+
+    section = read_project_file(project).get("engine")
+    if engine is None and section is None:
         return None
-    return load_settings(project if section else None, engine)
+    return EngineSettings.from_mapping(section, where=f"{project.name}:engine").with_engine(engine)

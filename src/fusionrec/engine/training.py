@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from fusionrec.engine import jobs
 from fusionrec.engine.base import Engine, EngineError
-from fusionrec.engine.dataset import EVENT_LOG_MODELS, interactions_dataset
+from fusionrec.engine.dataset import interactions_dataset, needs_event_log
 
 if TYPE_CHECKING:
     from fusionrec.data.dataset import Dataset
@@ -76,11 +76,7 @@ def check_matrix_only(pipeline_params: dict[str, Any]) -> None:
     """Raise `EngineError` when a pipeline source reads the event log: with events only in Parquet
     the pipeline trains on the engine's interactions (one pseudo-event per user x item pair)."""
     readers = sorted(
-        {
-            source["model"]
-            for source in pipeline_params.get("sources", [])
-            if source["model"] in EVENT_LOG_MODELS
-        }
+        {source["model"] for source in pipeline_params.get("sources", []) if needs_event_log(source["model"])}
     )
     if readers:
         raise EngineError(
@@ -96,7 +92,7 @@ def publish_top_n(model: Recommender, store: EventStore, k: int = 50) -> dict[st
     named by the source's label. Returns label -> rows written."""
     from fusionrec.engine.spark_als import SparkALS, recommend_all, save_all
 
-    sources = getattr(model, "source_models", {model.name: model})
+    sources = model.source_models if model.combines_sources else {model.name: model}  # type: ignore[attr-defined]
     written = {}
     for label, source in sources.items():
         if isinstance(source, SparkALS):

@@ -46,6 +46,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from fusionrec.relevance import canonical_truth, gains_at_ranks
+
 Gain = Literal["binary", "linear", "exponential"]
 
 ACCURACY_METRICS: tuple[str, ...] = ("Recall", "Precision", "HR", "NDCG", "MAP", "MRR")
@@ -97,21 +99,6 @@ def _check_recs(recs: np.ndarray, n_users: int, n_items: int) -> np.ndarray:
     return recs
 
 
-def _canonical_truth(truth: sp.spmatrix | sp.sparray) -> sp.csr_array:
-    if not sp.issparse(truth):
-        raise TypeError(f"truth must be a scipy sparse matrix, got {type(truth).__name__}")
-    t = sp.csr_array(truth, dtype=np.float64, copy=True)
-    t.sum_duplicates()  # also sorts indices, which the key lookup needs
-    t.eliminate_zeros()
-    if t.nnz and not np.isfinite(t.data).all():
-        row = int(np.searchsorted(t.indptr, np.flatnonzero(~np.isfinite(t.data))[0], side="right") - 1)
-        raise ValueError(f"truth row {row} holds a non-finite relevance value")
-    if t.nnz and (t.data < 0).any():
-        row = int(np.searchsorted(t.indptr, np.flatnonzero(t.data < 0)[0], side="right") - 1)
-        raise ValueError(f"truth row {row} holds a negative relevance value; gains must be >= 0")
-    return t
-
-
 def _check_ks(ks: Sequence[int] | int, k_max: int) -> tuple[int, ...]:
     ks_t = (ks,) if isinstance(ks, int | np.integer) else tuple(ks)
     if not ks_t:
@@ -122,32 +109,6 @@ def _check_ks(ks: Sequence[int] | int, k_max: int) -> tuple[int, ...]:
         if int(k) > k_max:
             raise ValueError(f"cut-off k={k} exceeds the {k_max} recommendations per user in recs")
     return tuple(sorted({int(k) for k in ks_t}))
-
-
-# ----------------------------------------------------------------------------------------------------
-# relevance lookup
-# ----------------------------------------------------------------------------------------------------
-
-
-def _gains_at_ranks(recs: np.ndarray, truth: sp.csr_array) -> np.ndarray:
-    """Relevance value of each recommended slot, float64 ``[n, K]`` (0 = not relevant or padding).
-
-    ``truth`` must be canonical (sorted indices, no duplicates): one ``searchsorted`` over
-    ``row * n_items + item`` keys finds every (user, item) pair at once.
-    """
-    n_users, n_items = truth.shape
-    out = np.zeros(recs.shape, dtype=np.float64)
-    if truth.nnz == 0 or recs.size == 0:
-        return out
-    rows = np.repeat(np.arange(n_users, dtype=np.int64), np.diff(truth.indptr))
-    keys = rows * n_items + truth.indices.astype(np.int64)
-    valid = recs >= 0
-    rec_keys = np.arange(n_users, dtype=np.int64)[:, None] * n_items + recs
-    pos = np.searchsorted(keys, rec_keys)
-    pos_c = np.minimum(pos, keys.size - 1)
-    found = valid & (keys[pos_c] == rec_keys)
-    out[found] = truth.data[pos_c[found]]
-    return out
 
 
 def _ideal_dcg(truth: sp.csr_array, k: int, gain: Gain) -> np.ndarray:
@@ -194,7 +155,7 @@ class _Context:
 def _accuracy_chunk(
     recs: np.ndarray, truth: sp.csr_array, ks: tuple[int, ...], wanted: set[str], ctx: _Context
 ) -> dict[str, np.ndarray]:
-    gains = _gains_at_ranks(recs, truth)
+    gains = gains_at_ranks(recs, truth)
     hit = gains > 0
     n_rel = np.diff(truth.indptr).astype(np.float64)
     safe_rel = np.maximum(n_rel, 1.0)
@@ -425,7 +386,7 @@ def evaluate_rankings(
     ``recs`` with NaN for the users excluded from the mean (rows line up for paired tests).
     Users are processed ``chunk_users`` at a time to bound memory.
     """
-    t = _canonical_truth(truth)
+    t = canonical_truth(truth)
     n_users, n_items = t.shape
     recs = _check_recs(recs, n_users, n_items)
     ks_t = _check_ks(ks, recs.shape[1])
@@ -471,6 +432,35 @@ def evaluate_rankings(
     if per_user:
         return summary, per_user_out
     return summary
+
+
+def grouped_ndcg(
+    scores: np.ndarray, labels: np.ndarray, group: np.ndarray, k: int, *, gain: Gain = "exponential"
+) -> float:
+    """Mean NDCG@k of ranking each group's entries by ``scores``, against their graded ``labels``.
+
+    Flat per-entry arrays (a candidate list per user, as the fused models train on): entry ``i``
+    belongs to group ``group[i]``. Each group's entries are ranked by score (ties: the earlier
+    entry first) and scored by `evaluate_rankings`' NDCG, the ideal ordering taken over that
+    group's own labels; groups without a positive label are left out (0.0 when no group has one).
+    ``gain`` as in `evaluate_rankings` (default ``2**label - 1``).
+    """
+    scores, labels = np.asarray(scores), np.asarray(labels, dtype=np.float64)
+    group = np.asarray(group, dtype=np.int64)
+    order = np.lexsort((-scores, group))
+    in_group = group[order]
+    rank = np.arange(len(order)) - np.searchsorted(in_group, in_group)  # 0 = the group's best score
+    n_groups = int(group.max()) + 1 if len(group) else 0
+    # Columns are ranks: each group's list is its ranks in order, and its truth the label at each rank.
+    truth = sp.csr_array(
+        (labels[order], (in_group, rank)), shape=(n_groups, int(rank.max(initial=0)) + 1), dtype=np.float64
+    )
+    if not (truth.data > 0).any():
+        return 0.0
+    top = rank < k
+    recs = np.full((n_groups, k), -1, dtype=np.int64)
+    recs[in_group[top], rank[top]] = rank[top]
+    return evaluate_rankings(recs, truth, ks=k, metrics=["NDCG"], gain=gain)[f"NDCG@{k}"]
 
 
 def rating_errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:

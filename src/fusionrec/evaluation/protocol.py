@@ -9,7 +9,6 @@ metric's name (``"HR@10 (sampled-100)"``).
 from __future__ import annotations
 
 import importlib.metadata
-import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -72,14 +71,9 @@ def full_protocol(
     }
 
 
-def takes_validation(model: Recommender) -> bool:
-    """Whether ``model.fit`` accepts a validation part (models that stop early)."""
-    return "validation" in inspect.signature(model.fit).parameters
-
-
 def fit_model(model: Recommender, train: Dataset, validation: Dataset | None) -> Recommender:
-    """Fit, passing the validation part to models whose ``fit`` takes it (early stopping)."""
-    if validation is not None and takes_validation(model):
+    """Fit, passing the validation part to the models that stop early on it (``stops_early``)."""
+    if validation is not None and model.stops_early:
         return model.fit(train, validation=validation)  # type: ignore[call-arg]
     return model.fit(train)
 
@@ -180,7 +174,7 @@ def evaluate_model(
 
     # Models that stop early on validation data learn from `train` and are scored with the
     # full history (train + validation) as their input; every other model learns from both.
-    early_stopping = split.validation is not None and takes_validation(model)
+    early_stopping = split.validation is not None and model.stops_early
     started = time.perf_counter()
     if early_stopping:
         fit_model(model, split.train, split.validation)
@@ -205,7 +199,7 @@ def evaluate_model(
             train_popularity=history_data.item_popularity(),
             item_categories=_categories(history_data),
         )
-    if hasattr(model, "predict_ratings"):
+    if model.predicts_ratings:
         metrics.update(_rating_metrics(model, split.test))
     predict_seconds = time.perf_counter() - started
     return EvaluationResult(name, metrics, fit_seconds, predict_seconds, params)

@@ -17,9 +17,10 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
+from fusionrec.evaluation.metrics import grouped_ndcg
 from fusionrec.fusion.candidates import Candidates
 from fusionrec.fusion.config import FusionSettings, SourceConfig, default_pipeline
-from fusionrec.fusion.pipeline import FusedRecommender, group_ndcg
+from fusionrec.fusion.pipeline import MultiSourceRecommender
 from fusionrec.models.base import ModelConfig
 
 WEIGHTS_FILE = "weights.json"
@@ -57,7 +58,7 @@ def rrf_terms(candidates: Candidates, k: float) -> np.ndarray:
     return np.nan_to_num(1.0 / (k + candidates.ranks), nan=0.0).astype(np.float32)
 
 
-class _WeightedFusion(FusedRecommender):
+class _WeightedFusion(MultiSourceRecommender):
     needs_features = False
     config: BlendConfig
 
@@ -78,11 +79,11 @@ class _WeightedFusion(FusedRecommender):
             return
         terms = self._terms(candidates)
         uniform = np.ones(len(labels_order), dtype=np.float32)
-        best, best_score = uniform, group_ndcg(terms @ uniform, labels, candidates.row, self.config.tune_k)
+        best, best_score = uniform, grouped_ndcg(terms @ uniform, labels, candidates.row, self.config.tune_k)
         rng = np.random.default_rng(self.config.seed)
         for _ in range(self.config.trials):
             trial = (rng.dirichlet(np.ones(len(labels_order))) * len(labels_order)).astype(np.float32)
-            score = group_ndcg(terms @ trial, labels, candidates.row, self.config.tune_k)
+            score = grouped_ndcg(terms @ trial, labels, candidates.row, self.config.tune_k)
             if score > best_score:
                 best, best_score = trial, score
         self.weights_ = best

@@ -1,9 +1,9 @@
 """The fused pipeline's declared configuration (the ``[pipeline]`` section of ``fusionrec.toml``).
 
 Everything is a pydantic model with unknown keys rejected, so a typo in a TOML file is an error
-that names the key, not a silently ignored setting. `load_project_config` reads the whole project
-file (store URL, pipeline, and sections other parts of fusionrec own); `load_pipeline` reads a
-pipeline on its own (a file holding a ``[pipeline]`` table, or the pipeline's keys at top level).
+that names the key, not a silently ignored setting. `load_pipeline` reads a pipeline on its own (a
+file holding a ``[pipeline]`` table, or the pipeline's keys at top level); the whole project file is
+`fusionrec.configuration.load_project`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from fusionrec.models.base import ModelConfig
-from fusionrec.project import DEFAULT_STORE_URL
 
 DEFAULT_PIPELINE_RESOURCE = "default_pipeline.toml"
 
@@ -76,6 +75,25 @@ class SourceConfig(_Strict):
     def label(self) -> str:
         return self.name or self.model
 
+    @model_validator(mode="after")
+    def _valid_params(self) -> SourceConfig:
+        """The source's ``params`` are that model's hyperparameters: checked by its own Config."""
+        from fusionrec.models.registry import model_class
+
+        try:
+            model_class(self.model).Config(**self.params)
+        except ValidationError as error:
+            raise ValueError(f"params of {self.model}: {first_problem(error)}") from None
+        return self
+
+
+def first_problem(error: ValidationError) -> str:
+    """A pydantic error's first problem in one line: ``key: what is wrong``."""
+    problem = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in problem["loc"]) or "value"
+    message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
+    return f"{where}: {message.removeprefix('Value error, ')}"
+
 
 FUSION_MODELS = frozenset({"fusion", "blend", "rrf", "stack"})
 
@@ -109,6 +127,17 @@ class RankerConfig(_Strict):
     # by their mean. Pair it with subsampling in ``params`` (LightGBM ``bagging_fraction`` with
     # ``bagging_by_query``), or the members differ only by their feature sampling.
     bags: int = Field(1, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _known_params(self) -> RankerConfig:
+        """LightGBM parameters are checked by LightGBM itself (its own names and aliases)."""
+        if self.kind == "lightgbm" and self.params:
+            from fusionrec.fusion.ranker import unknown_lightgbm_params
+
+            unknown = unknown_lightgbm_params(self.params)
+            if unknown:
+                raise ValueError(f"params: unknown LightGBM parameter(s) {', '.join(unknown)}")
+        return self
 
 
 class ExtraCandidates(_Strict):
@@ -177,16 +206,13 @@ class FusionConfig(ModelConfig, FusionSettings):
     sources: list[SourceConfig] = Field(default_factory=lambda: default_pipeline().sources)
 
 
-class StoreConfig(_Strict):
-    url: str = DEFAULT_STORE_URL
-
-
 class PipelineFile(_Strict):
-    """A pipeline as declared in TOML: the fusion model's config plus its kind and fallback."""
+    """A pipeline as declared in TOML: the kind of fused model and its config.
+
+    What serves users the pipeline cannot score is the service's fallback chain, and business rules
+    are the ``[rules]`` section: neither is part of a pipeline."""
 
     model: Literal["fusion", "blend", "rrf", "stack"] = "fusion"
-    fallback: str = "most_popular"
-    rules: list[str] = Field(default_factory=list)  # business-rule hooks, applied by serving
     config: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -198,20 +224,12 @@ class PipelineFile(_Strict):
         return dict(self.config)
 
 
-class ProjectConfig(BaseModel):
-    """``fusionrec.toml``: sections owned by other parts (rules, experiments, engine) pass through."""
-
-    model_config = ConfigDict(extra="allow")
-
-    store: StoreConfig = Field(default_factory=StoreConfig)
-    pipeline: PipelineFile | None = None
-
-
 def _format_errors(error: ValidationError, prefix: str) -> str:
     lines = []
-    for item in error.errors():
+    for item in error.errors(include_url=False):
         key = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
-        lines.append(f"{key}: {item['msg']}")
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{key}: {message.removeprefix('Value error, ')}")
     return "; ".join(lines)
 
 
@@ -245,20 +263,6 @@ def load_pipeline(path: str | Path) -> PipelineFile:
     data = _read_toml(path)
     table = data.get("pipeline", data)
     return parse_pipeline(table, where=f"{path.name}:pipeline")
-
-
-def load_project_config(path: str | Path) -> ProjectConfig:
-    """``fusionrec.toml``: validated on load, with errors naming the file and the key."""
-    path = Path(path)
-    data = _read_toml(path)
-    pipeline = data.pop("pipeline", None)
-    try:
-        project = ProjectConfig(**data)
-    except ValidationError as error:
-        raise PipelineConfigError(f"{path.name}: {_format_errors(error, '')}") from error
-    if pipeline is not None:
-        project.pipeline = parse_pipeline(pipeline, where=f"{path.name}:pipeline")
-    return project
 
 
 def default_pipeline() -> PipelineFile:

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
 from fusionrec.fusion.candidates import Candidates
+from fusionrec.mining.neighbours import prune_rows
 
 POPULARITY_WINDOWS = (1, 7, 30)  # days before the end of the training data
 PRICE_TREND_DAYS = 7  # recent prices (a promotion, a price rise) against the item's usual price
@@ -85,7 +86,7 @@ class FeatureContext:
     pair_events: sp.csr_matrix  # users x items: events of the pair, any type
     recent: sp.csr_matrix  # users x items: the last R items, weight 1 for the newest, then 1/2, 1/3...
     last_item: np.ndarray  # int32[n_users]; -1 = none
-    covisit: sp.csr_matrix  # items x items: co-visitation counts, top neighbours per item
+    covisit: sp.csr_matrix  # items x items: pairs a few positions apart in a user's sequence, top per item
 
     # --- construction ------------------------------------------------------------------------
 
@@ -162,7 +163,7 @@ class FeatureContext:
 
         indptr, sequence = dataset.sequences()
         recent, last_item = _recent_matrix(indptr, sequence, n_items, recent_items)
-        covisit = _covisitation(indptr, sequence, n_items, covisit_window, covisit_neighbours)
+        covisit = _sequence_neighbour_counts(indptr, sequence, n_items, covisit_window, covisit_neighbours)
         return cls(
             end=np.array([end], dtype=np.int64),
             item_pop=np.stack(pops, axis=1).astype(np.float32),
@@ -528,10 +529,16 @@ def _recent_matrix_from_histories(
     return _recent_matrix(indptr, sequence, n_items, recent_items)
 
 
-def _covisitation(
+def _sequence_neighbour_counts(
     indptr: np.ndarray, sequence: np.ndarray, n_items: int, window: int, neighbours: int
 ) -> sp.csr_matrix:
-    """Items x items counts of pairs at most ``window`` positions apart in a user's sequence."""
+    """Items x items counts of pairs at most ``window`` positions apart in a user's sequence.
+
+    The ``covisit_*`` features' graph: every event of a user's whole history counts once, whatever
+    its type or the time between the two. (`fusionrec.mining.covisitation.covisitation_matrix`, the
+    ``covisitation`` model's, is another measure: pairs within a time window of a session, weighted
+    by event type, repeats merged.) Each row keeps its ``neighbours`` largest counts.
+    """
     n_users = len(indptr) - 1
     user_of = np.repeat(np.arange(n_users), np.diff(indptr))
     rows, cols = [], []
@@ -546,17 +553,4 @@ def _covisitation(
     row, col = np.concatenate(rows), np.concatenate(cols)
     matrix = sp.csr_matrix((np.ones(len(row), dtype=np.float32), (row, col)), shape=(n_items, n_items))
     matrix.sum_duplicates()
-    return _top_per_row(matrix, neighbours)
-
-
-def _top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Keep each row's ``k`` largest entries (ties to the lower column)."""
-    coo = matrix.tocoo()
-    order = np.lexsort((coo.col, -coo.data, coo.row))
-    row, col, data = coo.row[order], coo.col[order], coo.data[order]
-    starts = np.searchsorted(row, np.arange(matrix.shape[0]))
-    position = np.arange(len(row)) - starts[row]
-    keep = position < k
-    out = sp.csr_matrix((data[keep], (row[keep], col[keep])), shape=matrix.shape, dtype=np.float32)
-    out.sort_indices()
-    return out
+    return prune_rows(matrix, neighbours)

@@ -1,7 +1,7 @@
 """Fused recommenders: candidates from several sources, combined by a ranker or a simple fusion.
 
-`FusedRecommender` is the shared machinery, itself a `Recommender` (so `fusionrec evaluate` can
-compare it with single models in one run):
+`MultiSourceRecommender` is the shared machinery of all four, itself a `Recommender` (so
+`fusionrec evaluate` can compare it with single models in one run):
 
 1. ``_fit`` cuts a label window off the end of the training data (`holdout_split`), fits every
    source on the data before it, builds candidates and features for the users with labels and
@@ -30,6 +30,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
+from fusionrec.evaluation.metrics import grouped_ndcg
 from fusionrec.fusion.candidates import (
     Candidates,
     candidate_recall,
@@ -42,7 +43,7 @@ from fusionrec.fusion.config import POPULAR_IN_CATEGORY, REPEAT, FusionConfig, H
 from fusionrec.fusion.features import FeatureContext
 from fusionrec.fusion.ranker import Ranker, make_ranker
 from fusionrec.models.base import MANIFEST_FILE, ModelError, Recommender, sha256_file, top_k
-from fusionrec.models.knn import history_matrix
+from fusionrec.models.itemtools import request_history_matrix
 from fusionrec.models.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -153,29 +154,22 @@ def user_revenue(window: Dataset) -> np.ndarray:
     ).astype(np.float32)
 
 
-def group_ndcg(scores: np.ndarray, labels: np.ndarray, row: np.ndarray, k: int) -> float:
-    """Mean NDCG@k over the rows (groups) that hold a positive label; gains ``2^label - 1``."""
-    order = np.lexsort((-scores, row))
-    ideal = np.lexsort((-labels, row))
-    sorted_row = row[order]
-    starts = np.searchsorted(sorted_row, sorted_row)  # first position of each row (sorted)
-    position = np.arange(len(row)) - starts
-    discount = np.where(position < k, 1.0 / np.log2(position + 2.0), 0.0)
-    n_rows = int(row.max()) + 1 if len(row) else 0
-    dcg = np.bincount(sorted_row, weights=(2.0 ** labels[order] - 1) * discount, minlength=n_rows)
-    idcg = np.bincount(row[ideal], weights=(2.0 ** labels[ideal] - 1) * discount, minlength=n_rows)
-    has = idcg > 0
-    return float((dcg[has] / idcg[has]).mean()) if has.any() else 0.0
-
-
 # --- shared machinery --------------------------------------------------------------------------
 
 
-class FusedRecommender(Recommender):
-    """Candidates from configured sources, combined by a subclass-specific `_combine`."""
+class MultiSourceRecommender(Recommender):
+    """Candidates from configured sources, combined by a subclass-specific `_combine`.
+
+    The base of every fused model: `FusionRecommender` and `StackRecommender` (a learned ranker)
+    here, `BlendRecommender` and `RRFRecommender` (weighted score / rank fusion) in `fusion.blend`.
+    """
 
     name: ClassVar[str] = "fused"
     config: Any
+    # Label windows cut by time and features from the event log (recency, sessions, prices).
+    needs_event_log: ClassVar[bool] = True
+    scores_candidates: ClassVar[bool] = True
+    combines_sources: ClassVar[bool] = True
 
     # --- combiner hooks ------------------------------------------------------------------------
 
@@ -334,7 +328,7 @@ class FusedRecommender(Recommender):
             if histories is None:
                 exclude = "seen"
             else:
-                exclude = history_matrix(list(histories), self._context.covisit.shape[0])
+                exclude = request_history_matrix(list(histories), self._context.covisit.shape[0], binary=True)
         dense: dict[str, np.ndarray] | None = {} if cfg.score_all_candidates else None
         lists = source_lists(
             self._sources,
@@ -526,7 +520,7 @@ class FusedRecommender(Recommender):
 # --- learning to rank -----------------------------------------------------------------------------
 
 
-class FusionRecommender(FusedRecommender):
+class FusionRecommender(MultiSourceRecommender):
     """``fusion``: a learning-to-rank model (LightGBM LambdaRank by default) over candidate features."""
 
     name = "fusion"
@@ -543,7 +537,7 @@ class FusionRecommender(FusedRecommender):
         self._ranker.fit(X, labels.astype(np.float32), sizes, self.feature_names(), use_weights)
         if self.config.ranker.kind in ("lightgbm", "xgboost", "catboost"):
             # The ranker's own training NDCG, a sanity figure (validation numbers come from tuning).
-            self.train_ndcg_ = group_ndcg(self._ranker.predict(X), labels, candidates.row, 20)
+            self.train_ndcg_ = grouped_ndcg(self._ranker.predict(X), labels, candidates.row, 20)
 
     def _combine(self, X: np.ndarray | None, candidates: Candidates) -> np.ndarray:
         if X is None or len(X) == 0:

@@ -8,6 +8,7 @@ LightGBM LambdaRank (default, text model), XGBoost ``rank:ndcg`` (JSON model), C
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -359,3 +360,44 @@ def _optional(module: str) -> Any:
     from fusionrec.extras import require
 
     return require(module, f"the {module} ranker")
+
+
+def unknown_lightgbm_params(params: dict[str, Any]) -> list[str]:
+    """The keys of ``params`` that LightGBM does not know (its names and aliases), as LightGBM
+    itself reports them while it builds a booster on two rows; ``n_estimators`` counts as known."""
+    import lightgbm as lgb
+
+    probe = _LightGBMMessages()
+    lgb.register_logger(probe)
+    try:
+        data = lgb.Dataset(np.zeros((2, 1)), label=[0.0, 1.0], params={"verbose": -1})
+        lgb.Booster(params={**params, "objective": "regression", "verbose": 0}, train_set=data)
+    except lgb.basic.LightGBMError:
+        pass  # a bad value is LightGBM's to report when it trains; names are what is checked here
+    finally:
+        lgb.register_logger(_LightGBMLog())  # afterwards LightGBM's messages go to Python's logging
+    prefix = "Unknown parameter: "
+    return [m.split(prefix, 1)[1].strip() for m in probe.messages if prefix in m]
+
+
+class _LightGBMLog:
+    """LightGBM's messages as debug records of the ``lightgbm`` logger."""
+
+    def info(self, message: str) -> None:
+        logging.getLogger("lightgbm").debug(message.strip())
+
+    def warning(self, message: str) -> None:
+        logging.getLogger("lightgbm").debug(message.strip())
+
+
+class _LightGBMMessages:
+    """A logger for `lightgbm.register_logger` that keeps LightGBM's messages instead of printing them."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.messages.append(message)
+
+    def warning(self, message: str) -> None:
+        self.messages.append(message)

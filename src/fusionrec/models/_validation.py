@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 import numpy as np
 
 from fusionrec.data.dataset import Dataset
-from fusionrec.evaluation.metrics import evaluate_rankings
+from fusionrec.relevance import recall_at_k
 
 if TYPE_CHECKING:
     from fusionrec.models.base import Recommender
@@ -48,8 +48,7 @@ class ValidationSet:
         if len(self.users) == 0:
             return float("nan")
         items, _ = model.recommend(self.users, k=self.k)
-        k = items.shape[1]  # fewer than k when the catalogue is smaller
-        return float(evaluate_rankings(items, self.truth, ks=(k,), metrics=["Recall"])[f"Recall@{k}"])
+        return recall_at_k(items, self.truth, items.shape[1])  # fewer than k when the catalogue is smaller
 
 
 @dataclass

@@ -58,6 +58,27 @@ class Recommender(ABC):
     # (sequential, session and item-to-item models); see `recommend_from_history`.
     supports_history: ClassVar[bool] = False
 
+    # --- declared capabilities ---------------------------------------------------------------
+    # Callers read these flags instead of probing methods or keeping lists of model names;
+    # tests/contract/test_capabilities.py checks each against what the class really does.
+
+    # Reads the event log itself (order, sessions, baskets, time windows, event types, rating
+    # values), so it cannot train on a compact Dataset of one pseudo-event per (user, item) pair
+    # (`fusionrec.engine.dataset.interactions_dataset`).
+    needs_event_log: ClassVar[bool] = False
+    # ``fit(dataset, validation=...)`` takes a validation part and stops early on it.
+    stops_early: ClassVar[bool] = False
+    # ``score_candidates(users, histories)`` returns its own candidates and their scores.
+    scores_candidates: ClassVar[bool] = False
+    # ``similar_items(items, k)`` lists each item's nearest items.
+    item_to_item: ClassVar[bool] = False
+    # ``bought_together(items, k)`` lists the items most often taken together with each item.
+    lists_bought_together: ClassVar[bool] = False
+    # ``predict_ratings(user_idx, item_idx)`` predicts explicit ratings (RMSE / MAE).
+    predicts_ratings: ClassVar[bool] = False
+    # Combines the candidates of source models (fused models); ``source_models`` names them.
+    combines_sources: ClassVar[bool] = False
+
     def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **params: Any) -> None:
         if isinstance(config, ModelConfig):
             merged = {**config.model_dump(), **params}

@@ -33,9 +33,9 @@ from fusionrec.models.base import ModelConfig, Recommender
 from fusionrec.models.itemtools import (
     check_items,
     fill_unscored,
-    histories_matrix,
-    history_matrix,
+    request_history_matrix,
     top_neighbours,
+    user_history_matrix,
 )
 
 logger = logging.getLogger(__name__)
@@ -151,6 +151,7 @@ class _ProfileRecommender(Recommender):
     """
 
     supports_history: ClassVar[bool] = True
+    item_to_item: ClassVar[bool] = True
     config: ProfileConfig
 
     def _item_vectors(self, dataset: Dataset) -> np.ndarray | sp.csr_matrix:
@@ -159,7 +160,7 @@ class _ProfileRecommender(Recommender):
     def _fit(self, dataset: Dataset) -> None:
         cfg = self.config
         self.item_vectors_ = self._item_vectors(dataset)
-        self.history_ = history_matrix(
+        self.history_ = user_history_matrix(
             dataset, weighting=cfg.weighting, last_n=cfg.last_n, half_life=cfg.recency_half_life
         )
         described = int((_row_norms(self.item_vectors_) > 0).sum())
@@ -170,7 +171,7 @@ class _ProfileRecommender(Recommender):
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
         cfg = self.config
-        weights = histories_matrix(
+        weights = request_history_matrix(
             histories, self.n_items_, last_n=cfg.last_n, half_life=cfg.recency_half_life
         )
         return self._score_weights(weights)

@@ -17,7 +17,7 @@ from scipy.linalg import lapack
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.models.base import ModelConfig, ModelError, Recommender
-from fusionrec.models.knn import history_matrix
+from fusionrec.models.itemtools import request_history_matrix
 
 log = logging.getLogger(__name__)
 BLOCK_BYTES = 256 * 2**20
@@ -91,4 +91,6 @@ class EASE(Recommender):
         return np.asarray(self.user_items_[users] @ self.weights_, dtype=np.float32)
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
-        return np.asarray(history_matrix(histories, self.n_items_) @ self.weights_, dtype=np.float32)
+        return np.asarray(
+            request_history_matrix(histories, self.n_items_, binary=True) @ self.weights_, dtype=np.float32
+        )

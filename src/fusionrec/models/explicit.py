@@ -138,6 +138,8 @@ class SVD(Recommender):
     name = "svd"
     Config = SVDConfig
     config: SVDConfig
+    predicts_ratings = True
+    needs_event_log = True  # the rating events and their values
 
     def _fit(self, dataset: Dataset) -> None:
         cfg = self.config

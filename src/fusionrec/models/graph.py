@@ -31,7 +31,7 @@ from fusionrec.data.dataset import Dataset
 from fusionrec.models._sampling import NegativeSampler
 from fusionrec.models._validation import ValidationFitMixin, run_epochs
 from fusionrec.models.base import ModelConfig, ModelError, Recommender
-from fusionrec.models.knn import history_matrix
+from fusionrec.models.itemtools import request_history_matrix
 
 if TYPE_CHECKING:
     import torch
@@ -94,6 +94,7 @@ class RowFilterRecommender(Recommender):
     """
 
     supports_history = True
+    item_to_item = True
     interactions_: sp.csr_matrix
 
     @abstractmethod
@@ -104,7 +105,7 @@ class RowFilterRecommender(Recommender):
         return self._filter(self.interactions_[users])
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
-        return self._filter(history_matrix(histories, self.n_items_))
+        return self._filter(request_history_matrix(histories, self.n_items_, binary=True))
 
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items by filtered score of a one-item history (the item itself excluded)."""
@@ -187,6 +188,7 @@ class LightGCN(ValidationFitMixin, Recommender):
     name = "lightgcn"
     Config = LightGCNConfig
     config: LightGCNConfig
+    stops_early = True
 
     def fit(
         self,

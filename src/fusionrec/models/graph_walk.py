@@ -15,7 +15,8 @@ from pydantic import Field
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.models.base import ModelConfig, Recommender
-from fusionrec.models.knn import history_matrix, strongest_in_rows, top_k_rows
+from fusionrec.models.itemtools import request_history_matrix
+from fusionrec.models.knn import strongest_in_rows, top_k_rows
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class RP3Beta(Recommender):
     Config = RP3BetaConfig
     config: RP3BetaConfig
     supports_history = True
+    item_to_item = True
 
     def _fit(self, dataset: Dataset) -> None:
         cfg = self.config
@@ -68,7 +70,8 @@ class RP3Beta(Recommender):
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
         return np.asarray(
-            (history_matrix(histories, self.n_items_) @ self.weights_).toarray(), dtype=np.float32
+            (request_history_matrix(histories, self.n_items_, binary=True) @ self.weights_).toarray(),
+            dtype=np.float32,
         )
 
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -1,9 +1,11 @@
-"""Shared pieces of item-based recommenders (content, co-visitation, association rules).
+"""Shared pieces of item-based recommenders (content, co-visitation, association rules, and the
+item x item models that score histories given at request time).
 
 These models score a user from the items in their history: a weighted, recency-decayed
-user x item matrix (`history_matrix` for training users, `histories_matrix` for histories given
-at request time) multiplied into an item representation. Items a model has no evidence for are
-filled in by popularity below every scored item (`fill_unscored`).
+user x item matrix multiplied into an item representation. `user_history_matrix` builds it for
+the training users from the event log, `request_history_matrix` for histories given at request
+time (live sessions; also plain 0/1 or count rows). Items a model has no evidence for are filled
+in by popularity below every scored item (`fill_unscored`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def _decay(position_from_end: np.ndarray, half_life: float | None) -> np.ndarray
     return np.power(0.5, position_from_end / half_life)
 
 
-def history_matrix(
+def user_history_matrix(
     dataset: Dataset,
     *,
     weighting: str = "events",
@@ -62,17 +64,19 @@ def history_matrix(
     return matrix.astype(np.float32)
 
 
-def histories_matrix(
+def request_history_matrix(
     histories: Sequence[np.ndarray],
     n_items: int,
     *,
     last_n: int | None = None,
     half_life: float | None = None,
+    binary: bool = False,
 ) -> sp.csr_matrix:
-    """Request-time histories (oldest first) as a CSR ``len(histories) x n_items``.
+    """Request-time histories (oldest first) as a CSR ``len(histories) x n_items`` (float32).
 
-    Every entry weighs 1 times the same position decay as `history_matrix`; item indices outside
-    ``0..n_items-1`` (items unknown to the model) are ignored.
+    Every entry weighs 1 times the same position decay as `user_history_matrix`, summed over an
+    item's repeats (without decay: how often the item occurs); ``binary=True`` gives 1 per distinct
+    item instead. Item indices outside ``0..n_items-1`` (items unknown to the model) are ignored.
     """
     lengths = np.array([len(h) for h in histories], dtype=np.int64)
     items = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else []
@@ -88,6 +92,8 @@ def histories_matrix(
         (weights[keep], (rows[keep], items[keep])), shape=(len(histories), n_items), dtype=np.float64
     )
     matrix.sum_duplicates()
+    if binary:
+        matrix.data = np.ones_like(matrix.data)  # repeated items count once
     return matrix.astype(np.float32)
 
 
@@ -125,23 +131,3 @@ def check_items(items: np.ndarray | Sequence[int], n_items: int) -> np.ndarray:
     if len(bad):
         raise IndexError(f"item index {items[bad[0]]} (position {bad[0]}) is not in 0..{n_items - 1}")
     return items
-
-
-def prune_rows(matrix: sp.csr_matrix, max_per_row: int | None) -> sp.csr_matrix:
-    """Keep the ``max_per_row`` largest entries of each CSR row (ties: lower column first)."""
-    matrix = sp.csr_matrix(matrix)
-    matrix.sort_indices()
-    if max_per_row is None or matrix.nnz == 0:
-        return matrix
-    counts = np.diff(matrix.indptr)
-    if counts.max() <= max_per_row:
-        return matrix
-    rows = np.repeat(np.arange(matrix.shape[0]), counts)
-    order = np.lexsort((matrix.indices, -matrix.data, rows))
-    rank = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], counts)
-    keep = order[rank < max_per_row]
-    pruned = sp.csr_matrix(
-        (matrix.data[keep], (rows[keep], matrix.indices[keep])), shape=matrix.shape, dtype=matrix.dtype
-    )
-    pruned.sort_indices()
-    return pruned

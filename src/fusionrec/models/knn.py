@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.models.base import ModelConfig, ModelError, Recommender
-from fusionrec.models.itemtools import top_neighbours
+from fusionrec.models.itemtools import request_history_matrix, top_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,7 @@ class ItemKNN(Recommender):
     Config = KNNConfig
     config: KNNConfig
     supports_history = True
+    item_to_item = True
 
     def _fit(self, dataset: Dataset) -> None:
         cfg = self.config
@@ -180,7 +181,7 @@ class ItemKNN(Recommender):
         return np.asarray((self.user_items_[users] @ self.similarity_).toarray(), dtype=np.float32)
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
-        rows = history_matrix(histories, self.n_items_)
+        rows = request_history_matrix(histories, self.n_items_, binary=True)
         return np.asarray((rows @ self.similarity_).toarray(), dtype=np.float32)
 
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -224,19 +225,3 @@ def strongest_in_rows(weights: sp.csr_matrix, items: np.ndarray, k: int) -> tupl
     if ((items < 0) | (items >= n_items)).any():
         raise ModelError(f"item indices must be in [0, {n_items})")
     return top_neighbours(weights[items].toarray(), items, min(k, n_items))
-
-
-def history_matrix(histories: list[np.ndarray], n_items: int, *, binary: bool = True) -> sp.csr_matrix:
-    """One row per history (items outside the catalogue are ignored): 1 per item, or with
-    ``binary=False`` the number of times the item occurs in the history."""
-    lengths = [len(h) for h in histories]
-    rows = np.repeat(np.arange(len(histories)), lengths)
-    cols = np.concatenate(histories) if histories else np.zeros(0, dtype=np.int64)
-    inside = (cols >= 0) & (cols < n_items)
-    matrix = sp.csr_matrix(
-        (np.ones(inside.sum(), dtype=np.float32), (rows[inside], cols[inside])),
-        shape=(len(histories), n_items),
-    )
-    if binary:
-        matrix.data = np.ones_like(matrix.data)  # repeated items count once
-    return matrix

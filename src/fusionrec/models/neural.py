@@ -61,6 +61,7 @@ class NeuMF(ValidationFitMixin, Recommender):
     name = "neumf"
     Config = NeuMFConfig
     config: NeuMFConfig
+    stops_early = True
 
     def _fit(self, dataset: Dataset) -> None:
         from fusionrec.models._torch import torch_threads

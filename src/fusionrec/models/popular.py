@@ -105,6 +105,7 @@ class Trending(Recommender):
     name = "trending"
     Config = TrendingConfig
     config: TrendingConfig
+    needs_event_log = True  # events in the last two time windows
 
     def _fit(self, dataset: Dataset) -> None:
         cfg = self.config

@@ -12,7 +12,7 @@ from pydantic import Field
 
 from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
 from fusionrec.models.base import ModelConfig, Recommender
-from fusionrec.models.knn import history_matrix
+from fusionrec.models.itemtools import request_history_matrix
 
 
 class RepeatPurchaseConfig(ModelConfig):
@@ -32,6 +32,7 @@ class RepeatPurchase(Recommender):
     Config = RepeatPurchaseConfig
     config: RepeatPurchaseConfig
     supports_history = True
+    needs_event_log = True  # every repeat of a pair, each at its own time
 
     def _fit(self, dataset: Dataset) -> None:
         positive = dataset.weight > 0
@@ -59,4 +60,4 @@ class RepeatPurchase(Recommender):
         return self._rank_rows(self.counts_[users])
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
-        return self._rank_rows(history_matrix(histories, self.n_items_, binary=False))
+        return self._rank_rows(request_history_matrix(histories, self.n_items_))

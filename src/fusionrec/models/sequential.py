@@ -73,6 +73,8 @@ class TorchSequentialRecommender(ValidationFitMixin, Recommender):
     """
 
     supports_history = True
+    needs_event_log = True  # each user's items in time order
+    stops_early = True
     Config = SequentialConfig
     config: SequentialConfig
 

@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from fusionrec.data.dataset import Dataset
+from fusionrec.mining.neighbours import prune_rows
 from fusionrec.models._sequences import histories_to_csr, last_windows, positive_sequences
 from fusionrec.models.base import ModelConfig, Recommender
 
@@ -39,6 +40,7 @@ class SessionKNN(Recommender):
 
     name = "session_knn"
     supports_history = True
+    needs_event_log = True  # sessions and the order inside them
     Config = SessionKNNConfig
     config: SessionKNNConfig
 
@@ -109,14 +111,8 @@ class SessionKNN(Recommender):
         if owners is not None:  # a known user's own sessions would only echo their history
             keep = self.session_user_[cols] != owners[rows]
             rows, cols, values = rows[keep], cols[keep], values[keep]
-        order = np.lexsort((cols, -values, rows))  # per row: most similar first, ties to older index
-        rows, cols, values = rows[order], cols[order], values[order]
-        starts = np.searchsorted(rows, np.arange(vectors.shape[0]))
-        rank = np.arange(len(rows)) - starts[rows]
-        top = rank < self.config.k
-        neighbours = sp.csr_matrix(
-            (values[top], (rows[top], cols[top])), shape=(vectors.shape[0], self.sessions_.shape[0])
-        )
+        similar = sp.csr_matrix((values, (rows, cols)), shape=(vectors.shape[0], self.sessions_.shape[0]))
+        neighbours = prune_rows(similar, self.config.k)  # the k most similar, ties to the lower index
         scores = (neighbours @ self.sessions_).toarray().astype(np.float32)
         return scores + self.tie_break_[None, :]
 

@@ -13,7 +13,7 @@ from sklearn.utils.extmath import randomized_svd
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.models.base import ModelConfig, Recommender
-from fusionrec.models.knn import history_matrix
+from fusionrec.models.itemtools import request_history_matrix
 
 log = logging.getLogger(__name__)
 
@@ -46,5 +46,6 @@ class PureSVD(Recommender):
         return self.user_factors_[users] @ self.item_factors_.T
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
-        folded = history_matrix(histories, self.n_items_) @ self.item_factors_  # fold-in: x V
+        rows = request_history_matrix(histories, self.n_items_, binary=True)
+        folded = rows @ self.item_factors_  # fold-in: x V
         return np.asarray(folded @ self.item_factors_.T, dtype=np.float32)

@@ -45,6 +45,7 @@ class TIFUKNN(Recommender):
     Config = TIFUKNNConfig
     config: TIFUKNNConfig
     supports_history = True
+    needs_event_log = True  # baskets in time order
 
     def _fit(self, dataset: Dataset) -> None:
         user, basket, n_baskets = _baskets(dataset)

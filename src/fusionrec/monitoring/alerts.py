@@ -11,8 +11,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from fusionrec.monitoring.alert_config import AlertConfig
 from fusionrec.monitoring.metrics import ServiceMetrics, WindowStats
-from fusionrec.serving.settings import AlertConfig
 
 logger = logging.getLogger("fusionrec.alerts")
 

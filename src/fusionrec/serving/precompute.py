@@ -66,8 +66,8 @@ def precompute(model: Recommender, n_users: int, per_user: int, batch: int = 256
         users = users[known[users]]
         if not len(users):
             continue
-        if hasattr(model, "score_candidates"):
-            candidates, values = model.score_candidates(users)
+        if model.scores_candidates:
+            candidates, values = model.score_candidates(users)  # type: ignore[attr-defined]
             labels = tuple(candidates.sources)
             order = np.lexsort((candidates.item, -values, candidates.row))
             row = candidates.row[order]

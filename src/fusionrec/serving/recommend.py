@@ -231,10 +231,10 @@ def _score_live(loaded: LoadedVersion, user: int, live: list[int], wanted: int) 
     history = None
     if live and model.supports_history:
         history = np.r_[loaded.user_items(user), np.asarray(live, dtype=np.int32)].astype(np.int32)
-    if hasattr(model, "score_candidates"):
+    if model.scores_candidates:
         if user < 0 and history is None:
             return None
-        candidates, values = model.score_candidates(
+        candidates, values = model.score_candidates(  # type: ignore[attr-defined]
             np.array([user], dtype=np.int64), [history] if history is not None else None
         )
         labels = np.asarray(candidates.sources)

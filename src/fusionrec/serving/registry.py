@@ -77,8 +77,13 @@ class GateReport:
         return {"version": self.version, "passed": self.passed, "checks": self.checks}
 
 
-class ModelRegistry:
-    """Active version management over a model repository directory."""
+class VersionRegistry:
+    """Which version of a model repository directory serves: load, gate, swap in, roll back.
+
+    Not the registry of model names (`fusionrec.models.registry`) nor the store of trained
+    versions (`fusionrec.fusion.artifacts.ModelRepository`, which this reads): it holds the active
+    `LoadedVersion`, a small cache of loaded ones and the versions active before (for rollback).
+    """
 
     def __init__(
         self,

@@ -28,6 +28,7 @@ from fusionrec.data.ingest import IngestReport
 from fusionrec.data.schema import EVENT_COLUMNS, EventTypes
 from fusionrec.data.store import EventStore, open_store
 from fusionrec.data.validate import check_events
+from fusionrec.models.base import Recommender
 from fusionrec.monitoring.metrics import ServiceMetrics
 from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.cache import AnswerCache, MemoryCache, RedisCache
@@ -35,10 +36,10 @@ from fusionrec.serving.catalogue import Catalogue
 from fusionrec.serving.experiments import ExposureBuffer
 from fusionrec.serving.online import MemoryOnlineState, OnlineState, RedisOnlineState, session_key, user_key
 from fusionrec.serving.redis_client import RedisGuard, RedisUnavailableError
-from fusionrec.serving.registry import LoadedVersion, ModelRegistry
+from fusionrec.serving.registry import LoadedVersion, VersionRegistry
 from fusionrec.serving.security import ApiKeys
 from fusionrec.serving.settings import ServingSettings
-from fusionrec.serving.similarity import Cooccurrence, ItemNeighbours
+from fusionrec.serving.similarity import Cooccurrence, ItemNeighbours, NeighbourLookup
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,7 +97,7 @@ class Service:
         self.training: dict[str, Any] = {"state": "idle"}
         self._train_lock = threading.Lock()
         self._started = False
-        self.registry = ModelRegistry(
+        self.registry = VersionRegistry(
             str(settings.models_dir),
             metric=settings.gate_metric,
             tolerance=settings.gate_tolerance,
@@ -163,10 +164,9 @@ class Service:
             (np.ones(valid.sum(), dtype=np.float32), (basket_codes[valid], item_idx[valid])),
             shape=(int(basket_codes.max(initial=-1)) + 1, n_items),
         )
-        loaded.extras["bought_together"] = ItemNeighbours(
-            model, Cooccurrence(baskets), method="bought_together"
-        )
-        loaded.extras["neighbours"] = ItemNeighbours(_similar_model(model), Cooccurrence(model.seen_))
+        bought_together = model.bought_together if model.lists_bought_together else None  # type: ignore[attr-defined]
+        loaded.extras["bought_together"] = ItemNeighbours(bought_together, Cooccurrence(baskets))
+        loaded.extras["neighbours"] = ItemNeighbours(_similar_items(model), Cooccurrence(model.seen_))
         popularity = np.asarray(model.popularity_, dtype=np.float64)
         loaded.extras["popularity"] = popularity / max(popularity.max(initial=0.0), 1.0)
         self._attach_trending(loaded)
@@ -421,11 +421,10 @@ class Service:
             self.training = {"state": "failed", "error": f"{type(error).__name__}: {error}"}
 
 
-def _similar_model(model: Any) -> Any:
-    """The model (or, for a fused pipeline, its first source) that has `similar_items`."""
-    if hasattr(model, "similar_items"):
-        return model
-    for source in getattr(model, "_sources", {}).values():
-        if hasattr(source, "similar_items"):
-            return source
+def _similar_items(model: Recommender) -> NeighbourLookup | None:
+    """`similar_items` of the model or, for a fused model, of its first item-to-item source."""
+    sources = model.source_models.values() if model.combines_sources else ()  # type: ignore[attr-defined]
+    for candidate in (model, *sources):
+        if candidate.item_to_item:
+            return candidate.similar_items  # type: ignore[attr-defined, no-any-return]
     return None

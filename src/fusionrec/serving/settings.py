@@ -7,13 +7,13 @@ Keyword arguments given to `load_settings` (the CLI's options) win over everythi
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from fusionrec.monitoring.alert_config import AlertConfig
 from fusionrec.project import DEFAULT_STORE_URL
 from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.experiments import ExperimentConfig
@@ -23,19 +23,6 @@ Scope = Literal["read", "write", "admin"]
 
 class SettingsError(ValueError):
     """The settings file or environment is invalid; the message names the key."""
-
-
-class AlertConfig(BaseModel):
-    """Thresholds of the alert rules evaluated every ``interval_s`` over the last ``window_s``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    interval_s: float = Field(30.0, gt=0)
-    window_s: float = Field(300.0, gt=0)
-    p99_latency_ms: float = Field(50.0, gt=0)
-    error_rate: float = Field(0.01, ge=0, le=1)
-    ctr_drop: float = Field(0.3, gt=0, le=1)  # relative drop of CTR against the previous window
-    min_requests: int = Field(100, ge=1)  # below this a window is too small to alert on
 
 
 class ServingSettings(BaseSettings):
@@ -132,22 +119,27 @@ class _FileSource(PydanticBaseSettingsSource):
 
 
 def read_section(path: str | Path | None) -> dict[str, Any]:
-    """The ``[serving]`` table of a fusionrec.toml (top-level ``rules``/``experiments`` are merged in)."""
+    """The ``[serving]`` table of a fusionrec.toml (top-level ``rules``/``experiments`` are merged in,
+    and ``[store] url`` is the default store URL). `fusionrec serve` validates the whole file first
+    (`fusionrec.configuration`); here the values are checked by `ServingSettings`."""
+    from fusionrec.project import ProjectFileError, read_project_file
+
     if path is None:
         return {}
     path = Path(path)
     if not path.is_file():
         raise SettingsError(f"{path}: file not found")
     try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as error:
-        raise SettingsError(f"{path}: not valid TOML ({error})") from error
+        data = read_project_file(path)
+    except ProjectFileError as error:
+        raise SettingsError(str(error)) from error
     section = dict(data.get("serving", {}))
     for shared in ("rules", "experiments"):
         if shared in data and shared not in section:
             section[shared] = data[shared]
-    if "store" in data and "store_url" not in section and isinstance(data["store"], dict):
-        section["store_url"] = data["store"].get("url", DEFAULT_STORE_URL)
+    store = data.get("store")
+    if isinstance(store, dict) and "store_url" not in section:
+        section["store_url"] = store.get("url", DEFAULT_STORE_URL)
     return section
 
 

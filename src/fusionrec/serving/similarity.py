@@ -1,7 +1,8 @@
 """Item-to-item neighbours for serving: similar items, bought together, and live-session candidates.
 
-When the model has its own `similar_items` (item-kNN, RP3beta, co-visitation ...) it answers;
-otherwise neighbours are the cosine of item co-occurrence in the model's training interactions.
+When the model lists item-to-item neighbours itself (`Recommender.item_to_item`: item-kNN, RP3beta,
+co-visitation ...) its `similar_items` answers; otherwise neighbours are the cosine of item
+co-occurrence in the model's training interactions.
 Bought-together uses purchase baskets (session, else user) read from the store. Rows are computed
 on demand for the items actually asked about, and memoised (bounded).
 """
@@ -10,11 +11,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
-from fusionrec.models.base import Recommender, top_k
+from fusionrec.models.base import top_k
+
+# A model's item-to-item list, such as `similar_items`: (items, k) -> (items int32[n, k], scores).
+NeighbourLookup = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 MAX_USERS_PER_ITEM = 5_000  # co-occurrence of very popular items: a deterministic sample of their users
 
@@ -43,19 +48,17 @@ class Cooccurrence:
 
 
 class ItemNeighbours:
-    """Memoised top neighbours per item from a model or from co-occurrence."""
+    """Memoised top neighbours per item from a model's list (``lookup``) or from co-occurrence."""
 
     def __init__(
         self,
-        model: Recommender | None,
+        lookup: NeighbourLookup | None,
         cooccurrence: Cooccurrence | None,
         *,
-        method: str = "similar_items",
         k: int = 50,
         cache: int = 50_000,
     ) -> None:
-        self.model = model if model is not None and hasattr(model, method) else None
-        self.method = method
+        self.lookup = lookup
         self.cooccurrence = cooccurrence
         self.k = k
         self.cache_size = cache
@@ -64,7 +67,7 @@ class ItemNeighbours:
 
     @property
     def available(self) -> bool:
-        return self.model is not None or self.cooccurrence is not None
+        return self.lookup is not None or self.cooccurrence is not None
 
     def neighbours(self, item: int) -> tuple[np.ndarray, np.ndarray]:
         """``(items int32[<=k], scores float32)`` best first; empty when the item has none."""
@@ -73,8 +76,8 @@ class ItemNeighbours:
             if hit is not None:
                 self._cache.move_to_end(item)
                 return hit
-        if self.model is not None:
-            items, scores = getattr(self.model, self.method)(np.array([item]), self.k)
+        if self.lookup is not None:
+            items, scores = self.lookup(np.array([item]), self.k)
             items, scores = items[0], scores[0]
         elif self.cooccurrence is not None:
             row = self.cooccurrence.row(item)
