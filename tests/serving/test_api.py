@@ -247,9 +247,9 @@ def test_training_on_request_adds_a_gated_version(store_url: str, models_dir: Pa
         assert client.post("/v1/models/train").status_code == 409  # one run at a time
         assert client.post("/v1/models/train", params={"model": "nope"}).status_code in (409, 422)
         service = client.app.state.service  # type: ignore[attr-defined]
-        wait_for(lambda: service.training.get("state") != "running")
-        assert service.training["state"] == "done", service.training
-        assert service.training["version"] == "v0003"
+        wait_for(lambda: service.retrainer.state.get("state") != "running")
+        assert service.retrainer.state["state"] == "done", service.retrainer.state
+        assert service.retrainer.state["version"] == "v0003"
         assert client.get("/readyz").json()["model_version"] == "v0003"
 
 
@@ -264,8 +264,8 @@ def test_scheduled_retraining_swaps_without_a_request(
     )
     with TestClient(create_app(settings)) as client:
         service = client.app.state.service  # type: ignore[attr-defined]
-        wait_for(lambda: service.training.get("state") == "done")
-        assert client.get("/readyz").json()["model_version"] == service.training["version"] != "v0002"
+        wait_for(lambda: service.retrainer.state.get("state") == "done")
+        assert client.get("/readyz").json()["model_version"] == service.retrainer.state["version"] != "v0002"
         assert client.get("/v1/recommendations", params={"user_id": "nobody", "k": 3}).status_code == 200
 
 

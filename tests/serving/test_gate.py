@@ -91,12 +91,12 @@ def test_the_gate_refuses_a_worse_version_trained_by_the_service(
         assert client.post("/v1/models/train").status_code == 202
         service = client.app.state.service  # type: ignore[attr-defined]
         deadline = time.monotonic() + 300
-        while service.training.get("state") == "running":
+        while service.retrainer.state.get("state") == "running":
             assert time.monotonic() < deadline, "training did not finish"
             time.sleep(0.2)
-        assert service.training["state"] == "done", service.training
-        assert service.training["version"] == "v0002"
-        assert service.training["gate"]["passed"] is False
+        assert service.retrainer.state["state"] == "done", service.retrainer.state
+        assert service.retrainer.state["version"] == "v0002"
+        assert service.retrainer.state["gate"]["passed"] is False
         assert client.get("/readyz").json()["model_version"] == "v0001"
     manifest = ModelRepository(out).manifest("v0002")
     assert manifest.trained_by == "service" and manifest.pipeline_origin == str(worse)

@@ -94,6 +94,14 @@ class TrendingConfig(ModelConfig):
     weighted: bool = False
 
 
+def trending_scores(recent: np.ndarray, previous: np.ndarray, smoothing: float = 5.0) -> np.ndarray:
+    """Growth ``(recent + s) / (previous + s)`` per item, ties broken by recent popularity (scaled so
+    that it never overturns a growth difference). The `trending` model and the service's trending
+    fallback both rank by it."""
+    growth = (recent + smoothing) / (previous + smoothing)
+    return growth + recent / (recent.max(initial=0.0) + 1.0) * 1e-3
+
+
 class Trending(Recommender):
     """Items whose popularity grows: ``(recent + s) / (previous + s)``.
 
@@ -126,11 +134,8 @@ class Trending(Recommender):
             half_life_days=cfg.half_life_days,
             now=end - window,
         )
-        growth = (recent + cfg.smoothing) / (previous + cfg.smoothing)
-        # Secondary key: recent popularity, scaled so it never overturns a growth difference.
-        tie_break = recent / (recent.max() + 1.0) * 1e-3
         self.recent_ = recent.astype(np.float32)
-        self.item_scores_ = (growth + tie_break).astype(np.float32)
+        self.item_scores_ = trending_scores(recent, previous, cfg.smoothing).astype(np.float32)
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.item_scores_, (len(users), len(self.item_scores_))).copy()

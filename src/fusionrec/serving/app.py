@@ -79,11 +79,13 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
         _mount_dashboard(app, svc)
         tasks = [
             asyncio.create_task(_every(settings.exposure_flush_s, svc.flush_exposures), name="exposures"),
-            asyncio.create_task(_every(settings.trending_refresh_s, svc.refresh_trending), name="trending"),
+            asyncio.create_task(
+                _every(settings.trending_refresh_s, svc.preparation.refresh_trending), name="trending"
+            ),
         ]
         if settings.retrain_every_s is not None:  # the new version passes the gate before the swap
             tasks.append(
-                asyncio.create_task(_every(settings.retrain_every_s, svc.scheduled_training), name="retrain")
+                asyncio.create_task(_every(settings.retrain_every_s, svc.retrainer.scheduled), name="retrain")
             )
         svc.alert_loop = AlertLoop(svc.metrics, settings.alerts)  # type: ignore[attr-defined]
         tasks.append(asyncio.create_task(svc.alert_loop.run(), name="alerts"))  # type: ignore[attr-defined]

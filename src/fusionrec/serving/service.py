@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -21,44 +20,27 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import scipy.sparse as sp
 
-from fusionrec.analytics.tables import ensure_analytics_tables, log_exposures
+from fusionrec.analytics.tables import delete_exposures, ensure_analytics_tables, log_exposures
 from fusionrec.data.ingest import IngestReport
 from fusionrec.data.schema import EVENT_COLUMNS, EventTypes
 from fusionrec.data.store import EventStore, open_store
 from fusionrec.data.validate import check_events
-from fusionrec.models.base import Recommender
 from fusionrec.monitoring.metrics import ServiceMetrics
 from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.cache import AnswerCache, MemoryCache, RedisCache
 from fusionrec.serving.catalogue import Catalogue
 from fusionrec.serving.experiments import ExposureBuffer
 from fusionrec.serving.online import MemoryOnlineState, OnlineState, RedisOnlineState, session_key, user_key
+from fusionrec.serving.preparation import VersionPreparation
 from fusionrec.serving.redis_client import RedisGuard, RedisUnavailableError
-from fusionrec.serving.registry import LoadedVersion, VersionRegistry
+from fusionrec.serving.registry import VersionRegistry
+from fusionrec.serving.retraining import Retrainer
 from fusionrec.serving.security import ApiKeys
 from fusionrec.serving.settings import ServingSettings
-from fusionrec.serving.similarity import Cooccurrence, ItemNeighbours, NeighbourLookup
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-TRENDING_SQL = """
-WITH last AS (SELECT max("timestamp") AS t FROM events)
-SELECT e.item_id AS item_id,
-       CAST(count(*) FILTER (WHERE e."timestamp" > last.t - CAST(:recent AS INTERVAL)) AS DOUBLE PRECISION) AS recent,
-       CAST(count(*) FILTER (WHERE e."timestamp" <= last.t - CAST(:recent AS INTERVAL)) AS DOUBLE PRECISION) AS previous
-FROM events AS e, last
-WHERE e.item_id IS NOT NULL AND e."timestamp" > last.t - CAST(:both AS INTERVAL) AND NOT coalesce(e.is_bot, FALSE)
-GROUP BY e.item_id
-"""
-PURCHASES_SQL = """
-SELECT user_id, coalesce(session_id, user_id) AS basket, item_id,
-       CAST(EXTRACT(EPOCH FROM max("timestamp")) AS DOUBLE PRECISION) AS ts
-FROM events WHERE event_type = 'purchase' AND item_id IS NOT NULL AND NOT coalesce(is_bot, FALSE)
-GROUP BY user_id, coalesce(session_id, user_id), item_id
-"""
 
 
 class Service:
@@ -91,19 +73,31 @@ class Service:
         self.exposures = ExposureBuffer()
         self.catalogue = Catalogue()
         self.erased: set[str] = set()
-        self.trending_frame = pd.DataFrame({"recent": [], "previous": []})
         self._rules_cache: dict[str, RulesConfig] = {}
         self._last_exposed: OrderedDict[str, set[str]] = OrderedDict()
-        self.training: dict[str, Any] = {"state": "idle"}
-        self._train_lock = threading.Lock()
         self._started = False
         self.registry = VersionRegistry(
             str(settings.models_dir),
             metric=settings.gate_metric,
             tolerance=settings.gate_tolerance,
             gate_users=settings.gate_users,
-            prepare=self.prepare_version,
-            on_swap=self._on_swap,
+            prepare=lambda loaded: self.preparation.prepare(loaded),
+            on_swap=lambda loaded: self.preparation.on_swap(loaded),
+        )
+        self.preparation = VersionPreparation(
+            settings,
+            self.store,
+            self.on_writer,
+            self.metrics,
+            self.shared_cache,
+            lambda: self.registry.active,
+        )
+        self.retrainer = Retrainer(
+            self.registry,
+            self.store,
+            self.on_writer,
+            model=settings.train_model,
+            pipeline=settings.train_pipeline,
         )
 
     # --- lifetime --------------------------------------------------------------------------------
@@ -116,7 +110,7 @@ class Service:
         self.on_writer(lambda: ensure_analytics_tables(self.store))
         self.catalogue = Catalogue.from_arrow(self.on_writer(self.store.items_arrow))
         self.erased = set(self.on_writer(self.store.erased_users))
-        self.refresh_trending()
+        self.preparation.refresh_trending()
         report = self.registry.activate_newest()
         if report is None:
             logger.warning(
@@ -138,83 +132,6 @@ class Service:
 
     async def on_writer_async(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.writer, fn)
-
-    # --- model versions --------------------------------------------------------------------------
-
-    def prepare_version(self, loaded: LoadedVersion) -> None:
-        """Attach what serving derives for a version: neighbours, purchases, trending, popularity."""
-        model = loaded.model
-        purchases = self.on_writer(lambda: self.store.query_arrow(PURCHASES_SQL)).to_pandas()
-        n_items = len(loaded.item_ids)
-        item = pd.Series(purchases["item_id"].astype(str)).map(loaded.item_index)
-        known = item.notna().to_numpy()
-        purchases, item_idx = purchases[known], item[known].to_numpy(np.int64)
-        users = purchases["user_id"].map(loaded.user_index)
-        by_user = users.notna().to_numpy()
-        loaded.extras["purchases"] = sp.csr_matrix(
-            (
-                purchases["ts"].to_numpy(np.float64)[by_user],
-                (users[by_user].to_numpy(np.int64), item_idx[by_user]),
-            ),
-            shape=(len(loaded.user_index), n_items),
-        )
-        basket_codes, _ = pd.factorize(purchases["basket"])
-        valid = basket_codes >= 0
-        baskets = sp.csr_matrix(
-            (np.ones(valid.sum(), dtype=np.float32), (basket_codes[valid], item_idx[valid])),
-            shape=(int(basket_codes.max(initial=-1)) + 1, n_items),
-        )
-        bought_together = model.bought_together if model.lists_bought_together else None  # type: ignore[attr-defined]
-        loaded.extras["bought_together"] = ItemNeighbours(bought_together, Cooccurrence(baskets))
-        loaded.extras["neighbours"] = ItemNeighbours(_similar_items(model), Cooccurrence(model.seen_))
-        popularity = np.asarray(model.popularity_, dtype=np.float64)
-        loaded.extras["popularity"] = popularity / max(popularity.max(initial=0.0), 1.0)
-        self._attach_trending(loaded)
-
-    def _attach_trending(self, loaded: LoadedVersion) -> None:
-        frame = self.trending_frame.reindex(loaded.item_ids)
-        recent = frame["recent"].fillna(0.0).to_numpy()
-        previous = frame["previous"].fillna(0.0).to_numpy()
-        growth = np.sqrt((recent + 5.0) / (previous + 5.0))
-        # Hot items: recent volume scaled by growth; all-time popularity breaks ties (and ranks the rest).
-        loaded.extras["trending"] = recent * growth + 1e-3 * loaded.extras["popularity"]
-
-    def refresh_trending(self) -> None:
-        days = self.settings.trending_days
-        params = {"recent": f"{days * 86400:.0f} seconds", "both": f"{2 * days * 86400:.0f} seconds"}
-        table = self.on_writer(lambda: self.store.query_arrow(TRENDING_SQL, params))
-        frame = table.to_pandas()
-        self.trending_frame = frame.assign(item_id=frame["item_id"].astype(str)).set_index("item_id")
-        for loaded in [v for v in (self.registry.active,) if v is not None]:
-            self._attach_trending(loaded)
-        self.shared_cache.clear()
-
-    def _on_swap(self, loaded: LoadedVersion) -> None:
-        self.metrics.set_active(loaded.version)
-        self.shared_cache.clear()
-        limit = self.settings.precompute_users
-        if (limit or self.settings.batch_lists) and "precomputed" not in loaded.extras:
-            threading.Thread(
-                target=self._precompute, args=(loaded, limit), name="fusionrec-precompute", daemon=True
-            ).start()
-
-    def _precompute(self, loaded: LoadedVersion, limit: int) -> None:
-        from fusionrec.serving.precompute import from_batch_table, precompute
-
-        label = self.settings.batch_lists
-        try:
-            if label is not None:  # lists a batch engine wrote: read them, score nobody here
-                from fusionrec.engine.recommendations import read_all_recommendations
-
-                table = self.on_writer(lambda: read_all_recommendations(self.store, label))
-                loaded.extras["precomputed"] = from_batch_table(
-                    table, loaded.user_index, loaded.item_index, label
-                )
-                return
-            n_users = min(len(loaded.user_index), limit)
-            loaded.extras["precomputed"] = precompute(loaded.model, n_users, self.settings.candidates)
-        except Exception as error:  # the live path still answers every request
-            logger.error("precomputing %s failed: %s: %s", loaded.version, type(error).__name__, error)
 
     # --- rules -----------------------------------------------------------------------------------
 
@@ -326,14 +243,8 @@ class Service:
         state = self.online.identify(session_id, user_id)
         self.cache.invalidate([session_key(session_id), user_key(user_id)])
 
-        def link() -> int:
-            # The store learns the link too, so the next training sees the guest's events as the user's.
-            return self.store.execute(
-                "UPDATE events SET user_id = :u WHERE session_id = :s AND user_id IS NULL",
-                {"u": user_id, "s": session_id},
-            )
-
-        linked = max(self.on_writer(link), 0)
+        # The store learns the link too, so the next training sees the guest's events as the user's.
+        linked = self.on_writer(lambda: self.store.link_session(session_id, user_id))
         return {
             "user_id": user_id,
             "session_id": session_id,
@@ -346,7 +257,7 @@ class Service:
 
         def erase() -> int:
             deleted = self.store.erase_user(user_id)
-            self.store.execute("DELETE FROM exposures WHERE user_id = :u", {"u": user_id})
+            delete_exposures(self.store, user_id)
             return deleted
 
         self.erased.add(user_id)
@@ -362,69 +273,3 @@ class Service:
         for key in keys:
             self._last_exposed.pop(key, None)
         return {"user_id": user_id, "events_deleted": deleted, "online_state_purged": online_purged}
-
-    # --- retraining ------------------------------------------------------------------------------
-
-    def start_training(self, model_name: str | None = None) -> dict[str, Any]:
-        """Retrain in a background thread; the new version goes through the gate and the swap."""
-        from fusionrec.models.registry import MODEL_PATHS
-
-        name = model_name or self.settings.train_model
-        if name is not None and name not in MODEL_PATHS:
-            raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODEL_PATHS))}")
-        with self._train_lock:
-            if self.training.get("state") == "running":
-                raise RuntimeError("a training run is already in progress")
-            self.training = {"state": "running", "model": name or "pipeline", "started_at": time.time()}
-        threading.Thread(target=self._train, args=(name,), name="fusionrec-train", daemon=True).start()
-        return dict(self.training)
-
-    def scheduled_training(self) -> None:
-        """The ``retrain_every_s`` tick: start a run unless one is still going (then skip this tick)."""
-        try:
-            self.start_training()
-            logger.info("scheduled retraining started")
-        except RuntimeError:
-            logger.info("scheduled retraining skipped: the previous run is still going")
-
-    def _train(self, name: str | None) -> None:
-        """One run of `fusionrec.training.train_version` on the store's events; the new version is
-        compared with the active one on the same window, then gated and swapped in if it holds up."""
-        from fusionrec.data.dataset import Dataset
-        from fusionrec.training import AUTO_REFERENCE, TrainingSpec, resolve_pipeline, train_version
-
-        started = time.time()
-        try:
-            if name is not None:
-                spec = TrainingSpec(name, {}, f"model {name}")
-            else:
-                spec = resolve_pipeline(self.settings.train_pipeline)
-            dataset = self.on_writer(lambda: Dataset.from_store(self.store))
-            active = self.registry.active
-            _, manifest = train_version(
-                dataset,
-                self.registry.repository,
-                spec,
-                trained_by="service",
-                reference=active.manifest if active is not None else AUTO_REFERENCE,
-            )
-            report = self.registry.activate(manifest.version)
-            self.training = {
-                "state": "done",
-                "version": manifest.version,
-                "gate": report.to_dict(),
-                "events": dataset.n_events,
-                "seconds": round(time.time() - started, 1),
-            }
-        except Exception as error:  # reported through GET /v1/models, never raised into the service
-            logger.error("training failed: %s: %s", type(error).__name__, error)
-            self.training = {"state": "failed", "error": f"{type(error).__name__}: {error}"}
-
-
-def _similar_items(model: Recommender) -> NeighbourLookup | None:
-    """`similar_items` of the model or, for a fused model, of its first item-to-item source."""
-    sources = model.source_models.values() if model.combines_sources else ()  # type: ignore[attr-defined]
-    for candidate in (model, *sources):
-        if candidate.item_to_item:
-            return candidate.similar_items  # type: ignore[attr-defined, no-any-return]
-    return None

@@ -227,6 +227,27 @@ class EventStore(ABC):
             self._execute("DELETE FROM quarantine WHERE user_id = :u", params)
         return max(deleted, 0)
 
+    def link_session(self, session_id: str, user_id: str) -> int:
+        """Give the anonymous events of ``session_id`` to ``user_id`` (a guest who signed in), so
+        the next training sees them as the user's; returns the number of events linked."""
+        with self._lock:
+            linked = self._execute(
+                "UPDATE events SET user_id = :u WHERE session_id = :s AND user_id IS NULL",
+                {"u": str(user_id), "s": str(session_id)},
+            )
+        return max(linked, 0)
+
+    def item_counts_in_windows(self, days: float) -> pa.Table:
+        """Per item, its events (no bots) in the last ``days`` before the newest event (``recent``)
+        and in the ``days`` before those (``previous``): what trending is computed from."""
+        params = {"recent": f"{days * 86400:.0f} seconds", "both": f"{2 * days * 86400:.0f} seconds"}
+        return self.query_arrow(sql.WINDOWED_ITEM_COUNTS, params)
+
+    def purchases(self) -> pa.Table:
+        """Each (user, basket, item) bought, with the time of its last purchase in epoch seconds
+        (``basket`` is the session, else the user)."""
+        return self.query_arrow(sql.PURCHASES)
+
     def erased_users(self) -> list[str]:
         with self._lock:
             table = self._read(

@@ -213,3 +213,23 @@ def flag_bot_users(limit_param: str = ":limit") -> str:
         "    GROUP BY session_id, date_trunc('minute', \"timestamp\") "
         f'    HAVING count(*) > {limit_param} AND count(DISTINCT "timestamp") > 1)))'
     )
+
+
+# Per item: events (no bots) in the last :recent before the newest event, and in the :recent before.
+WINDOWED_ITEM_COUNTS = """
+WITH last AS (SELECT max("timestamp") AS t FROM events)
+SELECT e.item_id AS item_id,
+       CAST(count(*) FILTER (WHERE e."timestamp" > last.t - CAST(:recent AS INTERVAL)) AS DOUBLE PRECISION) AS recent,
+       CAST(count(*) FILTER (WHERE e."timestamp" <= last.t - CAST(:recent AS INTERVAL)) AS DOUBLE PRECISION) AS previous
+FROM events AS e, last
+WHERE e.item_id IS NOT NULL AND e."timestamp" > last.t - CAST(:both AS INTERVAL) AND NOT coalesce(e.is_bot, FALSE)
+GROUP BY e.item_id
+"""
+
+# Each (user, basket, item) bought, with the epoch seconds of its last purchase.
+PURCHASES = """
+SELECT user_id, coalesce(session_id, user_id) AS basket, item_id,
+       CAST(EXTRACT(EPOCH FROM max("timestamp")) AS DOUBLE PRECISION) AS ts
+FROM events WHERE event_type = 'purchase' AND item_id IS NOT NULL AND NOT coalesce(is_bot, FALSE)
+GROUP BY user_id, coalesce(session_id, user_id), item_id
+"""

@@ -39,7 +39,7 @@ async def list_models(svc: Annotated[Service, Depends(service)]) -> FastJSON:
     active = svc.registry.active
     versions = await run_in_threadpool(svc.registry.versions)
     return FastJSON(
-        {"active": active.version if active else None, "versions": versions, "training": svc.training}
+        {"active": active.version if active else None, "versions": versions, "training": svc.retrainer.state}
     )
 
 
@@ -75,7 +75,7 @@ async def train(
 ) -> FastJSON:
     """Retrain from the store in the background; the new version goes through the gate and swap."""
     try:
-        return FastJSON(svc.start_training(model), status_code=202)
+        return FastJSON(svc.retrainer.start(model), status_code=202)
     except ValueError as error:
         raise HTTPException(422, detail=str(error)) from None
     except RuntimeError as error:

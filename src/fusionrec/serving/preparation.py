@@ -1,0 +1,135 @@
+"""What serving derives for each model version it loads, and keeps current while it is active:
+purchases and baskets (rules, bought-together), item neighbours, popularity, trending, and the known
+users' precomputed lists. The `VersionRegistry` calls `prepare` when it loads a version and
+`on_swap` when one becomes active.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from fusionrec.data.store import EventStore
+from fusionrec.models.base import Recommender
+from fusionrec.models.popular import trending_scores
+from fusionrec.monitoring.metrics import ServiceMetrics
+from fusionrec.serving.cache import MemoryCache
+from fusionrec.serving.registry import LoadedVersion
+from fusionrec.serving.settings import ServingSettings
+from fusionrec.serving.similarity import Cooccurrence, ItemNeighbours, NeighbourLookup
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class VersionPreparation:
+    """Derives and refreshes the serving extras of loaded versions (``LoadedVersion.extras``)."""
+
+    def __init__(
+        self,
+        settings: ServingSettings,
+        store: EventStore,
+        on_writer: Callable[[Callable[[], Any]], Any],
+        metrics: ServiceMetrics,
+        shared_cache: MemoryCache,
+        active: Callable[[], LoadedVersion | None],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.on_writer = on_writer  # the store is read on the service's writer thread
+        self.metrics = metrics
+        self.shared_cache = shared_cache  # popular lists, cleared when trending or the version changes
+        self.active = active
+        self.trending_frame = pd.DataFrame({"recent": [], "previous": []})
+
+    def prepare(self, loaded: LoadedVersion) -> None:
+        """Attach what serving derives for a version: neighbours, purchases, trending, popularity."""
+        model = loaded.model
+        purchases = self.on_writer(self.store.purchases).to_pandas()
+        n_items = len(loaded.item_ids)
+        item = pd.Series(purchases["item_id"].astype(str)).map(loaded.item_index)
+        known = item.notna().to_numpy()
+        purchases, item_idx = purchases[known], item[known].to_numpy(np.int64)
+        users = purchases["user_id"].map(loaded.user_index)
+        by_user = users.notna().to_numpy()
+        loaded.extras["purchases"] = sp.csr_matrix(
+            (
+                purchases["ts"].to_numpy(np.float64)[by_user],
+                (users[by_user].to_numpy(np.int64), item_idx[by_user]),
+            ),
+            shape=(len(loaded.user_index), n_items),
+        )
+        basket_codes, _ = pd.factorize(purchases["basket"])
+        valid = basket_codes >= 0
+        baskets = sp.csr_matrix(
+            (np.ones(valid.sum(), dtype=np.float32), (basket_codes[valid], item_idx[valid])),
+            shape=(int(basket_codes.max(initial=-1)) + 1, n_items),
+        )
+        bought_together = model.bought_together if model.lists_bought_together else None  # type: ignore[attr-defined]
+        loaded.extras["bought_together"] = ItemNeighbours(bought_together, Cooccurrence(baskets))
+        loaded.extras["neighbours"] = ItemNeighbours(_similar_items(model), Cooccurrence(model.seen_))
+        popularity = np.asarray(model.popularity_, dtype=np.float64)
+        loaded.extras["popularity"] = popularity / max(popularity.max(initial=0.0), 1.0)
+        self._attach_trending(loaded)
+
+    def _attach_trending(self, loaded: LoadedVersion) -> None:
+        frame = self.trending_frame.reindex(loaded.item_ids)
+        recent = frame["recent"].fillna(0.0).to_numpy()
+        previous = frame["previous"].fillna(0.0).to_numpy()
+        # The `trending` model's ranking; all-time popularity orders the items with no recent events.
+        loaded.extras["trending"] = trending_scores(recent, previous) + 1e-6 * loaded.extras["popularity"]
+
+    def refresh_trending(self) -> None:
+        """Recount the items' recent and previous windows in the store; re-rank the active version's
+        trending list (the service calls this every ``trending_refresh_s``)."""
+        days = self.settings.trending_days
+        table = self.on_writer(lambda: self.store.item_counts_in_windows(days))
+        frame = table.to_pandas()
+        self.trending_frame = frame.assign(item_id=frame["item_id"].astype(str)).set_index("item_id")
+        active = self.active()
+        if active is not None:
+            self._attach_trending(active)
+        self.shared_cache.clear()
+
+    def on_swap(self, loaded: LoadedVersion) -> None:
+        """A version became active: metrics, caches, and its precomputed lists in the background."""
+        self.metrics.set_active(loaded.version)
+        self.shared_cache.clear()
+        limit = self.settings.precompute_users
+        if (limit or self.settings.batch_lists) and "precomputed" not in loaded.extras:
+            threading.Thread(
+                target=self._precompute, args=(loaded, limit), name="fusionrec-precompute", daemon=True
+            ).start()
+
+    def _precompute(self, loaded: LoadedVersion, limit: int) -> None:
+        from fusionrec.serving.precompute import from_batch_table, precompute
+
+        label = self.settings.batch_lists
+        try:
+            if label is not None:  # lists a batch engine wrote: read them, score nobody here
+                from fusionrec.engine.recommendations import read_all_recommendations
+
+                table = self.on_writer(lambda: read_all_recommendations(self.store, label))
+                loaded.extras["precomputed"] = from_batch_table(
+                    table, loaded.user_index, loaded.item_index, label
+                )
+                return
+            n_users = min(len(loaded.user_index), limit)
+            loaded.extras["precomputed"] = precompute(loaded.model, n_users, self.settings.candidates)
+        except Exception as error:  # the live path still answers every request
+            logger.error("precomputing %s failed: %s: %s", loaded.version, type(error).__name__, error)
+
+
+def _similar_items(model: Recommender) -> NeighbourLookup | None:
+    """`similar_items` of the model or, for a fused model, of its first item-to-item source."""
+    sources = model.source_models.values() if model.combines_sources else ()  # type: ignore[attr-defined]
+    for candidate in (model, *sources):
+        if candidate.item_to_item:
+            return candidate.similar_items  # type: ignore[attr-defined, no-any-return]
+    return None

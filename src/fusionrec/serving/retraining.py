@@ -1,0 +1,96 @@
+"""Retraining inside the service: on request (``POST /v1/models/train``) and on a schedule.
+
+One run at a time, in a background thread, through the one training path
+(`fusionrec.training.train_version`): the new version is scored beside the active one on the same
+window, then gated and swapped in only if it holds up. Its state is what ``GET /v1/models`` shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fusionrec.data.store import EventStore
+from fusionrec.serving.registry import VersionRegistry
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Retrainer:
+    """Background training runs for one service; ``state`` describes the last (or current) run."""
+
+    def __init__(
+        self,
+        registry: VersionRegistry,
+        store: EventStore,
+        on_writer: Callable[[Callable[[], Any]], Any],
+        *,
+        model: str | None = None,
+        pipeline: Path | None = None,
+    ) -> None:
+        self.registry = registry
+        self.store = store
+        self.on_writer = on_writer  # the store is read on the service's writer thread
+        self.model = model  # a registered model name, else the pipeline file, else the project's
+        self.pipeline = pipeline
+        self.state: dict[str, Any] = {"state": "idle"}
+        self._lock = threading.Lock()
+
+    def start(self, model_name: str | None = None) -> dict[str, Any]:
+        """Start a run in a background thread; `RuntimeError` while one is going."""
+        from fusionrec.models.registry import MODEL_PATHS
+
+        name = model_name or self.model
+        if name is not None and name not in MODEL_PATHS:
+            raise ValueError(f"unknown model {name!r}; available: {', '.join(sorted(MODEL_PATHS))}")
+        with self._lock:
+            if self.state.get("state") == "running":
+                raise RuntimeError("a training run is already in progress")
+            self.state = {"state": "running", "model": name or "pipeline", "started_at": time.time()}
+        threading.Thread(target=self._run, args=(name,), name="fusionrec-train", daemon=True).start()
+        return dict(self.state)
+
+    def scheduled(self) -> None:
+        """The ``retrain_every_s`` tick: start a run unless one is still going (then skip this tick)."""
+        try:
+            self.start()
+            logger.info("scheduled retraining started")
+        except RuntimeError:
+            logger.info("scheduled retraining skipped: the previous run is still going")
+
+    def _run(self, name: str | None) -> None:
+        from fusionrec.data.dataset import Dataset
+        from fusionrec.training import AUTO_REFERENCE, TrainingSpec, resolve_pipeline, train_version
+
+        started = time.time()
+        try:
+            spec = (
+                TrainingSpec(name, {}, f"model {name}")
+                if name is not None
+                else resolve_pipeline(self.pipeline)
+            )
+            dataset = self.on_writer(lambda: Dataset.from_store(self.store))
+            active = self.registry.active
+            _, manifest = train_version(
+                dataset,
+                self.registry.repository,
+                spec,
+                trained_by="service",
+                reference=active.manifest if active is not None else AUTO_REFERENCE,
+            )
+            report = self.registry.activate(manifest.version)
+            self.state = {
+                "state": "done",
+                "version": manifest.version,
+                "gate": report.to_dict(),
+                "events": dataset.n_events,
+                "seconds": round(time.time() - started, 1),
+            }
+        except Exception as error:  # reported through GET /v1/models, never raised into the service
+            logger.error("training failed: %s: %s", type(error).__name__, error)
+            self.state = {"state": "failed", "error": f"{type(error).__name__}: {error}"}
