@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,6 @@ from fusionrec.serving.settings import ServingSettings
 from fusionrec.serving.similarity import Cooccurrence, ItemNeighbours, NeighbourLookup
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class VersionPreparation:

@@ -12,13 +12,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from fusionrec.data.store import EventStore
 from fusionrec.serving.registry import VersionRegistry
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class Retrainer:
