@@ -223,3 +223,8 @@ def test_serve_and_ingest_read_the_project_store(tmp_path: Path, shop_store: str
     ingest = fusionrec("ingest", str(events), cwd=tmp_path)
     assert ingest.returncode == 0, ingest.stderr
     assert (tmp_path / "configured.duckdb").is_file()
+
+
+def test_dev_mode_refuses_to_listen_beyond_loopback(tmp_path: Path, shop_store: str) -> None:
+    result = fusionrec("serve", "--store", shop_store, "--dev", "--host", "0.0.0.0", cwd=tmp_path)
+    assert_only_error(result, "dev mode opens every scope to anyone", "127.0.0.1 only")

@@ -51,7 +51,10 @@ def store_url(shop: tuple[pa.Table, pa.Table], tmp_path: Path) -> str:
 
 
 def make_settings(store_url: str, models_dir: Path, **overrides: Any) -> ServingSettings:
-    overrides = {"cache_ttl_s": 30.0, "precompute_users": 0, **overrides}  # precompute: its own test
+    """Settings for a test service. It runs as `fusionrec serve --dev` does (every scope without a
+    key) unless the test configures API keys or says otherwise; precomputing has its own test."""
+    dev = not overrides.get("api_keys")
+    overrides = {"cache_ttl_s": 30.0, "precompute_users": 0, "dev": dev, **overrides}
     return load_settings(None, store_url=store_url, models_dir=models_dir, **overrides)
 
 

@@ -84,7 +84,8 @@ def test_validation_errors_name_the_field(client: TestClient) -> None:
     assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["query", "user_id"]
     bad_k = client.get("/v1/recommendations", params={"user_id": "u1", "k": 0})
     assert bad_k.status_code == 422 and bad_k.json()["detail"][0]["loc"] == ["query", "k"]
-    assert client.post("/v1/events", content=b"{not json").status_code == 400
+    json_type = {"Content-Type": "application/json"}
+    assert client.post("/v1/events", content=b"{not json", headers=json_type).status_code == 400
     assert client.post("/v1/events", json={"events": 3}).status_code == 422
 
 

@@ -160,7 +160,7 @@ def test_two_worker_processes_share_state(shop, models_dir: Path, postgres_url: 
     env = {**os.environ, "FUSIONREC_SERVING_REDIS_PREFIX": f"fr-test-{uuid.uuid4().hex[:8]}"}
     command = [
         sys.executable, "-m", "fusionrec.cli", "serve", "--store", url, "--models", str(models_dir),
-        "--redis", redis_url, "--port", str(port), "--workers", "2",
+        "--redis", redis_url, "--port", str(port), "--workers", "2", "--dev",
     ]  # fmt: skip
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from fusionrec.serving.app import create_app
+from fusionrec.serving.settings import SettingsError
 from serving.conftest import make_settings
 
 READ, WRITE, ADMIN = "r" * 24, "w" * 24, "a" * 24
@@ -64,3 +66,79 @@ def test_each_of_n_workers_enforces_its_share_of_the_rate_limit(store_url: str, 
     with TestClient(create_app(settings)) as client:
         codes = [client.get("/v1/popular").status_code for _ in range(8)]
         assert codes[:4] == [200] * 4 and codes[4:] == [429] * 4  # burst 8 over 2 processes = 4 here
+
+
+def test_without_keys_reads_are_open_and_writes_and_admin_are_refused(
+    store_url: str, models_dir: Path
+) -> None:
+    """A fresh `fusionrec serve` (no keys, no --dev): nobody anonymous writes or administers."""
+    with TestClient(create_app(make_settings(store_url, models_dir, dev=False))) as client:
+        assert client.get("/v1/recommendations", params={"user_id": "u1"}).status_code == 200
+        assert client.get("/v1/popular").status_code == 200
+        refused = [
+            client.post("/v1/events", json=EVENT),
+            client.post("/v1/identify", json={"session_id": "s1", "user_id": "u1"}),
+            client.put("/v1/items/i1", json={"title": "x"}),
+            client.delete("/v1/users/u1"),
+            client.post("/v1/models/train"),
+            client.post("/v1/models/v0001/activate"),
+            client.post("/v1/models/rollback"),
+            client.get("/v1/models"),
+            client.get("/metrics"),
+            client.get("/docs"),
+        ]
+        assert [r.status_code for r in refused] == [401] * len(refused)
+        assert "fusionrec serve --dev" in refused[0].json()["detail"]
+        assert client.app.state.service.retrainer.state == {"state": "idle"}  # nothing was started
+    closed = make_settings(store_url, models_dir, dev=False, public_read=False)
+    with TestClient(create_app(closed)) as client:
+        assert client.get("/v1/recommendations", params={"user_id": "u1"}).status_code == 401
+
+
+def test_dev_mode_opens_every_scope_on_loopback_only(store_url: str, models_dir: Path) -> None:
+    with TestClient(create_app(make_settings(store_url, models_dir, dev=True))) as client:
+        assert client.post("/v1/events", json=EVENT).status_code == 202
+        assert client.get("/v1/models").status_code == 200
+    with pytest.raises(SettingsError, match=r"127\.0\.0\.1 only"):
+        make_settings(store_url, models_dir, dev=True, host="0.0.0.0")
+
+
+def test_bodies_must_be_declared_json(client: TestClient) -> None:
+    """A `text/plain` or form post (which another web page can send without a CORS preflight)
+    is refused before it is read, even in dev mode."""
+    import json
+
+    body = json.dumps(EVENT)
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"Content-Type": content_type} if content_type else {}
+        answer = client.post("/v1/events", content=body, headers=headers)
+        assert answer.status_code == 415, (content_type, answer.text)
+    assert (
+        client.post(
+            "/v1/events", content=body, headers={"Content-Type": "application/json; charset=utf-8"}
+        ).status_code
+        == 202
+    )
+    assert (
+        client.put(
+            "/v1/items/i1", content='{"title": "x"}', headers={"Content-Type": "text/plain"}
+        ).status_code
+        == 415
+    )
+
+
+def test_random_keys_do_not_bypass_the_rate_limit(store_url: str, models_dir: Path) -> None:
+    """Buckets are keyed on an authenticated key or the client address, never on a raw header."""
+    settings = make_settings(store_url, models_dir, rate_limit_per_s=0.5, rate_burst=4)
+    with TestClient(create_app(settings)) as client:
+        codes = [
+            client.get("/v1/popular", headers={"X-API-Key": f"random-{n:020d}"}).status_code for n in range(8)
+        ]
+        assert codes[:4] == [200] * 4 and codes[4:] == [429] * 4
+    keyed = make_settings(
+        store_url, models_dir, api_keys={READ: ["read"]}, rate_limit_per_s=0.5, rate_burst=2
+    )
+    with TestClient(create_app(keyed)) as client:
+        own = [client.get("/v1/popular", headers={"X-API-Key": READ}).status_code for _ in range(3)]
+        assert own == [200, 200, 429]  # the key's own bucket
+        assert client.get("/v1/popular").status_code == 401  # no key: the address's bucket, then auth

@@ -29,7 +29,9 @@ def demo(
     serve_api: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve the trained model until stopped (Ctrl-C).")
     ] = True,
-    host: Annotated[str, typer.Option("--host", help="Address to serve on.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to serve on (dev mode: a loopback address only).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 8000,
     json_path: JsonOption = None,
 ) -> None:
@@ -76,9 +78,9 @@ def demo(
     if not serve_api:
         return
     with user_errors():
-        settings = serving_settings(None, store=store_url, models=models_dir, host=host, port=port)
+        settings = serving_settings(None, store=store_url, models=models_dir, host=host, port=port, dev=True)
         check_backends(settings)
-    err.rule("4. serving (open to local clients: no API keys)")
+    err.rule("4. serving in dev mode (every endpoint open, 127.0.0.1 only)")
     err.print(f"API docs:   http://{host}:{port}/docs", highlight=False)
     err.print(f"dashboard:  http://{host}:{port}/dashboard/", highlight=False)
     err.print(f"try:        curl 'http://{host}:{port}/v1/recommendations?user_id=u0&k=5'", highlight=False)

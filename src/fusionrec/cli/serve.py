@@ -45,16 +45,28 @@ def serve(
     workers: Annotated[
         int, typer.Option("--workers", min=1, help="Processes (needs PostgreSQL + Redis).")
     ] = 1,
+    dev: Annotated[
+        bool,
+        typer.Option(
+            "--dev",
+            help="Local use: every endpoint open without an API key, listening on 127.0.0.1 only.",
+        ),
+    ] = False,
 ) -> None:
     """Serve recommendations over HTTP (API docs at /docs).
 
     The store must exist (`fusionrec ingest` creates one). Settings come from the options, then
     FUSIONREC_SERVING_* environment variables, then fusionrec.toml's \\[serving] section.
 
+    Safe by default: without \\[serving] api_keys, reads are open and writes and admin calls get 401;
+    --dev opens everything for local use.
+
     Example: `fusionrec serve --store duckdb:///shop.duckdb --models models/`
     """
     with user_errors():
-        settings = serving_settings(config, store=store, models=models, host=host, port=port, redis=redis)
+        settings = serving_settings(
+            config, store=store, models=models, host=host, port=port, redis=redis, dev=dev or None
+        )
         if workers > 1 and (settings.store_url.startswith("duckdb") or not settings.redis_url):
             raise UserError(
                 "several workers need a PostgreSQL store and --redis (a DuckDB file has one writer)"
@@ -71,6 +83,7 @@ def serving_settings(
     host: str | None = None,
     port: int | None = None,
     redis: str | None = None,
+    dev: bool | None = None,
 ) -> ServingSettings:
     """Settings for `serve`: the options over the environment over ``config`` (default: the project
     file when there is one); the store URL falls back to the project file's ``[store] url``."""
@@ -81,7 +94,9 @@ def serving_settings(
     project()  # the whole project file validated, whichever file the settings come from
     if config is None and PROJECT_FILE.is_file():
         config = PROJECT_FILE
-    return load_settings(config, store_url=store, models_dir=models, host=host, port=port, redis_url=redis)
+    return load_settings(
+        config, store_url=store, models_dir=models, host=host, port=port, redis_url=redis, dev=dev
+    )
 
 
 def check_backends(settings: ServingSettings) -> None:
@@ -102,6 +117,18 @@ def run_server(settings: ServingSettings, workers: int = 1) -> None:
     from fusionrec.serving.app import create_app
 
     err.print(f"fusionrec API on http://{settings.host}:{settings.port}/docs", highlight=False)
+    if settings.dev:
+        err.print(
+            "[bold yellow]dev mode:[/] every endpoint is open without an API key "
+            f"(writes, admin, retraining), on {settings.host} only",
+            highlight=False,
+        )
+    elif not settings.api_keys:
+        err.print(
+            "[bold yellow]no API keys configured:[/] reads are open; writes and admin calls are refused "
+            "(401) until \\[serving] api_keys is set",
+            highlight=False,
+        )
     with user_errors():
         try:
             if workers > 1:

@@ -122,7 +122,9 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
         if settings.rate_limit_per_s > 0
         else None
     )
-    app.add_middleware(LimitsMiddleware, max_body_bytes=settings.max_body_bytes, buckets=buckets)
+    app.add_middleware(
+        LimitsMiddleware, max_body_bytes=settings.max_body_bytes, buckets=buckets, keys=app.state.api_keys
+    )
     app.add_middleware(MetricsMiddleware, service_of=lambda: app.state.service)
     return app
 
@@ -146,7 +148,7 @@ def _mount_dashboard(app: FastAPI, svc: Service) -> None:
 def _keys(settings: ServingSettings) -> Any:
     from fusionrec.serving.security import ApiKeys
 
-    return ApiKeys(settings.api_keys)
+    return ApiKeys(settings.api_keys, dev=settings.dev, public_read=settings.public_read)
 
 
 def _docs(app: FastAPI) -> None:

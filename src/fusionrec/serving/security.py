@@ -2,9 +2,12 @@
 
 Keys are compared with `secrets.compare_digest` against every configured key (no early exit, so
 timing reveals nothing about which key nearly matched). Scopes: ``read`` (recommendations),
-``write`` (events), ``admin`` (items, users, models, metrics, docs; implies the others). With no
-keys configured the service is open (local use). Limits run as a pure ASGI middleware: cheaper
-than Starlette's BaseHTTPMiddleware on the hot path.
+``write`` (events), ``admin`` (items, users, models, metrics, docs; implies the others).
+
+Safe by default: without keys, reads are open (``public_read``, which defaults to "open only when no
+keys are configured") and every write or admin call is refused with 401, until keys are configured.
+Only ``dev`` mode (`fusionrec serve --dev`, `fusionrec demo`: bound to 127.0.0.1) opens every scope.
+Limits run as a pure ASGI middleware: cheaper than Starlette's BaseHTTPMiddleware on the hot path.
 """
 
 from __future__ import annotations
@@ -29,15 +32,29 @@ API_KEY_HEADER = "X-API-Key"
 api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="API key (when keys are on)")
 
 
-class ApiKeys:
-    """The configured keys and their scopes."""
+NO_KEYS = (
+    "this service has no API keys configured, so writes and admin calls are refused: set "
+    "[serving] api_keys (or FUSIONREC_SERVING_API_KEYS), or run `fusionrec serve --dev` for local use"
+)
 
-    def __init__(self, keys: dict[str, list[str]]) -> None:
+
+class ApiKeys:
+    """The configured keys and their scopes, and what passes without a key."""
+
+    def __init__(
+        self, keys: dict[str, list[str]], *, dev: bool = False, public_read: bool | None = None
+    ) -> None:
         self._keys = [(key.encode(), frozenset(scopes)) for key, scopes in keys.items()]
+        self.dev = dev
+        self.public_read = (not self._keys) if public_read is None else public_read
 
     @property
     def enabled(self) -> bool:
         return bool(self._keys)
+
+    def open_to_anyone(self, scope: str) -> bool:
+        """Whether a request without a key may use ``scope``."""
+        return self.dev or (scope == "read" and self.public_read)
 
     def scopes(self, presented: str | None) -> frozenset[str] | None:
         """The scopes of ``presented`` (None when it matches no key)."""
@@ -56,8 +73,10 @@ def require(scope: str) -> Callable[..., Awaitable[None]]:
 
     async def check(request: Request, key: str | None = Security(api_key_header)) -> None:
         keys: ApiKeys = request.app.state.api_keys
-        if not keys.enabled:
+        if keys.open_to_anyone(scope):
             return
+        if not keys.enabled:
+            raise HTTPException(401, detail=NO_KEYS, headers={"WWW-Authenticate": "ApiKey"})
         scopes = keys.scopes(key)
         if scopes is None:
             raise HTTPException(
@@ -68,6 +87,14 @@ def require(scope: str) -> Callable[..., Awaitable[None]]:
 
     check.__name__ = f"require_{scope}"
     return check
+
+
+async def require_json(request: Request) -> None:
+    """A FastAPI dependency: the body must be declared ``application/json`` (415 otherwise), so a
+    form or ``text/plain`` post from another web page (no CORS preflight) is never read."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise HTTPException(415, detail=f"send the body as application/json, not {media_type or 'nothing'!r}")
 
 
 class TokenBuckets:
@@ -98,10 +125,13 @@ class TokenBuckets:
 class LimitsMiddleware:
     """413 for bodies over ``max_body_bytes``; 429 (with Retry-After) past the rate limit."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, buckets: TokenBuckets | None) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, buckets: TokenBuckets | None, keys: ApiKeys
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.buckets = buckets
+        self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -109,8 +139,7 @@ class LimitsMiddleware:
             return
         headers = dict(scope["headers"])
         if self.buckets is not None and scope["path"] not in ("/healthz", "/readyz"):
-            client = headers.get(b"x-api-key", b"").decode("latin-1") or (scope.get("client") or ("?",))[0]
-            wait = self.buckets.allow(client)
+            wait = self.buckets.allow(self._client(headers, scope))
             if wait > 0:
                 await _reply(
                     send,
@@ -159,6 +188,14 @@ class LimitsMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    def _client(self, headers: dict[bytes, bytes], scope: Scope) -> str:
+        """Whose bucket a request drains: a configured key's, else the client address's. A key that
+        matches nothing counts as no key, so random keys cannot each get a fresh bucket."""
+        presented = headers.get(b"x-api-key", b"").decode("latin-1")
+        if presented and self.keys.scopes(presented) is not None:
+            return "key:" + presented
+        return "address:" + str((scope.get("client") or ("?",))[0])
 
 
 async def _reply(

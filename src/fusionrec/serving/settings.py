@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from fusionrec.monitoring.alert_config import AlertConfig
@@ -19,6 +19,7 @@ from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.experiments import ExperimentConfig
 
 Scope = Literal["read", "write", "admin"]
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class SettingsError(ValueError):
@@ -41,8 +42,13 @@ class ServingSettings(BaseSettings):
     redis_prefix: str = "fr:"  # key prefix, so several shops (or tests) can share one Redis
     redis_timeout_s: float = Field(0.05, gt=0)  # per Redis call; a slow Redis degrades, never blocks
     redis_retry_s: float = Field(2.0, ge=0)  # after a Redis failure, skip it this long
-    # Security: API key -> scopes. Empty = no authentication (local use).
+    # Security: API key -> scopes. With none, reads stay open and writes and admin calls get 401.
     api_keys: dict[str, list[Scope]] = Field(default_factory=dict)
+    # Reads (recommendations, popular, similar) without a key; None = open only when no keys are set.
+    public_read: bool | None = None
+    # Every scope without a key, for local use (`fusionrec serve --dev`, `fusionrec demo`): the
+    # service then listens on 127.0.0.1 only.
+    dev: bool = False
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     rate_limit_per_s: float = Field(0.0, ge=0)  # per API key (or client address); 0 = unlimited
     rate_burst: int = Field(200, ge=1)
@@ -84,6 +90,15 @@ class ServingSettings(BaseSettings):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     experiments: list[ExperimentConfig] = Field(default_factory=list)
     alerts: AlertConfig = Field(default_factory=AlertConfig)
+
+    @model_validator(mode="after")
+    def _dev_is_local(self) -> ServingSettings:
+        if self.dev and self.host not in LOOPBACK_HOSTS:
+            raise ValueError(
+                f"dev mode opens every scope to anyone, so it listens on 127.0.0.1 only, not {self.host!r}; "
+                "configure api_keys to serve on other addresses"
+            )
+        return self
 
     @field_validator("api_keys")
     @classmethod

@@ -11,14 +11,14 @@ from fastapi.concurrency import run_in_threadpool
 from fusionrec.serving.registry import RegistryError
 from fusionrec.serving.routes.recommendations import service
 from fusionrec.serving.routes.schemas import FastJSON, ItemIn
-from fusionrec.serving.security import require
+from fusionrec.serving.security import require, require_json
 from fusionrec.serving.service import Service
 
 router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[Depends(require("admin"))])
 Id = Annotated[str, Path(min_length=1, max_length=256)]
 
 
-@router.put("/items/{item_id}")
+@router.put("/items/{item_id}", dependencies=[Depends(require_json)])
 async def put_item(item_id: Id, body: ItemIn, svc: Annotated[Service, Depends(service)]) -> FastJSON:
     """Change an item's price, stock, visibility or attributes (creates it when new)."""
     values = body.model_dump(exclude_unset=True)

@@ -13,7 +13,7 @@ from fusionrec.data.schema import EVENT_COLUMNS
 from fusionrec.data.validate import IngestError
 from fusionrec.serving.routes.recommendations import service
 from fusionrec.serving.routes.schemas import EventsAccepted, FastJSON, event_body_schema
-from fusionrec.serving.security import require
+from fusionrec.serving.security import require, require_json
 from fusionrec.serving.service import Service
 
 router = APIRouter(prefix="/v1", tags=["events"])
@@ -50,7 +50,7 @@ def _rows(payload: Any) -> list[dict[str, Any]]:
     "/events",
     status_code=202,
     response_model=EventsAccepted,
-    dependencies=[Depends(require("write"))],
+    dependencies=[Depends(require("write")), Depends(require_json)],
     openapi_extra={"requestBody": event_body_schema()},
 )
 async def post_events(request: Request, svc: Annotated[Service, Depends(service)]) -> FastJSON:

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fusionrec.serving.recommend import RecQuery, popular, recommend, related
 from fusionrec.serving.redis_client import RedisUnavailableError
 from fusionrec.serving.routes.schemas import FastJSON, IdentifyIn, RecommendationsOut, RelatedOut
-from fusionrec.serving.security import require
+from fusionrec.serving.security import require, require_json
 from fusionrec.serving.service import Service
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
@@ -58,7 +58,7 @@ async def get_recommendations(
     return FastJSON(await run_in_threadpool(recommend, svc, query))
 
 
-@router.post("/identify", dependencies=[Depends(require("write"))])
+@router.post("/identify", dependencies=[Depends(require("write")), Depends(require_json)])
 async def identify(body: IdentifyIn, svc: Annotated[Service, Depends(service)]) -> FastJSON:
     """A guest logged in: link the session to the user; the session's history becomes the user's."""
     try:
