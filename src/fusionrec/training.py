@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fusionrec.project import PROJECT_FILE
-from fusionrec.versions import Evaluation, Reference, VersionManifest, newest_accepted
+from fusionrec.versions import GATE_METRIC, Candidate, Evaluation, Reference, VersionManifest, newest_accepted
 
 if TYPE_CHECKING:
     from fusionrec.data.dataset import Dataset
@@ -61,37 +61,84 @@ def resolve_pipeline(config: Path | None, project: Path = PROJECT_FILE) -> Train
 
 
 def evaluate_on_window(
-    spec: TrainingSpec, dataset: Dataset, valid_days: float, reference: VersionManifest | None = None
-) -> Evaluation | None:
-    """Metrics of ``spec``, the baseline and ``reference`` on the last ``valid_days`` days (each fit
-    on the days before); None when the window or the days before it hold no events."""
+    spec: TrainingSpec,
+    dataset: Dataset,
+    valid_days: float,
+    reference: VersionManifest | None = None,
+    *,
+    guardrail: bool = True,
+) -> tuple[Evaluation | None, TrainingSpec]:
+    """Score ``spec`` on the last ``valid_days`` days (fit on the days before) beside the baseline
+    and ``reference``; the evaluation and the spec to ship. None when the window or the days before
+    it hold no events (then ``spec`` ships as it is).
+
+    With ``guardrail``, each source of a fused pipeline is scored on the same days too (the sources
+    the fused model fit on those days, so it costs no extra training), and the best candidate on
+    `GATE_METRIC` ships: a fused model that loses to one of its own sources is never shipped.
+    """
     from fusionrec.data.split import temporal_split
-    from fusionrec.tuning.search import Fold, score_on_fold
+    from fusionrec.models.registry import create_model
+    from fusionrec.tuning.search import Fold, score_fitted, score_on_fold
 
     if valid_days <= 0:
-        return None
+        return None, spec
     split = temporal_split(dataset, test_days=valid_days)
     if not (split.train.n_events and split.test.n_events):
-        return None
+        return None, spec
     fold = Fold(split.train, split.test)
 
-    def score(model: str, params: dict[str, Any]) -> dict[str, float]:
-        return {k: v for k, v in score_on_fold(model, params, fold).items() if "@" in k}
+    def score(model: Recommender) -> dict[str, float]:
+        return {k: v for k, v in score_fitted(model, fold).items() if "@" in k}
 
     log.info("scoring %s on the last %g days", spec.model, valid_days)
-    metrics = score(spec.model, spec.params)
+    fitted = create_model(spec.model, **spec.params).fit(fold.train)
+    leaderboard = [Candidate(label=spec.model, model=spec.model, config=spec.params, metrics=score(fitted))]
+    if guardrail and fitted.combines_sources:
+        for source in fitted.config.sources:  # type: ignore[attr-defined]
+            model = fitted.source_models[source.label]  # type: ignore[attr-defined]
+            params = {"seed": fitted.config.seed, **source.params}  # type: ignore[attr-defined]
+            leaderboard.append(
+                Candidate(
+                    label=f"source {source.label}", model=source.model, config=params, metrics=score(model)
+                )
+            )
+    best = max(leaderboard, key=lambda c: c.metrics.get(GATE_METRIC, 0.0))  # the first on a tie
+    if best is leaderboard[0]:
+        chosen = spec
+        reason = (
+            f"{spec.model} is the best of {len(leaderboard)} candidates on {GATE_METRIC}"
+            if len(leaderboard) > 1
+            else "the only candidate"
+        )
+    else:
+        chosen = TrainingSpec(best.model, best.config, f"{spec.origin}, {best.label} (guardrail)")
+        reason = (
+            f"{best.label} ({GATE_METRIC} {best.metrics.get(GATE_METRIC, 0.0):.4f}) beats the fused "
+            f"{spec.model} ({leaderboard[0].metrics.get(GATE_METRIC, 0.0):.4f}) on the validation days"
+        )
+    log.info("shipping %s: %s", best.label, reason)
     compared = None
     if reference is not None:
         log.info("scoring the reference version %s on the same days", reference.version)
         previous = TrainingSpec.of_manifest(reference)
-        compared = Reference(version=reference.version, metrics=score(previous.model, previous.params))
-    return Evaluation(
+        compared = Reference(
+            version=reference.version,
+            metrics={
+                k: v for k, v in score_on_fold(previous.model, previous.params, fold).items() if "@" in k
+            },
+        )
+    baseline = {k: v for k, v in score_on_fold(BASELINE_MODEL, {}, fold).items() if "@" in k}
+    evaluation = Evaluation(
         protocol=f"temporal: last {valid_days:g} days held out, full ranking, seen items masked",
-        metrics=metrics,
+        metrics=best.metrics,
         baseline_model=BASELINE_MODEL,
-        baseline_metrics=score(BASELINE_MODEL, {}),
+        baseline_metrics=baseline,
         reference=compared,
+        leaderboard=leaderboard,
+        chosen=best.label,
+        reason=reason,
     )
+    return evaluation, chosen
 
 
 def train_version(
@@ -103,11 +150,14 @@ def train_version(
     valid_days: float = 7.0,
     reference: VersionManifest | str | None = AUTO_REFERENCE,
     batch: BatchRun | None = None,
+    guardrail: bool = True,
 ) -> tuple[Recommender, VersionManifest]:
     """Evaluate, refit on all of ``dataset`` and add the version; the fitted model and its manifest.
 
     ``reference``: the version to compare with on the same window; by default the repository's
     newest accepted version (what a freshly started service would serve), None for no comparison.
+    ``guardrail``: ship the best of the pipeline and its sources on the validation days
+    (`evaluate_on_window`); without it, the pipeline ships as given.
     """
     from fusionrec.models.registry import create_model
 
@@ -115,7 +165,7 @@ def train_version(
         if reference != AUTO_REFERENCE:
             raise ValueError(f"reference must be a manifest, None or {AUTO_REFERENCE!r}, not {reference!r}")
         reference = newest_accepted(repository.manifests())
-    evaluation = evaluate_on_window(spec, dataset, valid_days, reference)
+    evaluation, spec = evaluate_on_window(spec, dataset, valid_days, reference, guardrail=guardrail)
     log.info("fitting %s on all %s events", spec.model, f"{dataset.n_events:,}")
     model = create_model(spec.model, **spec.params).fit(dataset)
     record: dict[str, Any] = {

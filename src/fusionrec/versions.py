@@ -38,14 +38,30 @@ class Reference(_Record):
     metrics: dict[str, float]
 
 
+class Candidate(_Record):
+    """One model scored on the validation window while a version was chosen (the guardrail)."""
+
+    label: str  # "fusion" for the pipeline itself, "source ease" for one of its sources
+    model: str
+    config: dict[str, Any]
+    metrics: dict[str, float]
+
+
 class Evaluation(_Record):
-    """Offline metrics on a validation window, with the baseline's and the reference's on it."""
+    """Offline metrics on a validation window, with the baseline's and the reference's on it.
+
+    ``leaderboard``: every candidate scored on the window (the pipeline and each of its sources);
+    the version ships ``chosen``, the best of them on the gate metric, for the ``reason`` given.
+    """
 
     protocol: str
     metrics: dict[str, float]
     baseline_model: str
     baseline_metrics: dict[str, float]
     reference: Reference | None = None
+    leaderboard: list[Candidate] = Field(default_factory=list)
+    chosen: str = ""
+    reason: str = ""
 
 
 class VersionManifest(_Record):
@@ -83,6 +99,9 @@ class VersionManifest(_Record):
             "baseline_metrics": evaluation.baseline_metrics if evaluation else {},
             "reference": evaluation.reference.model_dump() if evaluation and evaluation.reference else None,
             "protocol": evaluation.protocol if evaluation else None,
+            "chosen": evaluation.chosen if evaluation else None,
+            "reason": evaluation.reason if evaluation else None,
+            "leaderboard": [c.model_dump() for c in evaluation.leaderboard] if evaluation else [],
         }
 
     @classmethod

@@ -50,6 +50,7 @@ def test_train_adds_versions_with_metrics(app: typer.Typer, store_url: str, tmp_
     config.write_text(PIPELINE)
     out = tmp_path / "registry"
     args = ["train", "--store", store_url, "--out", str(out), "--config", str(config), "--json", "-"]
+    args.append("--no-guardrail")  # the pipeline as given: this test is about versions
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["version"] == "v0001"
@@ -85,3 +86,46 @@ def test_tune_writes_a_loadable_pipeline(app: typer.Typer, store_url: str, tmp_p
     assert result.exit_code == 0, result.output
     best = load_pipeline(out)
     assert best.model == "rrf" and best.config["k"] in (10.0, 60.0)
+
+
+WEAK_FUSION = """
+[pipeline]
+model = "fusion"
+[pipeline.config]
+train_users = 300
+[[pipeline.config.sources]]
+model = "item_knn"
+n = 3
+params = { neighbours = 50 }
+[[pipeline.config.sources]]
+model = "most_popular"
+n = 3
+[pipeline.config.ranker]
+params = { n_estimators = 5, min_data_in_leaf = 10, num_leaves = 3 }
+"""
+
+
+def test_the_guardrail_ships_a_source_that_beats_the_fused_model(
+    app: typer.Typer, store_url: str, tmp_path: Path
+) -> None:
+    """Six candidates per user cannot fill a top 20: item-kNN alone, scored on the same days, is
+    clearly better, so `train` ships it and says why."""
+    config = tmp_path / "weak.toml"
+    config.write_text(WEAK_FUSION)
+    out = tmp_path / "registry"
+    args = ["train", "--store", store_url, "--out", str(out), "--config", str(config), "--json", "-"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout[result.stdout.index("{") :])
+    board = {c["label"]: c["metrics"]["NDCG@20"] for c in record["evaluation"]["leaderboard"]}
+    assert set(board) == {"fusion", "source item_knn", "source most_popular"}
+    assert board["source item_knn"] > board["fusion"]
+    assert record["evaluation"]["chosen"] == "source item_knn" == max(board, key=board.get)
+    assert record["model"] == "item_knn" and record["pipeline"]["model"] == "item_knn"
+    assert "beats the fused fusion" in record["evaluation"]["reason"]
+    assert "shipped source item_knn" in " ".join(result.stderr.split())
+    assert ModelRepository(out).load("v0001").name == "item_knn"
+    # Without the guardrail the pipeline ships as given.
+    plain = CliRunner().invoke(app, [*args, "--no-guardrail"])
+    assert plain.exit_code == 0, plain.output
+    assert ModelRepository(out).manifest("v0002").model == "fusion"

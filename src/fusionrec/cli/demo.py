@@ -37,8 +37,10 @@ def demo(
 ) -> None:
     """The main job: generate (or read) a shop, ingest it, train the fused recommender, serve it.
 
-    Prints the model's offline metrics on the last 7 days beside a popularity baseline, then serves
-    the API, its docs and the dashboard for local use (no API keys) until Ctrl-C.
+    The fused pipeline and each of its sources are scored on the last 7 days and the best ships (a
+    fused model that loses to one of its sources is never shipped); its metrics print beside a
+    popularity baseline. Then it serves the API, its docs and the dashboard for local use (every
+    endpoint open, 127.0.0.1 only) until Ctrl-C.
 
     Examples:
 
@@ -71,7 +73,7 @@ def demo(
         )
         print_stats(result["stats"])
         models_dir = workdir / "models"
-        err.rule(f"3. training the default fused pipeline into {models_dir}")
+        err.rule(f"3. training the default fused pipeline (and the guardrail) into {models_dir}")
         _, result["train"] = train_from_store(store_url, models_dir, trained_by="fusionrec demo")
         print_metrics(result["train"])
     emit_json(result, json_path)

@@ -65,8 +65,20 @@ def train(
             "into the version.",
         ),
     ] = None,
+    guardrail: Annotated[
+        bool,
+        typer.Option(
+            "--guardrail/--no-guardrail",
+            help="Score each source of the fused pipeline on the validation days too and ship the best "
+            "of them and the fused model (--no-guardrail ships the pipeline as given).",
+        ),
+    ] = True,
 ) -> None:
     """Train the fused pipeline on a store's events and add it to the model repository.
+
+    The guardrail scores the fused pipeline and each of its sources on the last --valid-days days
+    and ships the best: a fused model that loses to one of its sources is never shipped; the version
+    records every candidate's metrics and says why it chose.
 
     The new version records its offline metrics on the last --valid-days days beside a popularity
     baseline scored on the same days.
@@ -80,7 +92,13 @@ def train(
     """
     with user_errors():
         manifest, result = train_from_store(
-            store, out, config=config, valid_days=valid_days, engine=engine, trained_by="fusionrec train"
+            store,
+            out,
+            config=config,
+            valid_days=valid_days,
+            engine=engine,
+            trained_by="fusionrec train",
+            guardrail=guardrail,
         )
     print_metrics(result)
     err.print(f"added {result['version']} to {out} ({result['model']}, from {result['pipeline_origin']})")
@@ -104,6 +122,7 @@ def train_from_store(
     config: Path | None = None,
     valid_days: float = 7.0,
     engine: str | None = None,
+    guardrail: bool = True,
 ) -> tuple[VersionManifest, dict[str, Any]]:
     """Run the batch jobs if an engine is configured, train the resolved pipeline on the store's
     events (`fusionrec.training.train_version`) into the repository ``out``; the version's manifest,
@@ -126,7 +145,13 @@ def train_from_store(
         if dataset.n_events == 0:
             raise UserError(f"the store {store_url(store)} holds no events; add some with `fusionrec ingest`")
         model, manifest = train_version(
-            dataset, ModelRepository(out), spec, trained_by=trained_by, valid_days=valid_days, batch=batch
+            dataset,
+            ModelRepository(out),
+            spec,
+            trained_by=trained_by,
+            valid_days=valid_days,
+            batch=batch,
+            guardrail=guardrail,
         )
         result = {"repository": str(out), **manifest.model_dump(mode="json")}
         if settings is not None and settings.engine == "spark":
@@ -138,7 +163,8 @@ def train_from_store(
 
 def print_metrics(result: dict[str, Any], cutoff: int = 20) -> None:
     """The version's offline metrics at ``cutoff`` beside the baseline's (and the reference
-    version's, on the same window), as one table on standard error."""
+    version's, on the same window), then the guardrail's candidates and why one shipped, on
+    standard error."""
     from rich.table import Table
 
     evaluation = result.get("evaluation") or {}
@@ -164,6 +190,19 @@ def print_metrics(result: dict[str, Any], cutoff: int = 20) -> None:
         change = f"{metrics[name] / baseline[name] - 1:+.0%}" if baseline.get(name) else "-"
         table.add_row(name, *cells, change)
     err.print(table)
+    leaderboard = evaluation.get("leaderboard", [])
+    if len(leaderboard) > 1:
+        metric = f"NDCG@{cutoff}"
+        board = Table(title=f"candidates on the validation days ({metric})")
+        board.add_column("candidate", style="bold")
+        board.add_column(metric, justify="right")
+        board.add_column("shipped", justify="center")
+        for candidate in sorted(leaderboard, key=lambda c: -c["metrics"].get(metric, 0.0)):
+            shipped = "yes" if candidate["label"] == evaluation["chosen"] else ""
+            board.add_row(candidate["label"], f"{candidate['metrics'].get(metric, 0.0):.4f}", shipped)
+        err.print(board)
+    if evaluation.get("reason"):
+        err.print(f"shipped {evaluation['chosen']}: {evaluation['reason']}", highlight=False)
 
 
 def _batch_jobs(

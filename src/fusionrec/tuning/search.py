@@ -29,6 +29,7 @@ from fusionrec.evaluation.metrics import evaluate_rankings
 from fusionrec.evaluation.protocol import rank
 from fusionrec.fusion.config import HoldoutConfig, PipelineFile, parse_pipeline, pipeline_to_toml
 from fusionrec.fusion.pipeline import holdout_split
+from fusionrec.models.base import Recommender
 from fusionrec.models.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,11 @@ def score_on_fold(
     name: str, params: dict[str, Any], fold: Fold, ks: Sequence[int] = (10, 20)
 ) -> dict[str, float]:
     """Fit ``name`` on the fold's training part and compute the shared metrics on its target part."""
-    model = create_model(name, **params).fit(fold.train)
+    return score_fitted(create_model(name, **params).fit(fold.train), fold, ks)
+
+
+def score_fitted(model: Recommender, fold: Fold, ks: Sequence[int] = (10, 20)) -> dict[str, float]:
+    """The shared metrics of a model already fit on the fold's training part, on its target part."""
     truth_all = fold.target.matrix(binary=True)
     users = np.flatnonzero(np.diff(truth_all.indptr) > 0).astype(np.int64)
     seen = fold.train.matrix(binary=True)[users] if fold.mask_seen else None
