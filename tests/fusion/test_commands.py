@@ -88,21 +88,8 @@ def test_tune_writes_a_loadable_pipeline(app: typer.Typer, store_url: str, tmp_p
     assert best.model == "rrf" and best.config["k"] in (10.0, 60.0)
 
 
-WEAK_FUSION = """
-[pipeline]
-model = "fusion"
-[pipeline.config]
-train_users = 300
-[[pipeline.config.sources]]
-model = "item_knn"
-n = 3
-params = { neighbours = 50 }
-[[pipeline.config.sources]]
-model = "most_popular"
-n = 3
-[pipeline.config.ranker]
-params = { n_estimators = 5, min_data_in_leaf = 10, num_leaves = 3 }
-"""
+# Three candidates from each source cannot fill a top 20.
+WEAK_FUSION = PIPELINE.replace("n = 20", "n = 3").replace("n = 10", "n = 3")
 
 
 def test_the_guardrail_ships_a_source_that_beats_the_fused_model(
@@ -110,6 +97,7 @@ def test_the_guardrail_ships_a_source_that_beats_the_fused_model(
 ) -> None:
     """Six candidates per user cannot fill a top 20: item-kNN alone, scored on the same days, is
     clearly better, so `train` ships it and says why."""
+    assert WEAK_FUSION.count("n = 3") == 2
     config = tmp_path / "weak.toml"
     config.write_text(WEAK_FUSION)
     out = tmp_path / "registry"
