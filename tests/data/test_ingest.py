@@ -363,3 +363,34 @@ def test_bots_planted_by_the_synthetic_shop_are_flagged_and_only_they(tmp_path: 
         flagged = store.query_arrow("SELECT DISTINCT user_id FROM events WHERE is_bot").column(0).to_pylist()
         assert sorted(flagged) == sorted(summary.bots)
         assert not set(summary.bots) & set(store.events_arrow(columns=["user_id"]).column(0).to_pylist())
+
+
+# The bad-input corpus of issue 24 (ids, times, numbers): each row alone in a batch of good ones.
+GOOD_EVENT = {"user_id": "u1", "item_id": "i1", "event_type": "view", "timestamp": "2026-03-01T10:00:00Z"}
+BAD_INPUT = [
+    ({"user_id": "u" * 257}, "user_id longer than 256 characters"),
+    ({"item_id": "i" * 1_000_000}, "item_id longer than 256 characters"),
+    ({"session_id": "s" * 300, "user_id": None}, "session_id longer than 256 characters"),
+    ({"event_id": "e" * 257}, "event_id longer than 256 characters"),
+    ({"user_id": "bad\x00user"}, "user_id holds control characters"),
+    ({"item_id": "i\x1b[31m"}, "item_id holds control characters"),
+    ({"timestamp": "0001-01-01T00:00:00Z"}, "timestamp before 1990"),
+    ({"timestamp": "1900-06-01T00:00:00Z"}, "timestamp before 1990"),
+    ({"quantity": 1e308}, "quantity above 1,000,000"),
+    ({"quantity": float("inf")}, "quantity is not a number"),
+    ({"price": 5e9}, "price above 1,000,000,000"),
+]
+
+
+@pytest.mark.parametrize(("change", "reason"), BAD_INPUT, ids=[r for _, r in BAD_INPUT])
+def test_bad_input_is_quarantined_and_the_good_rows_kept(
+    store: EventStore, change: dict, reason: str
+) -> None:
+    """On DuckDB and PostgreSQL: the bad row goes to the quarantine with its reason (its user_id
+    column stays storable), the ten good rows of the same batch are stored."""
+    good = [{**GOOD_EVENT, "item_id": f"g{n}"} for n in range(10)]
+    report = ingest_frame(store, pd.DataFrame([*good, {**GOOD_EVENT, **change}]))
+    assert report.stored == 10 and report.quarantined == 1
+    (row,) = store.quarantine_arrow().to_pylist()
+    assert reason in row["reason"] and row["row_number"] == 11
+    assert row["user_id"] in (None, "u1")  # a refused id is not copied into the quarantine's column

@@ -299,3 +299,25 @@ def test_lists_from_the_batch_table_answer_known_users(
         answer = client.get("/v1/recommendations", params={"user_id": known_user, "k": 10}).json()
     assert ids(answer) == chosen[:10]
     assert all(entry["sources"] == ["spark_als"] for entry in answer["items"])
+
+
+def test_bad_rows_in_a_batch_are_quarantined_never_a_server_error(client: TestClient) -> None:
+    """Year 0001 (once a 500 after the commit), a 1 MB id and a NUL byte beside 20 good events."""
+    good = [
+        {"user_id": "u-batch", "item_id": f"i{n}", "event_type": "view", "timestamp": T} for n in range(20)
+    ]
+    bad = [
+        {**good[0], "timestamp": "0001-01-01T00:00:00Z"},
+        {**good[0], "user_id": "x" * 1_000_000},
+        {**good[0], "item_id": "nul\x00item"},
+    ]
+    answer = client.post("/v1/events", json={"events": [*good, *bad]})
+    assert answer.status_code == 202, answer.text
+    body = answer.json()
+    assert body["stored"] == 20 and body["quarantined"] == 3
+    assert {
+        "timestamp before 1990",
+        "user_id longer than 256 characters",
+        "item_id holds control characters",
+    } <= set(body["reasons"])
+    assert client.get("/v1/recommendations", params={"user_id": "u-batch", "k": 3}).status_code == 200

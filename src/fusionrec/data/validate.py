@@ -38,6 +38,13 @@ EVENT_ID_SQL = (
 )
 
 
+MAX_ID_LENGTH = 256  # longer ids are refused: path and query ids are capped at this length too
+EARLIEST_TIMESTAMP = datetime(1990, 1, 1, tzinfo=UTC)  # before e-commerce: a unit or parsing mistake
+MAX_QUANTITY = 1_000_000.0
+MAX_PRICE = 1_000_000_000.0
+_CONTROL_CHARACTERS = r"[\x00-\x1f\x7f]"
+
+
 @dataclass
 class CheckedBatch:
     """A validated batch: rows to store, rows to quarantine, and what happened."""
@@ -179,6 +186,13 @@ def check_events(
     etype = col.event_types(_get(batch, "event_type"))
     micros, ts_present, ts_bad = col.timestamps(_get(batch, "timestamp"))
 
+    for name, values in (
+        ("event_id", given_id),
+        ("user_id", user),
+        ("session_id", session),
+        ("item_id", item),
+    ):
+        check_id(problems, name, values)
     problems.add("missing user_id and session_id", _null(user) & _null(session))
     etype_missing = _null(etype)
     problems.add("missing event_type", etype_missing)
@@ -191,6 +205,8 @@ def check_events(
     now_us = int((now or datetime.now(UTC)).timestamp() * 1_000_000)
     limit = now_us + int(max_future.total_seconds() * 1_000_000)
     problems.add("timestamp in the future", ts_present & ~ts_bad & (micros > limit))
+    earliest = int(EARLIEST_TIMESTAMP.timestamp() * 1_000_000)
+    problems.add("timestamp before 1990", ts_present & ~ts_bad & (micros < earliest))
 
     numeric: dict[str, np.ndarray] = {}
     for name in ("quantity", "price"):
@@ -201,6 +217,8 @@ def check_events(
         numeric[name], wrong = col.numbers(values)
         problems.add(f"{name} is not a number", wrong)
         problems.add(f"negative {name}", numeric[name] < 0)  # NaN compares False
+        bound = MAX_QUANTITY if name == "quantity" else MAX_PRICE
+        problems.add(f"{name} above {bound:,.0f}", numeric[name] > bound)  # +inf included
 
     is_bot = pa.nulls(n, pa.bool_())
     if _get(batch, "is_bot") is not None:
@@ -236,10 +254,32 @@ def check_events(
     # counts the rest as duplicates, which saves hashing every id twice.
     return CheckedBatch(
         valid=valid.cast(EVENT_SCHEMA),
-        quarantine=problems.quarantine(batch, source, numbers, user),
+        quarantine=problems.quarantine(batch, source, numbers, storable_ids(user)),
         read=n,
         reasons=problems.counts,
     )
+
+
+def storable_ids(values: pa.Array) -> pa.Array:
+    """``values`` with the ids `check_id` refuses set to null: the quarantine row keeps the raw
+    value in its JSON, and its ``user_id`` column stays something every backend can store."""
+    too_long, control = _id_faults(values)
+    return pc.if_else(pa.array(too_long | control), pa.scalar(None, pa.string()), values)
+
+
+def check_id(problems: _Problems, name: str, values: pa.Array) -> None:
+    """Ids are at most `MAX_ID_LENGTH` characters and hold no control characters (NUL included,
+    which PostgreSQL refuses and which would fail a whole batch there)."""
+    too_long, control = _id_faults(values)
+    problems.add(f"{name} longer than {MAX_ID_LENGTH} characters", too_long)
+    problems.add(f"{name} holds control characters", control)
+
+
+def _id_faults(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the id is longer than `MAX_ID_LENGTH`; it holds a control character (null: neither)."""
+    too_long = _mask(pc.greater(pc.utf8_length(values), MAX_ID_LENGTH))
+    control = _mask(pc.match_substring_regex(values, _CONTROL_CHARACTERS))
+    return too_long, control
 
 
 def _tags(values: col.Column) -> tuple[pa.Array, np.ndarray]:
