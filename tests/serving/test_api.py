@@ -321,3 +321,40 @@ def test_bad_rows_in_a_batch_are_quarantined_never_a_server_error(client: TestCl
         "item_id holds control characters",
     } <= set(body["reasons"])
     assert client.get("/v1/recommendations", params={"user_id": "u-batch", "k": 3}).status_code == 200
+
+
+def test_an_event_without_a_time_is_stamped_by_the_server(client: TestClient) -> None:
+    event = {"user_id": "u-clock", "item_id": "i1", "event_type": "view"}
+    answer = client.post("/v1/events", json={"events": [event, {**event, "item_id": "i2", "timestamp": ""}]})
+    assert answer.status_code == 202 and answer.json()["stored"] == 2 and answer.json()["quarantined"] == 0
+    service = client.app.state.service
+    stored = (
+        service.on_writer(
+            lambda: service.store.query_arrow("SELECT timestamp FROM events WHERE user_id = 'u-clock'")
+        )
+        .column(0)
+        .to_pylist()
+    )
+    assert len(stored) == 2 and all(abs(time.time() - t.timestamp()) < 60 for t in stored)
+
+
+def test_retraining_on_request_is_rate_limited_and_old_versions_are_pruned(
+    store_url: str, models_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    registry = shutil.copytree(models_dir, tmp_path / "models")
+    settings = make_settings(
+        store_url, registry, train_model="item_knn", retrain_min_interval_s=3600, keep_versions=2
+    )
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/models/train").status_code == 202
+        service = client.app.state.service  # type: ignore[attr-defined]
+        wait_for(lambda: service.retrainer.state.get("state") != "running")
+        again = client.post("/v1/models/train")
+        assert again.status_code == 429 and int(again.headers["retry-after"]) > 3000
+        assert service.retrainer.state["state"] == "done", service.retrainer.state
+        versions = [v["version"] for v in client.get("/v1/models").json()["versions"]]
+    active = service.retrainer.state["version"]
+    assert versions == ["v0002", "v0003"] and active == "v0003"  # v0001 pruned, keep 2
+    assert not (Path(registry) / "v0001").exists()

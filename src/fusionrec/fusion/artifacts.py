@@ -93,6 +93,11 @@ class ModelRepository:
             raise
         return manifest
 
+    def remove(self, version: str) -> None:
+        """Delete a version folder (renamed away first, so no reader sees it half deleted)."""
+        doomed = self._path(version).rename(self.directory / f".removing-{version}")
+        shutil.rmtree(doomed, ignore_errors=True)
+
     def manifest(self, version: str) -> VersionManifest:
         return VersionManifest.read(self._path(version))
 

@@ -209,6 +209,22 @@ class VersionRegistry:
                 return report
         return None
 
+    def prune(self, keep: int) -> list[str]:
+        """Delete all but the ``keep`` newest versions, never the active one or its rollback
+        target; the versions deleted."""
+        with self._lock:
+            protected = {
+                v for v in (self._active.version if self._active else None, *self._history[-1:]) if v
+            }
+            doomed = [v for v in self.repository.versions()[:-keep] if v not in protected]
+            for version in doomed:
+                self._loaded.pop(version, None)
+                self.repository.remove(version)
+            self._history = [v for v in self._history if v not in doomed]
+        if doomed:
+            logger.info("pruned %d old model version(s): %s", len(doomed), ", ".join(doomed))
+        return doomed
+
     def rollback(self) -> GateReport:
         """Back to the version active before the current one (gated, without the metric check)."""
         with self._lock:

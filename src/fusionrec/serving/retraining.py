@@ -20,6 +20,16 @@ from fusionrec.serving.registry import VersionRegistry
 logger = logging.getLogger(__name__)
 
 
+class TooSoonError(RuntimeError):
+    """Retraining was asked for again before ``retrain_min_interval_s`` passed."""
+
+    def __init__(self, wait_s: float) -> None:
+        self.wait_s = wait_s
+        super().__init__(
+            f"retraining was started less than its minimum interval ago; retry in {wait_s:.0f} s"
+        )
+
+
 class Retrainer:
     """Background training runs for one service; ``state`` describes the last (or current) run."""
 
@@ -31,17 +41,23 @@ class Retrainer:
         *,
         model: str | None = None,
         pipeline: Path | None = None,
+        min_interval_s: float = 0.0,
+        keep_versions: int = 10,
     ) -> None:
         self.registry = registry
         self.store = store
         self.on_writer = on_writer  # the store is read on the service's writer thread
         self.model = model  # a registered model name, else the pipeline file, else the project's
         self.pipeline = pipeline
+        self.min_interval_s = min_interval_s  # between runs started on request
+        self.keep_versions = keep_versions
         self.state: dict[str, Any] = {"state": "idle"}
         self._lock = threading.Lock()
+        self._last_request = -float("inf")
 
-    def start(self, model_name: str | None = None) -> dict[str, Any]:
-        """Start a run in a background thread; `RuntimeError` while one is going."""
+    def start(self, model_name: str | None = None, *, requested: bool = False) -> dict[str, Any]:
+        """Start a run in a background thread; `RuntimeError` while one is going, `TooSoonError`
+        for a ``requested`` run within ``min_interval_s`` of the previous one."""
         from fusionrec.models.registry import MODEL_PATHS
 
         name = model_name or self.model
@@ -50,6 +66,11 @@ class Retrainer:
         with self._lock:
             if self.state.get("state") == "running":
                 raise RuntimeError("a training run is already in progress")
+            if requested:
+                wait = self._last_request + self.min_interval_s - time.monotonic()
+                if wait > 0:
+                    raise TooSoonError(wait)
+                self._last_request = time.monotonic()
             self.state = {"state": "running", "model": name or "pipeline", "started_at": time.time()}
         threading.Thread(target=self._run, args=(name,), name="fusionrec-train", daemon=True).start()
         return dict(self.state)
@@ -83,6 +104,7 @@ class Retrainer:
                 reference=active.manifest if active is not None else AUTO_REFERENCE,
             )
             report = self.registry.activate(manifest.version)
+            self.registry.prune(self.keep_versions)
             self.state = {
                 "state": "done",
                 "version": manifest.version,

@@ -98,6 +98,8 @@ class Service:
             self.on_writer,
             model=settings.train_model,
             pipeline=settings.train_pipeline,
+            min_interval_s=settings.retrain_min_interval_s,
+            keep_versions=settings.keep_versions,
         )
 
     # --- lifetime --------------------------------------------------------------------------------
@@ -153,6 +155,10 @@ class Service:
         for column in ("event_id", "user_id", "session_id", "item_id", "event_type", "timestamp"):
             if column not in frame.columns:
                 frame[column] = None
+        # A live event without a time happened now: the server's clock stamps it (UTC).
+        unstamped = frame["timestamp"].isna() | (frame["timestamp"].astype(str).str.strip() == "")
+        if unstamped.any():
+            frame.loc[unstamped, "timestamp"] = pd.Timestamp.now(tz="UTC").isoformat()
         frame["row_number"] = np.arange(1, len(frame) + 1)
         report = IngestReport(source=channel)
         started = time.perf_counter()

@@ -82,6 +82,12 @@ class ServingSettings(BaseSettings):
     train_model: str | None = None
     train_pipeline: Path | None = None
     retrain_every_s: float | None = Field(None, gt=0)  # scheduled retraining; None = only on request
+    # Retraining on request starts at most once per this many seconds (429 before): a client, or a
+    # fuzzer, cannot fill the disk with versions.
+    retrain_min_interval_s: float = Field(300.0, ge=0)
+    # Versions kept in the repository after a retraining (the newest; never the active one or
+    # its rollback target).
+    keep_versions: int = Field(10, ge=2)
     # Exposures and analytics.
     log_exposures: bool = True
     exposure_flush_s: float = Field(1.0, gt=0)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
 
 from fusionrec.serving.registry import RegistryError
+from fusionrec.serving.retraining import TooSoonError
 from fusionrec.serving.routes.recommendations import service
 from fusionrec.serving.routes.schemas import FastJSON, ItemIn
 from fusionrec.serving.security import require, require_json
@@ -75,8 +76,12 @@ async def train(
 ) -> FastJSON:
     """Retrain from the store in the background; the new version goes through the gate and swap."""
     try:
-        return FastJSON(svc.retrainer.start(model), status_code=202)
+        return FastJSON(svc.retrainer.start(model, requested=True), status_code=202)
     except ValueError as error:
         raise HTTPException(422, detail=str(error)) from None
+    except TooSoonError as error:
+        raise HTTPException(
+            429, detail=str(error), headers={"Retry-After": str(int(error.wait_s) + 1)}
+        ) from None
     except RuntimeError as error:
         raise HTTPException(409, detail=str(error)) from None
