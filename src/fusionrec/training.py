@@ -78,7 +78,7 @@ def evaluate_on_window(
     """
     from fusionrec.data.split import temporal_split
     from fusionrec.models.registry import create_model
-    from fusionrec.tuning.search import Fold, score_fitted, score_on_fold
+    from fusionrec.tuning.search import Fold, score_fitted
 
     if valid_days <= 0:
         return None, spec
@@ -89,6 +89,9 @@ def evaluate_on_window(
 
     def score(model: Recommender) -> dict[str, float]:
         return {k: v for k, v in score_fitted(model, fold).items() if "@" in k}
+
+    def fit_and_score(name: str, params: dict[str, Any]) -> dict[str, float]:
+        return score(create_model(name, **params).fit(fold.train))
 
     log.info("scoring %s on the last %g days", spec.model, valid_days)
     fitted = create_model(spec.model, **spec.params).fit(fold.train)
@@ -122,12 +125,9 @@ def evaluate_on_window(
         log.info("scoring the reference version %s on the same days", reference.version)
         previous = TrainingSpec.of_manifest(reference)
         compared = Reference(
-            version=reference.version,
-            metrics={
-                k: v for k, v in score_on_fold(previous.model, previous.params, fold).items() if "@" in k
-            },
+            version=reference.version, metrics=fit_and_score(previous.model, previous.params)
         )
-    baseline = {k: v for k, v in score_on_fold(BASELINE_MODEL, {}, fold).items() if "@" in k}
+    baseline = fit_and_score(BASELINE_MODEL, {})
     evaluation = Evaluation(
         protocol=f"temporal: last {valid_days:g} days held out, full ranking, seen items masked",
         metrics=best.metrics,
