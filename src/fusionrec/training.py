@@ -73,8 +73,9 @@ def evaluate_on_window(
     it hold no events (then ``spec`` ships as it is).
 
     With ``guardrail``, each source of a fused pipeline is scored on the same days too (the sources
-    the fused model fit on those days, so it costs no extra training), and the best candidate on
-    `GATE_METRIC` ships: a fused model that loses to one of its own sources is never shipped.
+    the fused model fit on those days, so it costs no extra training), and for a ``fusion`` the blend
+    of the same sources (fit on those days); the best candidate on `GATE_METRIC` ships: a fused
+    model that loses to the blend or to one of its own sources is never shipped.
     """
     from fusionrec.data.split import temporal_split
     from fusionrec.models.registry import create_model
@@ -105,6 +106,11 @@ def evaluate_on_window(
                     label=f"source {source.label}", model=source.model, config=params, metrics=score(model)
                 )
             )
+    if guardrail and spec.model == "fusion":  # the same sources, blended instead of ranked
+        blend = {k: v for k, v in spec.params.items() if k != "ranker"}
+        leaderboard.append(
+            Candidate(label="blend", model="blend", config=blend, metrics=fit_and_score("blend", blend))
+        )
     best = max(leaderboard, key=lambda c: c.metrics.get(GATE_METRIC, 0.0))  # the first on a tie
     if best is leaderboard[0]:
         chosen = spec
@@ -117,7 +123,8 @@ def evaluate_on_window(
         chosen = TrainingSpec(best.model, best.config, f"{spec.origin}, {best.label} (guardrail)")
         reason = (
             f"{best.label} ({GATE_METRIC} {best.metrics.get(GATE_METRIC, 0.0):.4f}) beats the fused "
-            f"{spec.model} ({leaderboard[0].metrics.get(GATE_METRIC, 0.0):.4f}) on the validation days"
+            f"{spec.model} ({leaderboard[0].metrics.get(GATE_METRIC, 0.0):.4f}) and every other "
+            "candidate on the validation days"
         )
     log.info("shipping %s: %s", best.label, reason)
     compared = None

@@ -37,8 +37,8 @@ def demo(
 ) -> None:
     """The main job: generate (or read) a shop, ingest it, train the fused recommender, serve it.
 
-    The fused pipeline and each of its sources are scored on the last 7 days and the best ships (a
-    fused model that loses to one of its sources is never shipped); its metrics print beside a
+    The fused pipeline, each of its sources and their blend are scored on the last 7 days and the
+    best ships (a fused model that loses to one of its sources is never shipped); its metrics print beside a
     popularity baseline. Then it serves the API, its docs and the dashboard for local use (every
     endpoint open, 127.0.0.1 only) until Ctrl-C.
 

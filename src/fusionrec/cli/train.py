@@ -69,15 +69,15 @@ def train(
         bool,
         typer.Option(
             "--guardrail/--no-guardrail",
-            help="Score each source of the fused pipeline on the validation days too and ship the best "
-            "of them and the fused model (--no-guardrail ships the pipeline as given).",
+            help="Score each source of the fused pipeline and their blend on the validation days too "
+            "and ship the best of them and the fused model (--no-guardrail ships the pipeline as given).",
         ),
     ] = True,
 ) -> None:
     """Train the fused pipeline on a store's events and add it to the model repository.
 
-    The guardrail scores the fused pipeline and each of its sources on the last --valid-days days
-    and ships the best: a fused model that loses to one of its sources is never shipped; the version
+    The guardrail scores the fused pipeline, each of its sources and their blend on the last
+    --valid-days days and ships the best: a fused model that loses to one of its sources is never shipped; the version
     records every candidate's metrics and says why it chose.
 
     The new version records its offline metrics on the last --valid-days days beside a popularity
