@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from fusionrec.fusion.config import describe_problem
 from fusionrec.project import DEFAULT_STORE_URL, PROJECT_FILE, ProjectFileError, read_project_file
 
 __all__ = ["ProjectConfig", "ProjectFileError", "StoreSection", "load_project"]
@@ -109,13 +110,9 @@ def describe(error: ValidationError) -> str:
     if isinstance(inner, ValidationError):
         problem = _first(inner)
         location += [str(part) for part in problem["loc"]]
-    if problem["type"] == "extra_forbidden":
-        if len(location) == 1:
-            return (
-                f"{location[0]}: unknown section (the sections are {', '.join(ProjectConfig.model_fields)})"
-            )
-        return f"{'.'.join(location)}: unknown key"
-    return f"{'.'.join(location)}: {problem['msg'].removeprefix('Value error, ')}"
+    if problem["type"] == "extra_forbidden" and len(location) == 1:
+        return f"{location[0]}: unknown section (the sections are {', '.join(ProjectConfig.model_fields)})"
+    return describe_problem({**problem, "loc": location})
 
 
 def _first(error: ValidationError) -> dict[str, Any]:

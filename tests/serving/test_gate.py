@@ -35,34 +35,37 @@ def shop_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return synthetic_store(tmp_path_factory.mktemp("gate") / "shop.duckdb", n_events=20_000, seed=8)
 
 
-def train(store: str, out: Path, *args: str) -> dict:
+def train(store: str, out: Path, *args: str) -> tuple[dict, str]:
+    """`fusionrec train --json -`: its record, and everything it printed."""
     result = CliRunner().invoke(cli, ["train", "--store", store, "--out", str(out), "--json", "-", *args])
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout[result.stdout.index("{") :])
+    return json.loads(result.stdout[result.stdout.index("{") :]), result.output
 
 
 @pytest.fixture(scope="module")
 def good_version(shop_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("registry")
-    first = train(shop_url, out)
+    first, _ = train(shop_url, out)
     assert first["version"] == "v0001" and first["evaluation"]["reference"] is None
     return out
 
 
-def test_the_gate_refuses_a_worse_version_trained_by_fusionrec_train(
-    shop_url: str, good_version: Path, tmp_path: Path
-) -> None:
+@pytest.fixture
+def registry_and_worse(good_version: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the repository holding the good v0001, and the worse pipeline's file."""
     import shutil
 
-    out = Path(shutil.copytree(good_version, tmp_path / "models"))
     worse = tmp_path / "worse.toml"
     worse.write_text(WORSE)
-    result = CliRunner().invoke(
-        cli, ["train", "--store", shop_url, "--out", str(out), "--config", str(worse), "--json", "-"]
-    )
-    assert result.exit_code == 0, result.output
-    assert "will not activate it" in " ".join(result.output.split())  # train says so at once
-    second = json.loads(result.stdout[result.stdout.index("{") :])
+    return Path(shutil.copytree(good_version, tmp_path / "models")), worse
+
+
+def test_the_gate_refuses_a_worse_version_trained_by_fusionrec_train(
+    shop_url: str, registry_and_worse: tuple[Path, Path]
+) -> None:
+    out, worse = registry_and_worse
+    second, printed = train(shop_url, out, "--config", str(worse))
+    assert "will not activate it" in " ".join(printed.split())  # train says so at once
     reference = second["evaluation"]["reference"]
     assert second["version"] == "v0002" and reference["version"] == "v0001"
     assert second["evaluation"]["metrics"]["NDCG@20"] < 0.95 * reference["metrics"]["NDCG@20"]
@@ -80,13 +83,9 @@ def test_the_gate_refuses_a_worse_version_trained_by_fusionrec_train(
 
 
 def test_the_gate_refuses_a_worse_version_trained_by_the_service(
-    shop_url: str, good_version: Path, tmp_path: Path
+    shop_url: str, registry_and_worse: tuple[Path, Path]
 ) -> None:
-    import shutil
-
-    out = Path(shutil.copytree(good_version, tmp_path / "models"))
-    worse = tmp_path / "worse.toml"
-    worse.write_text(WORSE)
+    out, worse = registry_and_worse
     with TestClient(create_app(make_settings(shop_url, out, train_pipeline=worse))) as client:
         assert client.post("/v1/models/train").status_code == 202
         service = client.app.state.service  # type: ignore[attr-defined]

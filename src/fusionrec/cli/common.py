@@ -152,8 +152,7 @@ def engine_settings(engine: str | None) -> EngineSettings | None:
     when neither asks for one (in process)."""
     from fusionrec.engine.settings import command_settings
 
-    project()
-    return command_settings(engine)
+    return command_settings(engine, project().engine)
 
 
 def open_existing_store(option: str | None) -> EventStore:

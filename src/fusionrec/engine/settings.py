@@ -32,8 +32,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fusionrec.project import PROJECT_FILE
-
 _MEMORY = re.compile(r"^[0-9]+[kmgt]?$", re.IGNORECASE)
 
 
@@ -118,19 +116,11 @@ class EngineSettings(BaseModel):
         return self.from_mapping({**self.model_dump(), "engine": engine})
 
 
-def load_settings(config: str | Path | None = None, engine: str | None = None) -> EngineSettings:
-    """The settings a command runs with: ``config``'s ``[engine]`` section (defaults when there is
-    no file), then ``--engine`` on top. The CLI calls this once per ``train``/``evaluate``/``report``."""
-    settings = EngineSettings.from_toml(config) if config is not None else EngineSettings()
-    return settings.with_engine(engine)
-
-
-def command_settings(engine: str | None, project: Path = PROJECT_FILE) -> EngineSettings | None:
-    """The engine settings for ``train``/``evaluate``/``report``: ``project``'s ``[engine]`` section
-    with ``--engine`` on top; None when neither asks for an engine (the command runs in process)."""
-    from fusionrec.project import read_project_file
-
-    section = read_project_file(project).get("engine")
+def command_settings(
+    engine: str | None, section: dict[str, Any] | None, where: str = "fusionrec.toml:engine"
+) -> EngineSettings | None:
+    """The engine settings for ``train``/``evaluate``/``report``: the project file's ``[engine]``
+    ``section`` with ``--engine`` on top; None when neither asks for an engine (in process)."""
     if engine is None and section is None:
         return None
-    return EngineSettings.from_mapping(section, where=f"{project.name}:engine").with_engine(engine)
+    return EngineSettings.from_mapping(section, where=where).with_engine(engine)

@@ -9,6 +9,7 @@ file holding a ``[pipeline]`` table, or the pipeline's keys at top level); the w
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -89,8 +90,13 @@ class SourceConfig(_Strict):
 
 def first_problem(error: ValidationError) -> str:
     """A pydantic error's first problem in one line: ``key: what is wrong``."""
-    problem = error.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in problem["loc"]) or "value"
+    return describe_problem(error.errors(include_url=False)[0])
+
+
+def describe_problem(problem: Mapping[str, Any], prefix: Sequence[str] = ()) -> str:
+    """One pydantic problem as ``key.path: what is wrong``: an unknown key says so, and pydantic's
+    "Value error, " prefix of our own validators' messages is dropped."""
+    where = ".".join(str(part) for part in (*prefix, *problem["loc"]) if part != "") or "value"
     message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
     return f"{where}: {message.removeprefix('Value error, ')}"
 
@@ -225,12 +231,7 @@ class PipelineFile(_Strict):
 
 
 def _format_errors(error: ValidationError, prefix: str) -> str:
-    lines = []
-    for item in error.errors(include_url=False):
-        key = ".".join(str(part) for part in (prefix, *item["loc"]) if part != "")
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
-        lines.append(f"{key}: {message.removeprefix('Value error, ')}")
-    return "; ".join(lines)
+    return "; ".join(describe_problem(item, (prefix,)) for item in error.errors(include_url=False))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -3,8 +3,9 @@
 Versions live in a `fusionrec.fusion.artifacts.ModelRepository` (``fusionrec train --out DIR``).
 A version becomes active only after the gate: it loads (checksums verified), scores a sample of
 users without NaN, and its offline metric is within a tolerance of its reference version's, both
-scored on the same validation window when it was trained (`fusionrec.versions`). The swap replaces one reference: each request reads it once and keeps that
-version to the end, so no request sees half a swap and none is dropped.
+scored on the same validation window when it was trained (`fusionrec.versions`). The swap
+replaces one reference: each request reads it once and keeps that version to the end, so no
+request sees half a swap and none is dropped.
 """
 
 from __future__ import annotations
