@@ -215,6 +215,7 @@ def test_demo_with_the_same_seed_gives_identical_metrics(tmp_path: Path) -> None
     for run in ("a", "b"):
         folder = tmp_path / run
         args = ["demo", "--no-serve", "--seed", "0", "--events", "8000", "--dir", str(folder)]
+        args += ["--budget", "10m"]  # ample: a search the clock cuts short may choose otherwise
         done = subprocess.run(
             [sys.executable, "-m", "fusionrec.cli", *args, "--json", str(folder / "d.json")],
             capture_output=True,

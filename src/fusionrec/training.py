@@ -22,11 +22,14 @@ if TYPE_CHECKING:
     from fusionrec.engine.training import BatchRun
     from fusionrec.fusion.artifacts import ModelRepository
     from fusionrec.models.base import Recommender
+    from fusionrec.tuning.auto import Progress, Selection
 
 log = logging.getLogger("fusionrec")
 
 BASELINE_MODEL = "most_popular"  # what every version's metrics are read against
 AUTO_REFERENCE = "newest accepted"
+AUTO_MODEL = "auto"  # the automatic search (`fusionrec.tuning.auto`): what trains when nothing is declared
+PIPELINE_FILE = "pipeline.toml"  # the version's pipeline, for `fusionrec train --config`
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,27 @@ class TrainingSpec:
     def of_manifest(cls, manifest: VersionManifest) -> TrainingSpec:
         return cls(manifest.pipeline["model"], dict(manifest.pipeline.get("config", {})), manifest.version)
 
+    def toml(self) -> str:
+        """The pipeline as a file `fusionrec train --config` reads."""
+        from fusionrec.fusion.config import parse_pipeline, pipeline_to_toml
 
-def resolve_pipeline(config: Path | None, project: Path = PROJECT_FILE) -> TrainingSpec:
-    """``config`` (a pipeline file), else the project file's ``[pipeline]``, else the packaged default."""
+        header = f"# {self.origin}\n" if self.origin else ""
+        return header + pipeline_to_toml(parse_pipeline({"model": self.model, "config": self.params}))
+
+
+def auto_spec(budget_seconds: float | None = None, *, folds: int = 3, seed: int = 0) -> TrainingSpec:
+    """The automatic search within ``budget_seconds`` (None: scaled with the data)."""
+    params: dict[str, Any] = {"folds": folds, "seed": seed}
+    if budget_seconds is not None:
+        params["budget_seconds"] = budget_seconds
+    return TrainingSpec(AUTO_MODEL, params, "automatic search")
+
+
+def resolve_pipeline(
+    config: Path | None, project: Path = PROJECT_FILE, *, auto: TrainingSpec | None = None
+) -> TrainingSpec:
+    """``config`` (a pipeline file), else the project file's ``[pipeline]``, else ``auto`` (the
+    automatic search), else the packaged default pipeline."""
     from fusionrec.fusion.config import default_pipeline, load_pipeline, parse_pipeline
     from fusionrec.project import read_project_file
 
@@ -55,9 +76,38 @@ def resolve_pipeline(config: Path | None, project: Path = PROJECT_FILE) -> Train
         pipeline, origin = load_pipeline(config), str(config)
     elif (declared := read_project_file(project).get("pipeline")) is not None:
         pipeline, origin = parse_pipeline(declared, where=f"{project.name}:pipeline"), f"{project}:[pipeline]"
+    elif auto is not None:
+        return auto
     else:
         pipeline, origin = default_pipeline(), "default pipeline"
     return TrainingSpec(pipeline.model, pipeline.model_params(), origin)
+
+
+def choose_pipeline(
+    spec: TrainingSpec, dataset: Dataset, valid_days: float, progress: Progress | None = None
+) -> tuple[Selection, TrainingSpec]:
+    """Run the automatic search on the days before the last ``valid_days`` (the window the
+    version's metrics are reported on is never used to choose); the search and the spec it chose."""
+    from fusionrec.data.split import temporal_split
+    from fusionrec.tuning.auto import select_pipeline
+    from fusionrec.tuning.auto_model import AutoConfig
+
+    settings = AutoConfig(**spec.params)
+    before = dataset
+    if valid_days > 0:
+        held_back = temporal_split(dataset, test_days=valid_days).train
+        before = held_back if held_back.n_events else dataset
+    selection = select_pipeline(
+        before,
+        budget_seconds=settings.budget_seconds,
+        folds=settings.folds,
+        window_days=settings.window_days,
+        seed=settings.seed,
+        models=settings.models,
+        progress=progress,
+    )
+    origin = f"automatic search: {selection.record.chosen}"
+    return selection, TrainingSpec(selection.model, selection.params, origin)
 
 
 def evaluate_on_window(
@@ -67,6 +117,7 @@ def evaluate_on_window(
     reference: VersionManifest | None = None,
     *,
     guardrail: bool = True,
+    mask_seen: bool = True,
 ) -> tuple[Evaluation | None, TrainingSpec]:
     """Score ``spec`` on the last ``valid_days`` days (fit on the days before) beside the baseline
     and ``reference``; the evaluation and the spec to ship. None when the window or the days before
@@ -75,7 +126,8 @@ def evaluate_on_window(
     With ``guardrail``, each source of a fused pipeline is scored on the same days too (the sources
     the fused model fit on those days, so it costs no extra training), and for a ``fusion`` the blend
     of the same sources (fit on those days); the best candidate on `GATE_METRIC` ships: a fused
-    model that loses to the blend or to one of its own sources is never shipped.
+    model that loses to the blend or to one of its own sources is never shipped. ``mask_seen``:
+    each user's earlier items are left out of the ranking (not where customers buy again).
     """
     from fusionrec.data.split import temporal_split
     from fusionrec.models.registry import create_model
@@ -86,7 +138,7 @@ def evaluate_on_window(
     split = temporal_split(dataset, test_days=valid_days)
     if not (split.train.n_events and split.test.n_events):
         return None, spec
-    fold = Fold(split.train, split.test)
+    fold = Fold(split.train, split.test, mask_seen)
 
     def score(model: Recommender) -> dict[str, float]:
         return {k: v for k, v in score_fitted(model, fold).items() if "@" in k}
@@ -136,7 +188,8 @@ def evaluate_on_window(
         )
     baseline = fit_and_score(BASELINE_MODEL, {})
     evaluation = Evaluation(
-        protocol=f"temporal: last {valid_days:g} days held out, full ranking, seen items masked",
+        protocol=f"temporal: last {valid_days:g} days held out, full ranking, "
+        + ("seen items masked" if mask_seen else "seen items rankable (customers buy again)"),
         metrics=best.metrics,
         baseline_model=BASELINE_MODEL,
         baseline_metrics=baseline,
@@ -158,9 +211,12 @@ def train_version(
     reference: VersionManifest | str | None = AUTO_REFERENCE,
     batch: BatchRun | None = None,
     guardrail: bool = True,
+    progress: Progress | None = None,
 ) -> tuple[Recommender, VersionManifest]:
     """Evaluate, refit on all of ``dataset`` and add the version; the fitted model and its manifest.
 
+    ``spec`` ``auto`` (`auto_spec`) first chooses the pipeline by the automatic search on the data
+    before the validation days (`choose_pipeline`), whose guardrail replaces the one below.
     ``reference``: the version to compare with on the same window; by default the repository's
     newest accepted version (what a freshly started service would serve), None for no comparison.
     ``guardrail``: ship the best of the pipeline and its sources on the validation days
@@ -172,7 +228,25 @@ def train_version(
         if reference != AUTO_REFERENCE:
             raise ValueError(f"reference must be a manifest, None or {AUTO_REFERENCE!r}, not {reference!r}")
         reference = newest_accepted(repository.manifests())
-    evaluation, spec = evaluate_on_window(spec, dataset, valid_days, reference, guardrail=guardrail)
+    selection = None
+    mask_seen = True
+    if spec.model == AUTO_MODEL:
+        selection, spec = choose_pipeline(spec, dataset, valid_days, progress)
+        guardrail = False  # the search chose among the fusion, the blend and every source already
+        mask_seen = selection.plan.exclude_seen
+    evaluation, spec = evaluate_on_window(
+        spec, dataset, valid_days, reference, guardrail=guardrail, mask_seen=mask_seen
+    )
+    if selection is not None and evaluation is not None:
+        evaluation = evaluation.model_copy(
+            update={
+                "protocol": f"{evaluation.protocol}; chosen on {selection.record.plan['folds']} validation "
+                "folds before these days",
+                "leaderboard": selection.leaderboard,
+                "chosen": selection.record.chosen,
+                "reason": selection.record.reason,
+            }
+        )
     log.info("fitting %s on all %s events", spec.model, f"{dataset.n_events:,}")
     model = create_model(spec.model, **spec.params).fit(dataset)
     record: dict[str, Any] = {
@@ -181,13 +255,14 @@ def train_version(
         "pipeline_origin": spec.origin,
         "data": {**dataset.describe(), **_time_span(dataset)},
         "evaluation": evaluation,
+        "search": selection.record if selection is not None else None,
         "timings": getattr(model, "timings_", {}),
     }
     extra = None
     if batch is not None:
         record["batch_jobs"] = batch.summary()
         extra = {"batch": batch.outputs}
-    return model, repository.add_version(model, record, extra=extra)
+    return model, repository.add_version(model, record, extra=extra, texts={PIPELINE_FILE: spec.toml()})
 
 
 def _time_span(dataset: Dataset) -> dict[str, str]:

@@ -39,12 +39,46 @@ class Reference(_Record):
 
 
 class Candidate(_Record):
-    """One model scored on the validation window while a version was chosen (the guardrail)."""
+    """One model scored on the validation data while a version was chosen (the guardrail)."""
 
     label: str  # "fusion" for the pipeline itself, "source ease" for one of its sources
     model: str
     config: dict[str, Any]
     metrics: dict[str, float]
+    seconds: float | None = None  # fitting and scoring it, over every validation fold
+
+
+class Trial(_Record):
+    """One fit-and-score of the automatic search (`fusionrec.tuning.auto`): metrics are the mean
+    over the validation folds it was scored on."""
+
+    stage: str  # screen, confirm, fusion, ranker, blend
+    label: str
+    model: str
+    config: dict[str, Any]
+    metrics: dict[str, float]
+    folds: int
+    seconds: float
+
+    @property
+    def score(self) -> float:
+        return self.metrics.get(GATE_METRIC, 0.0)
+
+
+class SearchRecord(_Record):
+    """How the automatic search chose a version's pipeline: the data profile, the plan it led to
+    (and why), the sources left out (and why), the budget, every trial and the verdict."""
+
+    profile: dict[str, Any]
+    plan: dict[str, Any]
+    reasons: dict[str, str] = Field(default_factory=dict)
+    skipped: dict[str, str] = Field(default_factory=dict)
+    budget_seconds: float
+    seconds: float
+    seed: int
+    trials: list[Trial] = Field(default_factory=list)
+    chosen: str = ""
+    reason: str = ""
 
 
 class Evaluation(_Record):
@@ -75,6 +109,7 @@ class VersionManifest(_Record):
     pipeline_origin: str = ""
     data: dict[str, Any] = Field(default_factory=dict, description="the training data: size, time span")
     evaluation: Evaluation | None = None
+    search: SearchRecord | None = Field(None, description="the automatic search, when it chose the pipeline")
     timings: dict[str, float] = Field(default_factory=dict)
     batch_jobs: dict[str, Any] | None = None
     files: dict[str, str] = Field(default_factory=dict, description="relative path -> sha256")

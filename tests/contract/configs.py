@@ -57,4 +57,6 @@ CONTRACT_MODELS: dict[str, tuple[dict[str, object], bool]] = {
     "stack": (FUSION_CONTRACT, True),
     "blend": ({**FUSION_SOURCES, "trials": 8}, True),
     "rrf": ({**FUSION_SOURCES, "trials": 8}, True),
+    # The automatic search over two cheap sources on one fold (tests/tuning holds its own tests).
+    "auto": ({"folds": 1, "budget_seconds": 120.0, "models": ["item_knn", "most_popular"]}, True),
 }

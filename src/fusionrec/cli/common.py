@@ -59,6 +59,53 @@ class UserError(Exception):
     """A mistake in what the user asked for; shown as one line, exit code 2."""
 
 
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str, option: str) -> float:
+    """``"90s"``, ``"30m"``, ``"1h30m"`` or plain seconds (``"45"``) as seconds; anything else is a
+    `UserError` naming ``option``."""
+    import re
+
+    cleaned = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", cleaned):
+        seconds = float(cleaned)
+    elif cleaned and re.fullmatch(r"(\d+(\.\d+)?[smh])+", cleaned):
+        seconds = sum(
+            float(n) * _DURATION_UNITS[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)([smh])", cleaned)
+        )
+    else:
+        raise UserError(f"{option} expects a duration such as 90s, 30m or 1h30m, got {text!r}")
+    if seconds <= 0:
+        raise UserError(f"{option} must be longer than zero, got {text!r}")
+    return seconds
+
+
+@contextmanager
+def search_progress() -> Iterator[Any]:
+    """A Rich progress display for the automatic search: a bar per stage, what is being tried and
+    the time left of the budget; yields the callback `fusionrec.tuning.auto.select_pipeline` takes."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("{task.description:<18}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[what]}  [dim]{task.fields[left]}[/]"),
+    )
+    with Progress(*columns, console=err, transient=False) as bars:
+        tasks: dict[str, Any] = {}
+
+        def report(stage: str, done: int, total: int, what: str, seconds_left: float) -> None:
+            if stage not in tasks:
+                tasks[stage] = bars.add_task(stage, total=total, what="", left="")
+            left = f"{seconds_left:.0f}s of the budget left" if seconds_left > 0 else "budget spent"
+            bars.update(tasks[stage], completed=done, total=total, what=escape(what), left=left)
+
+        yield report
+
+
 def _known_errors() -> tuple[type[BaseException], ...]:
     """The exception types that mean "the input or the set-up is wrong", not "fusionrec is broken".
 

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from fusionrec.cli.common import JsonOption, emit_json, err, print_table, user_errors
+from fusionrec.cli.common import JsonOption, emit_json, err, parse_duration, print_table, user_errors
+from fusionrec.cli.train import BudgetOption
 
 
 def demo(
@@ -33,13 +34,15 @@ def demo(
         str, typer.Option("--host", help="Address to serve on (dev mode: a loopback address only).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to serve on.")] = 8000,
+    budget: BudgetOption = None,
     json_path: JsonOption = None,
 ) -> None:
     """The main job: generate (or read) a shop, ingest it, train the fused recommender, serve it.
 
-    The fused pipeline, each of its sources and their blend are scored on the last 7 days and the
-    best ships (a fused model that loses to one of its sources is never shipped); its metrics print beside a
-    popularity baseline. Then it serves the API, its docs and the dashboard for local use (every
+    Training is `fusionrec train`'s automatic search: it profiles the shop, screens a portfolio of
+    sources on validation windows, grows a fused ranker and ships the best of the fused ranker, the
+    blend and every single source (a fused model that loses to one of its sources is never
+    shipped); the shipped model's metrics on the last 7 days print beside a popularity baseline. Then it serves the API, its docs and the dashboard for local use (every
     endpoint open, 127.0.0.1 only) until Ctrl-C.
 
     Examples:
@@ -73,8 +76,13 @@ def demo(
         )
         print_stats(result["stats"])
         models_dir = workdir / "models"
-        err.rule(f"3. training the default fused pipeline (and the guardrail) into {models_dir}")
-        _, result["train"] = train_from_store(store_url, models_dir, trained_by="fusionrec demo")
+        err.rule(f"3. choosing and training the pipeline (the automatic search) into {models_dir}")
+        _, result["train"] = train_from_store(
+            store_url,
+            models_dir,
+            trained_by="fusionrec demo",
+            budget_seconds=parse_duration(budget, "--budget") if budget is not None else None,
+        )
         print_metrics(result["train"])
     emit_json(result, json_path)
     if not serve_api:

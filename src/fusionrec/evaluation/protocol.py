@@ -212,22 +212,29 @@ def _evaluate_sessions(
     started = time.perf_counter()
     fit_model(model, split.train, split.validation)
     fit_seconds = time.perf_counter() - started
-    indptr, items = split.test.sequences()
-    lengths = np.diff(indptr)
-    sessions = np.flatnonzero(lengths >= 2)
-    histories = [items[indptr[s] : indptr[s + 1] - 1] for s in sessions]
-    targets = items[indptr[sessions + 1] - 1]
-    truth = sp.csr_matrix(
-        (np.ones(len(sessions), dtype=np.float32), (np.arange(len(sessions)), targets)),
-        shape=(len(sessions), split.test.n_items),
-    )
     started = time.perf_counter()
-    if model.supports_history:
-        recs = rank(model, np.full(len(sessions), -1), max(ks), exclude=None, histories=histories)
-    else:  # the model cannot use the live session: it answers with its fallback
-        recs, _ = model.recommend(np.full(len(sessions), -1), max(ks), exclude=None)
-    metrics = evaluate_rankings(recs, truth, ks=ks, train_popularity=split.train.item_popularity())
+    metrics = score_next_items(model, split.test, ks, train_popularity=split.train.item_popularity())
     return EvaluationResult(name, metrics, fit_seconds, time.perf_counter() - started, params)
+
+
+def score_next_items(
+    model: Recommender, sessions: Dataset, ks: Sequence[int], *, train_popularity: np.ndarray | None = None
+) -> dict[str, float]:
+    """Each session's (user's) last item in ``sessions``, ranked from the items before it."""
+    indptr, items = sessions.sequences()
+    lengths = np.diff(indptr)
+    rows = np.flatnonzero(lengths >= 2)
+    histories = [items[indptr[s] : indptr[s + 1] - 1] for s in rows]
+    targets = items[indptr[rows + 1] - 1]
+    truth = sp.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (np.arange(len(rows)), targets)),
+        shape=(len(rows), sessions.n_items),
+    )
+    if model.supports_history:
+        recs = rank(model, np.full(len(rows), -1), max(ks), exclude=None, histories=histories)
+    else:  # the model cannot use the live session: it answers with its fallback
+        recs, _ = model.recommend(np.full(len(rows), -1), max(ks), exclude=None)
+    return evaluate_rankings(recs, truth, ks=ks, train_popularity=train_popularity)
 
 
 def _categories(dataset: Dataset) -> np.ndarray | None:

@@ -56,12 +56,14 @@ class ModelRepository:
         model: Recommender,
         record: dict[str, Any],
         extra: Mapping[str, Path] | None = None,
+        texts: Mapping[str, str] | None = None,
     ) -> VersionManifest:
         """Save ``model`` as the next version; its manifest, from ``record`` (the `VersionManifest`
         fields other than version, model, created_at and files), is validated before anything moves.
 
         ``extra``: folders copied into the version under the given names (a training run's batch
-        outputs), hashed in the manifest like the model's files.
+        outputs), hashed in the manifest like the model's files. ``texts``: small files written into
+        the version by name (its pipeline as TOML), hashed too.
         """
         self.directory.mkdir(parents=True, exist_ok=True)
         latest = self.latest()
@@ -74,6 +76,10 @@ class ModelRepository:
                 if name == MODEL_DIR or "/" in name:
                     raise ValueError(f"extra folder name {name!r} is reserved or not a plain name")
                 shutil.copytree(folder, staging / name)
+            for name, text in (texts or {}).items():
+                if name == MODEL_DIR or "/" in name:
+                    raise ValueError(f"file name {name!r} is reserved or not a plain name")
+                (staging / name).write_text(text)
             files = {
                 str(path.relative_to(staging)): sha256_file(path)
                 for path in sorted(staging.rglob("*"))

@@ -213,13 +213,25 @@ class FusionConfig(ModelConfig, FusionSettings):
 
 
 class PipelineFile(_Strict):
-    """A pipeline as declared in TOML: the kind of fused model and its config.
+    """A pipeline as declared in TOML: the model (a fused one, or any registered model, as the
+    automatic search may ship a single source) and its config.
 
     What serves users the pipeline cannot score is the service's fallback chain, and business rules
     are the ``[rules]`` section: neither is part of a pipeline."""
 
-    model: Literal["fusion", "blend", "rrf", "stack"] = "fusion"
+    model: str = "fusion"
     config: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("model")
+    @classmethod
+    def _trainable_model(cls, value: str) -> str:
+        from fusionrec.models.registry import MODEL_PATHS
+
+        if value == "auto":
+            raise ValueError("'auto' is the search itself: leave [pipeline] out to run it")
+        if value not in MODEL_PATHS:
+            raise ValueError(f"unknown model {value!r}; available: {', '.join(sorted(MODEL_PATHS))}")
+        return value
 
     @property
     def sources(self) -> list[SourceConfig]:

@@ -42,9 +42,9 @@ from fusionrec.fusion.candidates import (
 from fusionrec.fusion.config import POPULAR_IN_CATEGORY, REPEAT, FusionConfig, HoldoutConfig, RankerConfig
 from fusionrec.fusion.features import FeatureContext
 from fusionrec.fusion.ranker import Ranker, make_ranker
+from fusionrec.fusion.source_cache import fit_source
 from fusionrec.models.base import MANIFEST_FILE, ModelError, Recommender, sha256_file, top_k
 from fusionrec.models.itemtools import request_history_matrix
-from fusionrec.models.registry import create_model
 
 log = logging.getLogger(__name__)
 SOURCES_DIR = "sources"
@@ -197,7 +197,7 @@ class MultiSourceRecommender(Recommender):
         for source in self.config.sources:
             started = time.perf_counter()
             params = {"seed": self.config.seed, **source.params}
-            sources[source.label] = create_model(source.model, **params).fit(dataset)
+            sources[source.label] = fit_source(source.model, params, dataset)
             self.timings_[f"fit:{source.label}"] = self.timings_.get(f"fit:{source.label}", 0.0) + (
                 time.perf_counter() - started
             )

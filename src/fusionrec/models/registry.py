@@ -2,7 +2,7 @@
 
 Entries are dotted paths, imported on first use, so optional heavy dependencies (torch) are only
 needed by the models that use them. This package's models are listed here; the packages above it
-(fusion, engine) add their own with `register_models` when they are imported. The registry imports
+(fusion, engine, tuning) add their own with `register_models` when they are imported. The registry imports
 those packages (`REGISTERING_PACKAGES`) on its first lookup, so `model_class("fusion")` works from
 anywhere while the models never import the layers above them.
 """
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from fusionrec.models.base import Recommender
 
 # Packages whose import registers their models (each calls `register_models` in its __init__).
-REGISTERING_PACKAGES = ("fusionrec.fusion", "fusionrec.engine")
+REGISTERING_PACKAGES = ("fusionrec.fusion", "fusionrec.engine", "fusionrec.tuning")
 
 
 class _ModelPaths(Mapping[str, str]):

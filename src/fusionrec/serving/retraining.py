@@ -85,14 +85,20 @@ class Retrainer:
 
     def _run(self, name: str | None) -> None:
         from fusionrec.data.dataset import Dataset
-        from fusionrec.training import AUTO_REFERENCE, TrainingSpec, resolve_pipeline, train_version
+        from fusionrec.training import (
+            AUTO_REFERENCE,
+            TrainingSpec,
+            auto_spec,
+            resolve_pipeline,
+            train_version,
+        )
 
         started = time.time()
         try:
             spec = (
                 TrainingSpec(name, {}, f"model {name}")
                 if name is not None
-                else resolve_pipeline(self.pipeline)
+                else resolve_pipeline(self.pipeline, auto=auto_spec())
             )
             dataset = self.on_writer(lambda: Dataset.from_store(self.store))
             active = self.registry.active

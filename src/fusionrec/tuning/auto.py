@@ -1,0 +1,359 @@
+"""The automatic pipeline search: what `fusionrec train` runs unless a pipeline is declared.
+
+`select_pipeline` does, within a time budget, what the benchmarks did by hand:
+
+1. profile the data (`fusionrec.data.profile`) and plan from it: the shape and length of the
+   validation folds, whether bought items stay eligible, the portfolio of candidate sources
+   (`fusionrec.tuning.portfolio`);
+2. **screen** every source setting on the latest fold, cheapest first, then **confirm** the best
+   setting of the better half of the models on every fold (successive halving);
+3. **forward selection**: a fused ranker of the two best sources, then the source that adds the
+   most to it, while one does, on every fold;
+4. the ranker's own small grid, and the blend of the chosen sources;
+5. the **guardrail**: the best candidate on the mean of the folds ships, whether it is the fused
+   ranker, the blend or a single source.
+
+Every fused model of the search shares the sources it fits (`reuse_fitted_sources`), so adding a
+source to a pipeline costs that source's fits and the ranker, not every source again. Every trial is
+recorded with its metrics and time. Same data, seed and budget give the same choice, as long as
+the budget is not what stopped the search.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fusionrec.data.dataset import Dataset
+from fusionrec.data.profile import DataProfile, profile_dataset
+from fusionrec.fusion.config import FUSION_MODELS
+from fusionrec.fusion.source_cache import fit_source, reuse_fitted_sources
+from fusionrec.models.registry import create_model
+from fusionrec.tuning.folds import ValidationFold, validation_folds, window_days_for
+from fusionrec.tuning.portfolio import Plan, SourceOption, plan_for, portfolio
+from fusionrec.versions import GATE_METRIC, Candidate, SearchRecord, Trial
+
+log = logging.getLogger(__name__)
+
+SEARCH_SHARE = 0.8  # of the budget; the rest is left for the final fit on all the data
+MIN_GAIN = 0.002  # a source joins the fusion when it lifts the metric by more than this share
+MAX_SOURCES = 6
+CONFIRMED_MODELS = 5  # screened models scored on every fold (at least; or half of them)
+RANKER = {"n_estimators": 300, "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 50}
+RANKER_GRID: tuple[dict[str, Any], ...] = (
+    {"relative_features": True},
+    {"ranker": {"kind": "lightgbm", "params": {**RANKER, "num_leaves": 15, "min_data_in_leaf": 100}}},
+)
+
+# progress(stage, done, total, what is being tried, seconds of budget left)
+Progress = Callable[[str, int, int, str, float], None]
+
+
+def default_budget(n_events: int) -> float:
+    """Seconds for a search on ``n_events`` events: about a minute for 20k events, 20 minutes at
+    most (2M events and more)."""
+    return float(min(1200.0, max(45.0, 30.0 + n_events * 5.5e-4)))
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A source's trial and the option it came from (its quota in a fusion)."""
+
+    trial: Trial
+    option: SourceOption
+    first_fold: float  # its score on the latest fold, where every source was screened
+
+    @property
+    def score(self) -> float:
+        return self.trial.score
+
+
+@dataclass
+class Selection:
+    """What the search chose, and everything it tried."""
+
+    model: str
+    params: dict[str, Any]
+    record: SearchRecord
+    profile: DataProfile
+    plan: Plan
+    leaderboard: list[Candidate] = field(default_factory=list)
+
+
+class _Search:
+    """One run of the search: the folds, the clock, the trials."""
+
+    def __init__(
+        self, folds: list[ValidationFold], plan: Plan, deadline: float, progress: Progress | None, seed: int
+    ) -> None:
+        self.folds = folds
+        self.plan = plan
+        self.deadline = deadline
+        self.progress = progress
+        self.seed = seed
+        self.trials: list[Trial] = []
+
+    def seconds_left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def report(self, stage: str, done: int, total: int, what: str) -> None:
+        if self.progress is not None:
+            self.progress(stage, done, total, what, max(self.seconds_left(), 0.0))
+
+    def run(
+        self, stage: str, label: str, model: str, params: dict[str, Any], n_folds: int | None = None
+    ) -> Trial:
+        """Fit ``model`` on each of the first ``n_folds`` folds (all by default) and record the
+        mean metrics."""
+        return self._record(stage, label, model, params, self.folds[: n_folds or len(self.folds)])
+
+    def extend(self, stage: str, trial: Trial) -> Trial:
+        """``trial`` scored on the folds it has not seen yet too: the mean over every fold."""
+        if trial.folds >= len(self.folds):
+            return trial
+        return self._record(stage, trial.label, trial.model, trial.config, self.folds[trial.folds :], trial)
+
+    def _record(
+        self,
+        stage: str,
+        label: str,
+        model: str,
+        params: dict[str, Any],
+        folds: list[ValidationFold],
+        earlier: Trial | None = None,
+    ) -> Trial:
+        started = time.perf_counter()
+        seen = earlier.folds if earlier is not None else 0
+        sums = {name: value * seen for name, value in (earlier.metrics if earlier else {}).items()}
+        for fold in folds:
+            if model in FUSION_MODELS:
+                fitted = create_model(model, **params).fit(fold.train)
+            else:  # kept for the fused models of the search, which fit the same source again
+                fitted = fit_source(model, params, fold.train)
+            for name, value in fold.score(fitted).items():
+                if "@" in name:
+                    sums[name] = sums.get(name, 0.0) + float(value)
+        n_folds = seen + len(folds)
+        trial = Trial(
+            stage=stage,
+            label=label,
+            model=model,
+            config=params,
+            metrics={name: value / n_folds for name, value in sums.items()},
+            folds=n_folds,
+            seconds=round(time.perf_counter() - started + (earlier.seconds if earlier else 0.0), 3),
+        )
+        self.trials.append(trial)
+        log.info(
+            "auto %s: %s %s %.4f (%d folds, %.1fs)",
+            stage,
+            label,
+            GATE_METRIC,
+            trial.score,
+            n_folds,
+            trial.seconds,
+        )
+        return trial
+
+
+def select_pipeline(
+    dataset: Dataset,
+    *,
+    budget_seconds: float | None = None,
+    folds: int = 3,
+    window_days: float = 7.0,
+    seed: int = 0,
+    models: list[str] | None = None,
+    progress: Progress | None = None,
+) -> Selection:
+    """Choose and tune the pipeline for ``dataset`` on validation folds cut from it (see the module
+    docstring); the caller refits the choice on all of ``dataset``. ``models`` restricts the
+    portfolio to those sources."""
+    started = time.perf_counter()
+    budget = budget_seconds if budget_seconds is not None else default_budget(dataset.n_events)
+    profile = profile_dataset(dataset)
+    days = window_days_for(dataset, window_days, folds) if profile.real_clock else window_days
+    plan = plan_for(profile, window_days=days)
+    options, skipped = portfolio(profile, plan, budget_seconds=budget)
+    if models is not None:
+        skipped.update({o.model: "not among the models asked for" for o in options if o.model not in models})
+        options = [o for o in options if o.model in models]
+    validation = validation_folds(
+        dataset, plan.shape, folds=folds, window_days=days, mask_seen=plan.exclude_seen, seed=seed
+    )
+    search = _Search(validation, plan, started + budget * SEARCH_SHARE, progress, seed)
+    log.info(
+        "auto: %s folds of shape %s, %d sources to screen, budget %.0fs",
+        len(validation),
+        plan.shape,
+        len(options),
+        budget,
+    )
+    with reuse_fitted_sources():
+        singles = _screen_and_confirm(search, options, skipped)
+        fused = _forward_selection(search, singles, skipped)
+    candidates = [*(s.trial for s in singles), *fused]
+    best = max(candidates, key=lambda t: t.score)  # the first on a tie: singles come first
+    reason = _reason(best, candidates)
+    record = SearchRecord(
+        profile=profile.model_dump(),
+        plan={
+            "validation": plan.shape,
+            "window_days": days,
+            "folds": len(validation),
+            "exclude_seen": plan.exclude_seen,
+        },
+        reasons=plan.reasons,
+        skipped=skipped,
+        budget_seconds=budget,
+        seconds=round(time.perf_counter() - started, 3),
+        seed=seed,
+        trials=search.trials,
+        chosen=best.label,
+        reason=reason,
+    )
+    leaderboard = [
+        Candidate(label=t.label, model=t.model, config=t.config, metrics=t.metrics, seconds=t.seconds)
+        for t in sorted(candidates, key=lambda t: -t.score)
+    ]
+    log.info("auto: chose %s: %s", best.label, reason)
+    return Selection(best.model, best.config, record, profile, plan, leaderboard)
+
+
+def _screen_and_confirm(
+    search: _Search, options: list[SourceOption], skipped: dict[str, str]
+) -> list[Scored]:
+    """Every setting of every source on the latest fold; then the best setting of the better
+    models on every fold. The confirmed singles, best first."""
+    settings = [(option, params) for option in options for params in option.configs()]
+    screened: dict[str, Scored] = {}
+    for done, (option, params) in enumerate(settings):
+        search.report("screen", done, len(settings), option.model)
+        if done and search.seconds_left() <= 0:  # the first (cheapest) is always scored
+            skipped.setdefault(option.model, "the budget ran out before it was screened")
+            continue
+        trial = search.run(
+            "screen", _label(option, params), option.model, {"seed": search.seed, **params}, n_folds=1
+        )
+        if option.model not in screened or trial.score > screened[option.model].score:
+            screened[option.model] = Scored(trial, option, trial.score)
+    search.report("screen", len(settings), len(settings), "done")
+    ranked = sorted(screened.values(), key=lambda s: -s.score)
+    keep = ranked[: max(CONFIRMED_MODELS, math.ceil(len(ranked) / 2))]
+    if len(search.folds) == 1:
+        return keep
+    confirmed = []
+    for done, scored in enumerate(keep):
+        search.report("confirm", done, len(keep), scored.trial.label)
+        if search.seconds_left() <= 0:
+            break
+        confirmed.append(Scored(search.extend("confirm", scored.trial), scored.option, scored.first_fold))
+    search.report("confirm", len(keep), len(keep), "done")
+    # With no time to confirm any, the leader of the first fold is the one candidate.
+    return sorted(confirmed, key=lambda s: -s.score) or keep[:1]
+
+
+def _forward_selection(search: _Search, singles: list[Scored], skipped: dict[str, str]) -> list[Trial]:
+    """The best fused ranker, grown one source at a time and tried over the ranker's grid on the
+    latest fold, then scored on every fold; and the blend of its sources. Their trials."""
+    if search.plan.shape == "session":
+        skipped["fusion"] = "fused models cannot score an anonymous session's live history yet"
+        return []
+    if len(singles) < 2:
+        skipped["fusion"] = "fewer than two sources were confirmed on every fold"
+        return []
+    chosen, pool = list(singles[:2]), list(singles[2:])
+    best = search.run("fusion", _fusion_label(chosen), "fusion", _fusion_params(search, chosen), n_folds=1)
+    while pool and len(chosen) < MAX_SOURCES and search.seconds_left() > 0:
+        tries = []
+        for source in pool[:3]:
+            if search.seconds_left() <= 0:
+                break
+            search.report("forward selection", len(chosen) - 2, MAX_SOURCES - 2, f"+ {source.trial.model}")
+            sources = [*chosen, source]
+            trial = search.run(
+                "fusion", _fusion_label(sources), "fusion", _fusion_params(search, sources), n_folds=1
+            )
+            tries.append((source, trial))
+        if not tries:
+            break
+        source, trial = max(tries, key=lambda pair: pair[1].score)
+        if trial.score <= best.score * (1 + MIN_GAIN):
+            break
+        chosen.append(source)
+        pool.remove(source)
+        best = trial
+    for done, variant in enumerate(RANKER_GRID):
+        if search.seconds_left() <= 0:
+            break
+        search.report("ranker", done, len(RANKER_GRID), ", ".join(variant))
+        label = f"{_fusion_label(chosen)}, {', '.join(variant)}"
+        trial = search.run("ranker", label, "fusion", _fusion_params(search, chosen, variant), n_folds=1)
+        if trial.score > best.score:
+            best = trial
+    # The fused candidate is compared with the singles on every fold. One that leads on the first
+    # fold is confirmed even past the budget (its fits on the other folds), so it is never dropped
+    # for want of time when it may be the best.
+    if search.seconds_left() <= 0 and best.score <= max(s.first_fold for s in singles):
+        skipped["fusion"] = (
+            "the budget ran out before the fused ranker, behind on the first fold, was confirmed"
+        )
+        return []
+    search.report("confirm fusion", 0, 1, best.label)
+    fused = [search.extend("confirm", best)]
+    search.report("confirm fusion", 1, 1, "done")
+    if search.seconds_left() > 0:
+        blend = {k: v for k, v in best.config.items() if k not in ("ranker", "relative_features")}
+        fused.append(
+            search.run("blend", f"blend of {', '.join(s.trial.model for s in chosen)}", "blend", blend)
+        )
+    return fused
+
+
+def _fusion_params(
+    search: _Search, sources: list[Scored], variant: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A fused ranker's config over ``sources``, each at its confirmed setting and quota."""
+    variant = dict(variant or {})
+    holdout = search.plan.holdout()
+    listed = []
+    for source in sources:
+        entry: dict[str, Any] = {"model": source.option.model, "n": source.option.n}
+        if source.option.min_score is not None:
+            entry["min_score"] = source.option.min_score
+        params = {k: v for k, v in source.trial.config.items() if k != "seed"}
+        if params:
+            entry["params"] = params
+        listed.append(entry)
+    return {
+        "seed": search.seed,
+        "exclude_seen": search.plan.exclude_seen,
+        "holdout": holdout,
+        "sources": listed,
+        "ranker": {"kind": "lightgbm", "params": dict(RANKER)},
+        **variant,
+    }
+
+
+def _fusion_label(sources: list[Scored]) -> str:
+    return f"fusion of {', '.join(s.trial.model for s in sources)}"
+
+
+def _label(option: SourceOption, params: dict[str, Any]) -> str:
+    inner = ", ".join(f"{k}={v}" for k, v in params.items())
+    return f"{option.model} ({inner})" if inner else option.model
+
+
+def _reason(best: Trial, candidates: list[Trial]) -> str:
+    others = sorted((t for t in candidates if t is not best), key=lambda t: -t.score)
+    if not others:
+        return f"the only candidate ({GATE_METRIC} {best.score:.4f} over {best.folds} folds)"
+    runner = others[0]
+    return (
+        f"{best.label} has the best mean {GATE_METRIC} over {best.folds} validation folds, {best.score:.4f}, "
+        f"of {len(candidates)} candidates (next: {runner.label}, {runner.score:.4f})"
+    )

@@ -1,0 +1,195 @@
+"""From a data profile to a plan: how to validate, whether bought items stay eligible, and which
+candidate sources (each with a small grid) are worth trying on this data.
+
+Every rule reads the profile (`fusionrec.data.profile.DataProfile`), never a dataset's name. The
+grids are the settings that did well across the benchmarks (docs/benchmarks.md): a few values
+each, so that screening them all stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fusionrec.data.profile import DataProfile
+from fusionrec.extras import MissingExtraError
+from fusionrec.models.registry import model_class
+from fusionrec.tuning.folds import FoldShape
+
+REPEAT_SHARE = 0.3  # from this share of repeat purchases on, bought items stay eligible
+MIN_PURCHASES = 200  # fewer purchases say nothing about buying again (views repeat anyway)
+RECENT_USER_SHARE = 0.1  # a recent window must see this share of users to validate by time
+EASE_MAX_ITEMS = 25_000  # EASE's dense item x item Gram matrix: 2.5 GB of float32 at this size
+SPECTRAL_MAX_ITEMS = 60_000  # ChebyCF: item x item products over the whole catalogue
+SASREC_MIN_EVENTS = 5.0  # median history length from which a sequence model can learn order
+SASREC_MIN_BUDGET_S = 600.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The data-driven settings of a search."""
+
+    shape: FoldShape
+    window_days: float
+    exclude_seen: bool
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def holdout(self) -> dict[str, Any]:
+        """The fused ranker's label window, cut the way validation cuts its folds."""
+        # Several windows give the ranker more groups, each labelled by what followed its sources'
+        # data; the search's shared sources make the extra windows cost features, not fits.
+        # Labels from twice the validation window: more of each user's next items per group.
+        if self.shape == "days":
+            return {"mode": "days", "days": 2 * self.window_days, "windows": 3}
+        if self.shape == "random":
+            return {"mode": "random", "fraction": 0.2, "windows": 2}
+        return {"mode": "last", "items": 1, "windows": 3}
+
+
+@dataclass(frozen=True)
+class SourceOption:
+    """One candidate source: a registered model, the settings to try, its quota in a fusion."""
+
+    model: str
+    grid: tuple[dict[str, Any], ...] = ({},)
+    n: int = 100
+    min_score: float | None = None
+
+    def configs(self) -> list[dict[str, Any]]:
+        return [dict(params) for params in self.grid]
+
+
+def plan_for(profile: DataProfile, *, window_days: float) -> Plan:
+    """How to validate on this data, and whether customers' own past items stay eligible."""
+    purchases = profile.event_mix.get("purchase", 0.0) * profile.events
+    repeat = profile.repeat_purchase_share if purchases >= MIN_PURCHASES else None
+    exclude_seen = repeat is None or repeat < REPEAT_SHARE
+    if repeat is None:
+        said = f"{purchases:.0f} purchases, too few to tell whether customers buy again"
+    else:
+        said = f"{repeat:.0%} of purchases repeat an earlier one ({'<' if exclude_seen else '>='} {REPEAT_SHARE:.0%})"
+    reasons = {
+        "exclude_seen": f"{said}: "
+        + ("a customer's past items are not proposed" if exclude_seen else "past items stay eligible")
+    }
+    if profile.session_shaped:
+        shape: FoldShape = "session"
+        reasons["validation"] = (
+            f"anonymous short visits (median {profile.median_user_events:g} events within "
+            f"{profile.median_user_span_days * 24 * 60:.0f} minutes): each session's last item from the ones before it"
+        )
+    elif profile.real_clock and profile.recent_user_share >= RECENT_USER_SHARE:
+        shape = "days"
+        reasons["validation"] = (
+            f"{profile.recent_user_share:.0%} of users active in the last 7 days: the latest windows of time"
+        )
+    elif profile.ordered_histories:
+        shape = "last"
+        reasons["validation"] = (
+            "histories are ordered but few users are active at the end of the data: each user's last item"
+        )
+    else:
+        shape = "random"
+        reasons["validation"] = (
+            "neither time stamps nor order carry information (each user's items are listed by id): "
+            "a random 20 % of each user's items"
+        )
+    return Plan(shape=shape, window_days=window_days, exclude_seen=exclude_seen, reasons=reasons)
+
+
+def portfolio(
+    profile: DataProfile, plan: Plan, *, budget_seconds: float
+) -> tuple[list[SourceOption], dict[str, str]]:
+    """The sources worth trying on this data, cheapest first, and why each other one is left out."""
+    options: list[SourceOption] = []
+    skipped: dict[str, str] = {}
+
+    def offer(option: SourceOption, condition: bool, reason: str) -> None:
+        if not condition:
+            skipped[option.model] = reason
+            return
+        try:
+            model_class(option.model)
+        except MissingExtraError as error:
+            skipped[option.model] = str(error)
+            return
+        if plan.shape == "session" and not model_class(option.model).supports_history:
+            skipped[option.model] = "cannot score an anonymous session's live history"
+            return
+        options.append(option)
+
+    knn = {"n": 100, "min_score": 0.0}
+    offer(SourceOption("most_popular", n=50), True, "")
+    offer(SourceOption("trending", n=50), profile.real_clock and plan.shape == "days", "no usable clock")
+    offer(
+        SourceOption("popular_in_category", n=100),
+        profile.category_share >= 0.5,
+        f"only {profile.category_share:.0%} of items have a category",
+    )
+    offer(
+        SourceOption("repeat_purchase", ({}, {"half_life_days": 60.0})),
+        not plan.exclude_seen,
+        "customers rarely buy the same item again",
+    )
+    offer(SourceOption("session_knn", n=100), profile.real_clock, "no usable clock for sessions")
+    offer(
+        SourceOption("covisitation", n=50, min_score=0.0),
+        profile.ordered_histories,
+        "histories carry no order",
+    )
+    offer(SourceOption("item_knn", ({"neighbours": 100}, {"neighbours": 400}), **knn), True, "")
+    offer(
+        SourceOption(
+            "rp3beta",
+            ({"alpha": 1.0, "beta": 0.5, "neighbours": 200}, {"alpha": 0.75, "beta": 0.3, "neighbours": 200}),
+            **knn,
+        ),
+        True,
+        "",
+    )
+    offer(
+        SourceOption("user_knn", ({"neighbours": 100}, {"neighbours": 100, "binary": False}), **knn),
+        profile.users <= 200_000,
+        f"{profile.users:,} users: a user x user pass is too slow",
+    )
+    offer(
+        SourceOption("content_tfidf", n=50),
+        profile.text_share >= 0.5,
+        f"only {profile.text_share:.0%} of items have text",
+    )
+    offer(
+        SourceOption("tifu_knn", n=100),
+        not plan.exclude_seen and profile.event_mix.get("purchase", 0.0) > 0,
+        "customers rarely buy the same item again",
+    )
+    offer(
+        SourceOption(
+            "ials",
+            (
+                {"factors": 64, "alpha": 5.0, "regularization": 10.0},
+                {"factors": 128, "alpha": 5.0, "regularization": 10.0},
+            ),
+            n=50,
+        ),
+        True,
+        "",
+    )
+    offer(
+        SourceOption("ease", ({"l2": 100.0}, {"l2": 500.0})),
+        profile.items <= EASE_MAX_ITEMS,
+        f"{profile.items:,} items: the item x item Gram matrix is too large (limit {EASE_MAX_ITEMS:,})",
+    )
+    offer(
+        SourceOption("cheby_cf"),
+        profile.items <= SPECTRAL_MAX_ITEMS,
+        f"{profile.items:,} items: too many for a spectral filter (limit {SPECTRAL_MAX_ITEMS:,})",
+    )
+    offer(
+        SourceOption("sasrec", ({"epochs": 30, "dropout": 0.5, "attention_dropout": 0.5},)),
+        profile.ordered_histories
+        and profile.median_user_events >= SASREC_MIN_EVENTS
+        and budget_seconds >= SASREC_MIN_BUDGET_S,
+        f"needs ordered histories of at least {SASREC_MIN_EVENTS:g} events and a budget of "
+        f"{SASREC_MIN_BUDGET_S / 60:g} minutes",
+    )
+    return options, skipped

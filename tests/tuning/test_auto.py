@@ -1,0 +1,146 @@
+"""The automatic pipeline search: the data profile, the plan it leads to, the validation folds,
+and the search itself (`fusionrec.tuning.auto`), on real data through the real code path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
+from fusionrec.data.profile import profile_dataset
+from fusionrec.data.synthetic import generate_frames
+from fusionrec.models.registry import model_class
+from fusionrec.tuning.auto import select_pipeline
+from fusionrec.tuning.folds import validation_folds
+from fusionrec.tuning.portfolio import plan_for, portfolio
+
+START = pd.Timestamp("2026-01-01", tz="UTC")
+# Sources cheap enough for a test search; popularity, item-kNN and popular-in-category differ a lot.
+CHEAP = ["most_popular", "popular_in_category", "item_knn"]
+
+
+@pytest.fixture(scope="module")
+def shop() -> Dataset:
+    events, items, users = generate_frames(n_events=10_000, seed=4)
+    return Dataset.from_frame(events, items, users)
+
+
+def _log(rows: list[tuple[str, str, str, float]]) -> Dataset:
+    """A Dataset from (user, item, event type, days after START) rows."""
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "day"])
+    frame["timestamp"] = (START + pd.to_timedelta(frame.pop("day"), unit="D")).dt.round("s")
+    return Dataset.from_frame(frame)
+
+
+def _grocery(users: int = 120, weeks: int = 12) -> Dataset:
+    """Households buying mostly their own staples every week, interleaved in time."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for week in range(weeks):
+        for user in range(users):
+            staples = [f"i{(user * 3 + k) % 60}" for k in range(3)]
+            for item in [*staples, f"i{rng.integers(60)}"]:
+                rows.append((f"u{user}", item, "purchase", week * 7 + rng.uniform(0, 6)))
+    return _log(rows)
+
+
+def test_profile_and_plan_keep_bought_items_where_customers_buy_again(shop: Dataset) -> None:
+    grocery = profile_dataset(_grocery())
+    assert grocery.repeat_purchase_share is not None and grocery.repeat_purchase_share > 0.6
+    assert grocery.real_clock and grocery.interleaving > 0.5
+    plan = plan_for(grocery, window_days=7.0)
+    assert plan.exclude_seen is False and plan.shape == "days"
+    assert "past items stay eligible" in plan.reasons["exclude_seen"]
+    options, skipped = portfolio(grocery, plan, budget_seconds=60.0)
+    assert {"repeat_purchase", "tifu_knn"} <= {o.model for o in options}
+
+    shop_profile = profile_dataset(shop)
+    shop_plan = plan_for(shop_profile, window_days=7.0)
+    assert shop_plan.exclude_seen is True and shop_plan.shape == "days"
+    options, skipped = portfolio(shop_profile, shop_plan, budget_seconds=60.0)
+    assert "repeat_purchase" in skipped and "content_tfidf" in {o.model for o in options}
+
+
+def test_a_log_in_file_order_is_validated_on_random_folds() -> None:
+    """Each user's items listed by id, users one block after another, one second per event (the
+    Gowalla files' shape): neither time nor order means anything, so the plan draws random folds."""
+    rows = []
+    for user in range(80):
+        items = sorted(np.random.default_rng(user).choice(200, size=12, replace=False))
+        rows += [(f"u{user:03d}", f"i{item:03d}", "view", 0.0) for item in items]
+    # stand-in times: one second per event, in file order
+    rows = [(*row[:3], position / SECONDS_PER_DAY) for position, row in enumerate(rows)]
+    profile = profile_dataset(_log(rows))
+    assert profile.interleaving == 0.0 and profile.ascending_share == 1.0
+    assert profile.regular_step_share == 1.0
+    assert not profile.real_clock and not profile.ordered_histories
+    assert plan_for(profile, window_days=7.0).shape == "random"
+
+
+def test_anonymous_sessions_get_session_folds_and_only_models_that_read_them() -> None:
+    rng = np.random.default_rng(1)
+    rows = []
+    for session in range(400):
+        start = rng.uniform(0, 60)
+        for step in range(int(rng.integers(2, 6))):
+            rows.append((f"s{session}", f"i{rng.integers(50)}", "view", start + step * 60 / SECONDS_PER_DAY))
+    dataset = _log(rows)
+    profile = profile_dataset(dataset)
+    plan = plan_for(profile, window_days=7.0)
+    assert profile.session_shaped and plan.shape == "session"
+    options, skipped = portfolio(profile, plan, budget_seconds=60.0)
+    assert options and all(model_class(o.model).supports_history for o in options)
+    assert "cannot score" in skipped["ials"]
+    folds = validation_folds(dataset, "session", folds=3, window_days=7.0, mask_seen=True)
+    for fold in folds:  # every target session starts after every training session
+        first_target = min(
+            dataset.timestamp[dataset.user_idx == u].min() for u in np.unique(fold.target.user_idx)
+        )
+        assert fold.train.timestamp.max() <= first_target
+
+
+def test_temporal_folds_are_the_latest_windows_each_after_its_training_data(shop: Dataset) -> None:
+    folds = validation_folds(shop, "days", folds=3, window_days=7.0, mask_seen=True)
+    assert len(folds) == 3
+    ends = [int(fold.target.timestamp.max()) for fold in folds]
+    assert ends == sorted(ends, reverse=True)  # the latest first
+    for fold in folds:
+        assert fold.train.timestamp.max() < fold.target.timestamp.min()
+        span = (fold.target.timestamp.max() - fold.target.timestamp.min()) / SECONDS_PER_DAY
+        assert span <= 7.0 and fold.target_users >= 50
+    # folds step back: the second fold's target is inside the first fold's training data
+    assert folds[1].target.timestamp.max() <= folds[0].train.timestamp.max()
+
+
+def test_the_search_records_every_trial_ships_the_best_and_repeats_itself(shop: Dataset) -> None:
+    first = select_pipeline(shop, budget_seconds=600.0, seed=3, folds=2, models=CHEAP)
+    record = first.record
+    assert record.plan["folds"] == 2 and record.profile["events"] == shop.n_events
+    stages = {trial.stage for trial in record.trials}
+    assert {"screen", "confirm", "fusion"} <= stages
+    assert all(trial.seconds > 0 and "NDCG@20" in trial.metrics for trial in record.trials)
+    assert "ials" in record.skipped and "not among the models" in record.skipped["ials"]
+    # the guardrail: the shipped candidate is the best of the fused ranker, the blend and each source
+    board = first.leaderboard
+    assert {c.model for c in board} >= {"fusion", "blend", *CHEAP}
+    assert board[0].label == record.chosen and (first.model, first.params) == (
+        board[0].model,
+        board[0].config,
+    )
+    assert board[0].metrics["NDCG@20"] == max(c.metrics["NDCG@20"] for c in board)
+    assert record.chosen in record.reason
+    assert all(c.metrics for c in board) and all(
+        t.folds == 2 for t in record.trials if t.label in {c.label for c in board} and t.stage == "confirm"
+    )
+    # same data, seed and an ample budget: the same choice
+    again = select_pipeline(shop, budget_seconds=600.0, seed=3, folds=2, models=CHEAP)
+    assert (again.model, again.params) == (first.model, first.params)
+
+
+def test_a_spent_budget_stops_the_search_and_says_what_it_left_out(shop: Dataset) -> None:
+    selection = select_pipeline(shop, budget_seconds=0.01, seed=0)
+    record = selection.record
+    assert any("budget ran out" in why for why in record.skipped.values())
+    assert len([t for t in record.trials if t.stage == "screen"]) <= 1
+    assert selection.model in {t.model for t in record.trials}  # something scored still ships
