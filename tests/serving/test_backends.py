@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,7 +41,8 @@ def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
         skip_or_fail("redis-server binary not found")
     port = free_port()
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--enable-debug-command", "local"],
+        stdout=subprocess.DEVNULL,
     )
     for _ in range(100):
         try:
@@ -107,6 +109,27 @@ def test_redis_stopped_mid_test_still_answers_degraded(
         assert accepted.status_code == 202 and accepted.json()["stored"] == 1  # the store does not need Redis
         assert client.get("/v1/popular").status_code == 200
         assert client.get("/healthz").json()["redis"] is False
+
+
+def test_a_busy_redis_within_the_default_timeout_answers_in_full(
+    store_url: str, models_dir: Path, private_redis
+) -> None:
+    """Redis busy for 120 ms (a loaded host): the default timeout waits for it instead of degrading."""
+    import redis
+
+    url, _ = private_redis
+    settings = make_settings(store_url, models_dir, redis_url=url)
+    busy = redis.Redis.from_url(url)
+    with TestClient(create_app(settings)) as client:
+        params = {"session_id": "busy", "k": 5}
+        assert not client.get("/v1/recommendations", params=params).json()["degraded"]
+        sleeper = threading.Thread(target=lambda: busy.execute_command("DEBUG", "SLEEP", "0.12"))
+        sleeper.start()
+        time.sleep(0.02)  # the server is now blocked for about 100 ms more
+        answer = client.get("/v1/recommendations", params={"session_id": "busy-2", "k": 5}).json()
+        sleeper.join()
+        assert not answer["degraded"], answer["degraded_causes"]
+    busy.close()
 
 
 @pytest.mark.postgres
