@@ -19,12 +19,15 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fusionrec import __version__
 from fusionrec.monitoring.alerts import AlertLoop
+from fusionrec.serving.logs import guard_server_logs, printable, without_paths
 from fusionrec.serving.routes import admin, events, health, recommendations
 from fusionrec.serving.security import LimitsMiddleware, Receive, Scope, Send, TokenBuckets, require
 from fusionrec.serving.service import Service
@@ -35,6 +38,45 @@ logger = logging.getLogger("fusionrec.serving")
 DESCRIPTION = """Real-time recommendations for an online shop: personalised and guest recommendations,
 similar and bought-together items, trending, event ingestion, catalogue updates, erasure and model
 versions. See docs/api.md."""
+
+
+class CrashGuard:
+    """An error that escaped the routes: a 500 with an error id, and one log line (no traceback,
+    the path's client-chosen ids made printable). The traceback is logged at DEBUG only.
+
+    Starlette's own last-resort handler would answer the same but then re-raise, and the server
+    would log the full traceback: this middleware sits inside it, so nothing reaches it.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as error:
+            error_id = uuid.uuid4().hex[:12]
+            logger.error(
+                "error %s on %s %s: %s",
+                error_id,
+                scope["method"],
+                printable(scope["path"]),
+                type(error).__name__,
+            )
+            logger.debug("traceback of error %s", error_id, exc_info=error)
+            if not started:
+                answer = JSONResponse({"detail": "internal error", "error_id": error_id}, status_code=500)
+                await answer(scope, receive, send)
 
 
 class MetricsMiddleware:
@@ -73,6 +115,7 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        guard_server_logs()
         svc = service or await run_in_threadpool(Service, settings)
         app.state.service = svc
         await run_in_threadpool(svc.start)
@@ -126,6 +169,7 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
         LimitsMiddleware, max_body_bytes=settings.max_body_bytes, buckets=buckets, keys=app.state.api_keys
     )
     app.add_middleware(MetricsMiddleware, service_of=lambda: app.state.service)
+    app.add_middleware(CrashGuard)  # outermost of ours: nothing escapes to the server's traceback log
     return app
 
 
@@ -182,7 +226,13 @@ def _docs(app: FastAPI) -> None:
 
 
 def _errors(app: FastAPI) -> None:
-    """422 names the field; 500 never carries a stack trace or internals (an error id to grep)."""
+    """422 names the field; an HTTP error's message carries no server file path (`CrashGuard`
+    answers the 500s: no stack trace or internals, an error id to grep)."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Any:
+        cleaned = StarletteHTTPException(error.status_code, without_paths(error.detail), error.headers)
+        return await http_exception_handler(request, cleaned)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -192,14 +242,6 @@ def _errors(app: FastAPI) -> None:
         ]
         return JSONResponse({"detail": details}, status_code=422)
 
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, error: Exception) -> JSONResponse:
-        error_id = uuid.uuid4().hex[:12]
-        logger.error(
-            "error %s on %s %s: %s", error_id, request.method, request.url.path, type(error).__name__
-        )
-        return JSONResponse({"detail": "internal error", "error_id": error_id}, status_code=500)
-
 
 async def _every(seconds: float, fn: Any) -> None:
     while True:
@@ -207,7 +249,9 @@ async def _every(seconds: float, fn: Any) -> None:
         try:
             await run_in_threadpool(fn)
         except Exception as error:  # a background chore must never stop the service
-            logger.error("%s failed: %s: %s", getattr(fn, "__name__", fn), type(error).__name__, error)
+            logger.error(
+                "%s failed: %s: %s", getattr(fn, "__name__", fn), type(error).__name__, printable(error)
+            )
 
 
 def _start_consumer(svc: Service) -> Any:

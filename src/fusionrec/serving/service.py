@@ -31,6 +31,7 @@ from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.cache import AnswerCache, MemoryCache, RedisCache
 from fusionrec.serving.catalogue import Catalogue
 from fusionrec.serving.experiments import ExposureBuffer
+from fusionrec.serving.logs import printable
 from fusionrec.serving.online import MemoryOnlineState, OnlineState, RedisOnlineState, session_key, user_key
 from fusionrec.serving.preparation import VersionPreparation
 from fusionrec.serving.redis_client import RedisGuard, RedisUnavailableError
@@ -226,8 +227,10 @@ class Service:
             return 0
         try:
             return self.on_writer(lambda: log_exposures(self.store, rows, create=False))  # ensured at start
-        except Exception:  # exposures must never take the service down; counted and logged
-            logger.exception("could not write %d exposures", len(rows))
+        except Exception as error:  # exposures must never take the service down; counted and logged
+            logger.error(
+                "could not write %d exposures: %s: %s", len(rows), type(error).__name__, printable(error)
+            )
             self.exposures.dropped += len(rows)
             return 0
 
