@@ -22,6 +22,7 @@ from conftest import free_port, skip_or_fail
 from fusionrec.data.ingest import ingest_frame
 from fusionrec.data.store import open_store
 from fusionrec.serving.app import create_app
+from fusionrec.serving.online import OnlineState, RedisUnavailableError
 from serving.conftest import make_settings
 
 T = "2026-03-01T10:00:00Z"
@@ -33,13 +34,11 @@ def ids(answer: dict) -> list[str]:
     return [entry["item_id"] for entry in answer["items"]]
 
 
-@pytest.fixture
-def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
-    """A redis-server of our own (so the test may stop it without touching the shared one)."""
+def start_redis(port: int) -> subprocess.Popen:
+    """A redis-server of our own on ``port`` (so a test may stop it without touching the shared one)."""
     binary = shutil.which("redis-server")
     if binary is None:
         skip_or_fail("redis-server binary not found")
-    port = free_port()
     process = subprocess.Popen(
         [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--enable-debug-command", "local"],
         stdout=subprocess.DEVNULL,
@@ -50,10 +49,21 @@ def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
             break
         except OSError:
             time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0", process
+    return process
+
+
+def stop_redis(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
+    port = free_port()
+    process = start_redis(port)
+    yield f"redis://127.0.0.1:{port}/0", process
+    stop_redis(process)
 
 
 def test_redis_state_is_shared_between_workers(store_url: str, models_dir: Path, redis_url: str) -> None:
@@ -130,6 +140,45 @@ def test_a_busy_redis_within_the_default_timeout_answers_in_full(
         sleeper.join()
         assert not answer["degraded"], answer["degraded_causes"]
     busy.close()
+
+
+def live_items(online: OnlineState, visitor: str) -> list[str] | None:
+    """The visitor's recent items in the live state; None while it is unavailable."""
+    try:
+        return online.get(visitor).items
+    except RedisUnavailableError:
+        return None
+
+
+@pytest.mark.parametrize("trigger", ["timer", "next event"])
+def test_events_stored_while_redis_was_down_reach_the_live_state_when_it_returns(
+    store_url: str, models_dir: Path, private_redis, trigger: str
+) -> None:
+    url, process = private_redis
+    settings = make_settings(store_url, models_dir, redis_url=url, redis_retry_s=0.2)
+    with TestClient(create_app(settings)) as client:
+        online = client.app.state.service.online
+
+        def post(session: str, item: str) -> None:
+            event = {"session_id": session, "item_id": item, "event_type": "view"}
+            assert client.post("/v1/events", json=event).json()["stored"] == 1
+
+        stop_redis(process)
+        post("outage", "i1")  # stored, not applied live: Redis is down
+        post("outage", "i2")
+        restarted = start_redis(int(url.rsplit(":", 1)[1].split("/")[0]))  # back, and empty
+        try:
+            if trigger == "next event":
+                time.sleep(0.3)  # past the circuit breaker's pause
+                post("after", "i3")
+            deadline = time.monotonic() + 10  # the timer replays every second
+            while live_items(online, "s:outage") != ["i1", "i2"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert live_items(online, "s:outage") == ["i1", "i2"]
+            if trigger == "next event":
+                assert live_items(online, "s:after") == ["i3"]  # once: the replay brought it
+        finally:
+            stop_redis(restarted)
 
 
 @pytest.mark.postgres

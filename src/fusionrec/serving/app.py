@@ -2,8 +2,8 @@
 
 ``create_app(settings)`` builds the app; the lifespan opens the store (the one writer of a DuckDB
 file), loads the catalogue and the newest model version that passes the gate, and runs the
-background loops: exposure flushing, trending refresh, alert rules, and (optionally) the Redis
-stream consumer. ``uvicorn --factory fusionrec.serving.app:app_from_env`` also works.
+background loops: exposure flushing, trending refresh, alert rules, and (with Redis) the replay of
+events the live state missed and the stream consumer. ``uvicorn --factory fusionrec.serving.app:app_from_env`` also works.
 """
 
 from __future__ import annotations
@@ -126,6 +126,12 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
                 _every(settings.trending_refresh_s, svc.preparation.refresh_trending), name="trending"
             ),
         ]
+        if settings.redis_url:  # events stored while Redis was down reach the live state when it returns
+            tasks.append(
+                asyncio.create_task(
+                    _every(max(settings.redis_retry_s, 1.0), svc.replay_missed), name="replay"
+                )
+            )
         if settings.retrain_every_s is not None:  # the new version passes the gate before the swap
             tasks.append(
                 asyncio.create_task(_every(settings.retrain_every_s, svc.retrainer.scheduled), name="retrain")
