@@ -34,6 +34,7 @@ from fusionrec.serving.service import Service
 from fusionrec.serving.settings import ServingSettings, load_settings
 
 logger = logging.getLogger("fusionrec.serving")
+SHUTDOWN_WAIT_S = 30.0  # for background chores to end at shutdown
 
 DESCRIPTION = """Real-time recommendations for an online shop: personalised and guest recommendations,
 similar and bought-together items, trending, event ingestion, catalogue updates, erasure and model
@@ -120,30 +121,30 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
         app.state.service = svc
         await run_in_threadpool(svc.start)
         _mount_dashboard(app, svc)
-        tasks = [
-            asyncio.create_task(_every(settings.exposure_flush_s, svc.flush_exposures), name="exposures"),
-            asyncio.create_task(
-                _every(settings.trending_refresh_s, svc.preparation.refresh_trending), name="trending"
-            ),
+        stopping = asyncio.Event()
+
+        def every(seconds: float, fn: Any) -> asyncio.Task[None]:
+            return asyncio.create_task(_every(seconds, fn, stopping), name=getattr(fn, "__name__", "chore"))
+
+        chores = [
+            every(settings.exposure_flush_s, svc.flush_exposures),
+            every(settings.trending_refresh_s, svc.preparation.refresh_trending),
         ]
         if settings.redis_url:  # events stored while Redis was down reach the live state when it returns
-            tasks.append(
-                asyncio.create_task(
-                    _every(max(settings.redis_retry_s, 1.0), svc.replay_missed), name="replay"
-                )
-            )
+            chores.append(every(max(settings.redis_retry_s, 1.0), svc.replay_missed))
         if settings.retrain_every_s is not None:  # the new version passes the gate before the swap
-            tasks.append(
-                asyncio.create_task(_every(settings.retrain_every_s, svc.retrainer.scheduled), name="retrain")
-            )
+            chores.append(every(settings.retrain_every_s, svc.retrainer.scheduled))
         svc.alert_loop = AlertLoop(svc.metrics, settings.alerts)  # type: ignore[attr-defined]
-        tasks.append(asyncio.create_task(svc.alert_loop.run(), name="alerts"))  # type: ignore[attr-defined]
+        alerts = asyncio.create_task(svc.alert_loop.run(), name="alerts")  # type: ignore[attr-defined]
         consumer = _start_consumer(svc) if settings.stream_url else None
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
+            # Chores are told to stop and finish the run they are in (not cancelled: a cancelled
+            # flush would drop the exposures it has taken); then the store closes.
+            stopping.set()
+            alerts.cancel()
+            await asyncio.wait([*chores, alerts], timeout=SHUTDOWN_WAIT_S)
             if consumer is not None:
                 consumer.stop()
             await run_in_threadpool(svc.close)
@@ -249,9 +250,13 @@ def _errors(app: FastAPI) -> None:
         return JSONResponse({"detail": details}, status_code=422)
 
 
-async def _every(seconds: float, fn: Any) -> None:
+async def _every(seconds: float, fn: Any, stopping: asyncio.Event) -> None:
+    """Run ``fn`` in a thread every ``seconds`` until ``stopping`` is set (a run under way ends first)."""
     while True:
-        await asyncio.sleep(seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), seconds)
+        if stopping.is_set():
+            return
         try:
             await run_in_threadpool(fn)
         except Exception as error:  # a background chore must never stop the service
