@@ -21,6 +21,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,7 +30,15 @@ from fusionrec import __version__
 from fusionrec.monitoring.alerts import AlertLoop
 from fusionrec.serving.logs import guard_server_logs, printable, without_paths
 from fusionrec.serving.routes import admin, events, health, recommendations
-from fusionrec.serving.security import LimitsMiddleware, Receive, Scope, Send, TokenBuckets, require
+from fusionrec.serving.security import (
+    API_KEY_HEADER,
+    LimitsMiddleware,
+    Receive,
+    Scope,
+    Send,
+    TokenBuckets,
+    require,
+)
 from fusionrec.serving.service import Service
 from fusionrec.serving.settings import ServingSettings, load_settings
 
@@ -176,6 +185,14 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
         LimitsMiddleware, max_body_bytes=settings.max_body_bytes, buckets=buckets, keys=app.state.api_keys
     )
     app.add_middleware(MetricsMiddleware, service_of=lambda: app.state.service)
+    if settings.cors_origins:  # off unless configured; outside the limits, so a 429 is readable too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", API_KEY_HEADER],
+            max_age=600,
+        )
     app.add_middleware(CrashGuard)  # outermost of ours: nothing escapes to the server's traceback log
     return app
 
@@ -199,7 +216,9 @@ def _mount_dashboard(app: FastAPI, svc: Service) -> None:
 def _keys(settings: ServingSettings) -> Any:
     from fusionrec.serving.security import ApiKeys
 
-    return ApiKeys(settings.api_keys, dev=settings.dev, public_read=settings.public_read)
+    return ApiKeys(
+        settings.api_keys, dev=settings.dev, public_read=settings.public_read, origins=settings.cors_origins
+    )
 
 
 def _docs(app: FastAPI) -> None:

@@ -53,7 +53,12 @@ class Service:
     def __init__(self, settings: ServingSettings, store: EventStore | None = None) -> None:
         self.settings = settings
         self.metrics = ServiceMetrics()
-        self.api_keys = ApiKeys(settings.api_keys, dev=settings.dev, public_read=settings.public_read)
+        self.api_keys = ApiKeys(
+            settings.api_keys,
+            dev=settings.dev,
+            public_read=settings.public_read,
+            origins=settings.cors_origins,
+        )
         self.event_types = EventTypes()
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusionrec-store")
         self.store = store if store is not None else open_store(settings.store_url)

@@ -7,6 +7,7 @@ Keyword arguments given to `load_settings` (the CLI's options) win over everythi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,8 +19,10 @@ from fusionrec.project import DEFAULT_STORE_URL
 from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.experiments import ExperimentConfig
 
-Scope = Literal["read", "write", "admin"]
+# "events" is the publishable scope of a key a web page may hold: post events, from `cors_origins` only.
+Scope = Literal["read", "write", "admin", "events"]
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+ORIGIN = re.compile(r"https?://[a-z0-9.\-\[\]:]+")  # scheme://host[:port], no path, no wildcard
 
 
 class SettingsError(ValueError):
@@ -46,6 +49,9 @@ class ServingSettings(BaseSettings):
     redis_retry_s: float = Field(2.0, ge=0)  # after a Redis failure, skip it this long
     # Security: API key -> scopes. With none, reads stay open and writes and admin calls get 401.
     api_keys: dict[str, list[Scope]] = Field(default_factory=dict)
+    # Web pages allowed to call the API from a browser (CORS), e.g. ["https://shop.example"]; empty:
+    # CORS off. Keys with the publishable "events" scope post events from these origins only.
+    cors_origins: list[str] = Field(default_factory=list)
     # Reads (recommendations, popular, similar) without a key; None = open only when no keys are set.
     public_read: bool | None = None
     # Every scope without a key, for local use (`fusionrec serve --dev`, `fusionrec demo`): the
@@ -114,7 +120,29 @@ class ServingSettings(BaseSettings):
         short = [k for k in value if len(k) < 16]
         if short:
             raise ValueError(f"{len(short)} API key(s) shorter than 16 characters; use long random keys")
+        mixed = [k for k, scopes in value.items() if "events" in scopes and set(scopes) != {"events"}]
+        if mixed:  # a publishable key is public: it must not carry a secret key's powers
+            raise ValueError(f"{len(mixed)} API key(s) mix the publishable 'events' scope with others")
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        cleaned = [origin.strip().rstrip("/").lower() for origin in value]
+        bad = [o for o in cleaned if not ORIGIN.fullmatch(o)]
+        if bad:
+            raise ValueError(
+                f"{bad[0]!r} is not an origin: give scheme, host and optional port, e.g. https://shop.example"
+            )
+        return cleaned
+
+    @model_validator(mode="after")
+    def _publishable_keys_need_origins(self) -> ServingSettings:
+        if not self.cors_origins and any("events" in scopes for scopes in self.api_keys.values()):
+            raise ValueError(
+                "an API key with the 'events' scope needs the web pages it serves in cors_origins"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(
