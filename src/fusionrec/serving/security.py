@@ -44,6 +44,7 @@ PUBLISHABLE = frozenset({"events"})  # the scopes of a key that web pages hold
 
 
 def normal_origin(origin: str) -> str:
+    """``origin`` as browsers send it in the ``Origin`` header: lower case, no trailing slash."""
     return origin.strip().rstrip("/").lower()
 
 

@@ -18,6 +18,7 @@ from fusionrec.monitoring.alert_config import AlertConfig
 from fusionrec.project import DEFAULT_STORE_URL
 from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.experiments import ExperimentConfig
+from fusionrec.serving.security import PUBLISHABLE, normal_origin
 
 # "events" is the publishable scope of a key a web page may hold: post events, from `cors_origins` only.
 Scope = Literal["read", "write", "admin", "events"]
@@ -120,7 +121,7 @@ class ServingSettings(BaseSettings):
         short = [k for k in value if len(k) < 16]
         if short:
             raise ValueError(f"{len(short)} API key(s) shorter than 16 characters; use long random keys")
-        mixed = [k for k, scopes in value.items() if "events" in scopes and set(scopes) != {"events"}]
+        mixed = [k for k, scopes in value.items() if PUBLISHABLE & set(scopes) and set(scopes) != PUBLISHABLE]
         if mixed:  # a publishable key is public: it must not carry a secret key's powers
             raise ValueError(f"{len(mixed)} API key(s) mix the publishable 'events' scope with others")
         return value
@@ -128,7 +129,7 @@ class ServingSettings(BaseSettings):
     @field_validator("cors_origins")
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
-        cleaned = [origin.strip().rstrip("/").lower() for origin in value]
+        cleaned = [normal_origin(origin) for origin in value]
         bad = [o for o in cleaned if not ORIGIN.fullmatch(o)]
         if bad:
             raise ValueError(
@@ -138,7 +139,7 @@ class ServingSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _publishable_keys_need_origins(self) -> ServingSettings:
-        if not self.cors_origins and any("events" in scopes for scopes in self.api_keys.values()):
+        if not self.cors_origins and any(PUBLISHABLE & set(scopes) for scopes in self.api_keys.values()):
             raise ValueError(
                 "an API key with the 'events' scope needs the web pages it serves in cors_origins"
             )
