@@ -39,9 +39,11 @@ def start_redis(port: int) -> subprocess.Popen:
     binary = shutil.which("redis-server")
     if binary is None:
         skip_or_fail("redis-server binary not found")
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    major = int(version.split("v=", 1)[1].split(".", 1)[0]) if "v=" in version else 0
+    debug = ["--enable-debug-command", "local"] if major >= 7 else []  # DEBUG SLEEP: on by default before 7
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--enable-debug-command", "local"],
-        stdout=subprocess.DEVNULL,
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", *debug], stdout=subprocess.DEVNULL
     )
     for _ in range(100):
         try:
