@@ -67,11 +67,13 @@ def console_errors(driver) -> list[dict]:
 
 
 @contextmanager
-def served(app: Any, timeout: float = 60.0) -> Iterator[str]:
-    """Run the ASGI ``app`` under uvicorn in a thread on a free port; yield its base URL."""
+def served(app: Any, timeout: float = 60.0, **config: Any) -> Iterator[str]:
+    """Run the ASGI ``app`` under uvicorn in a thread on a free port; yield its base URL.
+    ``config``: more `uvicorn.Config` options (log_level defaults to "warning")."""
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    options = {"log_level": "warning", **config}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

@@ -365,6 +365,37 @@ def test_bots_planted_by_the_synthetic_shop_are_flagged_and_only_they(tmp_path: 
         assert not set(summary.bots) & set(store.events_arrow(columns=["user_id"]).column(0).to_pylist())
 
 
+def test_a_rerun_after_a_crash_before_flagging_flags_the_bots(
+    tmp_path: Path, store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    bot = pd.DataFrame(
+        {
+            "user_id": "bot",
+            "item_id": [f"i{i}" for i in range(300)],
+            "event_type": "view",
+            "timestamp": start + pd.to_timedelta(np.arange(300) * 0.2, unit="s"),  # 5 a second
+        }
+    )
+    path = tmp_path / "events.parquet"
+    pq.write_table(pa.Table.from_pandas(pd.concat([good_events(50), bot]), preserve_index=False), path)
+    real_flag = store.flag_bots
+
+    def killed(*args: object, **kwargs: object) -> int:  # the process dies after the last commit
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store, "flag_bots", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_path(store, path, batch_rows=100, progress=False, max_events_per_minute=120)
+    assert store.counts()["events"] == 350 and store.counts()["bot_events"] == 0  # the crash state
+
+    monkeypatch.setattr(store, "flag_bots", real_flag)
+    report = ingest_path(store, path, batch_rows=100, progress=False, max_events_per_minute=120)
+    assert report.stored == 0 and report.duplicates == 350
+    assert report.bot_events == 300 and store.counts()["bot_events"] == 300
+    assert "bot" not in set(store.events_arrow(columns=["user_id"]).column(0).to_pylist())
+
+
 # The bad-input corpus of issue 24 (ids, times, numbers): each row alone in a batch of good ones.
 GOOD_EVENT = {"user_id": "u1", "item_id": "i1", "event_type": "view", "timestamp": "2026-03-01T10:00:00Z"}
 BAD_INPUT = [

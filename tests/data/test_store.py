@@ -354,3 +354,13 @@ def test_create_tables_waits_for_another_process_ddl(store_url: str) -> None:
         worker.join(timeout=10)
         assert not worker.is_alive()
         assert store.query_arrow("SELECT count(*) AS n FROM side_table").column("n")[0].as_py() == 0
+
+
+def test_events_stored_since_a_time_are_the_later_batches_in_stored_order(store: EventStore) -> None:
+    store.write_batch(events([("a", "u1", "i1", "view", 50), ("b", "u2", "i1", "view", 60)]))
+    since = datetime.now(UTC)
+    store.write_batch(events([("c", "u1", "i2", "view", 9), ("d", "u3", "i1", "view", 1)]))
+    store.write_batch(events([("e", "u1", "i3", "view", 0)]))
+    later = store.events_stored_since(since, columns=["event_id", "user_id"])
+    assert later.column("event_id").to_pylist() == ["d", "c", "e"]  # by batch, then by event time
+    assert store.events_stored_since(datetime.now(UTC)).num_rows == 0

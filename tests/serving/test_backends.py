@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from conftest import free_port, skip_or_fail
 from fusionrec.data.ingest import ingest_frame
 from fusionrec.data.store import open_store
 from fusionrec.serving.app import create_app
+from fusionrec.serving.online import OnlineState, RedisUnavailableError
 from serving.conftest import make_settings
 
 T = "2026-03-01T10:00:00Z"
@@ -32,15 +34,16 @@ def ids(answer: dict) -> list[str]:
     return [entry["item_id"] for entry in answer["items"]]
 
 
-@pytest.fixture
-def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
-    """A redis-server of our own (so the test may stop it without touching the shared one)."""
+def start_redis(port: int) -> subprocess.Popen:
+    """A redis-server of our own on ``port`` (so a test may stop it without touching the shared one)."""
     binary = shutil.which("redis-server")
     if binary is None:
         skip_or_fail("redis-server binary not found")
-    port = free_port()
+    version = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    major = int(version.split("v=", 1)[1].split(".", 1)[0]) if "v=" in version else 0
+    debug = ["--enable-debug-command", "local"] if major >= 7 else []  # DEBUG SLEEP: on by default before 7
     process = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", *debug], stdout=subprocess.DEVNULL
     )
     for _ in range(100):
         try:
@@ -48,10 +51,21 @@ def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
             break
         except OSError:
             time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0", process
+    return process
+
+
+def stop_redis(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def private_redis() -> Iterator[tuple[str, subprocess.Popen]]:
+    port = free_port()
+    process = start_redis(port)
+    yield f"redis://127.0.0.1:{port}/0", process
+    stop_redis(process)
 
 
 def test_redis_state_is_shared_between_workers(store_url: str, models_dir: Path, redis_url: str) -> None:
@@ -107,6 +121,66 @@ def test_redis_stopped_mid_test_still_answers_degraded(
         assert accepted.status_code == 202 and accepted.json()["stored"] == 1  # the store does not need Redis
         assert client.get("/v1/popular").status_code == 200
         assert client.get("/healthz").json()["redis"] is False
+
+
+def test_a_busy_redis_within_the_default_timeout_answers_in_full(
+    store_url: str, models_dir: Path, private_redis
+) -> None:
+    """Redis busy for 120 ms (a loaded host): the default timeout waits for it instead of degrading."""
+    import redis
+
+    url, _ = private_redis
+    settings = make_settings(store_url, models_dir, redis_url=url)
+    busy = redis.Redis.from_url(url)
+    with TestClient(create_app(settings)) as client:
+        params = {"session_id": "busy", "k": 5}
+        assert not client.get("/v1/recommendations", params=params).json()["degraded"]
+        sleeper = threading.Thread(target=lambda: busy.execute_command("DEBUG", "SLEEP", "0.12"))
+        sleeper.start()
+        time.sleep(0.02)  # the server is now blocked for about 100 ms more
+        answer = client.get("/v1/recommendations", params={"session_id": "busy-2", "k": 5}).json()
+        sleeper.join()
+        assert not answer["degraded"], answer["degraded_causes"]
+    busy.close()
+
+
+def live_items(online: OnlineState, visitor: str) -> list[str] | None:
+    """The visitor's recent items in the live state; None while it is unavailable."""
+    try:
+        return online.get(visitor).items
+    except RedisUnavailableError:
+        return None
+
+
+@pytest.mark.parametrize("trigger", ["timer", "next event"])
+def test_events_stored_while_redis_was_down_reach_the_live_state_when_it_returns(
+    store_url: str, models_dir: Path, private_redis, trigger: str
+) -> None:
+    url, process = private_redis
+    settings = make_settings(store_url, models_dir, redis_url=url, redis_retry_s=0.2)
+    with TestClient(create_app(settings)) as client:
+        online = client.app.state.service.online
+
+        def post(session: str, item: str) -> None:
+            event = {"session_id": session, "item_id": item, "event_type": "view"}
+            assert client.post("/v1/events", json=event).json()["stored"] == 1
+
+        stop_redis(process)
+        post("outage", "i1")  # stored, not applied live: Redis is down
+        post("outage", "i2")
+        restarted = start_redis(int(url.rsplit(":", 1)[1].split("/")[0]))  # back, and empty
+        try:
+            if trigger == "next event":
+                time.sleep(0.3)  # past the circuit breaker's pause
+                post("after", "i3")
+            deadline = time.monotonic() + 10  # the timer replays every second
+            while live_items(online, "s:outage") != ["i1", "i2"] and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert live_items(online, "s:outage") == ["i1", "i2"]
+            if trigger == "next event":
+                assert live_items(online, "s:after") == ["i3"]  # once: the replay brought it
+        finally:
+            stop_redis(restarted)
 
 
 @pytest.mark.postgres

@@ -142,3 +142,102 @@ def test_random_keys_do_not_bypass_the_rate_limit(store_url: str, models_dir: Pa
         own = [client.get("/v1/popular", headers={"X-API-Key": READ}).status_code for _ in range(3)]
         assert own == [200, 200, 429]  # the key's own bucket
         assert client.get("/v1/popular").status_code == 401  # no key: the address's bucket, then auth
+
+
+SHOP, OTHER = "https://shop.example", "https://evil.example"
+PUBLISHABLE = "pk_" + "e" * 24
+
+
+def keyed_with_cors(store_url: str, models_dir: Path, **overrides: object) -> TestClient:
+    settings = make_settings(
+        store_url,
+        models_dir,
+        api_keys={PUBLISHABLE: ["events"], READ: ["read"], ADMIN: ["admin"]},
+        cors_origins=[SHOP + "/"],
+        **overrides,
+    )
+    return TestClient(create_app(settings))
+
+
+def preflight(client: TestClient, origin: str, path: str = "/v1/events") -> dict[str, str]:
+    answer = client.options(
+        path,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-api-key",
+        },
+    )
+    return dict(answer.headers)
+
+
+def test_cors_answers_the_allowed_origins_only(store_url: str, models_dir: Path) -> None:
+    with keyed_with_cors(store_url, models_dir) as client:
+        allowed = preflight(client, SHOP)
+        assert allowed["access-control-allow-origin"] == SHOP
+        assert "x-api-key" in allowed["access-control-allow-headers"].lower()
+        assert "access-control-allow-origin" not in preflight(client, OTHER)
+        read = client.get("/v1/popular", headers={"Origin": SHOP, "X-API-Key": READ})
+        assert read.headers["access-control-allow-origin"] == SHOP
+        assert (
+            "access-control-allow-origin"
+            not in client.get("/v1/popular", headers={"Origin": OTHER, "X-API-Key": READ}).headers
+        )
+    with TestClient(create_app(make_settings(store_url, models_dir))) as client:  # not configured: off
+        assert "access-control-allow-origin" not in preflight(client, SHOP)
+        assert (
+            "access-control-allow-origin" not in client.get("/v1/popular", headers={"Origin": SHOP}).headers
+        )
+
+
+def test_a_publishable_key_only_posts_events_from_the_allowed_origins(
+    store_url: str, models_dir: Path
+) -> None:
+    with keyed_with_cors(store_url, models_dir) as client:
+        key = {"X-API-Key": PUBLISHABLE}
+        posted = client.post("/v1/events", json=EVENT, headers={**key, "Origin": SHOP})
+        assert posted.status_code == 202 and posted.json()["stored"] == 1
+        assert posted.headers["access-control-allow-origin"] == SHOP
+        for origin in ({"Origin": OTHER}, {}):  # another page, or no browser at all
+            refused = client.post("/v1/events", json={**EVENT, "item_id": "i2"}, headers={**key, **origin})
+            assert refused.status_code == 403 and "cors_origins" in refused.json()["detail"]
+        from_shop = {**key, "Origin": SHOP}
+        others = [
+            client.get("/v1/recommendations", params={"user_id": "u1"}, headers=from_shop),
+            client.get("/v1/popular", headers=from_shop),
+            client.post("/v1/identify", json={"session_id": "s1", "user_id": "u1"}, headers=from_shop),
+            client.put("/v1/items/i1", json={"title": "x"}, headers=from_shop),
+            client.delete("/v1/users/u1", headers=from_shop),
+            client.get("/v1/models", headers=from_shop),
+            client.post("/v1/models/train", headers=from_shop),
+            client.get("/metrics", headers=from_shop),
+            client.get("/dashboard/", headers=from_shop),
+        ]
+        assert [r.status_code for r in others] == [403] * len(others)
+    with keyed_with_cors(store_url, models_dir, public_read=True) as client:  # open reads: still 403
+        assert (
+            client.get("/v1/popular", headers={"X-API-Key": PUBLISHABLE, "Origin": SHOP}).status_code == 403
+        )
+        assert client.get("/v1/popular", headers={"Origin": SHOP}).status_code == 200
+
+
+def test_publishable_keys_are_checked_in_the_settings(store_url: str, models_dir: Path) -> None:
+    with pytest.raises(SettingsError, match="needs the web pages"):
+        make_settings(store_url, models_dir, api_keys={PUBLISHABLE: ["events"]})
+    with pytest.raises(SettingsError, match="mix the publishable"):
+        make_settings(store_url, models_dir, api_keys={PUBLISHABLE: ["events", "admin"]}, cors_origins=[SHOP])
+    with pytest.raises(SettingsError, match="not an origin"):
+        make_settings(store_url, models_dir, cors_origins=["*"])
+
+
+def test_the_dashboard_needs_the_admin_scope(store_url: str, models_dir: Path) -> None:
+    settings = make_settings(store_url, models_dir, api_keys={READ: ["read"], ADMIN: ["admin"]})
+    with TestClient(create_app(settings)) as client:
+        for path in ("/dashboard/", "/dashboard/api/data", "/dashboard/plotly.min.js"):
+            assert client.get(path).status_code == 401, path
+            assert client.get(path, headers={"X-API-Key": READ}).status_code == 403, path
+        assert client.get("/dashboard/", headers={"X-API-Key": ADMIN}).status_code == 200
+    with TestClient(create_app(make_settings(store_url, models_dir, dev=False))) as client:
+        assert client.get("/dashboard/").status_code == 401  # no keys: refused, like every admin call
+    with TestClient(create_app(make_settings(store_url, models_dir, dev=True))) as client:
+        assert client.get("/dashboard/").status_code == 200

@@ -297,7 +297,8 @@ def ingest_path(
     A folder's ``events.*``, ``items.*`` and ``users.*`` are all ingested (items and users first);
     ``items``/``users`` name catalogue and user files explicitly. ``column_map`` renames source
     columns onto canonical names (events file only). After the events, users (or anonymous
-    sessions) above ``max_events_per_minute`` are flagged as bots unless ``flag_bots`` is false.
+    sessions) above ``max_events_per_minute`` are flagged as bots unless ``flag_bots`` is false,
+    even when every row was already stored (a re-run after a crash finishes the flagging).
     A Rich progress bar goes to standard error when ``progress`` is true.
     """
     started = time.perf_counter()
@@ -330,7 +331,10 @@ def ingest_path(
         else:
             events_report = ingest_batches(store, batches, **options)
         report.merge(events_report)
-        if flag_bots and events_report.stored:
+        if flag_bots:
+            # Always, not only when rows were stored: a kill between the last batch commit and this
+            # step leaves bots unflagged, and the re-run then stores nothing. Flagging only touches
+            # unflagged events, so a run with nothing to flag changes nothing.
             report.bot_events = store.flag_bots(max_events_per_minute)
     report.seconds = time.perf_counter() - started
     return report

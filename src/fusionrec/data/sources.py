@@ -38,6 +38,5 @@ def ingest_source(
     if source.test_events is not None and len(source.test_events):
         # A shipped test split is part of the data too; its rows are numbered in its own file.
         report.merge(ingest_frame(store, source.test_events, source=f"{format_name}:{path} (test)"))
-    if report.stored:
-        report.bot_events = store.flag_bots()
+    report.bot_events = store.flag_bots()  # even with 0 new rows: a crashed run left them unflagged
     return report

@@ -2,8 +2,8 @@
 
 ``create_app(settings)`` builds the app; the lifespan opens the store (the one writer of a DuckDB
 file), loads the catalogue and the newest model version that passes the gate, and runs the
-background loops: exposure flushing, trending refresh, alert rules, and (optionally) the Redis
-stream consumer. ``uvicorn --factory fusionrec.serving.app:app_from_env`` also works.
+background loops: exposure flushing, trending refresh, alert rules, and (with Redis) the replay of
+events the live state missed and the stream consumer. ``uvicorn --factory fusionrec.serving.app:app_from_env`` also works.
 """
 
 from __future__ import annotations
@@ -19,22 +19,74 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fusionrec import __version__
 from fusionrec.monitoring.alerts import AlertLoop
+from fusionrec.serving.logs import guard_server_logs, printable, without_paths
 from fusionrec.serving.routes import admin, events, health, recommendations
-from fusionrec.serving.security import LimitsMiddleware, Receive, Scope, Send, TokenBuckets, require
+from fusionrec.serving.security import (
+    API_KEY_HEADER,
+    LimitsMiddleware,
+    Receive,
+    Scope,
+    Send,
+    TokenBuckets,
+    require,
+)
 from fusionrec.serving.service import Service
 from fusionrec.serving.settings import ServingSettings, load_settings
 
 logger = logging.getLogger("fusionrec.serving")
+SHUTDOWN_WAIT_S = 30.0  # for background chores to end at shutdown
 
 DESCRIPTION = """Real-time recommendations for an online shop: personalised and guest recommendations,
 similar and bought-together items, trending, event ingestion, catalogue updates, erasure and model
 versions. See docs/api.md."""
+
+
+class CrashGuard:
+    """An error that escaped the routes: a 500 with an error id, and one log line (no traceback,
+    the path's client-chosen ids made printable). The traceback is logged at DEBUG only.
+
+    Starlette's own last-resort handler would answer the same but then re-raise, and the server
+    would log the full traceback: this middleware sits inside it, so nothing reaches it.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as error:
+            error_id = uuid.uuid4().hex[:12]
+            logger.error(
+                "error %s on %s %s: %s",
+                error_id,
+                scope["method"],
+                printable(scope["path"]),
+                type(error).__name__,
+            )
+            logger.debug("traceback of error %s", error_id, exc_info=error)
+            if not started:
+                answer = JSONResponse({"detail": "internal error", "error_id": error_id}, status_code=500)
+                await answer(scope, receive, send)
 
 
 class MetricsMiddleware:
@@ -73,28 +125,35 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        guard_server_logs()
         svc = service or await run_in_threadpool(Service, settings)
         app.state.service = svc
         await run_in_threadpool(svc.start)
         _mount_dashboard(app, svc)
-        tasks = [
-            asyncio.create_task(_every(settings.exposure_flush_s, svc.flush_exposures), name="exposures"),
-            asyncio.create_task(
-                _every(settings.trending_refresh_s, svc.preparation.refresh_trending), name="trending"
-            ),
+        stopping = asyncio.Event()
+
+        def every(seconds: float, fn: Any) -> asyncio.Task[None]:
+            return asyncio.create_task(_every(seconds, fn, stopping), name=getattr(fn, "__name__", "chore"))
+
+        chores = [
+            every(settings.exposure_flush_s, svc.flush_exposures),
+            every(settings.trending_refresh_s, svc.preparation.refresh_trending),
         ]
+        if settings.redis_url:  # events stored while Redis was down reach the live state when it returns
+            chores.append(every(max(settings.redis_retry_s, 1.0), svc.replay_missed))
         if settings.retrain_every_s is not None:  # the new version passes the gate before the swap
-            tasks.append(
-                asyncio.create_task(_every(settings.retrain_every_s, svc.retrainer.scheduled), name="retrain")
-            )
+            chores.append(every(settings.retrain_every_s, svc.retrainer.scheduled))
         svc.alert_loop = AlertLoop(svc.metrics, settings.alerts)  # type: ignore[attr-defined]
-        tasks.append(asyncio.create_task(svc.alert_loop.run(), name="alerts"))  # type: ignore[attr-defined]
+        alerts = asyncio.create_task(svc.alert_loop.run(), name="alerts")  # type: ignore[attr-defined]
         consumer = _start_consumer(svc) if settings.stream_url else None
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
+            # Chores are told to stop and finish the run they are in (not cancelled: a cancelled
+            # flush would drop the exposures it has taken); then the store closes.
+            stopping.set()
+            alerts.cancel()
+            await asyncio.wait([*chores, alerts], timeout=SHUTDOWN_WAIT_S)
             if consumer is not None:
                 consumer.stop()
             await run_in_threadpool(svc.close)
@@ -126,6 +185,15 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
         LimitsMiddleware, max_body_bytes=settings.max_body_bytes, buckets=buckets, keys=app.state.api_keys
     )
     app.add_middleware(MetricsMiddleware, service_of=lambda: app.state.service)
+    if settings.cors_origins:  # off unless configured; outside the limits, so a 429 is readable too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", API_KEY_HEADER],
+            max_age=600,
+        )
+    app.add_middleware(CrashGuard)  # outermost of ours: nothing escapes to the server's traceback log
     return app
 
 
@@ -148,7 +216,9 @@ def _mount_dashboard(app: FastAPI, svc: Service) -> None:
 def _keys(settings: ServingSettings) -> Any:
     from fusionrec.serving.security import ApiKeys
 
-    return ApiKeys(settings.api_keys, dev=settings.dev, public_read=settings.public_read)
+    return ApiKeys(
+        settings.api_keys, dev=settings.dev, public_read=settings.public_read, origins=settings.cors_origins
+    )
 
 
 def _docs(app: FastAPI) -> None:
@@ -182,7 +252,13 @@ def _docs(app: FastAPI) -> None:
 
 
 def _errors(app: FastAPI) -> None:
-    """422 names the field; 500 never carries a stack trace or internals (an error id to grep)."""
+    """422 names the field; an HTTP error's message carries no server file path (`CrashGuard`
+    answers the 500s: no stack trace or internals, an error id to grep)."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Any:
+        cleaned = StarletteHTTPException(error.status_code, without_paths(error.detail), error.headers)
+        return await http_exception_handler(request, cleaned)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -192,22 +268,20 @@ def _errors(app: FastAPI) -> None:
         ]
         return JSONResponse({"detail": details}, status_code=422)
 
-    @app.exception_handler(Exception)
-    async def crashed(request: Request, error: Exception) -> JSONResponse:
-        error_id = uuid.uuid4().hex[:12]
-        logger.error(
-            "error %s on %s %s: %s", error_id, request.method, request.url.path, type(error).__name__
-        )
-        return JSONResponse({"detail": "internal error", "error_id": error_id}, status_code=500)
 
-
-async def _every(seconds: float, fn: Any) -> None:
+async def _every(seconds: float, fn: Any, stopping: asyncio.Event) -> None:
+    """Run ``fn`` in a thread every ``seconds`` until ``stopping`` is set (a run under way ends first)."""
     while True:
-        await asyncio.sleep(seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), seconds)
+        if stopping.is_set():
+            return
         try:
             await run_in_threadpool(fn)
         except Exception as error:  # a background chore must never stop the service
-            logger.error("%s failed: %s: %s", getattr(fn, "__name__", fn), type(error).__name__, error)
+            logger.error(
+                "%s failed: %s: %s", getattr(fn, "__name__", fn), type(error).__name__, printable(error)
+            )
 
 
 def _start_consumer(svc: Service) -> Any:

@@ -39,7 +39,7 @@ class RedisGuard:
     """A redis-py client with short timeouts and a circuit breaker."""
 
     def __init__(
-        self, url: str, *, timeout_s: float = 0.05, retry_s: float = 2.0, prefix: str = "fr:"
+        self, url: str, *, timeout_s: float = 0.25, retry_s: float = 2.0, prefix: str = "fr:"
     ) -> None:
         redis: Any = require("redis", "shared online state in Redis")
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)

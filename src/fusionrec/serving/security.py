@@ -2,7 +2,9 @@
 
 Keys are compared with `secrets.compare_digest` against every configured key (no early exit, so
 timing reveals nothing about which key nearly matched). Scopes: ``read`` (recommendations),
-``write`` (events), ``admin`` (items, users, models, metrics, docs; implies the others).
+``write`` (events), ``admin`` (items, users, models, metrics, docs, dashboard; implies the others), and
+``events``: the publishable key a web page holds (a page cannot keep a secret), which may only post
+events and only from the ``cors_origins`` allow-list (its ``Origin`` header); anything else is 403.
 
 Safe by default: without keys, reads are open (``public_read``, which defaults to "open only when no
 keys are configured") and every write or admin call is refused with 401, until keys are configured.
@@ -38,15 +40,30 @@ NO_KEYS = (
 )
 
 
+PUBLISHABLE = frozenset({"events"})  # the scopes of a key that web pages hold
+
+
+def normal_origin(origin: str) -> str:
+    """``origin`` as browsers send it in the ``Origin`` header: lower case, no trailing slash."""
+    return origin.strip().rstrip("/").lower()
+
+
 class ApiKeys:
-    """The configured keys and their scopes, and what passes without a key."""
+    """The configured keys and their scopes, what passes without a key, and the web pages
+    (``origins``) that publishable keys are accepted from."""
 
     def __init__(
-        self, keys: dict[str, list[str]], *, dev: bool = False, public_read: bool | None = None
+        self,
+        keys: dict[str, list[str]],
+        *,
+        dev: bool = False,
+        public_read: bool | None = None,
+        origins: list[str] | None = None,
     ) -> None:
         self._keys = [(key.encode(), frozenset(scopes)) for key, scopes in keys.items()]
         self.dev = dev
         self.public_read = (not self._keys) if public_read is None else public_read
+        self.origins = frozenset(normal_origin(o) for o in origins or ())
 
     @property
     def enabled(self) -> bool:
@@ -67,17 +84,31 @@ class ApiKeys:
                 found = scopes
         return found
 
+    def check_publishable(self, endpoint_takes_it: bool, origin: str | None) -> None:
+        """403 unless a publishable key is used where it may be: an endpoint that takes it, called
+        from an allowed web page."""
+        if not endpoint_takes_it:
+            raise HTTPException(403, detail="a publishable 'events' key may only post events")
+        if origin is None or normal_origin(origin) not in self.origins:
+            raise HTTPException(
+                403, detail="a publishable 'events' key is accepted only from the origins in cors_origins"
+            )
 
-def require(scope: str) -> Callable[..., Awaitable[None]]:
-    """A FastAPI dependency: the request's key must carry ``scope`` (or ``admin``)."""
+
+def require(scope: str, *, publishable: bool = False) -> Callable[..., Awaitable[None]]:
+    """A FastAPI dependency: the request's key must carry ``scope`` (or ``admin``); with
+    ``publishable``, a publishable ``events`` key from an allowed origin passes too."""
 
     async def check(request: Request, key: str | None = Security(api_key_header)) -> None:
         keys: ApiKeys = request.app.state.api_keys
+        scopes = keys.scopes(key)
+        if scopes == PUBLISHABLE:  # checked first: such a key is refused even where no key is needed
+            keys.check_publishable(publishable, request.headers.get("origin"))
+            return
         if keys.open_to_anyone(scope):
             return
         if not keys.enabled:
             raise HTTPException(401, detail=NO_KEYS, headers={"WWW-Authenticate": "ApiKey"})
-        scopes = keys.scopes(key)
         if scopes is None:
             raise HTTPException(
                 401, detail="missing or unknown API key", headers={"WWW-Authenticate": "ApiKey"}
@@ -191,9 +222,11 @@ class LimitsMiddleware:
 
     def _client(self, headers: dict[bytes, bytes], scope: Scope) -> str:
         """Whose bucket a request drains: a configured key's, else the client address's. A key that
-        matches nothing counts as no key, so random keys cannot each get a fresh bucket."""
+        matches nothing counts as no key, so random keys cannot each get a fresh bucket; a
+        publishable key is every visitor's, so each visitor keeps their own address's bucket."""
         presented = headers.get(b"x-api-key", b"").decode("latin-1")
-        if presented and self.keys.scopes(presented) is not None:
+        scopes = self.keys.scopes(presented) if presented else None
+        if scopes is not None and scopes != PUBLISHABLE:
             return "key:" + presented
         return "address:" + str((scope.get("client") or ("?",))[0])
 

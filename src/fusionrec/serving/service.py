@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import duckdb
@@ -31,6 +33,7 @@ from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.cache import AnswerCache, MemoryCache, RedisCache
 from fusionrec.serving.catalogue import Catalogue
 from fusionrec.serving.experiments import ExposureBuffer
+from fusionrec.serving.logs import printable
 from fusionrec.serving.online import MemoryOnlineState, OnlineState, RedisOnlineState, session_key, user_key
 from fusionrec.serving.preparation import VersionPreparation
 from fusionrec.serving.redis_client import RedisGuard, RedisUnavailableError
@@ -41,6 +44,7 @@ from fusionrec.serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+LIVE_COLUMNS = ["user_id", "session_id", "item_id", "event_type", "timestamp"]  # what the live state reads
 
 
 class Service:
@@ -49,7 +53,12 @@ class Service:
     def __init__(self, settings: ServingSettings, store: EventStore | None = None) -> None:
         self.settings = settings
         self.metrics = ServiceMetrics()
-        self.api_keys = ApiKeys(settings.api_keys, dev=settings.dev, public_read=settings.public_read)
+        self.api_keys = ApiKeys(
+            settings.api_keys,
+            dev=settings.dev,
+            public_read=settings.public_read,
+            origins=settings.cors_origins,
+        )
         self.event_types = EventTypes()
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusionrec-store")
         self.store = store if store is not None else open_store(settings.store_url)
@@ -75,6 +84,12 @@ class Service:
         self.erased: set[str] = set()
         self._rules_cache: dict[str, RulesConfig] = {}
         self._last_exposed: OrderedDict[str, set[str]] = OrderedDict()
+        # The live state missed the events stored from this time on (Redis was down): they are
+        # replayed from the store once it answers. ``_misses`` counts the misses, so a replay that
+        # raced with a new one does not clear the mark.
+        self._missed_since: datetime | None = None
+        self._misses = 0
+        self._replay_lock = threading.Lock()
         self._started = False
         self.registry = VersionRegistry(
             str(settings.models_dir),
@@ -162,6 +177,7 @@ class Service:
         frame["row_number"] = np.arange(1, len(frame) + 1)
         report = IngestReport(source=channel)
         started = time.perf_counter()
+        before_commit = datetime.now(UTC)  # the batch's ingested_at is at or after this
 
         def write() -> pa.Table:
             checked = check_events(frame, source=channel, event_types=self.event_types, hasher=self._hasher)
@@ -175,17 +191,50 @@ class Service:
         self.metrics.events.labels("duplicate", channel).inc(report.duplicates)
         self.metrics.events.labels("quarantined", channel).inc(report.quarantined)
         if valid.num_rows:
-            self.apply_online(
-                valid.select(["user_id", "session_id", "item_id", "event_type", "timestamp"]).to_pandas()
-            )
+            self.apply_online(valid.select(LIVE_COLUMNS).to_pandas(), stored_since=before_commit)
         return report
 
-    def apply_online(self, events: pd.DataFrame) -> None:
-        """Feed stored events into the online state, invalidate the visitors' cached answers."""
+    def apply_online(self, events: pd.DataFrame, stored_since: datetime | None = None) -> None:
+        """Feed stored events into the online state, invalidate the visitors' cached answers.
+
+        ``stored_since``: a time before the events were stored. When the live state is down, the
+        events stored from then on are replayed from the store once it is back (`replay_missed`).
+        """
+        if stored_since is not None and self._missed_since is not None and self.replay_missed():
+            return  # the replay read these events from the store with the others it missed
+        if not self._apply_live(events) and stored_since is not None:
+            self._note_missed(stored_since)
+
+    def _note_missed(self, stored_since: datetime) -> None:
+        with self._replay_lock:
+            self._misses += 1
+            if self._missed_since is None:
+                self._missed_since = stored_since
+
+    def replay_missed(self) -> bool:
+        """Once Redis answers again, apply the events stored while the live state was down; whether
+        it replayed (false when nothing was missed, Redis is still down, or another call did it)."""
+        with self._replay_lock:
+            since, misses = self._missed_since, self._misses
+        if since is None or self.redis is None or not self.redis.ping():
+            return False
+        with self._replay_lock:
+            if self._missed_since != since:
+                return False  # replayed meanwhile by another thread
+            missed = self.on_writer(lambda: self.store.events_stored_since(since, LIVE_COLUMNS)).to_pandas()
+            if not self._apply_live(missed):
+                return False
+            if self._misses == misses:  # no new miss during the replay, else keep the mark
+                self._missed_since = None
+        logger.info("live state: replayed %d events stored while Redis was unavailable", len(missed))
+        return True
+
+    def _apply_live(self, events: pd.DataFrame) -> bool:
+        """Apply ``events`` to the online state; false when it is unavailable (Redis down)."""
         if self.erased:
             events = events[~events["user_id"].isin(self.erased)]
         if events.empty:
-            return
+            return True
         newest = pd.to_datetime(events["timestamp"], utc=True).max()
         self.metrics.event_lag.set(max(time.time() - newest.timestamp(), 0.0))
         try:
@@ -193,9 +242,12 @@ class Service:
             self.cache.invalidate(visitors)
         except RedisUnavailableError:
             self.metrics.degraded.labels("online_state").inc()
-            logger.warning("online state unavailable: %d events stored but not applied live", len(events))
-            return
+            logger.warning(
+                "online state unavailable: %d events stored, applied live once it is back", len(events)
+            )
+            return False
         self._count_clicks(events)
+        return True
 
     def _count_clicks(self, events: pd.DataFrame) -> None:
         clicks = events[events["event_type"] == "click"]
@@ -226,8 +278,10 @@ class Service:
             return 0
         try:
             return self.on_writer(lambda: log_exposures(self.store, rows, create=False))  # ensured at start
-        except Exception:  # exposures must never take the service down; counted and logged
-            logger.exception("could not write %d exposures", len(rows))
+        except Exception as error:  # exposures must never take the service down; counted and logged
+            logger.error(
+                "could not write %d exposures: %s: %s", len(rows), type(error).__name__, printable(error)
+            )
             self.exposures.dropped += len(rows)
             return 0
 

@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -345,6 +346,18 @@ class EventStore(ABC):
         statement = f"SELECT {sql.cols(names)} FROM events{where}{order}"
         with self._lock:
             return self._read(statement, schema)
+
+    def events_stored_since(self, since: datetime, columns: Sequence[str] | None = None) -> pa.Table:
+        """Events stored at or after ``since`` (their ``ingested_at``), in the order they were stored:
+        what a reader that missed them replays (the service's live state, after a Redis outage)."""
+        names = list(columns) if columns is not None else EVENT_SCHEMA.names
+        schema = pa.schema([sql.STORED_EVENT_SCHEMA.field(n) for n in names])
+        statement = (
+            f"SELECT {sql.cols(names)} FROM events WHERE ingested_at >= :since "
+            'ORDER BY ingested_at, "timestamp", event_id'
+        )
+        with self._lock:
+            return self._read(statement, schema, {"since": since})
 
     def items_arrow(self) -> pa.Table:
         with self._lock:

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
 
+from fusionrec.serving.logs import without_paths
 from fusionrec.serving.registry import RegistryError
 from fusionrec.serving.retraining import TooSoonError
 from fusionrec.serving.routes.recommendations import service
@@ -38,7 +39,7 @@ async def delete_user(user_id: Id, svc: Annotated[Service, Depends(service)]) ->
 async def list_models(svc: Annotated[Service, Depends(service)]) -> FastJSON:
     """Versions in the model directory, the active one flagged."""
     active = svc.registry.active
-    versions = await run_in_threadpool(svc.registry.versions)
+    versions = without_paths(await run_in_threadpool(svc.registry.versions))  # unreadable ones' errors
     return FastJSON(
         {"active": active.version if active else None, "versions": versions, "training": svc.retrainer.state}
     )

@@ -50,7 +50,7 @@ def _rows(payload: Any) -> list[dict[str, Any]]:
     "/events",
     status_code=202,
     response_model=EventsAccepted,
-    dependencies=[Depends(require("write")), Depends(require_json)],
+    dependencies=[Depends(require("write", publishable=True)), Depends(require_json)],
     openapi_extra={"requestBody": event_body_schema()},
 )
 async def post_events(request: Request, svc: Annotated[Service, Depends(service)]) -> FastJSON:
