@@ -83,22 +83,28 @@ def resolve_pipeline(
     return TrainingSpec(pipeline.model, pipeline.model_params(), origin)
 
 
+def before_report_window(dataset: Dataset, valid_days: float) -> Dataset:
+    """The events before the last ``valid_days`` days, which a version reports its metrics on
+    (all of ``dataset`` when nothing is held back or nothing comes before)."""
+    from fusionrec.data.split import temporal_split
+
+    if valid_days <= 0:
+        return dataset
+    before = temporal_split(dataset, test_days=valid_days).train
+    return before if before.n_events else dataset
+
+
 def choose_pipeline(
     spec: TrainingSpec, dataset: Dataset, valid_days: float, progress: Progress | None = None
 ) -> tuple[Selection, TrainingSpec]:
     """Run the automatic search on the days before the last ``valid_days`` (the window the
     version's metrics are reported on is never used to choose); the search and the spec it chose."""
-    from fusionrec.data.split import temporal_split
     from fusionrec.tuning.auto import select_pipeline
     from fusionrec.tuning.auto_model import AutoConfig
 
     settings = AutoConfig(**spec.params)
-    before = dataset
-    if valid_days > 0:
-        held_back = temporal_split(dataset, test_days=valid_days).train
-        before = held_back if held_back.n_events else dataset
     selection = select_pipeline(
-        before,
+        before_report_window(dataset, valid_days),
         budget_seconds=settings.budget_seconds,
         folds=settings.folds,
         window_days=settings.window_days,

@@ -117,3 +117,55 @@ def test_the_guardrail_ships_a_source_that_beats_the_fused_model(
     plain = CliRunner().invoke(app, [*args, "--no-guardrail"])
     assert plain.exit_code == 0, plain.output
     assert ModelRepository(out).manifest("v0002").model == "fusion"
+
+
+def test_train_searches_by_default_and_its_pipeline_file_trains_the_same_model_again(
+    app: typer.Typer, store_url: str, tmp_path: Path
+) -> None:
+    """No pipeline declared: `train` runs the automatic search, records it, and writes the chosen
+    pipeline into the version; `--config` with that file trains the same pipeline again."""
+    out = tmp_path / "registry"
+    args = [
+        "train",
+        "--store",
+        store_url,
+        "--out",
+        str(out),
+        "--budget",
+        "10m",
+        "--folds",
+        "2",
+        "--json",
+        "-",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout[result.stdout.index("{") :])
+    search = record["search"]
+    assert search["profile"]["events"] > 0 and search["plan"]["folds"] == 2
+    assert {t["stage"] for t in search["trials"]} >= {"screen", "confirm"}
+    board = record["evaluation"]["leaderboard"]
+    assert board[0]["label"] == record["evaluation"]["chosen"] == search["chosen"]
+    assert all(c["seconds"] > 0 for c in board)
+    assert "candidates on the validation folds" in result.stderr
+    assert record["pipeline_origin"].startswith("automatic search")
+    pipeline_file = out / "v0001" / "pipeline.toml"
+    shipped = load_pipeline(pipeline_file)
+    assert (shipped.model, shipped.config) == (record["pipeline"]["model"], record["pipeline"]["config"])
+
+    again = CliRunner().invoke(
+        app,
+        ["train", "--store", store_url, "--out", str(out), "--config", str(pipeline_file), "--no-guardrail"],
+    )
+    assert again.exit_code == 0, again.output
+    second = ModelRepository(out).manifest("v0002")
+    assert second.search is None and second.pipeline == record["pipeline"]
+    assert second.metrics == record["evaluation"]["metrics"]  # the same model on the same days
+
+
+def test_train_refuses_a_bad_budget_in_one_line(app: typer.Typer, store_url: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["train", "--store", store_url, "--out", str(tmp_path), "--budget", "soon"]
+    )
+    assert result.exit_code == 2 and "--budget expects a duration such as 90s, 30m or 1h30m" in result.output
+    assert not (tmp_path / "v0001").exists()

@@ -292,16 +292,28 @@ def tune(
         str | None, typer.Option(help="Study name (resumed when it exists).", show_default="a new study")
     ] = None,
     metric: Annotated[str, typer.Option(help="Metric to maximise.")] = "NDCG@20",
-    valid_days: Annotated[float, typer.Option(help="Validation window: the last days of the data.")] = 7.0,
+    folds: Annotated[
+        int, typer.Option("--folds", help="Validation folds, metrics averaged (1 or more).")
+    ] = 3,
+    valid_days: Annotated[
+        float,
+        typer.Option(
+            help="Days `train` reports its metrics on: the folds come before them (0 = none held back)."
+        ),
+    ] = 7.0,
 ) -> None:
     """Search hyperparameters and fusion weights on validation data; write the best pipeline.
+
+    Each trial is scored on the same validation folds as `train`'s automatic search (shaped by
+    the data: the latest weeks of a shop, each user's last item, or each session's last item),
+    all before the last --valid-days days, which `train` reports on.
 
     Example: `fusionrec tune --store duckdb:///shop.duckdb --space space.toml --out best.toml`
     """
     from fusionrec.data.dataset import Dataset
-    from fusionrec.data.split import temporal_split
-    from fusionrec.training import resolve_pipeline
-    from fusionrec.tuning.search import Fold, best_pipeline_toml
+    from fusionrec.training import before_report_window, resolve_pipeline
+    from fusionrec.tuning.auto import planned_folds
+    from fusionrec.tuning.search import best_pipeline_toml
     from fusionrec.tuning.search import tune as run_tune
 
     with user_errors():
@@ -312,9 +324,14 @@ def tune(
             search_space = _read_space(space)
         except (OSError, ValueError) as error:
             raise UserError(f"{space}: {error}") from error
+        if folds < 1:
+            raise UserError(f"--folds must be 1 or more, got {folds}")
         with open_existing_store(store) as event_store:
             dataset = Dataset.from_store(event_store)
-        split = temporal_split(dataset, test_days=valid_days)
+        _, plan, validation = planned_folds(
+            before_report_window(dataset, valid_days), folds=folds, window_days=7.0
+        )
+        err.print(f"validating on {len(validation)} fold(s): {plan.reasons['validation']}", highlight=False)
         result = run_tune(
             spec.model,
             dataset,
@@ -325,7 +342,7 @@ def tune(
             sampler=sampler,  # type: ignore[arg-type]
             storage=storage,
             study_name=study,
-            fold=Fold(split.train, split.test),
+            folds=validation,
         )
         best_pipeline_toml(result, out)
     err.print(f"best {metric} = {result.best_value:.4f} after {len(result.trials)} trials; wrote {out}")

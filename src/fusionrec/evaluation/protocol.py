@@ -36,15 +36,19 @@ class EvaluationResult:
     fit_seconds: float
     predict_seconds: float
     params: dict[str, Any] = field(default_factory=dict)
+    fitted: dict[str, Any] = field(default_factory=dict)  # the model's `fit_report`
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "model": self.model,
             "metrics": {k: float(v) for k, v in self.metrics.items()},
             "fit_seconds": round(self.fit_seconds, 3),
             "predict_seconds": round(self.predict_seconds, 3),
             "params": self.params,
         }
+        if self.fitted:
+            out["fitted"] = self.fitted
+        return out
 
 
 def package_versions() -> dict[str, str]:
@@ -202,7 +206,7 @@ def evaluate_model(
     if model.predicts_ratings:
         metrics.update(_rating_metrics(model, split.test))
     predict_seconds = time.perf_counter() - started
-    return EvaluationResult(name, metrics, fit_seconds, predict_seconds, params)
+    return EvaluationResult(name, metrics, fit_seconds, predict_seconds, params, model.fit_report())
 
 
 def _evaluate_sessions(
@@ -214,7 +218,8 @@ def _evaluate_sessions(
     fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
     metrics = score_next_items(model, split.test, ks, train_popularity=split.train.item_popularity())
-    return EvaluationResult(name, metrics, fit_seconds, time.perf_counter() - started, params)
+    seconds = time.perf_counter() - started
+    return EvaluationResult(name, metrics, fit_seconds, seconds, params, model.fit_report())
 
 
 def score_next_items(

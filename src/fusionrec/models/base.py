@@ -113,6 +113,11 @@ class Recommender(ABC):
         self._fit(dataset)
         return self
 
+    def fit_report(self) -> dict[str, Any]:
+        """What fitting decided beyond the config (e.g. the pipeline a search chose), for result
+        files; empty for most models."""
+        return {}
+
     @property
     def is_fitted(self) -> bool:
         return hasattr(self, "n_items_")

@@ -40,6 +40,9 @@ from fusionrec.versions import GATE_METRIC, Candidate, SearchRecord, Trial
 log = logging.getLogger(__name__)
 
 SEARCH_SHARE = 0.8  # of the budget; the rest is left for the final fit on all the data
+# Where each stage must end, as shares of the search's time: the single sources may not eat the
+# time the fused ranker needs (screening stops taking new sources, confirmation new models).
+STAGE_ENDS = {"screen": 0.35, "confirm": 0.55, "fusion": 1.0}
 MIN_GAIN = 0.002  # a source joins the fusion when it lifts the metric by more than this share
 MAX_SOURCES = 6
 CONFIRMED_MODELS = 5  # screened models scored on every fold (at least; or half of them)
@@ -54,9 +57,9 @@ Progress = Callable[[str, int, int, str, float], None]
 
 
 def default_budget(n_events: int) -> float:
-    """Seconds for a search on ``n_events`` events: about a minute for 20k events, 20 minutes at
-    most (2M events and more)."""
-    return float(min(1200.0, max(45.0, 30.0 + n_events * 5.5e-4)))
+    """Seconds for a search on ``n_events`` events: 40 s for 20k events (the demo trains in about
+    a minute), growing a little slower than the data, 20 minutes from 2M events on."""
+    return float(min(1200.0, max(30.0, 40.0 * (max(n_events, 1) / 20_000) ** 0.74)))
 
 
 @dataclass(frozen=True)
@@ -92,17 +95,23 @@ class _Search:
     ) -> None:
         self.folds = folds
         self.plan = plan
+        self.started = time.perf_counter()
         self.deadline = deadline
+        self.stage_end = deadline
         self.progress = progress
         self.seed = seed
         self.trials: list[Trial] = []
 
     def seconds_left(self) -> float:
-        return self.deadline - time.perf_counter()
+        """Of the current stage's time (`begin`)."""
+        return self.stage_end - time.perf_counter()
+
+    def begin(self, stage: str) -> None:
+        self.stage_end = self.started + (self.deadline - self.started) * STAGE_ENDS[stage]
 
     def report(self, stage: str, done: int, total: int, what: str) -> None:
         if self.progress is not None:
-            self.progress(stage, done, total, what, max(self.seconds_left(), 0.0))
+            self.progress(stage, done, total, what, max(self.deadline - time.perf_counter(), 0.0))
 
     def run(
         self, stage: str, label: str, model: str, params: dict[str, Any], n_folds: int | None = None
@@ -160,6 +169,21 @@ class _Search:
         return trial
 
 
+def planned_folds(
+    dataset: Dataset, *, folds: int, window_days: float, seed: int = 0
+) -> tuple[DataProfile, Plan, list[ValidationFold]]:
+    """The data's profile, the plan it leads to, and the validation folds of that plan (the
+    window widened where too few users are active in it): what `select_pipeline` and
+    `fusionrec tune` validate on."""
+    profile = profile_dataset(dataset)
+    days = window_days_for(dataset, window_days, folds) if profile.real_clock else window_days
+    plan = plan_for(profile, window_days=days)
+    validation = validation_folds(
+        dataset, plan.shape, folds=folds, window_days=days, mask_seen=plan.exclude_seen, seed=seed
+    )
+    return profile, plan, validation
+
+
 def select_pipeline(
     dataset: Dataset,
     *,
@@ -175,16 +199,12 @@ def select_pipeline(
     portfolio to those sources."""
     started = time.perf_counter()
     budget = budget_seconds if budget_seconds is not None else default_budget(dataset.n_events)
-    profile = profile_dataset(dataset)
-    days = window_days_for(dataset, window_days, folds) if profile.real_clock else window_days
-    plan = plan_for(profile, window_days=days)
+    profile, plan, validation = planned_folds(dataset, folds=folds, window_days=window_days, seed=seed)
+    days = plan.window_days
     options, skipped = portfolio(profile, plan, budget_seconds=budget)
     if models is not None:
         skipped.update({o.model: "not among the models asked for" for o in options if o.model not in models})
         options = [o for o in options if o.model in models]
-    validation = validation_folds(
-        dataset, plan.shape, folds=folds, window_days=days, mask_seen=plan.exclude_seen, seed=seed
-    )
     search = _Search(validation, plan, started + budget * SEARCH_SHARE, progress, seed)
     log.info(
         "auto: %s folds of shape %s, %d sources to screen, budget %.0fs",
@@ -229,6 +249,7 @@ def _screen_and_confirm(
 ) -> list[Scored]:
     """Every setting of every source on the latest fold; then the best setting of the better
     models on every fold. The confirmed singles, best first."""
+    search.begin("screen")
     settings = [(option, params) for option in options for params in option.configs()]
     screened: dict[str, Scored] = {}
     for done, (option, params) in enumerate(settings):
@@ -246,6 +267,7 @@ def _screen_and_confirm(
     keep = ranked[: max(CONFIRMED_MODELS, math.ceil(len(ranked) / 2))]
     if len(search.folds) == 1:
         return keep
+    search.begin("confirm")
     confirmed = []
     for done, scored in enumerate(keep):
         search.report("confirm", done, len(keep), scored.trial.label)
@@ -266,6 +288,7 @@ def _forward_selection(search: _Search, singles: list[Scored], skipped: dict[str
     if len(singles) < 2:
         skipped["fusion"] = "fewer than two sources were confirmed on every fold"
         return []
+    search.begin("fusion")
     chosen, pool = list(singles[:2]), list(singles[2:])
     best = search.run("fusion", _fusion_label(chosen), "fusion", _fusion_params(search, chosen), n_folds=1)
     while pool and len(chosen) < MAX_SOURCES and search.seconds_left() > 0:

@@ -58,6 +58,26 @@ class AutoRecommender(Recommender):
         self.search_ = selection.record.model_dump(mode="json")
         self._chosen = create_model(selection.model, **selection.params).fit(dataset)
 
+    def fit_report(self) -> dict[str, Any]:
+        """The chosen pipeline and how the search came to it (the trials are in ``search_``)."""
+        search = self.search_
+        return {
+            "chosen": {"model": self.chosen_model_, "config": self.chosen_params_},
+            **{
+                key: search[key]
+                for key in ("plan", "reasons", "skipped", "budget_seconds", "seconds", "reason")
+            },
+            "trials": [
+                {
+                    "label": t["label"],
+                    "NDCG@20": t["metrics"].get("NDCG@20"),
+                    "folds": t["folds"],
+                    "seconds": t["seconds"],
+                }
+                for t in search["trials"]
+            ],
+        }
+
     @property
     def chosen(self) -> Recommender:
         """The fitted pipeline the search chose."""

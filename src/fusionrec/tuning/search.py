@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -56,6 +56,10 @@ class Fold:
     target: Dataset
     mask_seen: bool = True
 
+    def score(self, model: Recommender) -> dict[str, float]:
+        """The shared metrics of ``model``, fit on ``train``, on ``target``."""
+        return score_fitted(model, self)
+
 
 def validation_fold(data: Split | Dataset, holdout: HoldoutConfig | None = None, seed: int = 0) -> Fold:
     """The split's own validation part when it has one; else a holdout cut inside the training data.
@@ -87,6 +91,20 @@ def score_fitted(model: Recommender, fold: Fold, ks: Sequence[int] = (10, 20)) -
     seen = fold.train.matrix(binary=True)[users] if fold.mask_seen else None
     recs = rank(model, users, max(ks), exclude=seen)
     return evaluate_rankings(recs, truth_all[users], ks=ks)
+
+
+class ScoringFold(Protocol):
+    """What a trial is scored on: a training part and a way to score a model fit on it."""
+
+    @property
+    def train(self) -> Dataset: ...
+
+    def score(self, model: Recommender) -> dict[str, float]: ...
+
+
+def _mean_metrics(per_fold: list[dict[str, float]]) -> dict[str, float]:
+    names = [name for name in per_fold[0] if isinstance(per_fold[0][name], (int, float))]
+    return {name: float(np.mean([metrics[name] for metrics in per_fold])) for name in names}
 
 
 def set_path(params: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -147,20 +165,25 @@ def tune(
     seed: int = 0,
     holdout: HoldoutConfig | None = None,
     fold: Fold | None = None,
+    folds: Sequence[ScoringFold] | None = None,
 ) -> TuneResult:
-    """Search ``space`` for model ``name``; resumes the study ``study_name`` in ``storage`` if it exists."""
+    """Search ``space`` for model ``name``; resumes the study ``study_name`` in ``storage`` if it exists.
+
+    Each trial is scored on ``folds`` (metrics averaged), else on ``fold``, else on a validation
+    fold cut from ``data``.
+    """
     import optuna
 
     if not space:
         raise SearchError("the search space is empty")
     base = dict(base_params or {})
-    fold = fold or validation_fold(data, holdout, seed)
+    scoring: Sequence[ScoringFold] = folds or [fold or validation_fold(data, holdout, seed)]
 
     def objective(trial: optuna.Trial) -> float:
         params = base
         for path, spec in space.items():
             params = set_path(params, path, _suggest(trial, path, spec))
-        metrics = score_on_fold(name, params, fold)
+        metrics = _mean_metrics([f.score(create_model(name, **params).fit(f.train)) for f in scoring])
         if metric not in metrics:
             raise SearchError(f"metric {metric!r} not computed; have {sorted(metrics)}")
         for key, value in metrics.items():
