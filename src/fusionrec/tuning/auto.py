@@ -7,11 +7,14 @@
    (`fusionrec.tuning.portfolio`);
 2. **screen** every source setting on the latest fold, cheapest first, then **confirm** the best
    setting of the better half of the models on every fold (successive halving);
-3. **forward selection**: a fused ranker of the two best sources, then the source that adds the
-   most to it, while one does, on every fold;
-4. the ranker's own small grid, and the blend of the chosen sources;
+3. **forward selection** on the latest fold: a fused ranker of the two best sources, then the
+   source that adds the most to it, while one does; then the ranker's own small grid;
+4. the best fused ranker **confirmed** on every fold, and the blend of its sources;
 5. the **guardrail**: the best candidate on the mean of the folds ships, whether it is the fused
    ranker, the blend or a single source.
+
+Each stage has its share of the budget (`STAGE_ENDS`), so the single sources cannot eat the time
+the fused ranker needs.
 
 Every fused model of the search shares the sources it fits (`reuse_fitted_sources`), so adding a
 source to a pipeline costs that source's fits and the ranker, not every source again. Every trial is
@@ -35,6 +38,7 @@ from fusionrec.fusion.source_cache import fit_source, reuse_fitted_sources
 from fusionrec.models.registry import create_model
 from fusionrec.tuning.folds import ValidationFold, validation_folds, window_days_for
 from fusionrec.tuning.portfolio import Plan, SourceOption, plan_for, portfolio
+from fusionrec.tuning.search import SearchError
 from fusionrec.versions import GATE_METRIC, Candidate, SearchRecord, Trial
 
 log = logging.getLogger(__name__)
@@ -205,6 +209,8 @@ def select_pipeline(
     if models is not None:
         skipped.update({o.model: "not among the models asked for" for o in options if o.model not in models})
         options = [o for o in options if o.model in models]
+    if not options:
+        raise SearchError(f"no source to try on this data: {skipped}")
     search = _Search(validation, plan, started + budget * SEARCH_SHARE, progress, seed)
     log.info(
         "auto: %s folds of shape %s, %d sources to screen, budget %.0fs",
@@ -256,6 +262,11 @@ def _screen_and_confirm(
         search.report("screen", done, len(settings), option.model)
         if done and search.seconds_left() <= 0:  # the first (cheapest) is always scored
             skipped.setdefault(option.model, "the budget ran out before it was screened")
+            continue
+        if done and option.cost > 2 * search.seconds_left():
+            skipped.setdefault(
+                option.model, f"too slow to screen in the time left (about {option.cost:.0f}s on this data)"
+            )
             continue
         trial = search.run(
             "screen", _label(option, params), option.model, {"seed": search.seed, **params}, n_folds=1
