@@ -46,8 +46,9 @@ class LoadedVersion:
 
     @classmethod
     def of(cls, version: str, model: Recommender, manifest: VersionManifest) -> LoadedVersion:
-        item_ids = np.asarray(model.item_ids_).astype(str)
-        user_ids = np.asarray(model.user_ids_).astype(str)
+        # object arrays, as Recommender.fit builds them (older versions saved fixed-width ones)
+        item_ids = np.asarray(model.item_ids_, dtype=object)
+        user_ids = np.asarray(model.user_ids_, dtype=object)
         return cls(
             version,
             model,
