@@ -10,6 +10,12 @@ Layout::
 Versions are written to a temporary folder and renamed into place, so a crashed `train` never
 leaves a half-written version. Serving activates and rolls back versions by number; `load`
 verifies every checksum first and never unpickles anything.
+
+With a signing key the manifest is signed (HMAC-SHA256, `VersionManifest.signed`), so its
+checksums authenticate the files: an edited model whose sums were recomputed is refused, and so
+is an unsigned version. Without a key versions are accepted on their checksums alone. Either way
+only regular files inside the version folder that its manifest lists are ever opened: a version
+folder or file that is a link, and a file the manifest does not list, are refused.
 """
 
 from __future__ import annotations
@@ -40,8 +46,9 @@ MODEL_DIR = "model"
 class ModelRepository:
     """Versions of trained pipelines in one folder."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, signing_key: str | None = None) -> None:
         self.directory = Path(directory)
+        self.signing_key = signing_key or None
 
     def versions(self) -> list[str]:
         """Version names, oldest first (``v0001``, ``v0002`` ...)."""
@@ -86,6 +93,7 @@ class ModelRepository:
                 files=files,
                 **record,
             )
+            manifest = self._sign(manifest)
             manifest.write(staging)
             os.replace(staging, self.directory / version)
         except BaseException:
@@ -106,14 +114,41 @@ class ModelRepository:
         return read_manifests(self.directory)
 
     def verify(self, version: str) -> None:
-        """Raise `ArtifactError` unless every file matches the version's manifest."""
+        """Raise `ArtifactError` unless the manifest's signature holds (when a key is set), the
+        folder holds exactly the regular files it lists, and every file matches its checksum."""
         root = self._path(version)
-        for name, digest in self.manifest(version).files.items():
+        manifest = self.manifest(version)
+        self.check_signature(manifest)
+        if manifest.version != version:  # a signed manifest copied under another label
+            raise ArtifactError(f"{version}: its manifest is the manifest of {manifest.version}")
+        present = set(_regular_files(root, version))
+        unlisted = sorted(present - set(manifest.files) - {MANIFEST})
+        if unlisted:
+            raise ArtifactError(f"{version}: {unlisted[0]} is not listed in its {MANIFEST}")
+        for name, digest in manifest.files.items():
             path = root / name
-            if not path.is_file():
+            if name not in present:  # only names found inside the folder: no "../" escapes
                 raise ArtifactError(f"{version}: {name} is missing")
             if sha256_file(path) != digest:
                 raise ArtifactError(f"{version}: {name} does not match its checksum")
+
+    def check_signature(self, manifest: VersionManifest) -> None:
+        """With a signing key, refuse a manifest that is unsigned or signed with another key (or
+        edited after signing); without one, accept it."""
+        status = manifest.signature_status(self.signing_key)
+        if self.signing_key is not None and status != "verified":
+            raise ArtifactError(
+                f"{manifest.version}: its manifest is {status}, and a signing key is configured"
+                if status == "unsigned"
+                else f"{manifest.version}: its manifest's signature is {status} under the configured signing key"
+            )
+
+    def signature_status(self, manifest: VersionManifest) -> str:
+        """What ``GET /v1/models`` shows of a version's signature under this repository's key."""
+        return manifest.signature_status(self.signing_key)
+
+    def _sign(self, manifest: VersionManifest) -> VersionManifest:
+        return manifest.signed(self.signing_key) if self.signing_key is not None else manifest
 
     def load(self, version: str | None = None) -> Recommender:
         """The model of ``version`` (default: the latest), checksums verified first."""
@@ -124,9 +159,25 @@ class ModelRepository:
         return Recommender.load(self._path(version) / MODEL_DIR)
 
     def _path(self, version: str) -> Path:
+        """The folder of ``version``: a plain name, a real folder directly inside the repository."""
         if not VERSION_PATTERN.match(version):
             raise ArtifactError(f"{version!r} is not a version name (v0001, v0002, ...)")
         path = self.directory / version
         if not path.is_dir():
             raise ArtifactError(f"version {version} not found in {self.directory}; have {self.versions()}")
+        if path.is_symlink() or path.resolve().parent != self.directory.resolve():
+            raise ArtifactError(f"version {version} is a link out of the model repository")
         return path
+
+
+def _regular_files(root: Path, version: str) -> list[str]:
+    """Every file under ``root`` (relative paths); a link anywhere in it is an `ArtifactError`:
+    following one would open a file the manifest's checksums never covered."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if path.is_symlink():
+                raise ArtifactError(f"{version}: {path.relative_to(root)} is a link")
+        found += [str((Path(folder) / name).relative_to(root)) for name in files]
+    return found

@@ -97,8 +97,9 @@ class VersionRegistry:
         prepare: Callable[[LoadedVersion], None] | None = None,
         on_swap: Callable[[LoadedVersion], None] | None = None,
         keep_loaded: int = 3,
+        signing_key: str | None = None,
     ) -> None:
-        self.repository = ModelRepository(directory)
+        self.repository = ModelRepository(directory, signing_key=signing_key)
         self.metric = metric
         self.tolerance = tolerance
         self.gate_users = gate_users
@@ -123,7 +124,8 @@ class VersionRegistry:
             except ArtifactError as error:
                 out.append({"version": version, "error": str(error), "active": False})
                 continue
-            out.append({**manifest.summary(), "active": version == active})
+            signature = self.repository.signature_status(manifest)
+            out.append({**manifest.summary(), "signature": signature, "active": version == active})
         return out
 
     def load(self, version: str) -> LoadedVersion:

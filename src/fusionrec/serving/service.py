@@ -83,6 +83,7 @@ class Service:
             gate_users=settings.gate_users,
             prepare=lambda loaded: self.preparation.prepare(loaded),
             on_swap=lambda loaded: self.preparation.on_swap(loaded),
+            signing_key=settings.signing_key.get_secret_value() if settings.signing_key else None,
         )
         self.preparation = VersionPreparation(
             settings,
