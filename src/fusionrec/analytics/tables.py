@@ -128,11 +128,6 @@ def exposures_table(rows: pd.DataFrame | pa.Table | Iterable[Mapping[str, Any]])
     return pa.Table.from_pydict(columns, schema=EXPOSURE_SCHEMA)
 
 
-def delete_exposures(store: EventStore, user_id: str) -> int:
-    """Delete the exposures logged for ``user_id`` (erasure); returns how many rows went."""
-    return max(store.execute("DELETE FROM exposures WHERE user_id = :u", {"u": str(user_id)}), 0)
-
-
 def log_exposures(
     store: EventStore, rows: pd.DataFrame | pa.Table | Iterable[Mapping[str, Any]], *, create: bool = True
 ) -> int:

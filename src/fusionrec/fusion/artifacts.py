@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fusionrec.models.base import Recommender, sha256_file
+from fusionrec.models.base import CONFIG_FILE, Recommender, sha256_file
+from fusionrec.models.erasure import erase_user_from_saved, rehash
 from fusionrec.versions import (
     MANIFEST,
     VERSION_PATTERN,
@@ -101,6 +102,42 @@ class ModelRepository:
             raise
         return manifest
 
+    def erase_user(self, user_id: str) -> dict[str, str]:
+        """Remove ``user_id`` from every version's files (`fusionrec.models.erasure`; rows of
+        Parquet batch outputs too), re-hashed and signed again, so that no rollback brings the
+        user back; per version: "erased", "absent", or "skipped: <why>" (a version that fails
+        verification is never signed again)."""
+        outcome = {}
+        for version in self.versions():
+            try:
+                outcome[version] = self._erase_user_from(version, user_id)
+            except (ArtifactError, OSError, ValueError, KeyError) as error:
+                outcome[version] = f"skipped: {error}"
+        return outcome
+
+    def _erase_user_from(self, version: str, user_id: str) -> str:
+        self.verify(version)
+        manifest = self.manifest(version)
+        if manifest.signature is not None and self.signing_key is None:
+            raise ArtifactError(f"{version} is signed, and no signing key is configured to sign it again")
+        root = self._path(version)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.directory))
+        try:
+            shutil.copytree(root, staging, dirs_exist_ok=True)
+            if not _erase_user_from_files(staging, user_id):
+                shutil.rmtree(staging)
+                return "absent"
+            files = {name: sha256_file(staging / name) for name in manifest.files}
+            self._sign(manifest.model_copy(update={"files": files, "signature": None})).write(staging)
+            # Swap: the old folder renamed away first (a reader sees one version or the other).
+            old = root.rename(self.directory / f".erasing-{version}")
+            os.replace(staging, root)
+            shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return "erased"
+
     def remove(self, version: str) -> None:
         """Delete a version folder (renamed away first, so no reader sees it half deleted)."""
         doomed = self._path(version).rename(self.directory / f".removing-{version}")
@@ -168,6 +205,34 @@ class ModelRepository:
         if path.is_symlink() or path.resolve().parent != self.directory.resolve():
             raise ArtifactError(f"version {version} is a link out of the model repository")
         return path
+
+
+def _erase_user_from_files(root: Path, user_id: str) -> bool:
+    """Remove ``user_id`` from every saved model under ``root`` and from the rows of its Parquet
+    files; whether anything changed. Models are re-hashed deepest first, since a fused model's
+    manifest lists its sources' files."""
+    model_dirs = sorted((p.parent for p in root.rglob(CONFIG_FILE)), key=lambda p: -len(p.parts))
+    changed = [erase_user_from_saved(folder, user_id) for folder in model_dirs]
+    changed += [_drop_user_rows(path, user_id) for path in sorted(root.rglob("*.parquet"))]
+    if any(changed):
+        for folder in model_dirs:
+            rehash(folder)
+    return any(changed)
+
+
+def _drop_user_rows(path: Path, user_id: str) -> bool:
+    """Rewrite a Parquet file without ``user_id``'s rows (a batch output); whether it had any."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if "user_id" not in pq.read_schema(path).names:
+        return False
+    table = pq.read_table(path)
+    theirs = pc.fill_null(pc.equal(table.column("user_id"), user_id), False)
+    if not pc.any(theirs).as_py():
+        return False
+    pq.write_table(table.filter(pc.invert(theirs)), path)
+    return True
 
 
 def _regular_files(root: Path, version: str) -> list[str]:

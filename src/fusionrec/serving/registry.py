@@ -247,6 +247,15 @@ class VersionRegistry:
                     return report
             raise RegistryError("no earlier version to roll back to")
 
+    def erase_user(self, user_id: str) -> dict[str, str]:
+        """Erasure: ``user_id`` out of every saved version's files (`ModelRepository.erase_user`)
+        and out of the id lookups of the versions loaded in memory; the outcome per version."""
+        with self._lock:
+            loaded = [*self._loaded.values(), *([self._active] if self._active else [])]
+            for version in loaded:  # their precomputed lists are reached through this lookup only
+                version.user_index.pop(user_id, None)
+            return self.repository.erase_user(user_id)
+
     def get(self, version: str | None) -> LoadedVersion | None:
         """The active version, or ``version`` (an experiment arm's) loaded on demand."""
         active = self._active
