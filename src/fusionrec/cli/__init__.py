@@ -5,7 +5,7 @@
     evaluate.py  evaluate
     serve.py     serve, consume
     report.py    report
-    users.py     erase, export
+    users.py     erase, export, retention
     demo.py      demo (generate, ingest, train, serve)
 
 Every command that reports takes ``--json PATH`` (``-`` for standard output) and writes one JSON
@@ -69,5 +69,6 @@ for command in (
     report.report,
     users.erase,
     users.export,
+    users.retention,
 ):
     app.command()(command)

@@ -1,4 +1,5 @@
-"""User data commands: `erase` a user from a store, `export` everything stored about one."""
+"""User data commands: `erase` a user from a store, `export` everything stored about one, and
+`retention`, which deletes everyone's data older than the configured number of days."""
 
 from __future__ import annotations
 
@@ -78,4 +79,40 @@ def export(
 
     with user_errors(), open_existing_store(store) as event_store:
         result = export_user(event_store, user)
+    emit_json(result, json_path)
+
+
+def retention(
+    store: StoreOption = None,
+    days: Annotated[
+        float | None,
+        typer.Option("--days", help="Delete what is older than this many days (> 0)."),
+    ] = None,
+    json_path: JsonOption = None,
+) -> None:
+    """Delete events, rejected rows and exposures older than --days (default: fusionrec.toml's
+    \\[store] retention_days); run it daily, e.g. from cron.
+
+    Example: `fusionrec retention --store duckdb:///shop.duckdb --days 365`
+    """
+    from fusionrec.cli.common import UserError, project
+    from fusionrec.serving.erasure import apply_retention
+
+    with user_errors():
+        days = days if days is not None else project().store.retention_days
+        if days is None:
+            raise UserError(
+                "no retention period: pass --days N or set [store] retention_days in fusionrec.toml"
+            )
+        if days <= 0:  # 0 would delete everything
+            raise UserError(f"--days must be more than 0, got {days:g}")
+        with open_existing_store(store) as event_store:
+            result: dict[str, Any] = {"days": days, "deleted": apply_retention(event_store, days)}
+    deleted = result["deleted"]
+    err.print(
+        f"deleted what is older than {days:g} days: {deleted['events']:,} events, "
+        f"{deleted['quarantine']:,} rejected rows, {deleted['exposures']:,} exposures",
+        highlight=False,
+        markup=False,
+    )
     emit_json(result, json_path)

@@ -1,4 +1,5 @@
-"""One user's data: erased everywhere it is stored, or exported as JSON.
+"""One user's data: erased everywhere it is stored, or exported as JSON; and retention, which
+deletes everyone's data older than a number of days.
 
 Shared by ``DELETE /v1/users/{id}`` (which also purges the service's online state and caches) and
 the `fusionrec erase` / `fusionrec export` commands. What is stored about a user: their events and
@@ -9,6 +10,7 @@ rows (``quarantine``), the answers shown to them (``exposures``) and Spark's pre
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fusionrec.analytics.engine import table_exists
@@ -61,7 +63,7 @@ def _user_or_sessions(sessions: list[str]) -> str:
     return f"(user_id = :u OR session_id IN ({', '.join(f':s{i}' for i in range(len(sessions)))}))"
 
 
-def _delete_where(store: EventStore, table: str, condition: str, params: dict[str, str]) -> int:
+def _delete_where(store: EventStore, table: str, condition: str, params: dict[str, Any]) -> int:
     if not table_exists(store, table):
         return 0
     return max(store.execute(f"DELETE FROM {table} WHERE {condition}", params), 0)
@@ -74,3 +76,12 @@ def _rows(
         return []
     order_by = f" ORDER BY {order}" if order else ""
     return store.query_arrow(f"SELECT * FROM {table} WHERE {condition}{order_by}", params).to_pylist()
+
+
+def apply_retention(store: EventStore, days: float, now: datetime | None = None) -> dict[str, int]:
+    """Delete events, rejected rows and exposures older than ``days`` (before ``now`` - days);
+    the rows deleted per table."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    deleted = store.delete_older_than(cutoff)
+    deleted["exposures"] = _delete_where(store, EXPOSURES, '"timestamp" < :cutoff', {"cutoff": cutoff})
+    return deleted

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, ClassVar
 
@@ -238,6 +239,15 @@ class EventStore(ABC):
             self._execute("DELETE FROM quarantine WHERE user_id = :u", params)
             self._execute("DELETE FROM session_links WHERE user_id = :u", params)
         return max(deleted, 0)
+
+    def delete_older_than(self, cutoff: datetime) -> dict[str, int]:
+        """Retention: delete events that happened, and rejected rows quarantined, before ``cutoff``
+        (an aware datetime); the rows deleted per table."""
+        params = {"cutoff": cutoff}
+        with self._lock, self._transaction():
+            events = self._execute('DELETE FROM events WHERE "timestamp" < :cutoff', params)
+            quarantine = self._execute("DELETE FROM quarantine WHERE quarantined_at < :cutoff", params)
+        return {"events": max(events, 0), "quarantine": max(quarantine, 0)}
 
     def linked_sessions(self, user_id: str) -> list[str]:
         """The sessions ``user_id`` signed in on (`link_session`), oldest first."""
