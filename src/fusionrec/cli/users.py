@@ -86,7 +86,11 @@ def retention(
     store: StoreOption = None,
     days: Annotated[
         float | None,
-        typer.Option("--days", help="Delete what is older than this many days (> 0)."),
+        typer.Option(
+            "--days",
+            help="Delete what is older than this many days (> 0).",
+            show_default="fusionrec.toml's [store] retention_days",
+        ),
     ] = None,
     json_path: JsonOption = None,
 ) -> None:
