@@ -277,8 +277,10 @@ class Recommender(ABC):
                         key + "__shape": np.asarray(csr.shape),
                     }
                 )
-            elif isinstance(value, np.ndarray) and value.dtype == object:
+            elif isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 1:
                 arrays[key + "__utf8"], arrays[key + "__offsets"] = pack_strings(value)
+            elif isinstance(value, np.ndarray) and value.dtype == object:  # no model keeps one
+                arrays[key] = value.astype(str)
             elif isinstance(value, np.ndarray):
                 arrays[key] = value
             elif isinstance(value, (int, float, str, bool, list, dict)) or value is None:
@@ -335,9 +337,10 @@ class Recommender(ABC):
 
 
 def pack_strings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Strings as one UTF-8 byte buffer and ``len + 1`` offsets (Arrow's layout), savable without
-    pickle and without the fixed-width unicode array whose every cell is as wide as the longest."""
-    encoded = [str(value).encode() for value in values.ravel()]
+    """A 1-d array's strings as one UTF-8 byte buffer and ``len + 1`` offsets (Arrow's layout):
+    savable without pickle, and without the fixed-width unicode array whose every cell is as wide
+    as the longest string."""
+    encoded = [str(value).encode() for value in values]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
     np.cumsum([len(chunk) for chunk in encoded], out=offsets[1:])
     return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
