@@ -67,6 +67,15 @@ class Evaluation(_Record):
     reason: str = ""
 
 
+class SampleAnswers(_Record):
+    """The top-``k`` item ids of a few users, recorded when the version was written: activation
+    computes them again, so a model whose files were edited (checksums recomputed) or that loads
+    differently from how it trained is refused."""
+
+    k: int
+    answers: dict[str, list[str]]
+
+
 class VersionManifest(_Record):
     """``manifest.json`` of a version folder."""
 
@@ -81,6 +90,7 @@ class VersionManifest(_Record):
     timings: dict[str, float] = Field(default_factory=dict)
     batch_jobs: dict[str, Any] | None = None
     files: dict[str, str] = Field(default_factory=dict, description="relative path -> sha256")
+    sample_answers: SampleAnswers | None = None
     signature: str | None = Field(
         None, description="HMAC-SHA256 (hex) of the rest of the manifest, when a signing key was set"
     )

@@ -1,5 +1,5 @@
 """Authenticated artefacts (issue 24, finding 5): a signed manifest, verified at activation; files
-opened only inside the version folder.
+opened only inside the version folder; a scoring smoke test against answers recorded at training.
 
 Before: a model edited with its sha256 sums recomputed was served, and a version folder or file
 linked out of the models folder was activated.
@@ -85,6 +85,23 @@ def test_an_edited_model_with_recomputed_checksums_is_refused_with_a_key(
         assert refused.status_code == 404 and "signature is invalid" in refused.json()["detail"]
         signatures = {v["version"]: v["signature"] for v in client.get("/v1/models").json()["versions"]}
     assert signatures == {"v0001": "verified", "v0002": "invalid"}
+
+
+def test_a_model_edited_behind_its_checksums_gives_other_answers_and_is_refused_without_a_key(
+    models_dir: Path, store_url: str, tmp_path: Path
+) -> None:
+    models = copy_of(models_dir, tmp_path)
+    assert ModelRepository(models).manifest("v0002").sample_answers.answers  # recorded at training
+    zero_weights_and_rehash(models / "v0002")
+    ModelRepository(models).verify("v0002")  # the checksums hold, and no key is configured
+    with TestClient(create_app(make_settings(store_url, models))) as client:
+        assert client.get("/readyz").json()["model_version"] == "v0001"  # v0002 failed at start-up
+        refused = client.post("/v1/models/v0002/activate")
+        assert refused.status_code == 409
+        assert "answers agree" in refused.json()["detail"]["checks"]["answers"]
+    with TestClient(create_app(make_settings(store_url, models_dir))) as client:  # the intact copy
+        report = client.post("/v1/models/v0001/activate", params={"force": True}).json()
+        assert report["checks"]["answers"].startswith("ok (16 users answer 100%")
 
 
 def test_unsigned_versions_are_refused_with_a_key_and_flagged_without(

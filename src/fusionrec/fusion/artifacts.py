@@ -28,12 +28,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fusionrec.models.base import CONFIG_FILE, Recommender, sha256_file
 from fusionrec.models.erasure import erase_user_from_saved, rehash
 from fusionrec.versions import (
     MANIFEST,
     VERSION_PATTERN,
     ArtifactError,
+    SampleAnswers,
     VersionManifest,
     read_manifests,
     version_names,
@@ -42,6 +45,8 @@ from fusionrec.versions import (
 __all__ = ["MANIFEST", "MODEL_DIR", "ArtifactError", "ModelRepository", "VersionManifest"]
 
 MODEL_DIR = "model"
+SAMPLE_USERS = 16  # users whose answers a version records, spread over its user index
+SAMPLE_K = 10
 
 
 class ModelRepository:
@@ -92,6 +97,7 @@ class ModelRepository:
                 model=model.name,
                 created_at=datetime.now(UTC),
                 files=files,
+                sample_answers=SampleAnswers(k=SAMPLE_K, answers=sample_answers(model)),
                 **record,
             )
             manifest = self._sign(manifest)
@@ -205,6 +211,36 @@ class ModelRepository:
         if path.is_symlink() or path.resolve().parent != self.directory.resolve():
             raise ArtifactError(f"version {version} is a link out of the model repository")
         return path
+
+
+def sample_answers(
+    model: Recommender, user_ids: list[str] | None = None, k: int = SAMPLE_K
+) -> dict[str, list[str]]:
+    """Top-``k`` item ids of ``user_ids`` (default: `SAMPLE_USERS` spread over the model's users);
+    users the model does not know (an erased one) are left out."""
+    ids = np.asarray(model.user_ids_, dtype=object)
+    if user_ids is None:
+        picks = np.unique(np.linspace(0, len(ids) - 1, min(SAMPLE_USERS, len(ids))).astype(np.int64))
+    else:
+        lookup = {user: row for row, user in enumerate(ids.tolist())}
+        picks = np.asarray([lookup[user] for user in user_ids if user in lookup], dtype=np.int64)
+    if not len(picks):
+        return {}
+    items, _ = model.recommend(picks, k)
+    return {
+        str(ids[user]): [str(model.item_ids_[i]) for i in row if i >= 0]
+        for user, row in zip(picks.tolist(), items, strict=True)
+    }
+
+
+def answer_agreement(recorded: dict[str, list[str]], now: dict[str, list[str]]) -> float | None:
+    """Mean share of each user's recorded items found again (order aside: near-ties may swap);
+    None when no user is in both."""
+    shared = [user for user in recorded if user in now]
+    if not shared:
+        return None
+    shares = [len(set(recorded[u]) & set(now[u])) / max(len(recorded[u]), 1) for u in shared]
+    return float(np.mean(shares))
 
 
 def _erase_user_from_files(root: Path, user_id: str) -> bool:

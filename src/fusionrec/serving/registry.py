@@ -1,8 +1,10 @@
 """The serving side of the model repository: active version, validation gate, atomic swap, rollback.
 
 Versions live in a `fusionrec.fusion.artifacts.ModelRepository` (``fusionrec train --out DIR``).
-A version becomes active only after the gate: it loads (checksums verified), scores a sample of
-users without NaN, and its offline metric is within a tolerance of its reference version's, both
+A version becomes active only after the gate: it loads (checksums, and the signature when a
+signing key is set, verified), scores a sample of users without NaN, gives the sample users the
+answers its manifest recorded at training (at least `MIN_AGREEMENT` of their items), and its
+offline metric is within a tolerance of its reference version's, both
 scored on the same validation window when it was trained (`fusionrec.versions`). The swap
 replaces one reference: each request reads it once and keeps that version to the end, so no
 request sees half a swap and none is dropped.
@@ -20,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from fusionrec.fusion.artifacts import ArtifactError, ModelRepository
+from fusionrec.fusion.artifacts import ArtifactError, ModelRepository, answer_agreement, sample_answers
 from fusionrec.models.base import Recommender
 from fusionrec.versions import GATE_METRIC, GATE_TOLERANCE, VersionManifest, compare_for_activation
 
 logger = logging.getLogger(__name__)
+MIN_AGREEMENT = 0.8  # share of the sample users' recorded items the loaded model must give again
 
 
 class RegistryError(RuntimeError):
@@ -77,6 +80,27 @@ class GateReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "passed": self.passed, "checks": self.checks}
+
+
+def _check_answers(candidate: LoadedVersion) -> tuple[str, bool]:
+    """The scoring smoke test: the sample users' answers against those the manifest recorded."""
+    recorded = candidate.manifest.sample_answers
+    if recorded is None or not recorded.answers:
+        return "skipped (no answers recorded)", True
+    try:
+        now = sample_answers(candidate.model, list(recorded.answers), recorded.k)
+    except Exception as error:  # any failure to answer is a failed gate, reported by name
+        return f"answering failed: {type(error).__name__}: {error}", False
+    agreement = answer_agreement(recorded.answers, now)
+    if agreement is None:
+        return "skipped (none of the sample users is known)", True
+    if agreement < MIN_AGREEMENT:
+        return (
+            f"the sample users' answers agree {agreement:.0%} with those recorded at training "
+            f"(< {MIN_AGREEMENT:.0%}): the model's files do not answer as the trained model did",
+            False,
+        )
+    return f"ok ({len(now)} users answer {agreement:.0%} as at training)", True
 
 
 class VersionRegistry:
@@ -170,6 +194,8 @@ class VersionRegistry:
         except Exception as error:  # any failure to score is a failed gate, reported by name
             checks["scores"] = f"scoring failed: {type(error).__name__}: {error}"
             passed = False
+        checks["answers"], answers_ok = _check_answers(candidate)
+        passed = passed and answers_ok
         if not compare:
             checks["metric"] = "skipped"
         else:
