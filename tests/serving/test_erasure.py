@@ -219,10 +219,19 @@ def test_erase_command_rewrites_the_model_repository(
         o.startswith("skipped:") and "signing key" in o
         for o in json.loads(unsigned.stdout)["model_versions"].values()
     )
-    result = CliRunner().invoke(cli, args, env={"FUSIONREC_SERVING_SIGNING_KEY": KEY})
+    env = {"FUSIONREC_SERVING_SIGNING_KEY": KEY}
+    result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.stdout)["model_versions"].values()) == {"erased"}
     repo = ModelRepository(models, signing_key=KEY)
     for version in repo.versions():
         repo.verify(version)
         assert all(known_user not in ids for ids in saved_user_ids(models / version))
+    # A user whose answers the manifests recorded for the smoke test leaves them too.
+    sampled = next(iter(repo.manifest("v0001").sample_answers.answers))
+    again = CliRunner().invoke(cli, ["erase", sampled, "--store", url, "--models", str(models)], env=env)
+    assert again.exit_code == 0, again.output
+    for version in repo.versions():
+        repo.verify(version)
+        assert sampled not in repo.manifest(version).sample_answers.answers
+        assert all(sampled not in ids for ids in saved_user_ids(models / version))

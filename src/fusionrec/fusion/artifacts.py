@@ -134,7 +134,8 @@ class ModelRepository:
                 shutil.rmtree(staging)
                 return "absent"
             files = {name: sha256_file(staging / name) for name in manifest.files}
-            self._sign(manifest.model_copy(update={"files": files, "signature": None})).write(staging)
+            update = {"files": files, "signature": None, "sample_answers": _without(manifest, user_id)}
+            self._sign(manifest.model_copy(update=update)).write(staging)
             # Swap: the old folder renamed away first (a reader sees one version or the other).
             old = root.rename(self.directory / f".erasing-{version}")
             os.replace(staging, root)
@@ -241,6 +242,16 @@ def answer_agreement(recorded: dict[str, list[str]], now: dict[str, list[str]]) 
         return None
     shares = [len(set(recorded[u]) & set(now[u])) / max(len(recorded[u]), 1) for u in shared]
     return float(np.mean(shares))
+
+
+def _without(manifest: VersionManifest, user_id: str) -> SampleAnswers | None:
+    """The manifest's recorded answers without ``user_id``'s (the smoke test skips them anyway)."""
+    recorded = manifest.sample_answers
+    if recorded is None:
+        return None
+    return recorded.model_copy(
+        update={"answers": {u: a for u, a in recorded.answers.items() if u != user_id}}
+    )
 
 
 def _erase_user_from_files(root: Path, user_id: str) -> bool:
