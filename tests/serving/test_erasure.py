@@ -118,6 +118,36 @@ def test_one_erase_call_removes_every_trace_and_later_writes_are_refused(
         assert export_user(store, "someone-else")["recommendations_batch"]
 
 
+def test_a_user_erased_through_another_process_gets_no_exposure_and_no_link(
+    backend: tuple[str, dict], models_dir: Path, known_user: str
+) -> None:
+    """With several workers only the one asked learns of an erasure in memory: the store itself
+    refuses the others' writes for the id (exposures, session links, events)."""
+    from fusionrec.serving.erasure import erase_stored
+
+    url, extra = backend
+    with TestClient(create_app(make_settings(url, models_dir, **extra))) as client:
+        svc = client.app.state.service
+        erase_stored(svc.store, known_user)  # as another worker, or `fusionrec erase`, would
+        assert not svc.is_erased(known_user)  # this process has not heard of it
+        client.get("/v1/recommendations", params={"user_id": known_user, "k": 5})
+        svc.flush_exposures()
+        assert (
+            client.post("/v1/identify", json={"session_id": SESSION, "user_id": known_user}).status_code
+            == 200
+        )
+        guest = {
+            "session_id": SESSION,
+            "user_id": known_user,
+            "item_id": "i1",
+            "event_type": "view",
+            "timestamp": T,
+        }
+        assert client.post("/v1/events", json=guest).json()["erased_skipped"] == 1
+    after = traces(url, known_user)
+    assert after["exposures"] == [] and after["sessions"] == [] and after["events"] == []
+
+
 def test_export_and_erase_commands(backend: tuple[str, dict], known_user: str, tmp_path: Path) -> None:
     url, _ = backend
     with open_store(url) as store:

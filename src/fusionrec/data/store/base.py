@@ -262,8 +262,11 @@ class EventStore(ABC):
     def link_session(self, session_id: str, user_id: str) -> int:
         """Give the anonymous events of ``session_id`` to ``user_id`` (a guest who signed in), so
         the next training sees them as the user's, and remember the link (erasure follows it to
-        the session's later guest events); returns the number of events linked."""
+        the session's later guest events); returns the number of events linked. An erased user
+        is never linked (whichever service process was asked)."""
         params = {"u": str(user_id), "s": str(session_id)}
+        if self.is_erased(user_id):
+            return 0
         with self._lock, self._transaction():
             self._execute(
                 "INSERT INTO session_links (session_id, user_id) VALUES (:s, :u) "
@@ -295,12 +298,23 @@ class EventStore(ABC):
         return set(table.column(0).to_pylist())
 
     def is_erased(self, user_id: str) -> bool:
-        with self._lock:
-            return bool(
-                self._scalar(
-                    "SELECT count(*) FROM erased_ids WHERE user_sha256 = :h", {"h": id_sha256(user_id)}
+        return bool(self.erased_among([user_id]))
+
+    def erased_among(self, user_ids: Iterable[str | None]) -> set[str]:
+        """Which of ``user_ids`` were erased (looked up by their SHA-256, a thousand at a time)."""
+        by_hash = {id_sha256(user): user for user in set(user_ids) if user is not None}
+        hashes, found = list(by_hash), set()
+        for start in range(0, len(hashes), 1000):
+            chunk = {f"h{i}": h for i, h in enumerate(hashes[start : start + 1000])}
+            marks = ", ".join(f":{name}" for name in chunk)
+            with self._lock:
+                table = self._read(
+                    f"SELECT user_sha256 FROM erased_ids WHERE user_sha256 IN ({marks})",
+                    pa.schema([("user_sha256", pa.string())]),
+                    chunk,
                 )
-            )
+            found.update(by_hash[h] for h in table.column(0).to_pylist())
+        return found
 
     def flag_bots(self, max_events_per_minute: int = 30) -> int:
         """Mark users (or anonymous sessions) above ``max_events_per_minute`` as bots; return events flagged.
