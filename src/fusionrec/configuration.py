@@ -39,6 +39,9 @@ class StoreSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = DEFAULT_STORE_URL
+    # Events (and rejected rows, exposures) older than this many days are deleted by
+    # `fusionrec retention`; None = kept for ever.
+    retention_days: float | None = Field(None, gt=0)
 
 
 class ProjectConfig(BaseModel):

@@ -9,11 +9,13 @@ metrics of versions trained on different data windows are not comparable.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -21,6 +23,7 @@ MANIFEST = "manifest.json"
 VERSION_PATTERN = re.compile(r"^v(\d{4,})$")
 GATE_METRIC = "NDCG@20"
 GATE_TOLERANCE = 0.05  # a new version may score at most this share below its reference
+SignatureStatus = Literal["verified", "unsigned", "invalid", "not verified (no signing key)"]
 
 
 class ArtifactError(RuntimeError):
@@ -98,6 +101,15 @@ class Evaluation(_Record):
     reason: str = ""
 
 
+class SampleAnswers(_Record):
+    """The top-``k`` item ids of a few users, recorded when the version was written: activation
+    computes them again, so a model whose files were edited (checksums recomputed) or that loads
+    differently from how it trained is refused."""
+
+    k: int
+    answers: dict[str, list[str]]
+
+
 class VersionManifest(_Record):
     """``manifest.json`` of a version folder."""
 
@@ -113,6 +125,10 @@ class VersionManifest(_Record):
     timings: dict[str, float] = Field(default_factory=dict)
     batch_jobs: dict[str, Any] | None = None
     files: dict[str, str] = Field(default_factory=dict, description="relative path -> sha256")
+    sample_answers: SampleAnswers | None = None
+    signature: str | None = Field(
+        None, description="HMAC-SHA256 (hex) of the rest of the manifest, when a signing key was set"
+    )
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -138,6 +154,24 @@ class VersionManifest(_Record):
             "reason": evaluation.reason if evaluation else None,
             "leaderboard": [c.model_dump() for c in evaluation.leaderboard] if evaluation else [],
         }
+
+    def signed(self, key: str) -> VersionManifest:
+        """This manifest with its signature: the checksums it holds then authenticate every file."""
+        return self.model_copy(update={"signature": self._mac(key)})
+
+    def signature_status(self, key: str | None) -> SignatureStatus:
+        """What the signature says under ``key``; without a key nothing can be verified."""
+        if key is None:
+            return "unsigned" if self.signature is None else "not verified (no signing key)"
+        if self.signature is None:
+            return "unsigned"
+        return "verified" if hmac.compare_digest(self.signature, self._mac(key)) else "invalid"
+
+    def _mac(self, key: str) -> str:
+        # Canonical JSON of every field but the signature: stable across a write and a read.
+        body = self.model_dump(mode="json", exclude={"signature"})
+        payload = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        return hmac.new(key.encode(), payload, hashlib.sha256).hexdigest()
 
     @classmethod
     def read(cls, folder: Path) -> VersionManifest:

@@ -31,7 +31,7 @@ def events(rows: list[tuple]) -> pa.Table:
 
 
 def test_new_store_has_every_table_and_the_schema_version(store: EventStore) -> None:
-    assert store.schema_version == SCHEMA_VERSION == 1
+    assert store.schema_version == SCHEMA_VERSION == 2
     assert store.counts() == {
         "events": 0,
         "bot_events": 0,
@@ -152,7 +152,46 @@ def test_erasing_a_user_deletes_their_data_and_drops_their_later_events(store: E
         events([("a", "u1", "i1", "view", 0), ("d", "u1", "i3", "view", 9), ("e", "u3", "i1", "view", 3)])
     )
     assert (result.stored, result.erased_skipped, result.duplicates) == (1, 2, 0)
-    assert store.erased_users() == ["u1"]
+    assert store.is_erased("u1") and not store.is_erased("u2")
+
+
+def test_erasure_follows_linked_sessions_to_guest_events_sent_after_the_sign_in(store: EventStore) -> None:
+    store.insert_events(events([("a", None, "i1", "view", 0), ("b", "u2", "i1", "view", 1)]))
+    assert store.link_session("s1", "u1") == 0  # no session column in these rows: nothing moved yet
+    later = events([("c", None, "i2", "view", 2), ("d", None, "i3", "view", 3)])
+    later = later.append_column("session_id", pa.array(["s1", "s2"]))  # s1 after identify, s2 a stranger
+    store.insert_events(later)
+    assert store.linked_sessions("u1") == ["s1"]
+    assert store.erase_user("u1") == 1  # the guest event of the linked session
+    assert sorted(store.events_arrow().column("event_id").to_pylist()) == ["a", "b", "d"]
+    assert store.linked_sessions("u1") == []
+
+
+def test_erased_ids_are_kept_only_as_their_sha256(store: EventStore) -> None:
+    import hashlib
+
+    store.erase_user("secret-user")
+    kept = store.query_arrow("SELECT * FROM erased_ids").to_pylist()
+    assert [row["user_sha256"] for row in kept] == [hashlib.sha256(b"secret-user").hexdigest()]
+    assert "secret-user" not in repr(kept)
+
+
+def test_a_version_1_store_is_migrated_to_hashed_erased_ids(store_url: str) -> None:
+    import hashlib
+
+    from fusionrec.analytics.engine import table_exists
+
+    with open_store(store_url) as opened:  # back to schema 1: the raw id in erased_users
+        opened.execute("DROP TABLE erased_ids")
+        opened.execute("CREATE TABLE erased_users (user_id TEXT PRIMARY KEY, erased_at TIMESTAMPTZ)")
+        opened.execute("INSERT INTO erased_users (user_id) VALUES ('old-user')")
+        opened.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with open_store(store_url) as migrated:
+        assert migrated.schema_version == SCHEMA_VERSION
+        assert migrated.erased_hashes() == {hashlib.sha256(b"old-user").hexdigest()}
+        assert migrated.is_erased("old-user")
+        assert migrated.write_batch(events([("a", "old-user", "i1", "view", 0)])).erased_skipped == 1
+        assert not table_exists(migrated, "erased_users")  # the raw ids are gone
 
 
 def test_flag_bots_marks_inhuman_rates_and_training_reads_exclude_them(store: EventStore) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ def shop() -> tuple[pa.Table, pa.Table]:
 
 
 @pytest.fixture(scope="session")
-def models_dir(shop: tuple[pa.Table, pa.Table], tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_models(shop: tuple[pa.Table, pa.Table], tmp_path_factory: pytest.TempPathFactory) -> Path:
     """v0001 = most_popular, v0002 = item_knn, trained through `train_version`: v0002 was scored
     beside v0001 on the same last 7 days, and is the better one there."""
     events, items = shop
@@ -38,6 +39,12 @@ def models_dir(shop: tuple[pa.Table, pa.Table], tmp_path_factory: pytest.TempPat
     for name in ("most_popular", "item_knn"):
         train_version(dataset, repo, TrainingSpec(name), trained_by="tests")
     return directory
+
+
+@pytest.fixture
+def models_dir(trained_models: Path, tmp_path: Path) -> Path:
+    """A test's own copy of `trained_models`: erasing a user rewrites every saved version."""
+    return Path(shutil.copytree(trained_models, tmp_path / "trained-models"))
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fusionrec.data.schema import UTC_TIMESTAMP
 from fusionrec.data.store.base import EventStore
@@ -128,11 +129,6 @@ def exposures_table(rows: pd.DataFrame | pa.Table | Iterable[Mapping[str, Any]])
     return pa.Table.from_pydict(columns, schema=EXPOSURE_SCHEMA)
 
 
-def delete_exposures(store: EventStore, user_id: str) -> int:
-    """Delete the exposures logged for ``user_id`` (erasure); returns how many rows went."""
-    return max(store.execute("DELETE FROM exposures WHERE user_id = :u", {"u": str(user_id)}), 0)
-
-
 def log_exposures(
     store: EventStore, rows: pd.DataFrame | pa.Table | Iterable[Mapping[str, Any]], *, create: bool = True
 ) -> int:
@@ -141,12 +137,21 @@ def log_exposures(
     ``create=False`` skips the table DDL, for a caller that ensured the tables once (the service
     flushes every second, and three DDL transactions per flush cost more than the insert).
     """
-    table = exposures_table(rows)
+    table = _without_erased(store, exposures_table(rows))
     if not table.num_rows:
         return 0
     if create:
         ensure_analytics_tables(store)
     return store.insert_table("exposures", table, skip_key="exposure_id")
+
+
+def _without_erased(store: EventStore, table: pa.Table) -> pa.Table:
+    """Exposure rows of erased users dropped: never written, whichever service process answered."""
+    erased = store.erased_among(table.column("user_id").to_pylist())
+    if not erased:
+        return table
+    theirs = pc.fill_null(pc.is_in(table.column("user_id"), value_set=pa.array(sorted(erased))), False)
+    return table.filter(pc.invert(theirs))
 
 
 def costs_table(rows: pd.DataFrame | pa.Table | Iterable[Mapping[str, Any]]) -> pa.Table:

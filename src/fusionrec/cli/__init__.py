@@ -5,6 +5,7 @@
     evaluate.py  evaluate
     serve.py     serve, consume
     report.py    report
+    users.py     erase, export, retention
     demo.py      demo (generate, ingest, train, serve)
 
 Every command that reports takes ``--json PATH`` (``-`` for standard output) and writes one JSON
@@ -21,7 +22,7 @@ from typing import Annotated
 import typer
 from rich.logging import RichHandler
 
-from fusionrec.cli import data, demo, evaluate, report, serve, train
+from fusionrec.cli import data, demo, evaluate, report, serve, train, users
 from fusionrec.cli.common import err
 
 __all__ = ["app"]
@@ -66,5 +67,8 @@ for command in (
     serve.serve,
     serve.consume,
     report.report,
+    users.erase,
+    users.export,
+    users.retention,
 ):
     app.command()(command)

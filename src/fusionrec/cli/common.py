@@ -202,6 +202,17 @@ def engine_settings(engine: str | None) -> EngineSettings | None:
     return command_settings(engine, project().engine)
 
 
+def signing_key() -> str | None:
+    """The key that signs model versions: the service's ``signing_key`` setting (the environment's
+    ``FUSIONREC_SERVING_SIGNING_KEY``, else fusionrec.toml's ``[serving] signing_key``); None when unset."""
+    from fusionrec.project import PROJECT_FILE
+    from fusionrec.serving.settings import load_settings
+
+    project()  # the whole project file validated first
+    key = load_settings(PROJECT_FILE if PROJECT_FILE.is_file() else None).signing_key
+    return key.get_secret_value() if key is not None else None
+
+
 def open_existing_store(option: str | None) -> EventStore:
     """The store a reading command works on; one that does not exist is an error, never created."""
     from fusionrec.data.store import open_store

@@ -151,6 +151,8 @@ def run_server(settings: ServingSettings, workers: int = 1) -> None:
 def _env(settings: ServingSettings) -> dict[str, str]:
     """The settings as FUSIONREC_SERVING_* variables, for the worker processes uvicorn starts."""
     data = settings.model_dump(mode="json")
+    if settings.signing_key is not None:  # dumped masked ("**********"): the workers need the key
+        data["signing_key"] = settings.signing_key.get_secret_value()
     return {
         f"FUSIONREC_SERVING_{k.upper()}": json.dumps(v) if not isinstance(v, str) else v
         for k, v in data.items()

@@ -28,6 +28,7 @@ from fusionrec.cli.common import (
     open_existing_store,
     parse_duration,
     search_progress,
+    signing_key,
     store_url,
     user_errors,
 )
@@ -121,6 +122,9 @@ def train(
     trains on the engine's interactions (matrix sources only). On spark, each spark_als source
     also writes every user's top 50 to the store's recommendations_batch table.
 
+    With a signing key (FUSIONREC_SERVING_SIGNING_KEY, or \\[serving] signing_key) the version's
+    manifest is signed, and a service with the same key refuses versions that are not.
+
     Example: `fusionrec train --store duckdb:///shop.duckdb --out models/`
     """
     with user_errors():
@@ -189,7 +193,7 @@ def train_from_store(
         with search_progress() as progress:
             model, manifest = train_version(
                 dataset,
-                ModelRepository(out),
+                ModelRepository(out, signing_key=signing_key()),
                 spec,
                 trained_by=trained_by,
                 valid_days=valid_days,

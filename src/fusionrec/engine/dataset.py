@@ -97,8 +97,8 @@ def dataset_events(dataset: Dataset) -> pa.Table:
     names = np.asarray(dataset.event_types.names, dtype=object)
     columns = {
         "event_id": pa.array(np.arange(n).astype(str)),
-        "user_id": pa.array(dataset.users.id(dataset.user_idx).astype(str)),
-        "item_id": pa.array(dataset.items.id(dataset.item_idx).astype(str)),
+        "user_id": pa.array(dataset.users.id(dataset.user_idx), pa.string()),
+        "item_id": pa.array(dataset.items.id(dataset.item_idx), pa.string()),
         "event_type": pa.array(names[dataset.event_code]),
         "timestamp": pa.array(dataset.timestamp * 1_000_000, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
     }

@@ -150,7 +150,10 @@ def recommend_all(
             raise ModelError(f"{model.name} has no {attribute}: recommend_all needs a factor model")
     spark = spark or active_session()
     shared = spark.sparkContext.broadcast(
-        (np.ascontiguousarray(model.item_factors_, dtype=np.float32), model.item_ids_.astype(str))
+        (
+            np.ascontiguousarray(model.item_factors_, dtype=np.float32),
+            np.asarray(model.item_ids_, dtype=object),
+        )
     )
     k = min(int(k), model.n_items_)
 

@@ -21,6 +21,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -35,6 +36,7 @@ ARRAYS_FILE = "arrays.npz"
 CONFIG_FILE = "model.json"
 MANIFEST_FILE = "manifest.json"
 _SPARSE_SUFFIXES = ("__data", "__indices", "__indptr", "__shape")
+_TEXT_SUFFIXES = ("__utf8", "__offsets")
 
 
 class ModelError(RuntimeError):
@@ -108,8 +110,10 @@ class Recommender(ABC):
         self.n_items_ = dataset.n_items
         self.seen_ = seen
         self.popularity_ = np.asarray(seen.sum(axis=0)).ravel().astype(np.float32)
-        self.user_ids_ = dataset.users.ids.astype(str)
-        self.item_ids_ = dataset.items.ids.astype(str)
+        # Object arrays, never numpy's fixed-width unicode: there every cell is as wide as the
+        # longest id, so one 1 MB id among a few thousand users would cost gigabytes.
+        self.user_ids_ = np.asarray(dataset.users.ids, dtype=object)
+        self.item_ids_ = np.asarray(dataset.items.ids, dtype=object)
         self._fit(dataset)
         return self
 
@@ -278,9 +282,11 @@ class Recommender(ABC):
                         key + "__shape": np.asarray(csr.shape),
                     }
                 )
+            elif isinstance(value, np.ndarray) and value.dtype == object and value.ndim == 1:
+                arrays[key + "__utf8"], arrays[key + "__offsets"] = pack_strings(value)
+            elif isinstance(value, np.ndarray) and value.dtype == object:  # no model keeps one
+                arrays[key] = value.astype(str)
             elif isinstance(value, np.ndarray):
-                if value.dtype == object:
-                    value = value.astype(str)
                 arrays[key] = value
             elif isinstance(value, (int, float, str, bool, list, dict)) or value is None:
                 scalars[key] = value.item() if isinstance(value, np.generic) else value
@@ -326,10 +332,32 @@ class Recommender(ABC):
                 (loaded[base + "__data"], loaded[base + "__indices"], loaded[base + "__indptr"]),
                 shape=tuple(int(x) for x in loaded[key]),
             )
-        state.update({k: v for k, v in loaded.items() if not k.endswith(_SPARSE_SUFFIXES)})
+        for key in [k for k in loaded if k.endswith("__offsets")]:
+            base = key[: -len("__offsets")]
+            state[base] = unpack_strings(loaded[base + "__utf8"], loaded[key])
+        state.update({k: v for k, v in loaded.items() if not k.endswith(_SPARSE_SUFFIXES + _TEXT_SUFFIXES)})
         model._load_state(state)
         model._load_files(directory)
         return model
+
+
+def pack_strings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A 1-d array's strings as one UTF-8 byte buffer and ``len + 1`` offsets (Arrow's layout):
+    savable without pickle, and without the fixed-width unicode array whose every cell is as wide
+    as the longest string."""
+    encoded = [str(value).encode() for value in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(chunk) for chunk in encoded], out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def unpack_strings(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The object array of str that `pack_strings` packed."""
+    buffer = data.tobytes()
+    bounds = offsets.tolist()
+    strings = np.empty(len(bounds) - 1, dtype=object)
+    strings[:] = [buffer[start:end].decode() for start, end in pairwise(bounds)]
+    return strings
 
 
 def sha256_file(path: Path) -> str:

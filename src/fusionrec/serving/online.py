@@ -54,6 +54,13 @@ class VisitorUpdate:
     purchase_times: list[float]
 
 
+def _text(values: np.ndarray) -> np.ndarray:
+    """``values`` as an object array of str."""
+    text = np.empty(len(values), dtype=object)
+    text[:] = [str(value) for value in values]
+    return text
+
+
 def group_events(events: pd.DataFrame, links: dict[str, str]) -> list[VisitorUpdate]:
     """Group canonical events by visitor (sessions follow ``links`` to their user), time-ordered.
 
@@ -72,20 +79,21 @@ def group_events(events: pd.DataFrame, links: dict[str, str]) -> list[VisitorUpd
     if not keep.any():
         return []
     item, user, session, has_user = item[keep], user[keep], session[keep], has_user[keep]
-    key = np.where(has_user, user, session).astype(str)
+    # object arrays of str, never fixed-width unicode (as wide as the longest id in every cell)
+    key = _text(np.where(has_user, user, session))
     prefix = np.where(has_user, "u:", "s:").astype(object)
     if links:  # guests who logged in: their session-only events belong to the user
         linked = np.array([links.get(s) for s in session[~has_user]], dtype=object)
         moved = ~pd.isna(linked)
         index = np.flatnonzero(~has_user)[moved]
-        key[index], prefix[index] = linked[moved].astype(str), "u:"
-    visitor = prefix + key.astype(object)
+        key[index], prefix[index] = _text(linked[moved]), "u:"
+    visitor = prefix + key
     epoch = pd.Timestamp(0, tz="UTC")
     ts = (pd.to_datetime(events["timestamp"], utc=True)[keep] - epoch).dt.total_seconds().to_numpy()
     purchase = (events["event_type"].to_numpy(dtype=object)[keep] == "purchase").astype(bool)
     codes, uniques = pd.factorize(visitor)
     order = np.lexsort((ts, codes))
-    codes, items, times = codes[order], item[order].astype(str).tolist(), ts[order].tolist()
+    codes, items, times = codes[order], _text(item[order]).tolist(), ts[order].tolist()
     purchase = purchase[order]
     bounds = np.r_[0, np.flatnonzero(np.diff(codes)) + 1, len(codes)].tolist()
     bought_at = np.flatnonzero(purchase)

@@ -105,7 +105,7 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
     rules = svc.rules_for(assignment.rules)
     view = svc.catalogue.view(loaded.item_ids)
     n = q.offset + q.k
-    user = loaded.user_index.get(user_id, -1) if user_id is not None and user_id not in svc.erased else -1
+    user = loaded.user_index.get(user_id, -1) if user_id is not None and not svc.is_erased(user_id) else -1
     live = [loaded.item_index[i] for i in state.items if i in loaded.item_index]
     context = loaded.item_index.get(q.context) if q.context else None
     if context is not None:
@@ -178,8 +178,10 @@ def _expose(
     assignment: Any,
     version: str,
     answer: dict[str, Any],
-) -> str:
+) -> str | None:
     items = [entry["item_id"] for entry in answer["items"]]
+    if svc.is_erased(user_id):  # an erased user is answered, but nothing about them is written
+        return None
     svc.remember_exposure(visitor, items)
     return svc.exposures.add(
         user_id=user_id,

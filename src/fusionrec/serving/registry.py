@@ -1,8 +1,10 @@
 """The serving side of the model repository: active version, validation gate, atomic swap, rollback.
 
 Versions live in a `fusionrec.fusion.artifacts.ModelRepository` (``fusionrec train --out DIR``).
-A version becomes active only after the gate: it loads (checksums verified), scores a sample of
-users without NaN, and its offline metric is within a tolerance of its reference version's, both
+A version becomes active only after the gate: it loads (checksums, and the signature when a
+signing key is set, verified), scores a sample of users without NaN, gives the sample users the
+answers its manifest recorded at training (at least `MIN_AGREEMENT` of their items), and its
+offline metric is within a tolerance of its reference version's, both
 scored on the same validation window when it was trained (`fusionrec.versions`). The swap
 replaces one reference: each request reads it once and keeps that version to the end, so no
 request sees half a swap and none is dropped.
@@ -20,11 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from fusionrec.fusion.artifacts import ArtifactError, ModelRepository
+from fusionrec.fusion.artifacts import ArtifactError, ModelRepository, answer_agreement, sample_answers
 from fusionrec.models.base import Recommender
 from fusionrec.versions import GATE_METRIC, GATE_TOLERANCE, VersionManifest, compare_for_activation
 
 logger = logging.getLogger(__name__)
+MIN_AGREEMENT = 0.8  # share of the sample users' recorded items the loaded model must give again
 
 
 class RegistryError(RuntimeError):
@@ -46,8 +49,9 @@ class LoadedVersion:
 
     @classmethod
     def of(cls, version: str, model: Recommender, manifest: VersionManifest) -> LoadedVersion:
-        item_ids = np.asarray(model.item_ids_).astype(str)
-        user_ids = np.asarray(model.user_ids_).astype(str)
+        # object arrays, as Recommender.fit builds them (older versions saved fixed-width ones)
+        item_ids = np.asarray(model.item_ids_, dtype=object)
+        user_ids = np.asarray(model.user_ids_, dtype=object)
         return cls(
             version,
             model,
@@ -78,6 +82,27 @@ class GateReport:
         return {"version": self.version, "passed": self.passed, "checks": self.checks}
 
 
+def _check_answers(candidate: LoadedVersion) -> tuple[str, bool]:
+    """The scoring smoke test: the sample users' answers against those the manifest recorded."""
+    recorded = candidate.manifest.sample_answers
+    if recorded is None or not recorded.answers:
+        return "skipped (no answers recorded)", True
+    try:
+        now = sample_answers(candidate.model, list(recorded.answers), recorded.k)
+    except Exception as error:  # any failure to answer is a failed gate, reported by name
+        return f"answering failed: {type(error).__name__}: {error}", False
+    agreement = answer_agreement(recorded.answers, now)
+    if agreement is None:
+        return "skipped (none of the sample users is known)", True
+    if agreement < MIN_AGREEMENT:
+        return (
+            f"the sample users' answers agree {agreement:.0%} with those recorded at training "
+            f"(< {MIN_AGREEMENT:.0%}): the model's files do not answer as the trained model did",
+            False,
+        )
+    return f"ok ({len(now)} users answer {agreement:.0%} as at training)", True
+
+
 class VersionRegistry:
     """Which version of a model repository directory serves: load, gate, swap in, roll back.
 
@@ -96,8 +121,9 @@ class VersionRegistry:
         prepare: Callable[[LoadedVersion], None] | None = None,
         on_swap: Callable[[LoadedVersion], None] | None = None,
         keep_loaded: int = 3,
+        signing_key: str | None = None,
     ) -> None:
-        self.repository = ModelRepository(directory)
+        self.repository = ModelRepository(directory, signing_key=signing_key)
         self.metric = metric
         self.tolerance = tolerance
         self.gate_users = gate_users
@@ -122,7 +148,8 @@ class VersionRegistry:
             except ArtifactError as error:
                 out.append({"version": version, "error": str(error), "active": False})
                 continue
-            out.append({**manifest.summary(), "active": version == active})
+            signature = self.repository.signature_status(manifest)
+            out.append({**manifest.summary(), "signature": signature, "active": version == active})
         return out
 
     def load(self, version: str) -> LoadedVersion:
@@ -167,6 +194,8 @@ class VersionRegistry:
         except Exception as error:  # any failure to score is a failed gate, reported by name
             checks["scores"] = f"scoring failed: {type(error).__name__}: {error}"
             passed = False
+        checks["answers"], answers_ok = _check_answers(candidate)
+        passed = passed and answers_ok
         if not compare:
             checks["metric"] = "skipped"
         else:
@@ -243,6 +272,15 @@ class VersionRegistry:
                         self.on_swap(candidate)
                     return report
             raise RegistryError("no earlier version to roll back to")
+
+    def erase_user(self, user_id: str) -> dict[str, str]:
+        """Erasure: ``user_id`` out of every saved version's files (`ModelRepository.erase_user`)
+        and out of the id lookups of the versions loaded in memory; the outcome per version."""
+        with self._lock:
+            loaded = [*self._loaded.values(), *([self._active] if self._active else [])]
+            for version in loaded:  # their precomputed lists are reached through this lookup only
+                version.user_index.pop(user_id, None)
+            return self.repository.erase_user(user_id)
 
     def get(self, version: str | None) -> LoadedVersion | None:
         """The active version, or ``version`` (an experiment arm's) loaded on demand."""

@@ -23,15 +23,17 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from fusionrec.analytics.tables import delete_exposures, ensure_analytics_tables, log_exposures
+from fusionrec.analytics.tables import ensure_analytics_tables, log_exposures
 from fusionrec.data.ingest import IngestReport
 from fusionrec.data.schema import EVENT_COLUMNS, EventTypes
 from fusionrec.data.store import EventStore, open_store
+from fusionrec.data.store.base import id_sha256
 from fusionrec.data.validate import check_events
 from fusionrec.monitoring.metrics import ServiceMetrics
 from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.cache import AnswerCache, MemoryCache, RedisCache
 from fusionrec.serving.catalogue import Catalogue
+from fusionrec.serving.erasure import erase_stored
 from fusionrec.serving.experiments import ExposureBuffer
 from fusionrec.serving.logs import printable
 from fusionrec.serving.online import MemoryOnlineState, OnlineState, RedisOnlineState, session_key, user_key
@@ -98,6 +100,7 @@ class Service:
             gate_users=settings.gate_users,
             prepare=lambda loaded: self.preparation.prepare(loaded),
             on_swap=lambda loaded: self.preparation.on_swap(loaded),
+            signing_key=settings.signing_key.get_secret_value() if settings.signing_key else None,
         )
         self.preparation = VersionPreparation(
             settings,
@@ -126,7 +129,7 @@ class Service:
         self._started = True
         self.on_writer(lambda: ensure_analytics_tables(self.store))
         self.catalogue = Catalogue.from_arrow(self.on_writer(self.store.items_arrow))
-        self.erased = set(self.on_writer(self.store.erased_users))
+        self.erased = self.on_writer(self.store.erased_hashes)
         self.preparation.refresh_trending()
         report = self.registry.activate_newest()
         if report is None:
@@ -232,7 +235,7 @@ class Service:
     def _apply_live(self, events: pd.DataFrame) -> bool:
         """Apply ``events`` to the online state; false when it is unavailable (Redis down)."""
         if self.erased:
-            events = events[~events["user_id"].isin(self.erased)]
+            events = events[[not self.is_erased(u) for u in events["user_id"]]]
         if events.empty:
             return True
         newest = pd.to_datetime(events["timestamp"], utc=True).max()
@@ -298,7 +301,7 @@ class Service:
         return self.catalogue.get(item_id) or merged
 
     def identify(self, session_id: str, user_id: str) -> dict[str, Any]:
-        if user_id in self.erased:
+        if self.is_erased(user_id):
             raise PermissionError(f"user {user_id!r} was erased")
         state = self.online.identify(session_id, user_id)
         self.cache.invalidate([session_key(session_id), user_key(user_id)])
@@ -312,24 +315,32 @@ class Service:
             "linked_events": linked,
         }
 
+    def is_erased(self, user_id: str | None) -> bool:
+        """Whether ``user_id`` was erased (the service keeps only the ids' SHA-256)."""
+        return bool(self.erased) and user_id is not None and id_sha256(user_id) in self.erased
+
     def erase_user(self, user_id: str) -> dict[str, Any]:
-        """Delete the user's events, exposures, online state and cached answers; remember the id."""
-
-        def erase() -> int:
-            deleted = self.store.erase_user(user_id)
-            delete_exposures(self.store, user_id)
-            return deleted
-
-        self.erased.add(user_id)
+        """Delete everything stored about the user (`erase_stored`: events by user and by linked
+        session, exposures, batch lists ...), their rows in every saved model version, their
+        online state and cached answers, those of their linked sessions too; remember the id's
+        hash so that later writes are refused."""
+        self.erased.add(id_sha256(user_id))  # first: an exposure buffered from now on is refused
         self.exposures.forget_user(user_id)
-        deleted = self.on_writer(erase)
-        keys = [user_key(user_id)]
+        sessions = self.on_writer(lambda: self.store.linked_sessions(user_id))
+        deleted = self.on_writer(lambda: erase_stored(self.store, user_id))
+        versions = self.registry.erase_user(user_id)
+        keys = [user_key(user_id), *(session_key(s) for s in sessions)]
         online_purged = True
         try:
-            keys = self.online.erase_user(user_id)
+            keys = sorted({*keys, *self.online.erase_user(user_id)})
             self.cache.invalidate(keys)
         except RedisUnavailableError:
             online_purged = False  # reported: the caller must retry once Redis is back
         for key in keys:
             self._last_exposed.pop(key, None)
-        return {"user_id": user_id, "events_deleted": deleted, "online_state_purged": online_purged}
+        return {
+            "user_id": user_id,
+            **deleted,
+            "online_state_purged": online_purged,
+            "model_versions": versions,
+        }

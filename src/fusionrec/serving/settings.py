@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from fusionrec.monitoring.alert_config import AlertConfig
@@ -58,6 +58,10 @@ class ServingSettings(BaseSettings):
     # Every scope without a key, for local use (`fusionrec serve --dev`, `fusionrec demo`): the
     # service then listens on 127.0.0.1 only.
     dev: bool = False
+    # Signs the manifest of every version trained (HMAC-SHA256) and refuses, at activation, a
+    # version that is unsigned or badly signed; None = versions are checked on their checksums alone.
+    # Better in the environment (FUSIONREC_SERVING_SIGNING_KEY) than in the project file.
+    signing_key: SecretStr | None = None
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     rate_limit_per_s: float = Field(0.0, ge=0)  # per API key (or client address); 0 = unlimited
     rate_burst: int = Field(200, ge=1)
@@ -144,6 +148,13 @@ class ServingSettings(BaseSettings):
                 "an API key with the 'events' scope needs the web pages it serves in cors_origins"
             )
         return self
+
+    @field_validator("signing_key")
+    @classmethod
+    def _long_signing_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("the signing key is shorter than 16 characters; use a long random key")
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -6,6 +6,7 @@ read a query back as Arrow, transactions). Every write method is one transaction
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -81,11 +82,17 @@ def _keep_last(table: pa.Table, key: str | Sequence[str]) -> pa.Table:
     return table.filter(pa.array(~dup)) if dup.any() else table
 
 
+def id_sha256(user_id: str) -> str:
+    """Hex SHA-256 of an id's UTF-8 bytes: how erased ids are kept (the same as `sql.sha256_hex`)."""
+    return hashlib.sha256(str(user_id).encode()).hexdigest()
+
+
 class EventStore(ABC):
     """Where events, catalogue, users and rejected rows live.
 
     Open one with `fusionrec.data.store.open_store`. Tables: ``events`` (primary key ``event_id``),
-    ``items``, ``users``, ``quarantine``, ``erased_users`` and ``meta`` (``schema_version``).
+    ``items``, ``users``, ``quarantine``, ``erased_ids`` (SHA-256 of erased user ids),
+    ``session_links`` (session -> signed-in user) and ``meta`` (``schema_version``).
     """
 
     dialect: ClassVar[str]
@@ -145,7 +152,7 @@ class EventStore(ABC):
                     f"understands ({sql.SCHEMA_VERSION}); upgrade fusionrec"
                 )
             while current < sql.SCHEMA_VERSION:
-                for statement in sql.MIGRATIONS[current]:
+                for statement in sql.migrations(self.dialect)[current]:
                     self._execute(statement)
                 current += 1
                 self._execute("UPDATE meta SET value = :v WHERE key = 'schema_version'", {"v": str(current)})
@@ -175,7 +182,7 @@ class EventStore(ABC):
                             pc.fill_null(table.column("is_bot"), False),
                         )
                     with self._stage(table, "events") as staged:
-                        erased = int(self._scalar(sql.count_erased(staged)) or 0)
+                        erased = int(self._scalar(sql.count_erased(staged, self.dialect)) or 0)
                         stored = max(
                             self._execute(sql.insert_events(staged, table.column_names, self.dialect)), 0
                         )
@@ -213,28 +220,61 @@ class EventStore(ABC):
         return self._upsert(table, USER_SCHEMA, "users", "user_id")
 
     def erase_user(self, user_id: str) -> int:
-        """Delete a user's events, profile and rejected rows; later events of theirs are dropped.
+        """Delete a user's events (their own and those of every session linked to them, guest
+        events sent after the sign-in included), profile, rejected rows and session links; later
+        events of theirs are dropped.
 
-        Returns the number of events deleted. The id itself is kept in ``erased_users`` so that
-        re-ingesting an old file does not bring the user back.
+        Returns the number of events deleted. Only the id's SHA-256 is kept (``erased_ids``), so
+        that re-ingesting an old file does not bring the user back.
         """
         params = {"u": str(user_id)}
+        linked = "session_id IN (SELECT session_id FROM session_links WHERE user_id = :u)"
         with self._lock, self._transaction():
             self._execute(
-                "INSERT INTO erased_users (user_id) VALUES (:u) ON CONFLICT (user_id) DO NOTHING", params
+                "INSERT INTO erased_ids (user_sha256) VALUES (:h) ON CONFLICT (user_sha256) DO NOTHING",
+                {"h": id_sha256(user_id)},
             )
-            deleted = self._execute("DELETE FROM events WHERE user_id = :u", params)
+            deleted = self._execute(f"DELETE FROM events WHERE user_id = :u OR {linked}", params)
             self._execute("DELETE FROM users WHERE user_id = :u", params)
             self._execute("DELETE FROM quarantine WHERE user_id = :u", params)
+            self._execute("DELETE FROM session_links WHERE user_id = :u", params)
         return max(deleted, 0)
+
+    def delete_older_than(self, cutoff: datetime) -> dict[str, int]:
+        """Retention: delete events that happened, and rejected rows quarantined, before ``cutoff``
+        (an aware datetime); the rows deleted per table."""
+        params = {"cutoff": cutoff}
+        with self._lock, self._transaction():
+            events = self._execute('DELETE FROM events WHERE "timestamp" < :cutoff', params)
+            quarantine = self._execute("DELETE FROM quarantine WHERE quarantined_at < :cutoff", params)
+        return {"events": max(events, 0), "quarantine": max(quarantine, 0)}
+
+    def linked_sessions(self, user_id: str) -> list[str]:
+        """The sessions ``user_id`` signed in on (`link_session`), oldest first."""
+        with self._lock:
+            table = self._read(
+                "SELECT session_id FROM session_links WHERE user_id = :u ORDER BY linked_at, session_id",
+                pa.schema([("session_id", pa.string())]),
+                {"u": str(user_id)},
+            )
+        return table.column(0).to_pylist()
 
     def link_session(self, session_id: str, user_id: str) -> int:
         """Give the anonymous events of ``session_id`` to ``user_id`` (a guest who signed in), so
-        the next training sees them as the user's; returns the number of events linked."""
-        with self._lock:
+        the next training sees them as the user's, and remember the link (erasure follows it to
+        the session's later guest events); returns the number of events linked. An erased user
+        is never linked (whichever service process was asked)."""
+        params = {"u": str(user_id), "s": str(session_id)}
+        if self.is_erased(user_id):
+            return 0
+        with self._lock, self._transaction():
+            self._execute(
+                "INSERT INTO session_links (session_id, user_id) VALUES (:s, :u) "
+                "ON CONFLICT (session_id) DO UPDATE SET user_id = excluded.user_id",
+                params,
+            )
             linked = self._execute(
-                "UPDATE events SET user_id = :u WHERE session_id = :s AND user_id IS NULL",
-                {"u": str(user_id), "s": str(session_id)},
+                "UPDATE events SET user_id = :u WHERE session_id = :s AND user_id IS NULL", params
             )
         return max(linked, 0)
 
@@ -249,12 +289,32 @@ class EventStore(ABC):
         (``basket`` is the session, else the user)."""
         return self.query_arrow(sql.PURCHASES)
 
-    def erased_users(self) -> list[str]:
+    def erased_hashes(self) -> set[str]:
+        """The SHA-256 (`id_sha256`) of every erased user id."""
         with self._lock:
             table = self._read(
-                "SELECT user_id FROM erased_users ORDER BY user_id", pa.schema([("user_id", pa.string())])
+                "SELECT user_sha256 FROM erased_ids", pa.schema([("user_sha256", pa.string())])
             )
-        return table.column(0).to_pylist()
+        return set(table.column(0).to_pylist())
+
+    def is_erased(self, user_id: str) -> bool:
+        return bool(self.erased_among([user_id]))
+
+    def erased_among(self, user_ids: Iterable[str | None]) -> set[str]:
+        """Which of ``user_ids`` were erased (looked up by their SHA-256, a thousand at a time)."""
+        by_hash = {id_sha256(user): user for user in set(user_ids) if user is not None}
+        hashes, found = list(by_hash), set()
+        for start in range(0, len(hashes), 1000):
+            chunk = {f"h{i}": h for i, h in enumerate(hashes[start : start + 1000])}
+            marks = ", ".join(f":{name}" for name in chunk)
+            with self._lock:
+                table = self._read(
+                    f"SELECT user_sha256 FROM erased_ids WHERE user_sha256 IN ({marks})",
+                    pa.schema([("user_sha256", pa.string())]),
+                    chunk,
+                )
+            found.update(by_hash[h] for h in table.column(0).to_pylist())
+        return found
 
     def flag_bots(self, max_events_per_minute: int = 30) -> int:
         """Mark users (or anonymous sessions) above ``max_events_per_minute`` as bots; return events flagged.
@@ -386,7 +446,7 @@ class EventStore(ABC):
             "items": "items",
             "users": "users",
             "quarantine": "quarantine",
-            "erased_users": "erased_users",
+            "erased_users": "erased_ids",
         }
         statement = "SELECT " + ", ".join(
             f"(SELECT count(*) FROM {src}) AS {name}" for name, src in sources.items()

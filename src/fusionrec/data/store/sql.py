@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from fusionrec.data.schema import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, UTC_TIMESTAMP
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: erased ids kept as SHA-256 only (erased_ids), session_links
 
 Dialect = str  # "duckdb" or "postgresql"
 
@@ -92,7 +92,7 @@ def _create_table(
 
 
 def create_statements(dialect: Dialect) -> list[str]:
-    """DDL for every table of schema version 1 (idempotent)."""
+    """DDL for every table of the current schema version (idempotent)."""
     t = _TYPES[dialect]
     events = _create_table(
         "events",
@@ -118,14 +118,37 @@ def create_statements(dialect: Dialect) -> list[str]:
         _create_table("items", ITEM_SCHEMA, dialect, "item_id", [f"updated_at {t['ts']} DEFAULT now()"]),
         _create_table("users", USER_SCHEMA, dialect, "user_id", [f"updated_at {t['ts']} DEFAULT now()"]),
         quarantine,
-        f"CREATE TABLE IF NOT EXISTS erased_users (user_id {t['text']} PRIMARY KEY, "
+        # Erased users by the SHA-256 of their id: later writes are refused without keeping the id.
+        f"CREATE TABLE IF NOT EXISTS erased_ids (user_sha256 {t['text']} PRIMARY KEY, "
         f"erased_at {t['ts']} DEFAULT now())",
+        # Every session a user signed in on (identify): erasure follows them to the guest events.
+        f"CREATE TABLE IF NOT EXISTS session_links (session_id {t['text']} PRIMARY KEY, "
+        f"user_id {t['text']} NOT NULL, linked_at {t['ts']} DEFAULT now())",
     ]
 
 
-# Upgrades from version v to v + 1, applied in order on open. Version 1 is the first release, so
-# there is nothing yet; a later release adds e.g. ``1: ["ALTER TABLE events ADD COLUMN ..."]``.
-MIGRATIONS: dict[int, list[str]] = {}
+def migrations(dialect: Dialect) -> dict[int, list[str]]:
+    """Upgrades from version v to v + 1, applied in order on open (after `create_statements`)."""
+    return {
+        1: [  # erased ids: from the id itself to its SHA-256
+            f"INSERT INTO erased_ids (user_sha256, erased_at) SELECT {sha256_hex('user_id', dialect)}, "
+            "erased_at FROM erased_users ON CONFLICT (user_sha256) DO NOTHING",
+            "DROP TABLE erased_users",
+        ]
+    }
+
+
+def sha256_hex(expression: str, dialect: Dialect) -> str:
+    """SQL for the lowercase hex SHA-256 of a text expression's UTF-8 bytes (`id_sha256` in SQL)."""
+    if dialect == "duckdb":
+        return f"sha256({expression})"
+    return f"encode(sha256(convert_to({expression}, 'UTF8')), 'hex')"
+
+
+def is_erased(column: str, dialect: Dialect) -> str:
+    """SQL condition: the user id in ``column`` was erased."""
+    return f"EXISTS (SELECT 1 FROM erased_ids e WHERE e.user_sha256 = {sha256_hex(column, dialect)})"
+
 
 _NAMED_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -142,9 +165,7 @@ def render_params(sql: str, dialect: Dialect) -> str:
 
 def insert_events(source: str, names: list[str], dialect: Dialect) -> str:
     """Copy staged events into ``events``, skipping known ids, repeats in the batch and erased users."""
-    not_erased = (
-        "(s.user_id IS NULL OR NOT EXISTS (SELECT 1 FROM erased_users e WHERE e.user_id = s.user_id))"
-    )
+    not_erased = f"(s.user_id IS NULL OR NOT {is_erased('s.user_id', dialect)})"
     if dialect == "duckdb":  # no primary key there (see create_statements): an anti-join instead
         return (
             f"INSERT INTO events ({cols(names)}) SELECT {cols(names, 's.')} FROM {source} s "
@@ -157,8 +178,10 @@ def insert_events(source: str, names: list[str], dialect: Dialect) -> str:
     )
 
 
-def count_erased(source: str) -> str:
-    return f"SELECT count(*) FROM {source} s WHERE s.user_id IN (SELECT user_id FROM erased_users)"
+def count_erased(source: str, dialect: Dialect) -> str:
+    return (
+        f"SELECT count(*) FROM {source} s WHERE s.user_id IS NOT NULL AND {is_erased('s.user_id', dialect)}"
+    )
 
 
 def insert_select(

@@ -1,0 +1,87 @@
+"""One user's data: erased everywhere it is stored, or exported as JSON; and retention, which
+deletes everyone's data older than a number of days.
+
+Shared by ``DELETE /v1/users/{id}`` (which also purges the service's online state and caches) and
+the `fusionrec erase` / `fusionrec export` commands. What is stored about a user: their events and
+those of every session they signed in on (``session_links``), their profile (``users``), rejected
+rows (``quarantine``), the answers shown to them (``exposures``) and Spark's precomputed lists
+(``recommendations_batch``). The last two tables exist only once written, so each is optional.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fusionrec.analytics.engine import table_exists
+from fusionrec.data.store import EventStore
+from fusionrec.engine.recommendations import TABLE as BATCH_TABLE
+
+EXPOSURES = "exposures"
+
+
+def erase_stored(store: EventStore, user_id: str) -> dict[str, int]:
+    """Delete everything the store holds about ``user_id`` and remember the id (as its SHA-256) so
+    later writes are refused; the rows deleted per kind."""
+    sessions = store.linked_sessions(user_id)  # read first: `erase_user` deletes the links
+    exposures = _delete_where(store, EXPOSURES, _user_or_sessions(sessions), _params(user_id, sessions))
+    batch_rows = _delete_where(store, BATCH_TABLE, "user_id = :u", {"u": user_id})
+    events = store.erase_user(user_id)
+    return {
+        "events_deleted": events,
+        "sessions_unlinked": len(sessions),
+        "exposures_deleted": exposures,
+        "batch_rows_deleted": batch_rows,
+    }
+
+
+def export_user(store: EventStore, user_id: str) -> dict[str, Any]:
+    """Everything the store holds about ``user_id``, as JSON-ready lists of rows per table."""
+    sessions = store.linked_sessions(user_id)
+    theirs, params = _user_or_sessions(sessions), _params(user_id, sessions)
+    own, user = "user_id = :u", {"u": user_id}
+    return {
+        "user_id": user_id,
+        "erased": store.is_erased(user_id),
+        "sessions": sessions,
+        "profile": _rows(store, "users", own, user),
+        "events": _rows(store, "events", theirs, params, order='"timestamp", event_id'),
+        "quarantine": _rows(store, "quarantine", own, user),
+        "exposures": _rows(store, EXPOSURES, theirs, params, order='"timestamp"'),
+        "recommendations_batch": _rows(store, BATCH_TABLE, own, user, order='model, "rank"'),
+    }
+
+
+def _params(user_id: str, sessions: list[str]) -> dict[str, str]:
+    return {"u": str(user_id), **{f"s{i}": session for i, session in enumerate(sessions)}}
+
+
+def _user_or_sessions(sessions: list[str]) -> str:
+    """SQL condition: the row is the user's, or one of ``sessions``' (parameters from `_params`)."""
+    if not sessions:
+        return "user_id = :u"
+    return f"(user_id = :u OR session_id IN ({', '.join(f':s{i}' for i in range(len(sessions)))}))"
+
+
+def _delete_where(store: EventStore, table: str, condition: str, params: dict[str, Any]) -> int:
+    if not table_exists(store, table):
+        return 0
+    return max(store.execute(f"DELETE FROM {table} WHERE {condition}", params), 0)
+
+
+def _rows(
+    store: EventStore, table: str, condition: str, params: dict[str, str], order: str | None = None
+) -> list[dict[str, Any]]:
+    if not table_exists(store, table):
+        return []
+    order_by = f" ORDER BY {order}" if order else ""
+    return store.query_arrow(f"SELECT * FROM {table} WHERE {condition}{order_by}", params).to_pylist()
+
+
+def apply_retention(store: EventStore, days: float, now: datetime | None = None) -> dict[str, int]:
+    """Delete events, rejected rows and exposures older than ``days`` (before ``now`` - days);
+    the rows deleted per table."""
+    cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
+    deleted = store.delete_older_than(cutoff)
+    deleted["exposures"] = _delete_where(store, EXPOSURES, '"timestamp" < :cutoff', {"cutoff": cutoff})
+    return deleted
