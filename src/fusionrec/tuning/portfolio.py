@@ -182,6 +182,10 @@ def portfolio(
         profile.text_share >= 0.5,
         f"only {profile.text_share:.0%} of items have text",
     )
+    if profile.text_share >= 0.5:  # its sentence encoder would have to be downloaded: never at run time
+        skipped["content_embedding"] = (
+            "needs a sentence-transformers model on local disk; content_tfidf reads the text"
+        )
     offer(
         SourceOption("tifu_knn", n=100),
         not plan.exclude_seen and profile.event_mix.get("purchase", 0.0) > 0,
