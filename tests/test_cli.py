@@ -230,3 +230,20 @@ def test_demo_with_the_same_seed_gives_identical_metrics(tmp_path: Path) -> None
     assert first["metrics"]["NDCG@20"] > first["baseline_metrics"]["NDCG@20"] > 0
     assert first["metrics"] == second["metrics"]
     assert first["baseline_metrics"] == second["baseline_metrics"]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("45", 45.0), ("90s", 90.0), ("30m", 1800.0), ("1h30m", 5400.0), ("1.5h", 5400.0)]
+)
+def test_durations_read_as_a_person_writes_them(text: str, seconds: float) -> None:
+    from fusionrec.cli.common import parse_duration
+
+    assert parse_duration(text, "--budget") == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "0", "0m", "10 minutes", "-5m"])
+def test_durations_that_mean_nothing_are_refused(text: str) -> None:
+    from fusionrec.cli.common import UserError, parse_duration
+
+    with pytest.raises(UserError, match="--budget"):
+        parse_duration(text, "--budget")

@@ -1,9 +1,11 @@
 """The one training path: `fusionrec train`, `fusionrec demo` and the service's (scheduled) retraining.
 
-`train_version` scores the pipeline on a validation window (the last ``valid_days`` days, fit on
-the days before), beside a popularity baseline and the reference version's pipeline refit on the
-same window, then refits the pipeline on all the data and adds the version with its typed manifest
-(`fusionrec.versions.VersionManifest`). The deploy gate later reads that comparison.
+`train_version` first chooses the pipeline by the automatic search (`fusionrec.tuning.auto`) on the
+days before the last ``valid_days`` unless one is declared, then scores it on those last days (fit
+on the days before), beside a popularity baseline and the reference version's pipeline refit on the
+same window, refits it on all the data and adds the version with its typed manifest
+(`fusionrec.versions.VersionManifest`) and its pipeline file. The deploy gate later reads that
+comparison.
 """
 
 from __future__ import annotations

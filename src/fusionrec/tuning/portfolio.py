@@ -145,7 +145,11 @@ def portfolio(
 
     knn = {"n": 100, "min_score": 0.0}
     offer(SourceOption("most_popular", n=50), True, "")
-    offer(SourceOption("trending", n=50), profile.real_clock and plan.shape == "days", "no usable clock")
+    offer(
+        SourceOption("trending", n=50),
+        plan.shape == "days",
+        f"growth over recent weeks needs validation by windows of time, not per {plan.shape}",
+    )
     offer(
         SourceOption("popular_in_category", n=100),
         profile.category_share >= 0.5,
@@ -154,7 +158,7 @@ def portfolio(
     offer(
         SourceOption("repeat_purchase", ({}, {"half_life_days": 60.0})),
         not plan.exclude_seen,
-        "customers rarely buy the same item again",
+        "past items are not kept eligible on this data (see the plan's exclude_seen)",
     )
     offer(SourceOption("session_knn", n=100), profile.real_clock, "no usable clock for sessions")
     offer(
@@ -189,7 +193,7 @@ def portfolio(
     offer(
         SourceOption("tifu_knn", n=100),
         not plan.exclude_seen and profile.event_mix.get("purchase", 0.0) > 0,
-        "customers rarely buy the same item again",
+        "past items are not kept eligible on this data (see the plan's exclude_seen)",
     )
     offer(
         SourceOption(
