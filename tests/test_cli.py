@@ -150,7 +150,11 @@ def test_report_includes_the_model_registry_leaderboard(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     html = out.read_text()
-    assert "v0001 (fusion)" in html and "model registry" in html
+    from fusionrec.versions import VersionManifest
+
+    shipped = VersionManifest.read(tmp_path / "models" / "v0001").model  # what the search chose
+    assert f"v0001 ({shipped})" in html and "model registry" in html
+    assert "v0001 candidates (validation folds)" in html and "(shipped)" in html  # the search's leaderboard
     assert not re.search(r"<script[^>]+src=\"https?:", html)  # plotly.js is inlined, not fetched
 
 

@@ -91,18 +91,33 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def _registry_rows(directory: Path) -> list[dict[str, Any]]:
-    """One row per trained version of a model repository, with its offline metrics from the manifest."""
+    """One row per trained version of a model repository, with its offline metrics from the
+    manifest; then the candidates the newest version was chosen among (its leaderboard)."""
     from fusionrec.versions import read_manifests
 
-    return [
+    manifests = read_manifests(directory)
+    rows = [
         {
             "dataset": "model registry",
             "model": f"{manifest.version} ({manifest.model})",
             "source": "registry",
             "metrics": manifest.metrics,
         }
-        for manifest in read_manifests(directory)
+        for manifest in manifests
     ]
+    newest = manifests[-1].evaluation if manifests else None
+    if newest is not None and len(newest.leaderboard) > 1:
+        where = "validation folds" if manifests[-1].search is not None else "validation days"
+        rows.extend(
+            {
+                "dataset": f"{manifests[-1].version} candidates ({where})",
+                "model": candidate.label + (" (shipped)" if candidate.label == newest.chosen else ""),
+                "source": "registry",
+                "metrics": candidate.metrics,
+            }
+            for candidate in newest.leaderboard
+        )
+    return rows
 
 
 def _leaderboard(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
