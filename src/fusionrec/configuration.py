@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from fusionrec.data.import_options import ImportOptions, event_aliases
 from fusionrec.fusion.config import describe_problem
 from fusionrec.project import DEFAULT_STORE_URL, PROJECT_FILE, ProjectFileError, read_project_file
 
@@ -56,6 +57,10 @@ class ProjectConfig(BaseModel):
     rules: dict[str, Any] | None = None  # `RulesConfig`, shared by serving
     experiments: list[dict[str, Any]] = Field(default_factory=list)  # `ExperimentConfig` each
     event_types: dict[str, float] = Field(default_factory=dict)  # event type -> weight
+    # How `fusionrec ingest` reads a shop's files: column maps, delimiter, decimal mark, times.
+    ingest: ImportOptions = Field(default_factory=ImportOptions)
+    # A shop's event type names -> known types (basket = "add_to_cart"), for files, HTTP and streams.
+    event_aliases: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("pipeline", "engine", "serving", "rules")
     @classmethod
@@ -64,6 +69,12 @@ class ProjectConfig(BaseModel):
         if value is not None:
             section_owners()[info.field_name].model_validate(value)
         return value
+
+    @field_validator("event_aliases")
+    @classmethod
+    def _aliases_point_at_known_types(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        """Each alias names a canonical type or one of ``[event_types]`` (checked before); normalised."""
+        return event_aliases(value, info.data.get("event_types"))
 
     @field_validator("experiments")
     @classmethod

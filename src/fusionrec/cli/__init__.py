@@ -60,6 +60,7 @@ for command in (
     demo.demo,
     data.generate,
     data.ingest,
+    data.quarantine,
     data.stats,
     train.train,
     train.tune,

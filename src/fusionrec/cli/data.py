@@ -1,11 +1,14 @@
-"""Data commands: `generate` a synthetic shop, `ingest` files into a store, `stats` of a store."""
+"""Data commands: `generate` a synthetic shop, `ingest` files into a store, `quarantine` lists what
+ingestion rejected, `stats` of a store."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from fusionrec.cli.common import (
     JsonOption,
@@ -13,11 +16,16 @@ from fusionrec.cli.common import (
     UserError,
     emit_json,
     err,
+    fail,
     open_existing_store,
     print_table,
+    project,
     store_url,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from fusionrec.data.quarantine import ReasonGroup
 
 
 def generate(
@@ -43,17 +51,25 @@ def generate(
     emit_json(result, json_path)
 
 
-def parse_mapping(text: str | None) -> dict[str, str] | None:
+def parse_mapping(text: str | None, option: str = "--map") -> dict[str, str] | None:
     """``--map 'ts=timestamp,sku=item_id'`` as ``{"ts": "timestamp", "sku": "item_id"}``."""
     if not text:
         return None
     mapping = {}
     for pair in text.split(","):
         if "=" not in pair:
-            raise UserError(f"--map expects source=canonical pairs separated by commas, got {pair!r}")
+            raise UserError(f"{option} expects source=canonical pairs separated by commas, got {pair!r}")
         source, target = (part.strip() for part in pair.split("=", 1))
         mapping[source] = target
     return mapping
+
+
+def _map_option(name: str, what: str, example: str) -> Any:
+    return typer.Option(
+        name,
+        help=f"Column mapping of the {what} file: '{example}' (source=canonical, comma-separated).",
+        show_default="[ingest] of fusionrec.toml, else the canonical names",
+    )
 
 
 def ingest(
@@ -75,14 +91,57 @@ def ingest(
             "costs loads campaign costs (date, channel, campaign, cost).",
         ),
     ] = "canonical",
-    mapping: Annotated[
+    mapping: Annotated[str | None, _map_option("--map", "events", "ts=timestamp,sku=item_id")] = None,
+    items_mapping: Annotated[
+        str | None, _map_option("--items-map", "--items", "sku=item_id,name=title")
+    ] = None,
+    users_mapping: Annotated[str | None, _map_option("--users-map", "--users", "customer=user_id")] = None,
+    delimiter: Annotated[
         str | None,
         typer.Option(
-            "--map",
-            help="Column mapping for canonical files: 'ts=timestamp,sku=item_id'.",
-            show_default="the canonical names",
+            "--delimiter",
+            help="CSV field separator of every file: one character, or tab, semicolon, comma, pipe.",
+            show_default="[ingest] of fusionrec.toml, else sniffed from each file's header line",
         ),
     ] = None,
+    decimal: Annotated[
+        str | None,
+        typer.Option(
+            "--decimal",
+            help="Decimal mark of prices and quantities written as text: '.' or ','.",
+            show_default="[ingest] of fusionrec.toml, else '.'",
+        ),
+    ] = None,
+    timestamp_format: Annotated[
+        str | None,
+        typer.Option(
+            "--timestamp-format",
+            help="strptime format of text timestamps, e.g. '%d.%m.%Y %H:%M'.",
+            show_default="[ingest] of fusionrec.toml, else ISO 8601 or epoch numbers",
+        ),
+    ] = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone",
+            help="Time zone of timestamps written without one, e.g. Europe/Berlin.",
+            show_default="[ingest] of fusionrec.toml, else UTC",
+        ),
+    ] = None,
+    warn_share: Annotated[
+        float | None,
+        typer.Option(
+            "--warn-share",
+            min=0.0,
+            max=1.0,
+            help="Warn when more than this share of rows is quarantined (or a whole event type).",
+            show_default="[ingest] of fusionrec.toml, else 0.05",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="A quarantine warning fails the command (exit 2).", show_default=True),
+    ] = False,
     max_quarantine: Annotated[
         float,
         typer.Option(
@@ -94,13 +153,17 @@ def ingest(
     """Validate, clean and store events (and items, users); creates the store if needed.
 
     Idempotent: ingesting the same file twice stores each event once. Rejected rows go to the
-    store's quarantine with their row number and reason; good rows are always kept.
+    store's quarantine with their row number and reason (listed by `fusionrec quarantine`); good
+    rows are always kept. The console groups the reasons, with a sample row each.
 
     Examples:
 
         fusionrec ingest shop/ --store duckdb:///shop.duckdb
+        fusionrec ingest orders.csv --items catalogue.csv --items-map 'sku=item_id' --delimiter ';' --decimal ',' --timestamp-format '%d.%m.%Y %H:%M' --timezone Europe/Berlin
         fusionrec ingest otto.jsonl --format otto --store postgresql://postgres@127.0.0.1/test --json -
     """
+    from fusionrec.data.quarantine import groups_from_counts
+    from fusionrec.data.schema import EventTypes
     from fusionrec.data.sources import ingest_source
     from fusionrec.data.store import open_store
 
@@ -111,6 +174,18 @@ def ingest(
         if format_name == "costs":
             _ingest_costs(path, url, json_path)
             return
+        config = project()
+        reading = config.ingest.merged(
+            map=parse_mapping(mapping, "--map"),
+            items_map=parse_mapping(items_mapping, "--items-map"),
+            users_map=parse_mapping(users_mapping, "--users-map"),
+            delimiter=delimiter,
+            decimal=decimal,
+            timestamp_format=timestamp_format,
+            timezone=timezone,
+            warn_share=warn_share,
+            strict=strict or None,
+        )
         with open_store(url) as event_store:
             report = ingest_source(
                 event_store,
@@ -118,7 +193,9 @@ def ingest(
                 format_name=format_name,
                 items=items,
                 users=users,
-                column_map=parse_mapping(mapping),
+                options=reading,
+                aliases=config.event_aliases,
+                event_types=EventTypes.from_weights(config.event_types),
             )
     result = report.to_dict()
     print_table(
@@ -129,13 +206,71 @@ def ingest(
             if k in result
         },
     )
+    print_reasons("quarantined rows by reason", groups_from_counts(report.reasons, report.samples))
     emit_json(result, json_path)
     if report.failed(max_quarantine):
         err.print(
             f"[bold red]error:[/] {result['quarantined']} of {result['read']} rows quarantined "
-            f"(limit {max_quarantine:.0%}); see the quarantine table for reasons"
+            f"(limit {max_quarantine:.0%}); list them with `fusionrec quarantine`"
         )
         raise typer.Exit(1)
+    _warn_or_fail(report.warnings(reading.warn_share), strict=reading.strict)
+
+
+def _warn_or_fail(warnings: list[str], *, strict: bool) -> None:
+    """Print each warning; with ``strict``, the first one is the command's error (exit 2)."""
+    if strict and warnings:
+        fail(f"{'; '.join(warnings)} (--strict)")
+    for line in warnings:
+        err.print(f"[bold yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
+def print_reasons(title: str, groups: list[ReasonGroup]) -> None:
+    """Reasons with their row counts and one sample row each (source:row and the raw row)."""
+    if not groups:
+        return
+    table = Table(title=title)
+    table.add_column("reason", style="bold")
+    table.add_column("rows", justify="right")
+    table.add_column("sample row", overflow="fold")
+    for group in groups:
+        where = f"{group.sample.get('source', '')}:{group.sample.get('row_number', '')}"
+        table.add_row(
+            escape(group.reason), f"{group.count:,}", escape(f"{where} {group.sample.get('raw', '')}")
+        )
+    err.print(table)
+
+
+def quarantine(
+    store: StoreOption = None,
+    out_path: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write every quarantined row to this CSV file.", show_default="no file"),
+    ] = None,
+    json_path: JsonOption = None,
+) -> None:
+    """List the rows ingestion rejected, grouped by reason with counts and a sample row each.
+
+    Examples:
+
+        fusionrec quarantine --store duckdb:///shop.duckdb
+        fusionrec quarantine --out rejected.csv --json -
+    """
+    import pyarrow.csv as pacsv
+
+    from fusionrec.data.quarantine import group_by_reason
+
+    with user_errors(), open_existing_store(store) as event_store:
+        rows = event_store.quarantine_arrow()
+    groups = group_by_reason(rows)
+    print_table("quarantine", {"rows": rows.num_rows, "reasons": len(groups)})
+    print_reasons("quarantined rows by reason", groups)
+    if out_path is not None:
+        with user_errors():
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            pacsv.write_csv(rows, out_path)
+        err.print(f"wrote {out_path}")
+    emit_json({"rows": rows.num_rows, "reasons": [g.to_dict() for g in groups]}, json_path)
 
 
 def _ingest_costs(path: Path, url: str, json_path: str | None) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fusionrec.cli.common import StoreOption, UserError, err, store_url, user_errors
+from fusionrec.cli.common import StoreOption, UserError, err, project, store_url, user_errors
 
 if TYPE_CHECKING:
     from fusionrec.serving.settings import ServingSettings
@@ -87,7 +87,6 @@ def serving_settings(
 ) -> ServingSettings:
     """Settings for `serve`: the options over the environment over ``config`` (default: the project
     file when there is one); the store URL falls back to the project file's ``[store] url``."""
-    from fusionrec.cli.common import project
     from fusionrec.project import PROJECT_FILE
     from fusionrec.serving.settings import load_settings
 
@@ -192,7 +191,15 @@ def consume(
         check_reachable(address.redis_url)
         url = store_url(store)
         try:
-            settings = load_settings(None, store_url=url, redis_url=redis, log_exposures=False)
+            config = project()  # the shop's event types and its names for them apply to the stream too
+            settings = load_settings(
+                None,
+                store_url=url,
+                redis_url=redis,
+                log_exposures=False,
+                event_types=config.event_types,
+                event_aliases=config.event_aliases,
+            )
             service = Service(settings)
         except StoreLockedError:
             raise UserError(

@@ -62,17 +62,40 @@ def _rebatch(batches: Iterable[pa.RecordBatch | pa.Table], size: int) -> Iterato
         yield pa.concat_tables(pending)
 
 
-def _csv_header(path: Path, delimiter: str) -> list[str]:
+SNIFFED_DELIMITERS = ",;\t|"
+
+
+def _first_line(path: Path) -> str:
     opener = gzip.open if path.suffix.lower() == ".gz" else open
     with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
-        header = next(csv.reader(handle, delimiter=delimiter), None)
+        return handle.readline()
+
+
+def _csv_header(path: Path, delimiter: str) -> list[str]:
+    header = next(csv.reader([_first_line(path)], delimiter=delimiter), None)
     if not header:
         raise IngestError(f"{path}: empty file, no header row")
     return header
 
 
-def _csv_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+def csv_delimiter(path: Path, delimiter: str | None = None) -> str:
+    """``delimiter`` when given; else tab for ``.tsv``, else sniffed from the header line.
+
+    Only the header is sniffed: column names hold no decimal commas or quoted text, so the
+    separator among ``SNIFFED_DELIMITERS`` that splits it is unambiguous; a one-column header is ",".
+    """
+    if delimiter is not None:
+        return delimiter
+    if ".tsv" in [s.lower() for s in path.suffixes]:
+        return "\t"
+    try:
+        return csv.Sniffer().sniff(_first_line(path), delimiters=SNIFFED_DELIMITERS).delimiter
+    except csv.Error:  # one column, or nothing to tell from
+        return ","
+
+
+def _csv_batches(path: Path, delimiter: str | None) -> Iterator[pa.RecordBatch]:
+    delimiter = csv_delimiter(path, delimiter)
     header = _csv_header(path, delimiter)
     # Every column is read as text and parsed by validation, so one odd value cannot fail the file.
     convert = pacsv.ConvertOptions(
@@ -113,9 +136,16 @@ def _rename(table: pa.Table, column_map: Mapping[str, str] | None, path: Path) -
 
 
 def iter_arrow_batches(
-    path: str | Path, *, column_map: Mapping[str, str] | None = None, batch_rows: int = 200_000
+    path: str | Path,
+    *,
+    column_map: Mapping[str, str] | None = None,
+    batch_rows: int = 200_000,
+    delimiter: str | None = None,
 ) -> Iterator[pa.Table]:
-    """Arrow tables of ``batch_rows`` rows (plus ``row_number``) from a CSV, Parquet or JSONL file."""
+    """Arrow tables of ``batch_rows`` rows (plus ``row_number``) from a CSV, Parquet or JSONL file.
+
+    ``delimiter`` separates CSV fields (None: see `csv_delimiter`); other kinds ignore it.
+    """
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"{path}: no such file")
@@ -123,7 +153,7 @@ def iter_arrow_batches(
         raise ValueError("batch_rows must be at least 1")
     kind = file_kind(path)
     if kind == "csv":
-        source: Iterable[pa.RecordBatch | pa.Table] = _csv_batches(path)
+        source: Iterable[pa.RecordBatch | pa.Table] = _csv_batches(path, delimiter)
     elif kind == "parquet":
         source = _parquet_batches(path, batch_rows)
     else:

@@ -7,6 +7,7 @@ not be understood, so validation can name the row and the reason. All of it is v
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -69,19 +70,24 @@ def text(values: Column) -> pa.Array:
     return _empty_to_null(_as_text(to_arrow(values)))
 
 
-def event_types(values: Column) -> pa.Array:
-    """Event type names normalised (case, spacing, known aliases), computed once per distinct value."""
+def event_types(values: Column, aliases: Mapping[str, str] | None = None) -> pa.Array:
+    """Event type names normalised (case, spacing, a shop's ``aliases`` then the built-in ones),
+    computed once per distinct value."""
     array = pc.utf8_trim_whitespace(_as_text(to_arrow(values)))
     encoded = pc.dictionary_encode(array)
     names = [
-        None if v is None or not v.strip() else normalise_event_type(v)
+        None if v is None or not v.strip() else normalise_event_type(v, aliases)
         for v in encoded.dictionary.to_pylist()
     ]
     return pc.take(pa.array(names, type=pa.string()), encoded.indices)
 
 
-def numbers(values: Column) -> tuple[np.ndarray, np.ndarray]:
-    """Float64 values (NaN where missing) and a mask of entries present but not a finite number."""
+def numbers(values: Column, decimal: str = ".") -> tuple[np.ndarray, np.ndarray]:
+    """Float64 values (NaN where missing) and a mask of entries present but not a finite number.
+
+    ``decimal=","`` reads text such as ``"12,50"``; a text value then holding a "." too (``"1.234,5"``)
+    is refused rather than guessed at: thousands separators differ between shops.
+    """
     array = to_arrow(values)
     if pa.types.is_null(array.type):
         return np.full(len(array), np.nan), np.zeros(len(array), dtype=bool)
@@ -92,6 +98,8 @@ def numbers(values: Column) -> tuple[np.ndarray, np.ndarray]:
     elif pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         stripped = _empty_to_null(pc.utf8_trim_whitespace(array.cast(pa.string())))
         present = pc.is_valid(stripped).to_numpy(zero_copy_only=False)
+        if decimal != ".":
+            stripped = _decimal_point(stripped, decimal)
         out = pd.to_numeric(stripped.to_pandas(), errors="coerce").to_numpy(
             dtype=np.float64, na_value=np.nan, copy=True
         )
@@ -100,6 +108,14 @@ def numbers(values: Column) -> tuple[np.ndarray, np.ndarray]:
     bad = present & ~np.isfinite(out)
     out[bad] = np.nan
     return out, bad
+
+
+def _decimal_point(text: pa.Array, decimal: str) -> pa.Array:
+    """Text numbers written with ``decimal`` as their mark, rewritten with "."; ones that also hold
+    a "." become unreadable (so they are reported, not misread)."""
+    ambiguous = pc.match_substring(text, ".")
+    swapped = pc.replace_substring(text, decimal, ".")
+    return pc.if_else(pc.fill_null(ambiguous, False), pa.scalar("not a number"), swapped)
 
 
 # Epoch numbers: below 1e11 they are seconds (1e11 s is the year 5138), then milliseconds,
@@ -115,12 +131,15 @@ def _epoch_to_micros(values: np.ndarray) -> np.ndarray:
     return np.round(values * scale)
 
 
-def timestamps(values: Column) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def timestamps(
+    values: Column, fmt: str | None = None, timezone: str = "UTC"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """UTC epoch microseconds (int64), a mask of present values, and a mask of unparseable ones.
 
-    Accepts Arrow/pandas timestamps and dates (naive ones are UTC), epoch seconds, milliseconds,
-    microseconds or nanoseconds (told apart by magnitude), and ISO 8601 strings with or without
-    a zone (naive strings are UTC).
+    Accepts Arrow/pandas timestamps and dates, epoch seconds, milliseconds, microseconds or
+    nanoseconds (told apart by magnitude), and ISO 8601 strings with or without a zone; text in
+    another layout is read with the strptime format ``fmt``. Values without a zone are wall-clock
+    time in ``timezone`` (a time that does not exist there, or exists twice, is unparseable).
     """
     array = to_arrow(values)
     n = len(array)
@@ -129,6 +148,8 @@ def timestamps(values: Column) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return micros, np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     present = pc.is_valid(array).to_numpy(zero_copy_only=False)
     bad = np.zeros(n, dtype=bool)
+    if timezone != "UTC" and _naive_time(array):
+        array = _localised(array, timezone)
     if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
         target = pa.timestamp("us", tz=getattr(array.type, "tz", None))
         # Tz-aware values are stored as UTC already; naive ones are read as UTC wall-clock time.
@@ -145,7 +166,7 @@ def timestamps(values: Column) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         )
         textual = present & np.isnan(numeric)
         if textual.any():
-            parsed = pd.to_datetime(series[textual], utc=True, errors="coerce", format="ISO8601")
+            parsed = _parse_text_times(series[textual], fmt, timezone)
             ok = parsed.notna().to_numpy()
             rows = np.flatnonzero(textual)
             micros[rows[ok]] = (
@@ -163,6 +184,45 @@ def timestamps(values: Column) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     bad |= out_of_range
     micros = np.where(finite & ~out_of_range, converted, micros).astype(np.int64)
     return micros, present, bad
+
+
+def _naive_time(array: pa.Array) -> bool:
+    return (pa.types.is_timestamp(array.type) and array.type.tz is None) or pa.types.is_date(array.type)
+
+
+def _localised(array: pa.Array, timezone: str) -> pa.Array:
+    """Naive timestamps or dates read as wall-clock time in ``timezone``, as UTC-aware ones."""
+    naive = array.cast(pa.timestamp("us"), safe=False)
+    series = pd.Series(naive.to_pandas(), dtype="datetime64[us]")
+    local = series.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+    return pa.array(local, type=pa.timestamp("us", tz="UTC"), from_pandas=True)
+
+
+def _parse_text_times(series: pd.Series, fmt: str | None, timezone: str) -> pd.Series:
+    """Text times as UTC ``Timestamp``s (NaT where unreadable): ``fmt`` or ISO 8601, naive ones in
+    ``timezone``."""
+    if timezone == "UTC":  # the common case in one vectorised call
+        return pd.to_datetime(series, utc=True, errors="coerce", format=fmt or "ISO8601")
+    layout = fmt or "ISO8601"
+    try:
+        parsed = pd.to_datetime(series, errors="coerce", format=layout)
+    except ValueError:  # some values name a zone and some do not: one by one (rare)
+        times = [_one_time(pd.to_datetime(v, errors="coerce", format=layout), timezone) for v in series]
+        return pd.Series(times, index=series.index, dtype="datetime64[ns, UTC]")
+    if parsed.dt.tz is not None:  # the text named its zone
+        return parsed.dt.tz_convert("UTC")
+    return parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+
+
+def _one_time(value: object, timezone: str) -> pd.Timestamp:
+    if not isinstance(value, pd.Timestamp) or pd.isna(value):
+        return pd.NaT
+    if value.tzinfo is None:
+        try:
+            return value.tz_localize(timezone).tz_convert("UTC")
+        except (ValueError, TypeError):  # nonexistent or ambiguous local time
+            return pd.NaT
+    return value.tz_convert("UTC")
 
 
 def booleans(values: Column) -> tuple[pa.Array, np.ndarray]:

@@ -28,6 +28,8 @@ import pandas as pd
 import pyarrow as pa
 
 from fusionrec.data.batches import count_rows, file_kind, iter_arrow_batches, iter_canonical_batches
+from fusionrec.data.import_options import ImportOptions
+from fusionrec.data.quarantine import first_row_per_reason
 from fusionrec.data.schema import EventType, EventTypes, normalise_event_type
 from fusionrec.data.store.base import EventStore
 from fusionrec.data.validate import Batch, CheckedBatch, IngestError, check_events, check_items, check_users
@@ -67,6 +69,10 @@ class IngestReport:
     seconds: float = 0.0
     reasons: Counter[str] = field(default_factory=Counter)
     examples: list[dict[str, Any]] = field(default_factory=list)  # a few rejected rows
+    samples: dict[str, dict[str, Any]] = field(default_factory=dict)  # reason -> its first rejected row
+    types_read: Counter[str] = field(default_factory=Counter)  # events per event type
+    types_rejected: Counter[str] = field(default_factory=Counter)  # of those, quarantined
+    types_unknown: Counter[str] = field(default_factory=Counter)  # of those, not a configured type
 
     @property
     def valid(self) -> int:
@@ -86,10 +92,15 @@ class IngestReport:
         self.erased_skipped += erased
         self.quarantined += checked.quarantine.num_rows
         self.reasons.update(checked.reasons)
+        self.types_read.update(checked.types_read)
+        self.types_rejected.update(checked.types_rejected)
+        self.types_unknown.update(checked.types_unknown)
         room = MAX_EXAMPLES - len(self.examples)
         if room > 0 and checked.quarantine.num_rows:
             for row in checked.quarantine.slice(0, room).to_pylist():
                 self.examples.append({k: row[k] for k in ("source", "row_number", "reason", "raw")})
+        for reason, row in first_row_per_reason(checked.quarantine).items():
+            self.samples.setdefault(reason, row)
 
     def merge(self, other: IngestReport) -> None:
         """Add another report's counts (e.g. the catalogue's) into this one."""
@@ -106,7 +117,35 @@ class IngestReport:
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.reasons.update(other.reasons)
+        self.types_read.update(other.types_read)
+        self.types_rejected.update(other.types_rejected)
+        self.types_unknown.update(other.types_unknown)
         self.examples.extend(other.examples[: max(MAX_EXAMPLES - len(self.examples), 0)])
+        for reason, row in other.samples.items():
+            self.samples.setdefault(reason, row)
+
+    def refused_types(self) -> list[str]:
+        """Event types of which every row read was quarantined (e.g. a name no alias maps)."""
+        return sorted(t for t, n in self.types_read.items() if n and self.types_rejected[t] == n)
+
+    def warnings(self, share: float) -> list[str]:
+        """One line per problem worth stopping for: a whole event type refused, or more than
+        ``share`` of the rows read quarantined."""
+        lines = []
+        for name in self.refused_types():
+            line = f"every {name!r} event was rejected ({self.types_rejected[name]:,} rows)"
+            if self.types_unknown[name]:
+                line += (
+                    "; an unknown event type: map it onto a known one in [event_aliases] of "
+                    f'fusionrec.toml, e.g. {name} = "add_to_cart"'
+                )
+            lines.append(line)
+        if self.read and self.quarantined > share * self.read:
+            lines.append(
+                f"{self.quarantined:,} of {self.read:,} rows ({self.quarantined / self.read:.1%}) were "
+                f"quarantined, above the {share:.0%} warning share"
+            )
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +162,8 @@ class IngestReport:
             "events_per_second": round(self.read / self.seconds) if self.seconds > 0 else None,
             "reasons": dict(self.reasons.most_common()),
             "examples": list(self.examples),
+            "samples": dict(self.samples),
+            "refused_event_types": self.refused_types(),
         }
 
 
@@ -148,10 +189,13 @@ def ingest_batches(
     max_future: timedelta = DEFAULT_MAX_FUTURE,
     now: datetime | None = None,
     progress: Progress | None = None,
+    options: ImportOptions | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> IngestReport:
     """Validate and store batches of canonical events (pandas or Arrow, with ``row_number``).
 
-    Each batch is one transaction (its events and its rejected rows together).
+    Each batch is one transaction (its events and its rejected rows together). ``options`` say how
+    text numbers and times are written, ``aliases`` map a shop's event type names (see `check_events`).
     """
     types = _event_types(event_types)
     report = IngestReport(source=source)
@@ -160,7 +204,14 @@ def ingest_batches(
     try:
         for batch in batches:
             checked = check_events(
-                batch, source=source, event_types=types, max_future=max_future, now=now, hasher=hasher
+                batch,
+                source=source,
+                event_types=types,
+                max_future=max_future,
+                now=now,
+                hasher=hasher,
+                options=options,
+                aliases=aliases,
             )
             result = store.write_batch(checked.valid, checked.quarantine)
             report.add_batch(checked, result.stored, result.duplicates, result.erased_skipped)
@@ -209,10 +260,11 @@ def _ingest_table_rows(
     check: Callable[..., CheckedBatch],
     upsert: Callable[[pa.Table], int],
     counter: str,
+    options: ImportOptions | None,
 ) -> IngestReport:
     report = IngestReport(source=source)
     for batch in batches:
-        checked = check(batch, source=source)
+        checked = check(batch, source=source, options=options)
         written = upsert(checked.valid)
         if checked.quarantine.num_rows:
             store.add_quarantine(checked.quarantine)
@@ -227,11 +279,24 @@ def ingest_items(
     *,
     column_map: Mapping[str, str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    options: ImportOptions | None = None,
 ) -> IngestReport:
-    """Upsert catalogue rows (a file or a frame); rows without item_id or with a bad price are quarantined."""
-    source, batches = _source_batches(data, column_map, batch_rows, "items")
+    """Upsert catalogue rows (a file or a frame); rows without item_id or with a bad price are quarantined.
+
+    ``column_map`` renames columns (default: ``options.items_map``); ``options`` also say how the
+    file is read (delimiter, decimal mark, timestamp format and zone).
+    """
+    options = options or ImportOptions()
+    mapping = column_map if column_map is not None else options.items_map
+    source, batches = _source_batches(data, mapping, batch_rows, "items", options.delimiter)
     return _ingest_table_rows(
-        store, batches, source=source, check=check_items, upsert=store.upsert_items, counter="items"
+        store,
+        batches,
+        source=source,
+        check=check_items,
+        upsert=store.upsert_items,
+        counter="items",
+        options=options,
     )
 
 
@@ -241,20 +306,37 @@ def ingest_users(
     *,
     column_map: Mapping[str, str] | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
+    options: ImportOptions | None = None,
 ) -> IngestReport:
-    """Upsert user rows (a file or a frame); rows without user_id are quarantined."""
-    source, batches = _source_batches(data, column_map, batch_rows, "users")
+    """Upsert user rows (a file or a frame); rows without user_id are quarantined.
+
+    ``column_map`` renames columns (default: ``options.users_map``).
+    """
+    options = options or ImportOptions()
+    mapping = column_map if column_map is not None else options.users_map
+    source, batches = _source_batches(data, mapping, batch_rows, "users", options.delimiter)
     return _ingest_table_rows(
-        store, batches, source=source, check=check_users, upsert=store.upsert_users, counter="users"
+        store,
+        batches,
+        source=source,
+        check=check_users,
+        upsert=store.upsert_users,
+        counter="users",
+        options=options,
     )
 
 
 def _source_batches(
-    data: str | Path | Batch, column_map: Mapping[str, str] | None, batch_rows: int, name: str
+    data: str | Path | Batch,
+    column_map: Mapping[str, str] | None,
+    batch_rows: int,
+    name: str,
+    delimiter: str | None = None,
 ) -> tuple[str, Iterable[Batch]]:
     if isinstance(data, str | Path):
         path = Path(data)
-        return str(path), iter_arrow_batches(path, column_map=column_map, batch_rows=batch_rows)
+        batches = iter_arrow_batches(path, column_map=column_map, batch_rows=batch_rows, delimiter=delimiter)
+        return str(path), batches
     if column_map:
         data = (
             data.rename(columns=dict(column_map))
@@ -291,12 +373,16 @@ def ingest_path(
     flag_bots: bool = True,
     max_events_per_minute: int = DEFAULT_MAX_EVENTS_PER_MINUTE,
     progress: bool = True,
+    options: ImportOptions | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> IngestReport:
     """Ingest a canonical events file (CSV, Parquet, JSONL), or a folder written by ``fusionrec generate``.
 
     A folder's ``events.*``, ``items.*`` and ``users.*`` are all ingested (items and users first);
-    ``items``/``users`` name catalogue and user files explicitly. ``column_map`` renames source
-    columns onto canonical names (events file only). After the events, users (or anonymous
+    ``items``/``users`` name catalogue and user files explicitly. ``options`` (`ImportOptions`)
+    hold the column maps of the three files and how every file is written (delimiter, decimal mark,
+    timestamp format and zone); ``column_map``, when given, replaces the events' map. ``aliases``
+    map a shop's event type names onto known ones. After the events, users (or anonymous
     sessions) above ``max_events_per_minute`` are flagged as bots unless ``flag_bots`` is false,
     even when every row was already stored (a re-run after a crash finishes the flagging).
     A Rich progress bar goes to standard error when ``progress`` is true.
@@ -314,22 +400,32 @@ def ingest_path(
     else:
         raise IngestError(f"{path}: no such file or folder")
 
+    reading = options or ImportOptions()
     report = IngestReport(source=str(path))
     if items is not None:
-        report.merge(ingest_items(store, items, batch_rows=batch_rows))
+        report.merge(ingest_items(store, items, batch_rows=batch_rows, options=reading))
     if users is not None:
-        report.merge(ingest_users(store, users, batch_rows=batch_rows))
+        report.merge(ingest_users(store, users, batch_rows=batch_rows, options=reading))
     if events_file is not None:
-        batches = iter_arrow_batches(events_file, column_map=column_map, batch_rows=batch_rows)
-        options: dict[str, Any] = {
+        batches = iter_arrow_batches(
+            events_file,
+            column_map=column_map if column_map is not None else reading.map,
+            batch_rows=batch_rows,
+            delimiter=reading.delimiter,
+        )
+        settings: dict[str, Any] = {
             "source": str(events_file),
             "event_types": event_types,
             "max_future": max_future,
+            "options": reading,
+            "aliases": aliases,
         }
         if progress:
-            events_report = _with_progress(store, batches, count_rows(events_file), events_file.name, options)
+            events_report = _with_progress(
+                store, batches, count_rows(events_file), events_file.name, settings
+            )
         else:
-            events_report = ingest_batches(store, batches, **options)
+            events_report = ingest_batches(store, batches, **settings)
         report.merge(events_report)
         if flag_bots:
             # Always, not only when rows were stored: a kill between the last batch commit and this

@@ -115,9 +115,20 @@ EVENT_TYPE_ALIASES: dict[str, str] = {
 }
 
 
-def normalise_event_type(name: str) -> str:
-    """Lower-case, trim, and map a known alias onto its canonical name."""
-    key = name.strip().lower().replace(" ", "_")
+def event_type_key(name: str) -> str:
+    """An event type name lower-cased and trimmed, inner spaces as underscores."""
+    return name.strip().lower().replace(" ", "_")
+
+
+def normalise_event_type(name: str, aliases: Mapping[str, str] | None = None) -> str:
+    """Lower-case, trim, and map an alias onto its canonical name.
+
+    ``aliases`` (a shop's ``[event_aliases]``, keys already passed through `event_type_key`) win
+    over the built-in `EVENT_TYPE_ALIASES`, so a shop can also re-point a common spelling.
+    """
+    key = event_type_key(name)
+    if aliases and key in aliases:
+        return aliases[key]
     return EVENT_TYPE_ALIASES.get(key, key)
 
 

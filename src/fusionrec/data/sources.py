@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from fusionrec.data.formats import DEFAULT_FORMAT, read_format
+from fusionrec.data.import_options import ImportOptions
 from fusionrec.data.ingest import IngestReport, ingest_frame, ingest_items, ingest_path, ingest_users
+from fusionrec.data.schema import EventTypes
 from fusionrec.data.store.base import EventStore
 
 
@@ -24,19 +26,39 @@ def ingest_source(
     users: str | Path | None = None,
     column_map: Mapping[str, str] | None = None,
     progress: bool = True,
+    options: ImportOptions | None = None,
+    aliases: Mapping[str, str] | None = None,
+    event_types: EventTypes | None = None,
 ) -> IngestReport:
-    """Ingest ``path`` in format ``format_name`` into ``store``; returns the combined report."""
+    """Ingest ``path`` in format ``format_name`` into ``store``; returns the combined report.
+
+    ``options`` (column maps, delimiter, decimal mark, timestamp format and zone) apply to
+    canonical files; a public format's reader knows its own layout. ``aliases`` map event type
+    names in either case; ``event_types`` are the accepted ones (default: the canonical types).
+    """
     if format_name == DEFAULT_FORMAT:
-        return ingest_path(store, path, items=items, users=users, column_map=column_map, progress=progress)
+        return ingest_path(
+            store,
+            path,
+            items=items,
+            users=users,
+            column_map=column_map,
+            progress=progress,
+            options=options,
+            aliases=aliases,
+            event_types=event_types,
+        )
     source = read_format(format_name, path)
     report = IngestReport(source=f"{format_name}:{path}")
     if source.items is not None and len(source.items):
         report.merge(ingest_items(store, source.items))
     if source.users is not None and len(source.users):
         report.merge(ingest_users(store, source.users))
-    report.merge(ingest_frame(store, source.events, source=f"{format_name}:{path}"))
+    name = f"{format_name}:{path}"
+    checks = {"aliases": aliases, "event_types": event_types}
+    report.merge(ingest_frame(store, source.events, source=name, **checks))
     if source.test_events is not None and len(source.test_events):
         # A shipped test split is part of the data too; its rows are numbered in its own file.
-        report.merge(ingest_frame(store, source.test_events, source=f"{format_name}:{path} (test)"))
+        report.merge(ingest_frame(store, source.test_events, source=f"{name} (test)", **checks))
     report.bot_events = store.flag_bots()  # even with 0 new rows: a crashed run left them unflagged
     return report

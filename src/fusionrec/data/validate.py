@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fusionrec.data import columns as col
+from fusionrec.data.import_options import ImportOptions
 from fusionrec.data.schema import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, EventTypes
 from fusionrec.data.store.sql import QUARANTINE_SCHEMA
 
@@ -54,6 +55,9 @@ class CheckedBatch:
     read: int
     duplicates: int = 0  # rows repeating an id earlier in the same batch
     reasons: Counter[str] = field(default_factory=Counter)
+    types_read: Counter[str] = field(default_factory=Counter)  # events per (normalised) event type
+    types_rejected: Counter[str] = field(default_factory=Counter)  # of those, quarantined
+    types_unknown: Counter[str] = field(default_factory=Counter)  # of those, not a configured type
 
 
 def row_count(batch: Batch) -> int:
@@ -68,6 +72,16 @@ def _get(batch: Batch, name: str) -> col.Column | None:
 
 def _names(batch: Batch) -> list[str]:
     return [str(c) for c in batch.columns] if isinstance(batch, pd.DataFrame) else list(batch.column_names)
+
+
+def missing_columns_error(source: str, missing: list[str], batch: Batch) -> IngestError:
+    """ "missing column(s) ...; found: ..." naming only the source's own columns (not ``row_number``,
+    which reading adds), with the way to rename one."""
+    found = [name for name in _names(batch) if name != "row_number"]
+    return IngestError(
+        f"{source}: missing column(s) {', '.join(missing)}; found: {', '.join(found) or 'none'} "
+        "(rename a column with a column map, e.g. --map, --items-map, --users-map or [ingest] in fusionrec.toml)"
+    )
 
 
 def row_numbers(batch: Batch) -> np.ndarray:
@@ -161,8 +175,15 @@ def check_events(
     max_future: timedelta = timedelta(days=1),
     now: datetime | None = None,
     hasher: duckdb.DuckDBPyConnection | None = None,
+    options: ImportOptions | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> CheckedBatch:
-    """Normalise and validate canonical events; bad rows go to the quarantine with their reasons."""
+    """Normalise and validate canonical events; bad rows go to the quarantine with their reasons.
+
+    ``options`` say how text numbers and times are written; ``aliases`` map a shop's event type
+    names onto known ones (see `fusionrec.data.import_options.event_aliases`).
+    """
+    options = options or ImportOptions()
     names = _names(batch)
     missing = [c for c in ("event_type", "timestamp") if c not in names]
     if "user_id" not in names and "session_id" not in names:
@@ -170,7 +191,7 @@ def check_events(
     if "item_id" not in names:
         missing.append("item_id")
     if missing:
-        raise IngestError(f"{source}: missing column(s) {', '.join(missing)}; found: {', '.join(names)}")
+        raise missing_columns_error(source, missing, batch)
     n = row_count(batch)
     numbers = row_numbers(batch)
     problems = _Problems(n)
@@ -183,8 +204,10 @@ def check_events(
     session = optional("session_id", col.ids)
     item = col.ids(_get(batch, "item_id"))
     given_id = optional("event_id", col.ids)
-    etype = col.event_types(_get(batch, "event_type"))
-    micros, ts_present, ts_bad = col.timestamps(_get(batch, "timestamp"))
+    etype = col.event_types(_get(batch, "event_type"), aliases)
+    micros, ts_present, ts_bad = col.timestamps(
+        _get(batch, "timestamp"), options.timestamp_format, options.timezone
+    )
 
     for name, values in (
         ("event_id", given_id),
@@ -197,7 +220,8 @@ def check_events(
     etype_missing = _null(etype)
     problems.add("missing event_type", etype_missing)
     known = _mask(pc.is_in(etype, pa.array(event_types.names, pa.string())))
-    problems.add("unknown event_type", ~etype_missing & ~known)
+    unknown = ~etype_missing & ~known
+    problems.add("unknown event_type", unknown)
     is_search = _mask(pc.equal(etype, "search"))
     problems.add("missing item_id", _null(item) & ~is_search)
     problems.add("missing timestamp", ~ts_present)
@@ -214,7 +238,7 @@ def check_events(
         if values is None:
             numeric[name] = np.full(n, np.nan)
             continue
-        numeric[name], wrong = col.numbers(values)
+        numeric[name], wrong = col.numbers(values, options.decimal)
         problems.add(f"{name} is not a number", wrong)
         problems.add(f"negative {name}", numeric[name] < 0)  # NaN compares False
         bound = MAX_QUANTITY if name == "quantity" else MAX_PRICE
@@ -257,6 +281,17 @@ def check_events(
         quarantine=problems.quarantine(batch, source, numbers, storable_ids(user)),
         read=n,
         reasons=problems.counts,
+        types_read=_value_counts(etype),
+        types_rejected=_value_counts(etype.filter(pa.array(problems.bad))),
+        types_unknown=_value_counts(etype.filter(pa.array(unknown))),
+    )
+
+
+def _value_counts(values: pa.Array) -> Counter[str]:
+    """How often each non-null value occurs (so a warning can say a whole event type was refused)."""
+    counts = pc.value_counts(values.drop_null())
+    return Counter(
+        dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
     )
 
 
@@ -317,10 +352,11 @@ def _json_text(values: col.Column) -> pa.Array:
     return col.text(array)
 
 
-def check_items(batch: Batch, *, source: str) -> CheckedBatch:
+def check_items(batch: Batch, *, source: str, options: ImportOptions | None = None) -> CheckedBatch:
     """Validate catalogue rows: an item_id is required, prices must be non-negative numbers."""
+    options = options or ImportOptions()
     if _get(batch, "item_id") is None:
-        raise IngestError(f"{source}: missing column item_id; found: {', '.join(_names(batch))}")
+        raise missing_columns_error(source, ["item_id"], batch)
     n = row_count(batch)
     problems = _Problems(n)
     item = col.ids(_get(batch, "item_id"))
@@ -331,7 +367,7 @@ def check_items(batch: Batch, *, source: str) -> CheckedBatch:
         out[name] = col.text(values) if values is not None else pa.nulls(n, pa.string())
     price = _get(batch, "price")
     if price is not None:
-        values, wrong = col.numbers(price)
+        values, wrong = col.numbers(price, options.decimal)
         problems.add("price is not a number", wrong)
         problems.add("negative price", values < 0)
         out["price"] = pa.array(values, pa.float64(), from_pandas=True)
@@ -349,7 +385,9 @@ def check_items(batch: Batch, *, source: str) -> CheckedBatch:
         else:
             out[name] = pa.nulls(n, pa.bool_())
     if _get(batch, "created_at") is not None:
-        micros, present, wrong = col.timestamps(_get(batch, "created_at"))
+        micros, present, wrong = col.timestamps(
+            _get(batch, "created_at"), options.timestamp_format, options.timezone
+        )
         problems.add("unparseable created_at", wrong)
         out["created_at"] = pa.array(micros, pa.int64(), mask=~present | wrong).cast(
             pa.timestamp("us", tz="UTC")
@@ -367,10 +405,11 @@ def check_items(batch: Batch, *, source: str) -> CheckedBatch:
     )
 
 
-def check_users(batch: Batch, *, source: str) -> CheckedBatch:
-    """Validate user rows: a user_id is required."""
+def check_users(batch: Batch, *, source: str, options: ImportOptions | None = None) -> CheckedBatch:
+    """Validate user rows: a user_id is required (``options`` are accepted for symmetry: users
+    have no numbers or times to read)."""
     if _get(batch, "user_id") is None:
-        raise IngestError(f"{source}: missing column user_id; found: {', '.join(_names(batch))}")
+        raise missing_columns_error(source, ["user_id"], batch)
     n = row_count(batch)
     problems = _Problems(n)
     user = col.ids(_get(batch, "user_id"))

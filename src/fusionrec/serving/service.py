@@ -61,7 +61,9 @@ class Service:
             public_read=settings.public_read,
             origins=settings.cors_origins,
         )
-        self.event_types = EventTypes()
+        # The configured types and a shop's names for them, for HTTP and stream events alike.
+        self.event_types = EventTypes.from_weights(settings.event_types)
+        self.event_aliases = settings.event_aliases
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusionrec-store")
         self.store = store if store is not None else open_store(settings.store_url)
         self._hasher = duckdb.connect()  # vectorised md5 of missing event ids (used in the writer thread)
@@ -183,7 +185,13 @@ class Service:
         before_commit = datetime.now(UTC)  # the batch's ingested_at is at or after this
 
         def write() -> pa.Table:
-            checked = check_events(frame, source=channel, event_types=self.event_types, hasher=self._hasher)
+            checked = check_events(
+                frame,
+                source=channel,
+                event_types=self.event_types,
+                hasher=self._hasher,
+                aliases=self.event_aliases,
+            )
             result = self.store.write_batch(checked.valid, checked.quarantine)
             report.add_batch(checked, result.stored, result.duplicates, result.erased_skipped)
             return checked.valid

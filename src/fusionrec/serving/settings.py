@@ -11,9 +11,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from fusionrec.data.import_options import event_aliases
 from fusionrec.monitoring.alert_config import AlertConfig
 from fusionrec.project import DEFAULT_STORE_URL
 from fusionrec.serving.business_rules import RulesConfig
@@ -109,6 +110,15 @@ class ServingSettings(BaseSettings):
     rules: RulesConfig = Field(default_factory=RulesConfig)
     experiments: list[ExperimentConfig] = Field(default_factory=list)
     alerts: AlertConfig = Field(default_factory=AlertConfig)
+    # Shared with the top-level sections of fusionrec.toml: the event types accepted (name ->
+    # weight, over the canonical ones) and a shop's names for them (basket = "add_to_cart").
+    event_types: dict[str, float] = Field(default_factory=dict)
+    event_aliases: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("event_aliases")
+    @classmethod
+    def _known_targets(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        return event_aliases(value, info.data.get("event_types"))
 
     @model_validator(mode="after")
     def _dev_is_local(self) -> ServingSettings:
@@ -182,7 +192,8 @@ class _FileSource(PydanticBaseSettingsSource):
 
 
 def read_section(path: str | Path | None) -> dict[str, Any]:
-    """The ``[serving]`` table of a fusionrec.toml (top-level ``rules``/``experiments`` are merged in,
+    """The ``[serving]`` table of a fusionrec.toml (top-level ``rules``, ``experiments``,
+    ``event_types`` and ``event_aliases`` are merged in,
     and ``[store] url`` is the default store URL). `fusionrec serve` validates the whole file first
     (`fusionrec.configuration`); here the values are checked by `ServingSettings`."""
     from fusionrec.project import ProjectFileError, read_project_file
@@ -197,7 +208,7 @@ def read_section(path: str | Path | None) -> dict[str, Any]:
     except ProjectFileError as error:
         raise SettingsError(str(error)) from error
     section = dict(data.get("serving", {}))
-    for shared in ("rules", "experiments"):
+    for shared in ("rules", "experiments", "event_types", "event_aliases"):
         if shared in data and shared not in section:
             section[shared] = data[shared]
     store = data.get("store")
