@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check-core install install-all lint clean
+.PHONY: demo test reliability check-core install install-all lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: install-all
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
+
+## make reliability: the reliability suite alone (tests/reliability, also part of make test), its
+## figures written to benchmarks/results/reliability.json (docs/reliability.md)
+reliability: $(BIN)/python
+	$(BIN)/python benchmarks/bench_reliability.py
 
 ## make check-core: a fresh venv with the core package only (no extras), every module imported,
 ## `fusionrec demo` trained, served, asked and stopped (what CI runs first)
