@@ -153,9 +153,6 @@ def test_a_fresh_service_without_keys_lets_nobody_anonymous_write(store_url: str
     assert not wrong, "\n".join(wrong)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="known gap: the dashboard's data answers 500 before a models folder exists"
-)
 def test_the_dashboard_answers_before_any_model_folder_exists(store_url: str, tmp_path: Path) -> None:
     """Found by the matrix on a service started before `fusionrec train` made its models folder."""
     app = create_app(make_settings(store_url, tmp_path / "no-models-yet", api_keys={ADMIN: ["admin"]}))

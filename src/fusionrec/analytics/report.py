@@ -125,7 +125,8 @@ def _leaderboard(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     (folders written by ``fusionrec train --out``: one row per version, from its manifest)."""
     rows: list[dict[str, Any]] = []
     for path in paths:
-        if Path(path).is_dir():
+        # A model repository is a folder, and one that no training has made yet has no versions.
+        if Path(path).is_dir() or (not Path(path).exists() and Path(path).suffix != ".json"):
             rows.extend(_registry_rows(Path(path)))
             continue
         data = json.loads(Path(path).read_text())
