@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from starlette.routing import Mount
 
 from fusionrec.serving.app import create_app
