@@ -141,7 +141,9 @@ def test_demo_generates_ingests_and_trains_a_servable_version(tmp_path: Path) ->
 
 
 def test_report_includes_the_model_registry_leaderboard(tmp_path: Path) -> None:
-    demo = runner.invoke(app, ["demo", "--dir", str(tmp_path), "--events", "6000", "--no-serve"])
+    # an ample budget: the search confirms several candidates however loaded the machine is
+    args = ["demo", "--dir", str(tmp_path), "--events", "6000", "--no-serve", "--budget", "5m"]
+    demo = runner.invoke(app, args)
     assert demo.exit_code == 0, demo.output
     store = f"duckdb:///{(tmp_path / 'shop.duckdb').resolve()}"
     out = tmp_path / "report.html"
