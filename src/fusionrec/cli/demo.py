@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from fusionrec.cli.common import JsonOption, emit_json, err, parse_duration, print_table, user_errors
-from fusionrec.cli.train import BudgetOption
+from fusionrec.cli.common import JsonOption, emit_json, err, print_table, user_errors
+from fusionrec.cli.train import BudgetOption, budget_seconds
 
 
 def demo(
@@ -42,8 +42,9 @@ def demo(
     Training is `fusionrec train`'s automatic search: it profiles the shop, screens a portfolio of
     sources on validation windows, grows a fused ranker and ships the best of the fused ranker, the
     blend and every single source (a fused model that loses to one of its sources is never
-    shipped); the shipped model's metrics on the last 7 days print beside a popularity baseline. Then it serves the API, its docs and the dashboard for local use (every
-    endpoint open, 127.0.0.1 only) until Ctrl-C.
+    shipped); the shipped model's metrics on the last 7 days print beside a popularity baseline.
+    Then it serves the API, its docs and the dashboard for local use (every endpoint open,
+    127.0.0.1 only) until Ctrl-C.
 
     Examples:
 
@@ -81,7 +82,7 @@ def demo(
             store_url,
             models_dir,
             trained_by="fusionrec demo",
-            budget_seconds=parse_duration(budget, "--budget") if budget is not None else None,
+            budget_seconds=budget_seconds(budget),
         )
         print_metrics(result["train"])
     emit_json(result, json_path)

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from abc import abstractmethod
@@ -43,7 +42,7 @@ from fusionrec.fusion.config import POPULAR_IN_CATEGORY, REPEAT, FusionConfig, H
 from fusionrec.fusion.features import FeatureContext
 from fusionrec.fusion.ranker import Ranker, make_ranker
 from fusionrec.fusion.source_cache import fit_source
-from fusionrec.models.base import MANIFEST_FILE, ModelError, Recommender, sha256_file, top_k
+from fusionrec.models.base import ModelError, Recommender, add_to_manifest, top_k
 from fusionrec.models.itemtools import request_history_matrix
 
 log = logging.getLogger(__name__)
@@ -486,7 +485,6 @@ class MultiSourceRecommender(Recommender):
     def save(self, directory: str | Path) -> Path:
         """The fused model's own state, each source through its own `save`, features and combiner."""
         directory = super().save(directory)
-        files = json.loads((directory / MANIFEST_FILE).read_text())
         for label, model in self._sources.items():
             model.save(directory / SOURCES_DIR / label)
         np.savez(directory / FEATURES_FILE, **self._context.to_arrays())
@@ -495,10 +493,7 @@ class MultiSourceRecommender(Recommender):
         for label in self._sources:
             for path in sorted((directory / SOURCES_DIR / label).iterdir()):
                 written.append(f"{SOURCES_DIR}/{label}/{path.name}")
-        files["files"].update({name: sha256_file(directory / name) for name in written})
-        files["sources"] = list(self._sources)
-        files["combiner"] = self.name
-        (directory / MANIFEST_FILE).write_text(json.dumps(files, indent=2, sort_keys=True))
+        add_to_manifest(directory, written, sources=list(self._sources), combiner=self.name)
         return directory
 
     def _load_files(self, directory: Path) -> None:

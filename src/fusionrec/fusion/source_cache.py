@@ -34,18 +34,14 @@ class FittedSources:
         self.max_bytes = max_bytes
         self._models: OrderedDict[str, tuple[Recommender, int]] = OrderedDict()
         self._bytes = 0
-        self.hits = 0
-        self.misses = 0
 
     def get_or_fit(
         self, name: str, params: dict[str, Any], dataset: Dataset, fit: Callable[[], Recommender]
     ) -> Recommender:
         key = f"{name}:{json.dumps(params, sort_keys=True, default=str)}:{fingerprint(dataset)}"
         if key in self._models:
-            self.hits += 1
             self._models.move_to_end(key)
             return self._models[key][0]
-        self.misses += 1
         model = fit()
         size = array_bytes(model)
         if size <= self.max_bytes:

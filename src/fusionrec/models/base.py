@@ -360,6 +360,15 @@ def unpack_strings(data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return strings
 
 
+def add_to_manifest(directory: Path, names: Sequence[str], **fields: Any) -> None:
+    """Checksum the files ``names`` (relative to ``directory``) into a saved model's manifest, with
+    ``fields`` beside them: for models whose `save` writes more than the base's two files."""
+    manifest = json.loads((directory / MANIFEST_FILE).read_text())
+    manifest["files"].update({name: sha256_file(directory / name) for name in names})
+    manifest.update(fields)
+    (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
 def sha256_file(path: Path) -> str:
     """Hex SHA-256 of a file, read in 1 MiB blocks (artefact manifests)."""
     digest = hashlib.sha256()

@@ -88,8 +88,7 @@ class Selection:
 
     model: str
     params: dict[str, Any]
-    record: SearchRecord
-    profile: DataProfile
+    record: SearchRecord  # the profile, the plan, every trial
     plan: Plan
     leaderboard: list[Candidate] = field(default_factory=list)
 
@@ -207,7 +206,6 @@ def select_pipeline(
     started = time.perf_counter()
     budget = budget_seconds if budget_seconds is not None else default_budget(dataset.n_events)
     profile, plan, validation = planned_folds(dataset, folds=folds, window_days=window_days, seed=seed)
-    days = plan.window_days
     options, skipped = portfolio(profile, plan, budget_seconds=budget)
     if models is not None:
         skipped.update({o.model: "not among the models asked for" for o in options if o.model not in models})
@@ -232,7 +230,7 @@ def select_pipeline(
         profile=profile.model_dump(),
         plan={
             "validation": plan.shape,
-            "window_days": days,
+            "window_days": plan.window_days,
             "folds": len(validation),
             "exclude_seen": plan.exclude_seen,
         },
@@ -250,7 +248,7 @@ def select_pipeline(
         for t in sorted(candidates, key=lambda t: -t.score)
     ]
     log.info("auto: chose %s: %s", best.label, reason)
-    return Selection(best.model, best.config, record, profile, plan, leaderboard)
+    return Selection(best.model, best.config, record, plan, leaderboard)
 
 
 def _screen_and_confirm(

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from fusionrec.data.dataset import Dataset
-from fusionrec.models.base import MANIFEST_FILE, ModelConfig, Recommender, sha256_file
+from fusionrec.models.base import ModelConfig, Recommender, add_to_manifest
 from fusionrec.models.registry import create_model
 from fusionrec.tuning.auto import select_pipeline
 
@@ -111,11 +111,8 @@ class AutoRecommender(Recommender):
         directory = super().save(directory)
         self._chosen.save(directory / CHOSEN_DIR)
         (directory / SEARCH_FILE).write_text(json.dumps(self.search_, indent=2, sort_keys=True))
-        manifest = json.loads((directory / MANIFEST_FILE).read_text())
         chosen_files = sorted(p for p in (directory / CHOSEN_DIR).rglob("*") if p.is_file())
-        written = [SEARCH_FILE, *(str(p.relative_to(directory)) for p in chosen_files)]
-        manifest["files"].update({name: sha256_file(directory / name) for name in written})
-        (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        add_to_manifest(directory, [SEARCH_FILE, *(str(p.relative_to(directory)) for p in chosen_files)])
         return directory
 
     def _load_files(self, directory: Path) -> None:

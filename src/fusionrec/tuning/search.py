@@ -56,9 +56,19 @@ class Fold:
     target: Dataset
     mask_seen: bool = True
 
-    def score(self, model: Recommender) -> dict[str, float]:
+    def score(self, model: Recommender, ks: Sequence[int] = (10, 20)) -> dict[str, float]:
         """The shared metrics of ``model``, fit on ``train``, on ``target``."""
-        return score_fitted(model, self)
+        return score_fitted(model, self, ks)
+
+
+class ScoringFold(Protocol):
+    """What a trial is scored on: a training part and a way to score a model fit on it (`Fold`,
+    and the automatic search's `fusionrec.tuning.folds.ValidationFold`)."""
+
+    @property
+    def train(self) -> Dataset: ...
+
+    def score(self, model: Recommender, ks: Sequence[int] = ...) -> dict[str, float]: ...
 
 
 def validation_fold(data: Split | Dataset, holdout: HoldoutConfig | None = None, seed: int = 0) -> Fold:
@@ -78,10 +88,10 @@ def validation_fold(data: Split | Dataset, holdout: HoldoutConfig | None = None,
 
 
 def score_on_fold(
-    name: str, params: dict[str, Any], fold: Fold, ks: Sequence[int] = (10, 20)
+    name: str, params: dict[str, Any], fold: ScoringFold, ks: Sequence[int] = (10, 20)
 ) -> dict[str, float]:
     """Fit ``name`` on the fold's training part and compute the shared metrics on its target part."""
-    return score_fitted(create_model(name, **params).fit(fold.train), fold, ks)
+    return fold.score(create_model(name, **params).fit(fold.train), ks)
 
 
 def score_fitted(model: Recommender, fold: Fold, ks: Sequence[int] = (10, 20)) -> dict[str, float]:
@@ -91,15 +101,6 @@ def score_fitted(model: Recommender, fold: Fold, ks: Sequence[int] = (10, 20)) -
     seen = fold.train.matrix(binary=True)[users] if fold.mask_seen else None
     recs = rank(model, users, max(ks), exclude=seen)
     return evaluate_rankings(recs, truth_all[users], ks=ks)
-
-
-class ScoringFold(Protocol):
-    """What a trial is scored on: a training part and a way to score a model fit on it."""
-
-    @property
-    def train(self) -> Dataset: ...
-
-    def score(self, model: Recommender) -> dict[str, float]: ...
 
 
 def _mean_metrics(per_fold: list[dict[str, float]]) -> dict[str, float]:
@@ -183,7 +184,7 @@ def tune(
         params = base
         for path, spec in space.items():
             params = set_path(params, path, _suggest(trial, path, spec))
-        metrics = _mean_metrics([f.score(create_model(name, **params).fit(f.train)) for f in scoring])
+        metrics = _mean_metrics([score_on_fold(name, params, f) for f in scoring])
         if metric not in metrics:
             raise SearchError(f"metric {metric!r} not computed; have {sorted(metrics)}")
         for key, value in metrics.items():
