@@ -109,7 +109,7 @@ def eligible(items: np.ndarray, view: CatalogueView, rules: RulesConfig, request
     n_catalogue = len(view.category_code)
     inside = (items >= 0) & (items < n_catalogue)
     safe = np.where(inside, items, 0)
-    keep = inside & ~np.isin(items, request.blocked)
+    keep = inside & ~among(items, request.blocked)
     if rules.drop_hidden:
         keep &= ~view.hidden[safe]
     if rules.drop_out_of_stock:
@@ -128,6 +128,21 @@ def eligible(items: np.ndarray, view: CatalogueView, rules: RulesConfig, request
         if high is not None:
             keep &= known & (price <= high)
     return keep
+
+
+def among(values: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """Boolean mask of the ``values`` found in ``members`` (any order, repeats allowed).
+
+    One sort of the (small) member set and a binary search per value: on a request's few hundred
+    candidates and few dozen blocked items this is several times cheaper than `np.isin`, and it
+    allocates nothing of the catalogue's size.
+    """
+    values = np.asarray(values)
+    if len(members) == 0 or len(values) == 0:
+        return np.zeros(len(values), dtype=bool)
+    ordered = np.sort(members)
+    at = np.minimum(np.searchsorted(ordered, values), len(ordered) - 1)
+    return ordered[at] == values
 
 
 def normalise(scores: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fusionrec.models.base import Recommender, top_k
+from fusionrec.serving.scored import Provenance
 
 logger = logging.getLogger(__name__)
 
@@ -36,22 +37,16 @@ class Precomputed:
     proposed: np.ndarray | None  # bool[n, n_sources] for pipelines with sources, else None
     labels: tuple[str, ...]
 
-    def get(self, user: int) -> tuple[np.ndarray, np.ndarray, dict[int, list[str]]] | None:
+    def get(self, user: int) -> tuple[np.ndarray, np.ndarray, Provenance] | None:
+        """User ``user``'s candidates, scores and sources; None when the user has no list."""
         if not 0 <= user < len(self.indptr) - 1:
             return None
         start, end = self.indptr[user], self.indptr[user + 1]
         if start == end:
             return None
         items = self.items[start:end].astype(np.int64)
-        if self.proposed is None:
-            sources = {int(i): list(self.labels) for i in items.tolist()}
-        else:
-            names = np.asarray(self.labels)
-            sources = {
-                int(i): names[p].tolist()
-                for i, p in zip(items.tolist(), self.proposed[start:end], strict=True)
-            }
-        return items, self.scores[start:end].astype(np.float64), sources
+        proposed = None if self.proposed is None else self.proposed[start:end]
+        return items, self.scores[start:end].astype(np.float64), Provenance(items, self.labels, proposed)
 
 
 def precompute(model: Recommender, n_users: int, per_user: int, batch: int = 256) -> Precomputed:

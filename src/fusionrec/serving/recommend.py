@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from fusionrec.serving.business_rules import RuleRequest, apply_rules, normalise, repurchase_blocked
+from fusionrec.serving.business_rules import RuleRequest, among, apply_rules, repurchase_blocked
 from fusionrec.serving.experiments import DEFAULT, assign
 from fusionrec.serving.online import VisitorState, session_key, user_key
 from fusionrec.serving.redis_client import RedisUnavailableError
 from fusionrec.serving.registry import LoadedVersion, RegistryError
+from fusionrec.serving.scored import Provenance, Scored, merge, top
 from fusionrec.serving.service import Service
 
 logger = logging.getLogger(__name__)
@@ -40,14 +41,6 @@ class RecQuery:
     context: str | None = None  # the current item (product page, cart)
     min_price: float | None = None
     max_price: float | None = None
-
-
-@dataclass
-class Scored:
-    items: np.ndarray  # int64 candidate indices
-    scores: np.ndarray  # float
-    sources: dict[int, list[str]]
-    fallback: str | None = None
 
 
 def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
@@ -137,17 +130,14 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
         )
         items = np.r_[items, more][:n]
         scores = np.r_[scores, more_scores * 0.0][:n]
-        for item in more.tolist():
-            scored.sources.setdefault(item, extra.sources.get(item, ["trending"]))
+        scored.sources = scored.sources.merged(extra.sources)
     page_items, page_scores = items[q.offset : n], scores[q.offset : n]
     answer = {
         "items": [
-            {
-                "item_id": str(loaded.item_ids[i]),
-                "score": round(float(s), 6),
-                "sources": scored.sources.get(int(i), []),
-            }
-            for i, s in zip(page_items.tolist(), page_scores.tolist(), strict=True)
+            {"item_id": str(loaded.item_ids[i]), "score": round(s, 6), "sources": labels}
+            for i, s, labels in zip(
+                page_items.tolist(), page_scores.tolist(), scored.sources.labels(page_items), strict=True
+            )
         ],
         "model_version": loaded.version,
         "variant": assignment.variant,
@@ -197,8 +187,7 @@ def _score(
     svc: Service, loaded: LoadedVersion, user: int, live: list[int], wanted: int, degraded: list[str]
 ) -> Scored | None:
     """Model candidates (with live history) merged with live item-to-item candidates; None if none."""
-    model = loaded.model
-    name = model.name
+    name = loaded.model.name
     personal: Scored | None = None
     precomputed = loaded.extras.get("precomputed")
     try:
@@ -219,12 +208,12 @@ def _score(
     if live and weight > 0 and neighbours is not None:
         items, scores = neighbours.from_history(live[-svc.settings.realtime_items :])
         if len(items):
-            session = Scored(items, scores.astype(np.float64), {int(i): [SESSION] for i in items.tolist()})
+            session = Scored(items, scores.astype(np.float64), Provenance(items, (SESSION,)))
     if personal is None:
         return session
     if session is None:
         return personal
-    return _merge(personal, session, weight)
+    return merge(personal, session, weight)
 
 
 def _score_live(loaded: LoadedVersion, user: int, live: list[int], wanted: int) -> Scored | None:
@@ -239,39 +228,17 @@ def _score_live(loaded: LoadedVersion, user: int, live: list[int], wanted: int) 
         candidates, values = model.score_candidates(  # type: ignore[attr-defined]
             np.array([user], dtype=np.int64), [history] if history is not None else None
         )
-        labels = np.asarray(candidates.sources)
-        proposed = candidates.proposed()
-        sources = {
-            int(i): labels[p].tolist() for i, p in zip(candidates.item.tolist(), proposed, strict=True)
-        }
-        return Scored(candidates.item.astype(np.int64), np.asarray(values, dtype=np.float64), sources)
+        items = candidates.item.astype(np.int64)
+        sources = Provenance(items, candidates.sources, candidates.proposed())
+        return Scored(items, np.asarray(values, dtype=np.float64), sources)
     if history is not None:
         scores = model.score_histories([history])[0]
     elif user >= 0 and model.known_users(np.array([user]))[0]:
         scores = model.score(np.array([user]))[0]
     else:
         return None
-    top = _top(scores, wanted)
-    return Scored(top, scores[top].astype(np.float64), {int(i): [model.name] for i in top.tolist()})
-
-
-def _merge(personal: Scored, session: Scored, weight: float) -> Scored:
-    """Union of both candidate sets; score = normalised model score + weight x normalised session score."""
-    items = np.union1d(personal.items, session.items)
-    score = np.zeros(len(items))
-    score[np.searchsorted(items, personal.items)] += normalise(personal.scores)
-    score[np.searchsorted(items, session.items)] += weight * normalise(session.scores)
-    sources = dict(personal.sources)
-    for item, labels in session.sources.items():
-        sources[item] = [*sources.get(item, []), *labels]
-    return Scored(items, score, sources)
-
-
-def _top(scores: np.ndarray, n: int) -> np.ndarray:
-    n = min(n, len(scores))
-    top = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
-    top = top[np.isfinite(scores[top])]
-    return top[np.lexsort((top, -scores[top]))].astype(np.int64)
+    best = top(scores, wanted)
+    return Scored(best, scores[best].astype(np.float64), Provenance(best, (model.name,)))
 
 
 def _fallback(loaded: LoadedVersion, view: Any, category: str | None, wanted: int) -> Scored:
@@ -280,15 +247,11 @@ def _fallback(loaded: LoadedVersion, view: Any, category: str | None, wanted: in
     if category:
         mask = view.category_mask(category)
         if mask.any():
-            top = _top(np.where(mask, trending, -np.inf), wanted)
-            return Scored(
-                top,
-                trending[top],
-                {int(i): ["popular_in_category"] for i in top.tolist()},
-                "popular_in_category",
-            )
-    top = _top(trending, wanted)
-    return Scored(top, trending[top], {int(i): ["trending"] for i in top.tolist()}, "trending")
+            best = top(np.where(mask, trending, -np.inf), wanted)
+            label = "popular_in_category"
+            return Scored(best, trending[best], Provenance(best, (label,)), label)
+    best = top(trending, wanted)
+    return Scored(best, trending[best], Provenance(best, ("trending",)), "trending")
 
 
 def _blocked(
@@ -301,28 +264,35 @@ def _blocked(
     view: Any,
     context: int | None,
 ) -> np.ndarray:
-    """Items this answer must not contain: excluded, seen (by policy), bought within their window."""
+    """Items this answer must not contain: excluded, seen (by policy), bought within their window.
+
+    Unsorted and possibly repeated (`among` takes any order): no set operations per request.
+    """
     index = loaded.item_index
-    parts = [np.asarray([index[i] for i in q.exclude if i in index], dtype=np.int64)]
+    parts = [np.fromiter((index[i] for i in q.exclude if i in index), dtype=np.int64)]
     if context is not None:
         parts.append(np.array([context], dtype=np.int64))
     bought_items = [index[i] for i in state.bought if i in index]
     bought_times = [state.bought[i] for i in state.bought if i in index]
     purchases = loaded.extras.get("purchases")
     if purchases is not None and 0 <= user < purchases.shape[0]:
-        row = purchases[user]
-        bought_items += row.indices.tolist()
-        bought_times += row.data.tolist()
-    bought = np.asarray(bought_items, dtype=np.int64)
-    still = repurchase_blocked(bought, np.asarray(bought_times), view, rules, time.time())
+        start, end = purchases.indptr[user], purchases.indptr[user + 1]  # the CSR row, sliced
+        bought = np.concatenate([np.asarray(bought_items, dtype=np.int64), purchases.indices[start:end]])
+        bought_at = np.concatenate([np.asarray(bought_times, dtype=np.float64), purchases.data[start:end]])
+    else:
+        bought = np.asarray(bought_items, dtype=np.int64)
+        bought_at = np.asarray(bought_times, dtype=np.float64)
+    still = repurchase_blocked(bought, bought_at, view, rules, time.time())
     parts.append(still)
     if rules.exclude_seen:
-        seen = np.r_[
-            loaded.user_items(user), np.asarray([index[i] for i in state.seen if i in index], dtype=np.int64)
-        ]
-        released = np.setdiff1d(bought, still) if rules.exclude_purchased else np.zeros(0, dtype=np.int64)
-        parts.append(np.setdiff1d(seen.astype(np.int64), released))
-    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+        live_seen = [index[i] for i in state.seen if i in index]
+        seen = np.concatenate([loaded.user_items(user), np.asarray(live_seen, dtype=np.int64)])
+        if rules.exclude_purchased and len(still) < len(bought):
+            # A purchase whose repurchase window has passed is recommendable again, seen or not.
+            released = bought[~among(bought, still)]
+            seen = seen[~among(seen, released)]
+        parts.append(seen)
+    return np.concatenate(parts).astype(np.int64, copy=False)
 
 
 def _no_model(svc: Service, q: RecQuery, variant: str) -> dict[str, Any]:
@@ -341,19 +311,31 @@ def _no_model(svc: Service, q: RecQuery, variant: str) -> dict[str, Any]:
     }
 
 
+def cached_popular(svc: Service, category: str | None, k: int) -> dict[str, Any] | None:
+    """The cached answer of `popular`, or None (cheap enough for the event loop: a dict lookup)."""
+    loaded = svc.registry.active
+    if loaded is None:
+        return None
+    return svc.shared_cache.get("popular", _popular_key(svc, loaded, category, k))
+
+
+def _popular_key(svc: Service, loaded: LoadedVersion, category: str | None, k: int) -> str:
+    return f"{loaded.version}|{svc.catalogue.revision}|{category}|{k}"
+
+
 def popular(svc: Service, category: str | None, k: int) -> dict[str, Any]:
     """Trending items (within ``category``), hidden and out-of-stock ones dropped; cached."""
     loaded = svc.registry.active
     if loaded is None:
         return {"items": [], "model_version": None, "degraded": True, "fallback": "none"}
-    key = f"{loaded.version}|{svc.catalogue.revision}|{category}|{k}"
+    key = _popular_key(svc, loaded, category, k)
     hit = svc.shared_cache.get("popular", key)
     if hit is not None:
         return hit
     view = svc.catalogue.view(loaded.item_ids)
     scored = _fallback(loaded, view, category, max(3 * k, 50))
     if category and scored.fallback != "popular_in_category":
-        scored = Scored(np.zeros(0, dtype=np.int64), np.zeros(0), {}, "popular_in_category")
+        scored = Scored(np.zeros(0, dtype=np.int64), np.zeros(0), Provenance.empty(), "popular_in_category")
     items, scores = apply_rules(
         scored.items,
         scored.scores,
@@ -374,11 +356,38 @@ def popular(svc: Service, category: str | None, k: int) -> dict[str, Any]:
     return answer
 
 
+def cached_related(svc: Service, item_id: str, k: int, kind: str) -> dict[str, Any] | None:
+    """The cached answer of `related`, or None (a dict lookup: cheap enough for the event loop)."""
+    loaded = svc.registry.active
+    if loaded is None:
+        return None
+    hit = svc.shared_cache.get(f"{kind}|{item_id}", _related_key(svc, loaded, k))
+    if hit is not None and hit["fallback"] is not None:
+        svc.metrics.fallbacks.labels(hit["fallback"]).inc()
+    return hit
+
+
+def _related_key(svc: Service, loaded: LoadedVersion, k: int) -> str:
+    # The cache's LRU is over its first key (one per item here), its second holds a few variants.
+    return f"{loaded.version}|{svc.catalogue.revision}|{k}"
+
+
 def related(svc: Service, item_id: str, k: int, kind: str) -> dict[str, Any] | None:
-    """Similar or bought-together items of ``item_id``; None when the item is unknown everywhere."""
+    """Similar or bought-together items of ``item_id``; None when the item is unknown everywhere.
+
+    Answers are cached (shared by all visitors; the key carries the version and the catalogue
+    revision, and a new trending list clears the cache).
+    """
     loaded = svc.registry.active
     if loaded is None:
         return {"item_id": item_id, "items": [], "model_version": None, "degraded": True, "fallback": "none"}
+    answer = _related(svc, loaded, item_id, k, kind)
+    if answer is not None:
+        svc.shared_cache.put(f"{kind}|{item_id}", _related_key(svc, loaded, k), answer)
+    return answer
+
+
+def _related(svc: Service, loaded: LoadedVersion, item_id: str, k: int, kind: str) -> dict[str, Any] | None:
     view = svc.catalogue.view(loaded.item_ids)
     index = loaded.item_index.get(item_id)
     fallback = None

@@ -7,7 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from fusionrec.serving.recommend import RecQuery, popular, recommend, related
+from fusionrec.serving.recommend import (
+    RecQuery,
+    cached_popular,
+    cached_related,
+    popular,
+    recommend,
+    related,
+)
 from fusionrec.serving.redis_client import RedisUnavailableError
 from fusionrec.serving.routes.schemas import FastJSON, IdentifyIn, RecommendationsOut, RelatedOut
 from fusionrec.serving.security import require, require_json
@@ -74,7 +81,10 @@ async def similar(
     item_id: Id, svc: Annotated[Service, Depends(service)], k: Annotated[int, Query(ge=1, le=200)] = 10
 ) -> FastJSON:
     """Items like ``item_id`` (new items: popular in their category)."""
-    answer = await run_in_threadpool(related, svc, item_id, k, "similar")
+    # A cached answer is a dict lookup: answered on the event loop, without a thread hop.
+    answer = cached_related(svc, item_id, k, "similar") or await run_in_threadpool(
+        related, svc, item_id, k, "similar"
+    )
     if answer is None:
         raise HTTPException(404, detail=f"unknown item {item_id!r}")
     return FastJSON(answer)
@@ -87,7 +97,9 @@ async def bought_together(
     item_id: Id, svc: Annotated[Service, Depends(service)], k: Annotated[int, Query(ge=1, le=200)] = 10
 ) -> FastJSON:
     """Items bought in the same baskets as ``item_id`` (fallback: similar items)."""
-    answer = await run_in_threadpool(related, svc, item_id, k, "bought_together")
+    answer = cached_related(svc, item_id, k, "bought_together") or await run_in_threadpool(
+        related, svc, item_id, k, "bought_together"
+    )
     if answer is None:
         raise HTTPException(404, detail=f"unknown item {item_id!r}")
     return FastJSON(answer)
@@ -100,4 +112,6 @@ async def get_popular(
     k: Annotated[int, Query(ge=1, le=200)] = 10,
 ) -> FastJSON:
     """Trending items, optionally within a category (cached)."""
-    return FastJSON(await run_in_threadpool(popular, svc, category, k))
+    # A cached answer is a dict lookup: answered on the event loop, without a thread hop.
+    answer = cached_popular(svc, category, k) or await run_in_threadpool(popular, svc, category, k)
+    return FastJSON(answer)
