@@ -123,6 +123,15 @@ class Recommender(ABC):
         return {}
 
     @property
+    def answering(self) -> Recommender:
+        """The model whose answers these are: itself, or the pipeline a wrapper (``auto``) chose.
+
+        Serving reads the capabilities of this one (candidates, live histories, item-to-item
+        lists), so a wrapped fused pipeline serves as the fused pipeline it is.
+        """
+        return self
+
+    @property
     def is_fitted(self) -> bool:
         return hasattr(self, "n_items_")
 

@@ -49,7 +49,7 @@ class VersionPreparation:
 
     def prepare(self, loaded: LoadedVersion) -> None:
         """Attach what serving derives for a version: neighbours, purchases, trending, popularity."""
-        model = loaded.model
+        model = loaded.model.answering  # a wrapper's (auto's) chosen pipeline lists the neighbours
         purchases = self.on_writer(self.store.purchases).to_pandas()
         n_items = len(loaded.item_ids)
         item = pd.Series(purchases["item_id"].astype(str)).map(loaded.item_index)
@@ -120,7 +120,8 @@ class VersionPreparation:
                 )
                 return
             n_users = min(len(loaded.user_index), limit)
-            loaded.extras["precomputed"] = precompute(loaded.model, n_users, self.settings.candidates)
+            model = loaded.model.answering  # a fused pipeline behind auto: its own candidates and sources
+            loaded.extras["precomputed"] = precompute(model, n_users, self.settings.candidates)
         except Exception as error:  # the live path still answers every request
             logger.error("precomputing %s failed: %s: %s", loaded.version, type(error).__name__, error)
 

@@ -1,8 +1,8 @@
 """The recommendation path of one request: visitor, arm, version, candidates, rules, page.
 
 Candidates come from the active model (a fused pipeline's own candidates and sources when it has
-`score_candidates`), scored with the visitor's live history when the model supports histories,
-plus item-to-item neighbours of the last items (source ``session``) so an event changes the next
+`score_candidates`, also behind ``auto``), scored with the visitor's live history when the model
+takes one (fused pipelines always do), plus item-to-item neighbours of the last items (source ``session``) so an event changes the next
 answer without retraining. When the model cannot answer (unknown visitor, failure) the fallback
 chain answers: popular in the category (asked for, or of the current item), then trending.
 """
@@ -217,11 +217,18 @@ def _score(
 
 
 def _score_live(loaded: LoadedVersion, user: int, live: list[int], wanted: int) -> Scored | None:
-    """Score one visitor now: with the live history when the model supports it, else by user index."""
-    model = loaded.model
+    """Score one visitor now: with the live history when the model takes one, else by user index.
+
+    A fused pipeline (`scores_candidates`, also when ``auto`` chose it) takes the history whatever
+    its sources: those that score histories re-score with it, the others answer for the user
+    index, and the ranker's session features (last and recent items) come from it; only the
+    sources' candidates are ranked. A guest's history is their live events alone.
+    """
+    model = loaded.model.answering
     history = None
-    if live and model.supports_history:
-        history = np.r_[loaded.user_items(user), np.asarray(live, dtype=np.int32)].astype(np.int32)
+    if live and (model.supports_history or model.scores_candidates):
+        live_items = np.asarray(live, dtype=np.int32)
+        history = np.concatenate([loaded.user_items(user).astype(np.int32), live_items])
     if model.scores_candidates:
         if user < 0 and history is None:
             return None

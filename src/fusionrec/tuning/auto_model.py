@@ -84,6 +84,11 @@ class AutoRecommender(Recommender):
         self._check_fitted()
         return self._chosen
 
+    @property
+    def answering(self) -> Recommender:
+        """The chosen pipeline (itself a wrapper's answer, should the search ever choose one)."""
+        return self.chosen.answering
+
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         return self._chosen.score(users)
 
