@@ -41,6 +41,8 @@ class RecQuery:
     context: str | None = None  # the current item (product page, cart)
     min_price: float | None = None
     max_price: float | None = None
+    device: str | None = None  # mobile, desktop ... (context of the request, like placement)
+    channel: str | None = None  # web, app, email ...
 
 
 def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
@@ -80,6 +82,8 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
             q.context,
             q.min_price,
             q.max_price,
+            q.device,
+            q.channel,
         )
     )
     cached = svc.cache.get(visitor, key) if not degraded else None

@@ -16,6 +16,7 @@ from fusionrec.serving.recommend import (
     related,
 )
 from fusionrec.serving.redis_client import RedisUnavailableError
+from fusionrec.serving.routes.query import only_declared_query
 from fusionrec.serving.routes.schemas import FastJSON, IdentifyIn, RecommendationsOut, RelatedOut
 from fusionrec.serving.security import require, require_json
 from fusionrec.serving.service import Service
@@ -28,7 +29,11 @@ def service(request: Request) -> Service:
     return request.app.state.service
 
 
-@router.get("/recommendations", response_model=RecommendationsOut, dependencies=[Depends(require("read"))])
+@router.get(
+    "/recommendations",
+    response_model=RecommendationsOut,
+    dependencies=[Depends(require("read")), Depends(only_declared_query)],
+)
 async def get_recommendations(
     svc: Annotated[Service, Depends(service)],
     user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
@@ -43,10 +48,20 @@ async def get_recommendations(
         str | None, Query(max_length=64, description="home, product, cart, email ...")
     ] = None,
     context: Annotated[str | None, Query(max_length=256, description="the current item id")] = None,
+    device: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="mobile, desktop, tablet ...")
+    ] = None,
+    channel: Annotated[
+        str | None, Query(min_length=1, max_length=64, description="web, app, email ...")
+    ] = None,
     min_price: Annotated[float | None, Query(ge=0)] = None,
     max_price: Annotated[float | None, Query(ge=0)] = None,
 ) -> FastJSON:
-    """Top-``k`` items for a user (``user_id``) or a guest (``session_id``)."""
+    """Top-``k`` items for a user (``user_id``) or a guest (``session_id``).
+
+    ``placement``, ``device`` and ``channel`` describe where the list is shown; an unknown query
+    parameter is a 422 that lists the allowed ones.
+    """
     if user_id is None and session_id is None:
         raise HTTPException(422, detail=[{"loc": ["query", "user_id"], "msg": "give user_id or session_id"}])
     if k > svc.settings.max_k:
@@ -60,7 +75,18 @@ async def get_recommendations(
         )
     excluded = [part for value in exclude for part in value.split(",") if part]
     query = RecQuery(
-        user_id, session_id, k, offset, category, excluded, placement, context, min_price, max_price
+        user_id,
+        session_id,
+        k,
+        offset,
+        category,
+        excluded,
+        placement,
+        context,
+        min_price,
+        max_price,
+        device=device,
+        channel=channel,
     )
     return FastJSON(await run_in_threadpool(recommend, svc, query))
 
