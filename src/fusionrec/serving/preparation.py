@@ -1,7 +1,7 @@
 """What serving derives for each model version it loads, and keeps current while it is active:
 purchases and baskets (rules, bought-together), item neighbours, popularity, trending, and the known
-users' precomputed lists. The `VersionRegistry` calls `prepare` when it loads a version and
-`on_swap` when one becomes active.
+users' precomputed lists (scored in the background: start-up does not wait for them). The
+`VersionRegistry` calls `prepare` when it loads a version and `on_swap` when one becomes active.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from fusionrec.serving.settings import ServingSettings
 from fusionrec.serving.similarity import Cooccurrence, ItemNeighbours, NeighbourLookup
 
 logger = logging.getLogger(__name__)
+# Extras key, present while the lists of the version active at start-up are being scored.
+PRECOMPUTING = "precomputing"
 
 
 class VersionPreparation:
@@ -46,6 +48,7 @@ class VersionPreparation:
         self.shared_cache = shared_cache  # popular lists, cleared when trending or the version changes
         self.active = active
         self.trending_frame = pd.DataFrame({"recent": [], "previous": []})
+        self._swapped = False  # whether a version was active before (start-up is the first swap)
 
     def prepare(self, loaded: LoadedVersion) -> None:
         """Attach what serving derives for a version: neighbours, purchases, trending, popularity."""
@@ -101,7 +104,14 @@ class VersionPreparation:
         self.metrics.set_active(loaded.version)
         self.shared_cache.clear()
         limit = self.settings.precompute_users
+        swapped, self._swapped = self._swapped, True
         if (limit or self.settings.batch_lists) and "precomputed" not in loaded.extras:
+            if not swapped:
+                # At start-up, until the lists are in, known users are answered from the fallback
+                # (flagged) unless `score_while_precomputing`: scoring them one by one would
+                # compete with the batch. After a later swap they are scored on request, as the
+                # version before answered them well and a fallback would be a step down.
+                loaded.extras[PRECOMPUTING] = True
             threading.Thread(
                 target=self._precompute, args=(loaded, limit), name="fusionrec-precompute", daemon=True
             ).start()
@@ -124,6 +134,8 @@ class VersionPreparation:
             loaded.extras["precomputed"] = precompute(model, n_users, self.settings.candidates)
         except Exception as error:  # the live path still answers every request
             logger.error("precomputing %s failed: %s: %s", loaded.version, type(error).__name__, error)
+        finally:
+            loaded.extras.pop(PRECOMPUTING, None)
 
 
 def _similar_items(model: Recommender) -> NeighbourLookup | None:

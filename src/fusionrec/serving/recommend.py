@@ -2,9 +2,12 @@
 
 Candidates come from the active model (a fused pipeline's own candidates and sources when it has
 `score_candidates`, also behind ``auto``), scored with the visitor's live history when the model
-takes one (fused pipelines always do), plus item-to-item neighbours of the last items (source ``session``) so an event changes the next
-answer without retraining. When the model cannot answer (unknown visitor, failure) the fallback
-chain answers: popular in the category (asked for, or of the current item), then trending.
+takes one (fused pipelines always do), plus item-to-item neighbours of the last items (source
+``session``) so an event changes the next answer without retraining. When the model cannot answer
+(unknown visitor, failure) the fallback chain answers: popular in the category (asked for, or of
+the current item), then trending; so it does for known users while their pre-scored lists are
+computed at start-up (flagged ``degraded_causes: ["precomputing"]``), unless
+``score_while_precomputing``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import numpy as np
 from fusionrec.serving.business_rules import RuleRequest, among, apply_rules, repurchase_blocked
 from fusionrec.serving.experiments import DEFAULT, assign
 from fusionrec.serving.online import VisitorState, session_key, user_key
+from fusionrec.serving.preparation import PRECOMPUTING
 from fusionrec.serving.redis_client import RedisUnavailableError
 from fusionrec.serving.registry import LoadedVersion, RegistryError
 from fusionrec.serving.scored import Provenance, Scored, merge, top
@@ -194,6 +198,15 @@ def _score(
     name = loaded.model.name
     personal: Scored | None = None
     precomputed = loaded.extras.get("precomputed")
+    if (
+        precomputed is None
+        and not live
+        and user >= 0
+        and PRECOMPUTING in loaded.extras
+        and not svc.settings.score_while_precomputing
+    ):
+        degraded.append(PRECOMPUTING)  # flagged and not cached: the list is there moments later
+        return None
     try:
         hit = precomputed.get(user) if precomputed is not None and not live else None
         # No live events since training: the batch-scored list; otherwise score now.

@@ -76,6 +76,10 @@ class ServingSettings(BaseSettings):
     candidates: int = Field(200, ge=10)  # model candidates the rules choose from (grows with offset+k)
     # Known users scored in batches at activation (answers without live events); 0 = off.
     precompute_users: int = Field(200_000, ge=0)
+    # While those lists are scored at start-up (in the background), known users without live
+    # events get the fallback, flagged "precomputing"; True scores each of them on request instead
+    # (slower under load: every request then competes with the batch for the CPU).
+    score_while_precomputing: bool = False
     # Read the known users' lists from the store's recommendations_batch table (the label a
     # `train --engine spark` run wrote, e.g. "spark_als") instead of scoring them in the service.
     batch_lists: str | None = None
