@@ -134,3 +134,15 @@ def test_load_rejects_tampered_artefact(dataset: Dataset, tmp_path: Path) -> Non
     arrays.write_bytes(arrays.read_bytes() + b"x")
     with pytest.raises(Exception, match="checksum"):
         Recommender.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("name", ["auto", "fusion", "item_knn"])
+def test_the_answering_model_answers_as_the_model(name: str, dataset: Dataset) -> None:
+    """Serving reads the capabilities of `answering` (candidates, live histories, neighbours): it is
+    the model itself, or for ``auto`` the pipeline it chose, whose scores are the model's own."""
+    model = fitted(name, dataset)
+    answering = model.answering
+    assert answering.answering is answering
+    assert (answering is model) == (name != "auto")
+    users = np.arange(dataset.n_users)
+    np.testing.assert_allclose(answering.score(users), model.score(users))

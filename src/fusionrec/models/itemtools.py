@@ -78,6 +78,8 @@ def request_history_matrix(
     item's repeats (without decay: how often the item occurs); ``binary=True`` gives 1 per distinct
     item instead. Item indices outside ``0..n_items-1`` (items unknown to the model) are ignored.
     """
+    if binary and last_n is None:
+        return _distinct_items_matrix(histories, n_items)
     lengths = np.array([len(h) for h in histories], dtype=np.int64)
     items = np.concatenate([np.asarray(h, dtype=np.int64) for h in histories]) if len(histories) else []
     items = np.asarray(items, dtype=np.int64)
@@ -95,6 +97,23 @@ def request_history_matrix(
     if binary:
         matrix.data = np.ones_like(matrix.data)  # repeated items count once
     return matrix.astype(np.float32)
+
+
+def _distinct_items_matrix(histories: Sequence[np.ndarray], n_items: int) -> sp.csr_matrix:
+    """`request_history_matrix(..., binary=True)` built row by row as CSR arrays.
+
+    Serving scores one visitor's history per request, several times (each source, the exclusion):
+    the COO round trip with its duplicate summing cost several times more than the scoring itself.
+    """
+    rows = []
+    for history in histories:
+        history = np.asarray(history, dtype=np.int64)
+        rows.append(np.unique(history[(history >= 0) & (history < n_items)]))
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum([len(r) for r in rows], out=indptr[1:])
+    indices = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    data = np.ones(len(indices), dtype=np.float32)
+    return sp.csr_matrix((data, indices, indptr), shape=(len(rows), n_items))
 
 
 def fill_unscored(scores: np.ndarray, popularity: np.ndarray) -> np.ndarray:
