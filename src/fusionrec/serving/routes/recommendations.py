@@ -25,7 +25,9 @@ router = APIRouter(prefix="/v1", tags=["recommendations"])
 Id = Annotated[str, Path(min_length=1, max_length=256)]
 
 
-def service(request: Request) -> Service:
+async def service(request: Request) -> Service:
+    """The app's `Service` (async: FastAPI would run a plain function in a worker thread, one
+    thread hop on every request of every endpoint for an attribute read)."""
     return request.app.state.service
 
 
