@@ -43,3 +43,19 @@ def test_bad_context_values_are_refused(client: TestClient, known_user: str) -> 
         assert too_long.status_code == 422, name
         empty = client.get("/v1/recommendations", params={"user_id": known_user, name: ""})
         assert empty.status_code == 422, name
+
+
+def test_a_guest_on_a_new_items_page_gets_popular_items_of_its_category(client: TestClient) -> None:
+    service = client.app.state.service
+    loaded = service.registry.active
+    categories = service.catalogue.view(loaded.item_ids).category
+    category = next(c for c in categories.tolist() if isinstance(c, str))
+    put = client.put("/v1/items/brand-new-item", json={"title": "New", "category": category, "price": 9.5})
+    assert put.status_code == 200, put.text
+    assert "brand-new-item" not in loaded.item_index  # unknown to the model: no retrain happened
+    answer = client.get(
+        "/v1/recommendations", params={"session_id": "on-new-page", "context": "brand-new-item", "k": 5}
+    ).json()
+    assert answer["fallback"] == "popular_in_category" and len(answer["items"]) == 5
+    index = loaded.item_index
+    assert all(categories[index[entry["item_id"]]] == category for entry in answer["items"])

@@ -114,7 +114,7 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
     wanted = max(svc.settings.candidates, 3 * n)
     scored = _score(svc, loaded, user, live, wanted, degraded)
     if scored is None:  # cold start or failure: the fallback chain
-        category = q.category or (view.category_of(context) if context is not None else None)
+        category = q.category or _context_category(svc, view, context, q.context)
         scored = _fallback(loaded, view, category, wanted)
     blocked = _blocked(svc, loaded, q, user, state, rules, view, context)
     request = RuleRequest(
@@ -263,6 +263,17 @@ def _score_live(loaded: LoadedVersion, user: int, live: list[int], wanted: int) 
         return None
     best = top(scores, wanted)
     return Scored(best, scores[best].astype(np.float64), Provenance(best, (model.name,)))
+
+
+def _context_category(svc: Service, view: Any, context: int | None, context_id: str | None) -> str | None:
+    """The category of the current item: from the model's items, else from the catalogue (an item
+    added since training, e.g. by PUT /v1/items/{id}, whose page still deserves its category)."""
+    if context is not None:
+        return view.category_of(context)
+    if context_id is None:
+        return None
+    category = (svc.catalogue.get(context_id) or {}).get("category")
+    return category if isinstance(category, str) and category else None
 
 
 def _fallback(loaded: LoadedVersion, view: Any, category: str | None, wanted: int) -> Scored:
