@@ -24,11 +24,13 @@ import pandas as pd
 import pyarrow as pa
 
 from fusionrec.analytics.tables import ensure_analytics_tables, log_exposures
+from fusionrec.data.columns import JSON_TYPES, json_type_faults
+from fusionrec.data.import_options import ImportOptions
 from fusionrec.data.ingest import IngestReport
 from fusionrec.data.schema import EVENT_COLUMNS, EventTypes
 from fusionrec.data.store import EventStore, open_store
 from fusionrec.data.store.base import id_sha256
-from fusionrec.data.validate import check_events
+from fusionrec.data.validate import ID_FIELDS, check_events
 from fusionrec.monitoring.metrics import ServiceMetrics
 from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.cache import AnswerCache, MemoryCache, RedisCache
@@ -64,6 +66,7 @@ class Service:
         # The configured types and a shop's names for them, for HTTP and stream events alike.
         self.event_types = EventTypes.from_weights(settings.event_types)
         self.event_aliases = settings.event_aliases
+        self.import_options = ImportOptions(epoch_unit=settings.epoch_unit)
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusionrec-store")
         self.store = store if store is not None else open_store(settings.store_url)
         self._hasher = duckdb.connect()  # vectorised md5 of missing event ids (used in the writer thread)
@@ -180,6 +183,7 @@ class Service:
         if unstamped.any():
             frame.loc[unstamped, "timestamp"] = pd.Timestamp.now(tz="UTC").isoformat()
         frame["row_number"] = np.arange(1, len(frame) + 1)
+        frame[JSON_TYPES] = json_type_faults(frame, ID_FIELDS).to_pandas()
         report = IngestReport(source=channel)
         started = time.perf_counter()
         before_commit = datetime.now(UTC)  # the batch's ingested_at is at or after this
@@ -191,6 +195,7 @@ class Service:
                 event_types=self.event_types,
                 hasher=self._hasher,
                 aliases=self.event_aliases,
+                options=self.import_options,
             )
             result = self.store.write_batch(checked.valid, checked.quarantine)
             report.add_batch(checked, result.stored, result.duplicates, result.erased_skipped)

@@ -114,6 +114,8 @@ class ServingSettings(BaseSettings):
     # weight, over the canonical ones) and a shop's names for them (basket = "add_to_cart").
     event_types: dict[str, float] = Field(default_factory=dict)
     event_aliases: dict[str, str] = Field(default_factory=dict)
+    # Unit of event timestamps sent as epoch numbers ([ingest] epoch_unit); None = ISO 8601 only.
+    epoch_unit: Literal["s", "ms", "us", "ns"] | None = None
 
     @field_validator("event_aliases")
     @classmethod
@@ -211,6 +213,9 @@ def read_section(path: str | Path | None) -> dict[str, Any]:
     for shared in ("rules", "experiments", "event_types", "event_aliases"):
         if shared in data and shared not in section:
             section[shared] = data[shared]
+    ingest = data.get("ingest")
+    if isinstance(ingest, dict) and "epoch_unit" in ingest and "epoch_unit" not in section:
+        section["epoch_unit"] = ingest["epoch_unit"]
     store = data.get("store")
     if isinstance(store, dict) and "store_url" not in section:
         section["store_url"] = store.get("url", DEFAULT_STORE_URL)
