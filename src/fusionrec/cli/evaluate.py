@@ -19,6 +19,7 @@ from fusionrec.cli.common import (
     out,
     user_errors,
 )
+from fusionrec.cli.train import BudgetOption, budget_seconds
 
 if TYPE_CHECKING:
     from fusionrec.data.dataset import Dataset
@@ -101,6 +102,7 @@ def evaluate(
             "refit for the epochs they chose on validation), as the sequential benchmarks do.",
         ),
     ] = False,
+    budget: BudgetOption = None,
 ) -> None:
     """Train each model and print a leaderboard beside the published numbers.
 
@@ -112,6 +114,10 @@ def evaluate(
         fusionrec evaluate --dataset amazon-beauty --models most_popular,item_knn,ease
         fusionrec evaluate --dataset gowalla --models ease --set ease.l2=500 --json results.json
         fusionrec evaluate --dataset s3rec:/data/Toys_and_Games.txt --models ease --plot toys.png
+        fusionrec evaluate --dataset amazon-beauty --models ease,sasrec,auto --budget 30m
+
+    --budget is the time of the automatic search of the model `auto` (the same as `train`'s; it
+    sees only the split's training part).
 
     With --engine duckdb|spark the training matrix is built by that engine's interactions job from
     the split's events (models that read the event log itself, such as sasrec, keep the in-memory
@@ -129,6 +135,8 @@ def evaluate(
         for name in names:
             model_class(name)  # fail fast on a typo or a missing extra, before loading data
         params = load_params(params_file, overrides or [])
+        if budget is not None:
+            params.setdefault("auto", {})["budget_seconds"] = budget_seconds(budget)
         benchmark = resolve_benchmark(dataset)
         with err.status(f"loading {benchmark.name}"):
             split, description = load_benchmark(benchmark, seed=seed)
