@@ -138,6 +138,7 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
         chores = [
             every(settings.exposure_flush_s, svc.flush_exposures),
             every(settings.trending_refresh_s, svc.preparation.refresh_trending),
+            every(settings.erasure_refresh_s, svc.refresh_erased),
         ]
         if settings.redis_url:  # events stored while Redis was down reach the live state when it returns
             chores.append(every(max(settings.redis_retry_s, 1.0), svc.replay_missed))

@@ -105,6 +105,8 @@ class ServingSettings(BaseSettings):
     # Exposures and analytics.
     log_exposures: bool = True
     exposure_flush_s: float = Field(1.0, gt=0)
+    # How often a worker takes in erasures made by another worker or `fusionrec erase`.
+    erasure_refresh_s: float = Field(5.0, gt=0)
     # Stream: consume a Redis stream in the service itself (redis://host:port/stream).
     stream_url: str | None = None
     rules: RulesConfig = Field(default_factory=RulesConfig)
