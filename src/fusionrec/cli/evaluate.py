@@ -18,6 +18,7 @@ from fusionrec.cli.common import (
     log,
     out,
     user_errors,
+    work_progress,
 )
 from fusionrec.cli.train import BudgetOption, budget_seconds
 
@@ -128,6 +129,7 @@ def evaluate(
     from fusionrec.evaluation.leaderboard import Leaderboard
     from fusionrec.evaluation.protocol import evaluate_model, full_protocol
     from fusionrec.models.registry import model_class
+    from fusionrec.progress import step
 
     with user_errors():
         cutoffs = parse_ints(k, "--k")
@@ -150,20 +152,23 @@ def evaluate(
                 engine_data = _engine_training_data(settings, split.train_full)
             protocol["engine"] = f"{settings.engine}: training matrix from the engine's interactions job"
         board = Leaderboard(benchmark, protocol)
-        for name in names:
-            log.info("fitting %s on %s", name, benchmark.name)
-            result = evaluate_model(
-                name,
-                split,
-                params=params.get(name),
-                ks=cutoffs,
-                mask_seen=benchmark.mask_seen,
-                sampled=sampled,
-                seed=seed,
-                fit_data=None if needs_event_log(name) else engine_data,
-                refit=refit,
-            )
-            board.results.append(result)
+        with work_progress():  # the automatic search reports its stages as steps here
+            for done, name in enumerate(names):
+                step("models", done, len(names), f"fitting and scoring {name}")
+                log.info("fitting %s on %s", name, benchmark.name)
+                result = evaluate_model(
+                    name,
+                    split,
+                    params=params.get(name),
+                    ks=cutoffs,
+                    mask_seen=benchmark.mask_seen,
+                    sampled=sampled,
+                    seed=seed,
+                    fit_data=None if needs_event_log(name) else engine_data,
+                    refit=refit,
+                )
+                board.results.append(result)
+            step("models", len(names), len(names), "done")
     out.print(board.rich_table())
     if markdown_path:
         markdown_path.write_text(board.markdown() + "\n")

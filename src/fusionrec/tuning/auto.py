@@ -36,6 +36,7 @@ from fusionrec.data.profile import DataProfile, profile_dataset
 from fusionrec.fusion.config import FUSION_MODELS
 from fusionrec.fusion.source_cache import fit_source, reuse_fitted_sources
 from fusionrec.models.registry import create_model
+from fusionrec.progress import step
 from fusionrec.tuning.folds import ValidationFold, validation_folds, window_days_for
 from fusionrec.tuning.portfolio import Plan, SourceOption, plan_for, portfolio
 from fusionrec.tuning.search import SearchError
@@ -116,8 +117,11 @@ class _Search:
         self.stage_end = self.started + (self.deadline - self.started) * STAGE_ENDS[stage]
 
     def report(self, stage: str, done: int, total: int, what: str) -> None:
+        left = max(self.deadline - time.perf_counter(), 0.0)
         if self.progress is not None:
-            self.progress(stage, done, total, what, max(self.deadline - time.perf_counter(), 0.0))
+            self.progress(stage, done, total, what, left)
+        else:  # e.g. `fusionrec evaluate --models auto`: whoever listens to steps shows it
+            step(f"auto {stage}", done, total, f"{what} ({left:.0f}s of the budget left)")
 
     def run(
         self, stage: str, label: str, model: str, params: dict[str, Any], n_folds: int | None = None
