@@ -307,16 +307,25 @@ def _forward_selection(search: _Search, singles: list[Scored], skipped: dict[str
     search.begin("fusion")
     chosen, pool = list(singles[:2]), list(singles[2:])
     best = search.run("fusion", _fusion_label(chosen), "fusion", _fusion_params(search, chosen), n_folds=1)
-    while pool and len(chosen) < MAX_SOURCES and search.seconds_left() > 0:
+    # A fused trial is started only when it, and the leader's confirmation on the other folds
+    # after it, fit in the time left: growing the ranker never pushes its confirmation past the
+    # budget. The cost per fold is the slowest fused trial so far (more sources cost more).
+    per_fold = best.seconds
+
+    def affordable() -> bool:
+        return search.seconds_left() > per_fold * len(search.folds)
+
+    while pool and len(chosen) < MAX_SOURCES and affordable():
         tries = []
         for source in pool[:3]:
-            if search.seconds_left() <= 0:
+            if not affordable():
                 break
             search.report("forward selection", len(chosen) - 2, MAX_SOURCES - 2, f"+ {source.trial.model}")
             sources = [*chosen, source]
             trial = search.run(
                 "fusion", _fusion_label(sources), "fusion", _fusion_params(search, sources), n_folds=1
             )
+            per_fold = max(per_fold, trial.seconds)
             tries.append((source, trial))
         if not tries:
             break
@@ -327,11 +336,12 @@ def _forward_selection(search: _Search, singles: list[Scored], skipped: dict[str
         pool.remove(source)
         best = trial
     for done, (name, variant) in enumerate(RANKER_GRID.items()):
-        if search.seconds_left() <= 0:
+        if not affordable():
             break
         search.report("ranker", done, len(RANKER_GRID), name)
         label = f"{_fusion_label(chosen)}, {name}"
         trial = search.run("ranker", label, "fusion", _fusion_params(search, chosen, variant), n_folds=1)
+        per_fold = max(per_fold, trial.seconds)
         if trial.score > best.score:
             best = trial
     # The fused candidate is compared with the singles on every fold. One that leads on the first
