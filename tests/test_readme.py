@@ -1,0 +1,114 @@
+"""The README's commands run as written (issue 25): every line of its "Commands" block, in order, in
+a fresh folder, with only the sizes made small (`SMALLER`, each with its reason) and the long-running
+ones (`serve`, `consume`) started, asked once and stopped."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+FUSIONREC = str(Path(sys.executable).parent / "fusionrec")
+DATA = Path(os.environ.get("FUSIONREC_DATA", ROOT.parent / "shared" / "data")).resolve()
+
+# (pattern, replacement, why): the only changes made to a README command.
+SMALLER = [
+    (r"--events 1000000", "--events 20000", "a 20k-event shop instead of 1M"),
+    (r"--dataset amazon-beauty", "--dataset movielens-100k", "100k ratings instead of 198k reviews"),
+    (r"--models sasrec --refit", "--models sasrec --refit --set sasrec.epochs=2", "two epochs"),
+    (r"(train .*?)--budget 30m", r"\1--budget 20s", "a 20 s search"),
+    (r"(fusionrec train (?!.*--budget).*)$", r"\1 --budget 20s", "a 20 s search"),
+    (r"(--models .*auto)$", r"\1 --budget 20s", "a 20 s search"),
+    (r"--trials 10", "--trials 2", "two trials"),
+    (r"^fusionrec consume (.*)$", r"fusionrec consume \1 --drain", "stop once the stream is read"),
+]
+SERVERS = ("fusionrec serve ",)
+
+
+def readme_commands() -> list[str]:
+    """The lines of the README's ```bash block under "## Commands", comments dropped."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## Commands\n+```bash\n(.*?)```", text, re.S)
+    assert block, "README.md has no ```bash block under ## Commands"
+    lines = [re.split(r"\s{2,}#", line)[0].strip() for line in block.group(1).splitlines()]
+    return [line for line in lines if line.startswith("fusionrec ")]
+
+
+def made_small(command: str) -> str:
+    command = command.replace("../shared/data", str(DATA))
+    for pattern, replacement, _ in SMALLER:
+        command = re.sub(pattern, replacement, command)
+    return command
+
+
+def write_a_shops_own_files(folder: Path) -> None:
+    """The `orders.csv` and `catalogue.csv` the import example names: semicolons, decimal commas,
+    German dates, and a catalogue keyed by SKU."""
+    rows = ["user_id;item_id;event_type;timestamp;price"]
+    rows += [
+        f"k{n % 7};s{n % 5};{'view' if n % 3 else 'purchase'};01.10.2026 1{n % 10}:19;12,50"
+        for n in range(40)
+    ]
+    (folder / "orders.csv").write_text("\n".join(rows) + "\n")
+    items = ["sku;title;category;price"] + [f"s{n};Artikel {n};Kategorie {n % 2};12,50" for n in range(5)]
+    (folder / "catalogue.csv").write_text("\n".join(items) + "\n")
+
+
+def serve_once(argv: list[str], cwd: Path) -> None:
+    """Start the server, wait until it is ready, ask it for recommendations, stop it (Ctrl-C)."""
+    port = free_port()
+    server = subprocess.Popen([*argv, "--port", str(port)], cwd=cwd, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"{' '.join(argv)} was not ready in 180 s")
+        answer = httpx.get(f"{base}/v1/recommendations", params={"user_id": "u0", "k": 5}, timeout=30)
+        assert answer.status_code == 200 and len(answer.json()["items"]) == 5, answer.text
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=60) == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_every_readme_command_runs_as_written(tmp_path: Path, postgres_url: str, redis_url: str) -> None:
+    commands = readme_commands()
+    assert len(commands) >= 15 and any(c.startswith("fusionrec serve") for c in commands)
+    (tmp_path / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
+    write_a_shops_own_files(tmp_path)
+    env = {**os.environ, "FUSIONREC_DATA": str(DATA), "NO_COLOR": "1"}
+    for command in commands:
+        small = made_small(command)
+        argv = shlex.split(small)
+        redirect = argv.index(">") if ">" in argv else None
+        target = tmp_path / argv[redirect + 1] if redirect is not None else None
+        argv = [FUSIONREC, *argv[1 : redirect if redirect is not None else None]]
+        if small.startswith(SERVERS):
+            serve_once(argv, tmp_path)
+            continue
+        run = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+        assert run.returncode == 0, f"{small}\n{run.stderr[-3000:]}"
+        if target is not None:
+            target.write_text(run.stdout)
+    assert (tmp_path / "models" / "v0001" / "pipeline.toml").is_file()
+    assert (tmp_path / "best.toml").is_file() and (tmp_path / "report.html").is_file()
