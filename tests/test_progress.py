@@ -46,7 +46,15 @@ def test_fused_sources_and_tuning_trials_report_as_they_go() -> None:
 
 
 def test_evaluate_shows_a_bar_per_model_and_per_epoch_loop() -> None:
-    args = ["evaluate", "--dataset", "movielens-100k", "--models", "most_popular,svd", "--set", "svd.epochs=2"]
+    args = [
+        "evaluate",
+        "--dataset",
+        "movielens-100k",
+        "--models",
+        "most_popular,svd",
+        "--set",
+        "svd.epochs=2",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     lines = [" ".join(line.split()) for line in result.stderr.splitlines()]

@@ -10,13 +10,12 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 FUSIONREC = str(Path(sys.executable).parent / "fusionrec")
@@ -71,17 +70,7 @@ def serve_once(argv: list[str], cwd: Path) -> None:
     server = subprocess.Popen([*argv, "--port", str(port)], cwd=cwd, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail(f"{' '.join(argv)} was not ready in 180 s")
+        wait_until_ready(server, base, 180, " ".join(argv))
         answer = httpx.get(f"{base}/v1/recommendations", params={"user_id": "u0", "k": 5}, timeout=30)
         assert answer.status_code == 200 and len(answer.json()["items"]) == 5, answer.text
     finally:
