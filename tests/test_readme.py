@@ -101,3 +101,76 @@ def test_every_readme_command_runs_as_written(tmp_path: Path, postgres_url: str,
             target.write_text(run.stdout)
     assert (tmp_path / "models" / "v0001" / "pipeline.toml").is_file()
     assert (tmp_path / "best.toml").is_file() and (tmp_path / "report.html").is_file()
+
+
+TUTORIAL_SMALLER = [
+    (r"--events 100000", "--events 20000", "a 20k-event shop"),
+    (r"--budget 3m", "--budget 20s", "a 20 s search"),
+]
+TUTORIAL_KEYS = {"publishable": "pk_tutorial_publishable_0001", "admin": "sk_tutorial_admin_0001"}
+
+
+def tutorial_blocks(kind: str) -> list[str]:
+    text = (ROOT / "docs" / "tutorial.md").read_text()
+    return re.findall(rf"```{kind}\n(.*?)```", text, re.S)
+
+
+def test_the_tutorial_runs_as_written(tmp_path: Path) -> None:
+    """docs/tutorial.md: its shell blocks in order (the serve step started, used as the page does,
+    and stopped), then its page's calls against the running service."""
+    env = {**os.environ, "NO_COLOR": "1", "PATH": f"{Path(FUSIONREC).parent}:{os.environ['PATH']}"}
+    blocks = tutorial_blocks("bash")
+    assert len(blocks) >= 4
+    page = tutorial_blocks("html")[0]
+    for block in blocks:
+        script = block
+        for pattern, replacement, _ in TUTORIAL_SMALLER:
+            script = re.sub(pattern, replacement, script)
+        if script.strip().startswith("fusionrec serve "):
+            port = free_port()
+            argv = [FUSIONREC, *shlex.split(script.strip())[1:], "--port", str(port)]
+            with_page_against(argv, tmp_path, env, page.replace("127.0.0.1:8000", f"127.0.0.1:{port}"), port)
+            continue
+        run = subprocess.run(
+            ["bash", "-e", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+        assert run.returncode == 0, f"{script}\n{run.stderr[-3000:]}"
+    assert (tmp_path / "models" / "v0001" / "pipeline.toml").is_file()
+
+
+def with_page_against(argv: list[str], cwd: Path, env: dict, page: str, port: int) -> None:
+    """What the tutorial's page and its reader do with the running service: load the widget, read
+    a strip with catalogue fields, send a click with the publishable key from the page's origin,
+    open the dashboard with the admin key in the address."""
+    server = subprocess.Popen(argv, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    origin = {"Origin": "http://127.0.0.1:8080"}
+    try:
+        wait_until_ready(server, base, 180, "the tutorial's service")
+        assert f"{base}/sdk/fusionrec.js" in page and TUTORIAL_KEYS["publishable"] in page
+        assert httpx.get(f"{base}/sdk/fusionrec.js", timeout=30).status_code == 200
+        strip = httpx.get(
+            f"{base}/v1/recommendations",
+            params={"user_id": "u0", "k": 6, "placement": "home", "fields": "title,price"},
+            headers=origin,
+            timeout=30,
+        ).json()
+        assert len(strip["items"]) == 6 and all(item["title"] for item in strip["items"]), strip
+        click = {"event_type": "click", "item_id": strip["items"][0]["item_id"], "user_id": "u0"}
+        sent = httpx.post(
+            f"{base}/v1/exposures/{strip['exposure_id']}/events",
+            json=click,
+            headers={**origin, "X-API-Key": TUTORIAL_KEYS["publishable"]},
+            timeout=30,
+        )
+        assert sent.status_code == 202, sent.text
+        anonymous = httpx.post(f"{base}/v1/events", json={**click, "timestamp": "2026-01-01T00:00:00Z"})
+        assert anonymous.status_code == 401  # a fresh service with keys: no anonymous writes
+        with httpx.Client(base_url=base, follow_redirects=True, timeout=60) as browser:
+            dashboard = browser.get("/dashboard/", params={"key": TUTORIAL_KEYS["admin"]})
+            assert dashboard.status_code == 200 and "key=" not in str(dashboard.url)
+            assert browser.get("/dashboard/").status_code == 200  # the cookie carries the key
+        assert httpx.get(f"{base}/dashboard/", timeout=30).status_code == 401
+    finally:
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=60) == 0
