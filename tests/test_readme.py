@@ -167,8 +167,10 @@ def with_page_against(argv: list[str], cwd: Path, env: dict, page: str, port: in
         anonymous = httpx.post(f"{base}/v1/events", json={**click, "timestamp": "2026-01-01T00:00:00Z"})
         assert anonymous.status_code == 401  # a fresh service with keys: no anonymous writes
         with httpx.Client(base_url=base, follow_redirects=True, timeout=60) as browser:
-            dashboard = browser.get("/dashboard/", params={"key": TUTORIAL_KEYS["admin"]})
-            assert dashboard.status_code == 200 and "key=" not in str(dashboard.url)
+            browser.headers["Accept"] = "text/html"
+            assert browser.get("/dashboard/").status_code == 401  # the sign-in form
+            dashboard = browser.post("/dashboard/login", data={"key": TUTORIAL_KEYS["admin"]})
+            assert dashboard.status_code == 200 and str(dashboard.url).endswith("/dashboard/")
             assert browser.get("/dashboard/").status_code == 200  # the cookie carries the key
         assert httpx.get(f"{base}/dashboard/", timeout=30).status_code == 401
     finally:

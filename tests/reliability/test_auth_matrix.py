@@ -40,6 +40,9 @@ SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/openapi.json"): "admin",
     ("GET", "/docs"): "admin",
     ("GET", "/docs-static/"): None,
+    ("GET", "/dashboard/login"): None,  # the sign-in form
+    ("POST", "/dashboard/login"): "form",  # the key comes in the form: none here, so refused
+    ("POST", "/dashboard/logout"): None,
 }
 PREFIX_SCOPES = {"/dashboard": "admin"}  # the dashboard's own routes, all admin
 
@@ -60,6 +63,7 @@ ALLOWED = {
     "events": {"events+origin", "write", "admin"},
     "write": {"write", "admin"},
     "admin": {"admin"},
+    "form": set(),
 }
 
 
