@@ -144,3 +144,15 @@ def test_a_spent_budget_stops_the_search_and_says_what_it_left_out(shop: Dataset
     assert any("budget ran out" in why for why in record.skipped.values())
     assert len([t for t in record.trials if t.stage == "screen"]) <= 1
     assert selection.model in {t.model for t in record.trials}  # something scored still ships
+
+
+def test_the_search_validates_on_the_horizon_it_is_judged_on() -> None:
+    """`evaluate --models auto` on a temporal benchmark: windows as long as the test's (dunnhumby's
+    4 weeks, the synthetic shop's 7 days); `train`: as long as its report window (--valid-days)."""
+    from fusionrec.evaluation.benchmarks import BENCHMARKS
+    from fusionrec.training import auto_spec
+
+    assert BENCHMARKS["dunnhumby"].horizon_days == 28.0
+    assert BENCHMARKS["synthetic"].horizon_days == 7.0
+    assert BENCHMARKS["amazon-beauty"].horizon_days is None  # each user's last item, not days
+    assert auto_spec(horizon_days=14.0).params["window_days"] == 14.0

@@ -140,6 +140,9 @@ def evaluate(
         if budget is not None:
             params.setdefault("auto", {})["budget_seconds"] = budget_seconds(budget)
         benchmark = resolve_benchmark(dataset)
+        if benchmark.horizon_days is not None:
+            # The search validates on windows as long as the test's: the horizon it is judged on.
+            params.setdefault("auto", {}).setdefault("window_days", benchmark.horizon_days)
         with err.status(f"loading {benchmark.name}"):
             split, description = load_benchmark(benchmark, seed=seed)
         settings = engine_settings(engine)

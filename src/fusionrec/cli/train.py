@@ -182,7 +182,10 @@ def train_from_store(
     from fusionrec.fusion.artifacts import ModelRepository
     from fusionrec.training import auto_spec, resolve_pipeline, train_version
 
-    spec = resolve_pipeline(config, auto=auto_spec(budget_seconds, folds=folds, seed=seed))
+    horizon = valid_days if valid_days > 0 else 7.0
+    spec = resolve_pipeline(
+        config, auto=auto_spec(budget_seconds, folds=folds, seed=seed, horizon_days=horizon)
+    )
     settings = engine_settings(engine)
     # Events from the engine's Parquet: the store only receives outputs, so it may be new.
     events_elsewhere = settings is not None and settings.events is not None
