@@ -13,8 +13,8 @@
 5. the **guardrail**: the best candidate on the mean of the folds ships, whether it is the fused
    ranker, the blend or a single source.
 
-Each stage has its share of the budget (`STAGE_ENDS`), so the single sources cannot eat the time
-the fused ranker needs.
+Each stage has its share of the time left when it begins (`STAGE_SHARES`), so the single sources
+cannot eat the time the fused ranker needs, nor a slow screening leave the later stages nothing.
 
 Every fused model of the search shares the sources it fits (`reuse_fitted_sources`), so adding a
 source to a pipeline costs that source's fits and the ranker, not every source again. Every trial is
@@ -47,7 +47,10 @@ log = logging.getLogger(__name__)
 SEARCH_SHARE = 0.8  # of the budget; the rest is left for the final fit on all the data
 # Where each stage must end, as shares of the search's time: the single sources may not eat the
 # time the fused ranker needs (screening stops taking new sources, confirmation new models).
-STAGE_ENDS = {"screen": 0.35, "confirm": 0.55, "fusion": 1.0}
+# Each stage's share of the search's time. A stage gets its share of the time *left* when it
+# begins, over the shares of the stages still to come: a screening that overran (a source slower
+# than its estimate) shortens the later stages, it does not leave them nothing.
+STAGE_SHARES = {"screen": 0.35, "confirm": 0.20, "fusion": 0.45}
 MIN_GAIN = 0.002  # a source joins the fusion when it lifts the metric by more than this share
 MAX_SOURCES = 6
 CONFIRMED_MODELS = 5  # screened models scored on every fold (at least; or half of them)
@@ -114,7 +117,10 @@ class _Search:
         return self.stage_end - time.perf_counter()
 
     def begin(self, stage: str) -> None:
-        self.stage_end = self.started + (self.deadline - self.started) * STAGE_ENDS[stage]
+        stages = list(STAGE_SHARES)
+        still = sum(STAGE_SHARES[s] for s in stages[stages.index(stage) :])
+        now = time.perf_counter()
+        self.stage_end = now + max(self.deadline - now, 0.0) * STAGE_SHARES[stage] / still
 
     def report(self, stage: str, done: int, total: int, what: str) -> None:
         left = max(self.deadline - time.perf_counter(), 0.0)
