@@ -29,7 +29,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fusionrec import __version__
 from fusionrec.monitoring.alerts import AlertLoop
 from fusionrec.serving.logs import guard_server_logs, printable, without_paths
-from fusionrec.serving.routes import admin, dashboard_login, events, health, recommendations
+from fusionrec.serving.routes import (
+    admin,
+    dashboard_login,
+    events,
+    exposure_events,
+    health,
+    recommendations,
+    web,
+)
 from fusionrec.serving.security import (
     API_KEY_HEADER,
     LimitsMiddleware,
@@ -174,9 +182,11 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
     for router in (
         recommendations.router,
         events.router,
+        exposure_events.router,
         admin.router,
         health.router,
         dashboard_login.router,
+        web.router,
     ):
         app.include_router(router)
     _docs(app)

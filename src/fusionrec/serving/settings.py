@@ -59,6 +59,9 @@ class ServingSettings(BaseSettings):
     # Every scope without a key, for local use (`fusionrec serve --dev`, `fusionrec demo`): the
     # service then listens on 127.0.0.1 only.
     dev: bool = False
+    # The demo shop page at /demo-shop (a static page using the widget of /sdk/fusionrec.js);
+    # `fusionrec demo` turns it on. A shop's own service has no use for it.
+    demo_shop: bool = False
     # Signs the manifest of every version trained (HMAC-SHA256) and refuses, at activation, a
     # version that is unsigned or badly signed; None = versions are checked on their checksums alone.
     # Better in the environment (FUSIONREC_SERVING_SIGNING_KEY) than in the project file.

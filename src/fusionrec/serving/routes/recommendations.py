@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from fusionrec.serving.item_fields import ITEM_FIELDS, UnknownFieldsError, parse_fields, with_item_fields
 from fusionrec.serving.recommend import RecQuery, popular, recommend, related
 from fusionrec.serving.redis_client import RedisUnavailableError
 from fusionrec.serving.routes.schemas import FastJSON, IdentifyIn, RecommendationsOut, RelatedOut
@@ -15,10 +16,29 @@ from fusionrec.serving.service import Service
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 Id = Annotated[str, Path(min_length=1, max_length=256)]
+Fields = Annotated[
+    str | None,
+    Query(
+        max_length=256,
+        description=f"item fields to add to each item, comma-separated: {', '.join(ITEM_FIELDS)}",
+        examples=["title,price,image_url,url"],
+    ),
+]
 
 
 def service(request: Request) -> Service:
     return request.app.state.service
+
+
+def wanted_fields(fields: Fields = None) -> tuple[str, ...]:
+    """The ``fields`` query as a tuple of item fields; 422 naming the allowed ones otherwise."""
+    try:
+        return parse_fields(fields)
+    except UnknownFieldsError as error:
+        raise HTTPException(422, detail=[{"loc": ["query", "fields"], "msg": str(error)}]) from None
+
+
+ItemFields = Annotated[tuple[str, ...], Depends(wanted_fields)]
 
 
 @router.get("/recommendations", response_model=RecommendationsOut, dependencies=[Depends(require("read"))])
@@ -38,6 +58,7 @@ async def get_recommendations(
     context: Annotated[str | None, Query(max_length=256, description="the current item id")] = None,
     min_price: Annotated[float | None, Query(ge=0)] = None,
     max_price: Annotated[float | None, Query(ge=0)] = None,
+    fields: ItemFields = (),
 ) -> FastJSON:
     """Top-``k`` items for a user (``user_id``) or a guest (``session_id``)."""
     if user_id is None and session_id is None:
@@ -55,7 +76,8 @@ async def get_recommendations(
     query = RecQuery(
         user_id, session_id, k, offset, category, excluded, placement, context, min_price, max_price
     )
-    return FastJSON(await run_in_threadpool(recommend, svc, query))
+    answer = await run_in_threadpool(recommend, svc, query)
+    return FastJSON(with_item_fields(answer, svc.catalogue, fields))
 
 
 @router.post("/identify", dependencies=[Depends(require("write")), Depends(require_json)])
@@ -71,26 +93,32 @@ async def identify(body: IdentifyIn, svc: Annotated[Service, Depends(service)]) 
 
 @router.get("/items/{item_id}/similar", response_model=RelatedOut, dependencies=[Depends(require("read"))])
 async def similar(
-    item_id: Id, svc: Annotated[Service, Depends(service)], k: Annotated[int, Query(ge=1, le=200)] = 10
+    item_id: Id,
+    svc: Annotated[Service, Depends(service)],
+    k: Annotated[int, Query(ge=1, le=200)] = 10,
+    fields: ItemFields = (),
 ) -> FastJSON:
     """Items like ``item_id`` (new items: popular in their category)."""
     answer = await run_in_threadpool(related, svc, item_id, k, "similar")
     if answer is None:
         raise HTTPException(404, detail=f"unknown item {item_id!r}")
-    return FastJSON(answer)
+    return FastJSON(with_item_fields(answer, svc.catalogue, fields))
 
 
 @router.get(
     "/items/{item_id}/bought-together", response_model=RelatedOut, dependencies=[Depends(require("read"))]
 )
 async def bought_together(
-    item_id: Id, svc: Annotated[Service, Depends(service)], k: Annotated[int, Query(ge=1, le=200)] = 10
+    item_id: Id,
+    svc: Annotated[Service, Depends(service)],
+    k: Annotated[int, Query(ge=1, le=200)] = 10,
+    fields: ItemFields = (),
 ) -> FastJSON:
     """Items bought in the same baskets as ``item_id`` (fallback: similar items)."""
     answer = await run_in_threadpool(related, svc, item_id, k, "bought_together")
     if answer is None:
         raise HTTPException(404, detail=f"unknown item {item_id!r}")
-    return FastJSON(answer)
+    return FastJSON(with_item_fields(answer, svc.catalogue, fields))
 
 
 @router.get("/popular", response_model=RelatedOut, dependencies=[Depends(require("read"))])
@@ -98,6 +126,8 @@ async def get_popular(
     svc: Annotated[Service, Depends(service)],
     category: Annotated[str | None, Query(max_length=512)] = None,
     k: Annotated[int, Query(ge=1, le=200)] = 10,
+    fields: ItemFields = (),
 ) -> FastJSON:
     """Trending items, optionally within a category (cached)."""
-    return FastJSON(await run_in_threadpool(popular, svc, category, k))
+    answer = await run_in_threadpool(popular, svc, category, k)
+    return FastJSON(with_item_fields(answer, svc.catalogue, fields))
