@@ -67,13 +67,13 @@ def console_errors(driver) -> list[dict]:
 
 
 @contextmanager
-def served(app: Any, timeout: float = 60.0, **config: Any) -> Iterator[str]:
-    """Run the ASGI ``app`` under uvicorn in a thread on a free port; yield its base URL.
-    ``config``: more `uvicorn.Config` options (log_level defaults to "warning")."""
+def served(app: Any, timeout: float = 60.0, port: int | None = None, **config: Any) -> Iterator[str]:
+    """Run the ASGI ``app`` under uvicorn in a thread on ``port`` (default: a free one); yield its
+    base URL. ``config``: more `uvicorn.Config` options (log_level defaults to "warning")."""
     import uvicorn
 
     options = {"log_level": "warning", **config}
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), **options))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port or free_port(), **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout
