@@ -160,3 +160,14 @@ def test_the_sdk_is_served_to_anyone_and_the_demo_shop_only_when_on(store_url: s
     with TestClient(create_app(make_settings(store_url, models_dir, demo_shop=True))) as client:
         page = client.get("/demo-shop")
         assert page.status_code == 200 and "/sdk/fusionrec.js" in page.text
+
+
+def test_erasure_deletes_the_users_exposure_events(client: TestClient, known_user: str) -> None:
+    answer = client.get("/v1/recommendations", params={"user_id": known_user, "k": 2}).json()
+    body = {"event_type": "click", "item_id": answer["items"][0]["item_id"], "user_id": known_user}
+    assert client.post(f"/v1/exposures/{answer['exposure_id']}/events", json=body).status_code == 202
+    service = client.app.state.service  # the exposure is still buffered: the event's side finds the link
+    erased = client.delete(f"/v1/users/{known_user}").json()
+    assert erased["exposure_events_deleted"] == 1
+    left = service.on_writer(lambda: service.store.query_arrow("SELECT count(*) AS n FROM exposure_events"))
+    assert left.to_pylist() == [{"n": 0}]

@@ -23,8 +23,12 @@ EXPOSURE_EVENTS = "exposure_events"
 
 
 def _of_exposures(condition: str) -> str:
-    """SQL condition on ``exposure_events``: the link belongs to an exposure matching ``condition``."""
-    return f"exposure_id IN (SELECT exposure_id FROM {EXPOSURES} WHERE {condition})"
+    """SQL condition on ``exposure_events``: the link belongs to an exposure, or an event, matching
+    ``condition`` (the event's side catches links to an exposure not yet written when erased)."""
+    return (
+        f"(exposure_id IN (SELECT exposure_id FROM {EXPOSURES} WHERE {condition}) "
+        f"OR event_id IN (SELECT event_id FROM events WHERE {condition}))"
+    )
 
 
 def erase_stored(store: EventStore, user_id: str) -> dict[str, int]:
