@@ -223,7 +223,7 @@ def _mount_dashboard(app: FastAPI, svc: Service) -> None:
     from fusionrec.analytics.dashboard import dashboard_router
 
     app.include_router(
-        dashboard_router(svc.store, leaderboard=[svc.settings.models_dir]),
+        dashboard_router(svc.store, leaderboard=[svc.settings.models_dir], currency=svc.settings.currency),
         prefix="/dashboard",
         dependencies=[Depends(require("admin", cookie=True))],
         include_in_schema=False,

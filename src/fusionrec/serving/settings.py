@@ -107,6 +107,8 @@ class ServingSettings(BaseSettings):
     keep_versions: int = Field(10, ge=2)
     # Exposures and analytics.
     log_exposures: bool = True
+    # The shop's currency (ISO 4217, e.g. "EUR"): the dashboard and `fusionrec report` show money in it.
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
     exposure_flush_s: float = Field(1.0, gt=0)
     # How often a worker takes in erasures made by another worker or `fusionrec erase`.
     erasure_refresh_s: float = Field(5.0, gt=0)
