@@ -26,8 +26,6 @@ from fusionrec.data.ingest import ingest_frame
 from fusionrec.data.store import EventStore, open_store
 from headless import chromium, console_errors, served, wait_for
 
-pytestmark = pytest.mark.browser
-
 CATEGORIES = (
     "Home & Kitchen > Cookware and Bakeware Essentials",
     "Sports & Outdoors > Camping and Hiking Equipment",
@@ -140,6 +138,28 @@ def screenshot(driver, name: str) -> None:
     driver.set_window_size(1400, 1000)
 
 
+def test_the_payload_spans_exposures_and_leaves_a_partial_day_unjudged(tmp_path: Path) -> None:
+    from fusionrec.analytics.report import build_payload
+
+    store = crafted_shop(tmp_path / "crafted.duckdb")
+    try:
+        payload = build_payload(store, n_boot=20, currency="EUR")
+    finally:
+        store.close()
+    bounds = payload["bounds"]
+    assert bounds["last_day"] == datetime.now(UTC).date().isoformat()  # the exposures' day
+    assert bounds["last_event_day"] == bounds["partial_day"] == PARTIAL_DAY
+    sessions = payload["forecasts"]["series"]["sessions"]
+    judged = [
+        day for day, actual in zip(sessions["dates"], sessions["actual"], strict=True) if actual is not None
+    ]
+    assert judged[-1] < PARTIAL_DAY  # fitted and judged up to the day before
+    assert payload["currency"] == "EUR"
+    rules = payload["rules"]["purchase"]
+    assert rules and min(rule["count"] for rule in rules) >= RULES_MIN_BASKETS
+
+
+@pytest.mark.browser
 def test_the_live_dashboard_of_a_crafted_shop_has_no_known_defect(browser, tmp_path: Path) -> None:
     from fastapi import FastAPI
 
@@ -209,6 +229,7 @@ def test_the_live_dashboard_of_a_crafted_shop_has_no_known_defect(browser, tmp_p
         store.close()
 
 
+@pytest.mark.browser
 def test_the_report_of_the_generated_shop_reads_without_help(
     browser, generated_duckdb, tmp_path: Path
 ) -> None:
