@@ -37,7 +37,7 @@ def erase_stored(store: EventStore, user_id: str) -> dict[str, int]:
     sessions = store.linked_sessions(user_id)  # read first: `erase_user` deletes the links
     theirs, params = _user_or_sessions(sessions), _params(user_id, sessions)
     links = _delete_where(store, EXPOSURE_EVENTS, _of_exposures(theirs), params) if _has(store) else 0
-    exposures = _delete_where(store, EXPOSURES, _user_or_sessions(sessions), _params(user_id, sessions))
+    exposures = _delete_where(store, EXPOSURES, theirs, params)
     batch_rows = _delete_where(store, BATCH_TABLE, "user_id = :u", {"u": user_id})
     events = store.erase_user(user_id)
     return {
@@ -103,8 +103,8 @@ def _rows(
 
 
 def apply_retention(store: EventStore, days: float, now: datetime | None = None) -> dict[str, int]:
-    """Delete events, rejected rows, exposures and their events' links older than ``days`` (before ``now`` - days);
-    the rows deleted per table."""
+    """Delete events, rejected rows, exposures and their events' links older than ``days`` (before
+    ``now`` - days); the rows deleted per table."""
     cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
     deleted = store.delete_older_than(cutoff)
     deleted["exposures"] = _delete_where(store, EXPOSURES, '"timestamp" < :cutoff', {"cutoff": cutoff})
