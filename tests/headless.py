@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from conftest import free_port, skip_or_fail
@@ -59,6 +60,22 @@ def wait_for(driver, script: str, timeout: float = 60.0) -> object:
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for: {script}")
+
+
+def screenshot(driver, name: str, *, whole_page: bool = True) -> None:
+    """With FUSIONREC_SCREENSHOTS=DIR, save the page as DIR/name (``whole_page``: the window grown
+    to the page's height, up to 6,000 px, then set back to 1400 x 1000)."""
+    folder = os.environ.get("FUSIONREC_SCREENSHOTS")
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    if not whole_page:
+        driver.save_screenshot(str(Path(folder) / name))
+        return
+    height = driver.execute_script("return document.body.scrollHeight")
+    driver.set_window_size(1400, min(int(height) + 40, 6000))
+    driver.save_screenshot(str(Path(folder) / name))
+    driver.set_window_size(1400, 1000)
 
 
 def console_errors(driver) -> list[dict]:

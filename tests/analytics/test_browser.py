@@ -6,7 +6,6 @@ FUSIONREC_SCREENSHOTS=DIR the screenshots for the docs are written to DIR (docs/
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from analytics.helpers import write_leaderboard
 from fusionrec.analytics.report import build_report
 from fusionrec.data.store import EventStore
-from headless import chromium, console_errors, served, wait_for
+from headless import chromium, console_errors, screenshot, served, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -70,17 +69,6 @@ def choose(driver, element_id: str, value: str) -> None:
         element_id,
         value,
     )
-
-
-def screenshot(driver, name: str) -> None:
-    folder = os.environ.get("FUSIONREC_SCREENSHOTS")
-    if not folder:
-        return
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return document.body.scrollHeight")
-    driver.set_window_size(1400, min(int(height) + 40, 6000))
-    driver.save_screenshot(str(Path(folder) / name))
-    driver.set_window_size(1400, 1000)
 
 
 def test_static_report_in_chromium(browser, generated_duckdb: EventStore, tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ DIR/report-generated.png.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +23,7 @@ from fusionrec.analytics.report import RULES_MIN_BASKETS, build_report
 from fusionrec.analytics.tables import log_exposures
 from fusionrec.data.ingest import ingest_frame
 from fusionrec.data.store import EventStore, open_store
-from headless import chromium, console_errors, served, wait_for
+from headless import chromium, console_errors, screenshot, served, wait_for
 
 CATEGORIES = (
     "Home & Kitchen > Cookware and Bakeware Essentials",
@@ -125,17 +124,6 @@ def crafted_shop(path: Path) -> EventStore:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     yield from chromium()
-
-
-def screenshot(driver, name: str) -> None:
-    folder = os.environ.get("FUSIONREC_SCREENSHOTS")
-    if not folder:
-        return
-    Path(folder).mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return document.body.scrollHeight")
-    driver.set_window_size(1400, min(int(height) + 40, 6000))
-    driver.save_screenshot(str(Path(folder) / name))
-    driver.set_window_size(1400, 1000)
 
 
 def test_the_payload_spans_exposures_and_leaves_a_partial_day_unjudged(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ as DIR/widget-home.png and DIR/widget-product.png.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import httpx
 import pytest
 
 from conftest import free_port
-from headless import chromium, console_errors, served, wait_for
+from headless import chromium, console_errors, screenshot, served, wait_for
 from serving.conftest import make_settings
 
 pytestmark = pytest.mark.browser
@@ -31,13 +30,6 @@ READY = "return document.querySelector('#recs[data-state=ready], #recs[data-stat
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     yield from chromium()
-
-
-def screenshot(driver, name: str) -> None:
-    folder = os.environ.get("FUSIONREC_SCREENSHOTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(Path(folder) / name))
 
 
 def strip(driver) -> list[dict[str, str]]:
@@ -87,7 +79,7 @@ def test_a_click_in_the_widget_is_stored_with_its_exposure_and_counted_in_the_ct
         )  # fields=title from the catalogue
         assert all("€" in entry["price"] for entry in home)  # fields=price, in the page's currency
         assert all(f"fr_exposure={exposure}" in entry["href"] for entry in home)
-        screenshot(browser, "widget-home.png")
+        screenshot(browser, "widget-home.png", whole_page=False)
 
         clicked = home[1]["item"]
         browser.execute_script("document.querySelectorAll('#recs .fusionrec-link')[1].scrollIntoView()")
@@ -96,7 +88,7 @@ def test_a_click_in_the_widget_is_stored_with_its_exposure_and_counted_in_the_ct
         assert browser.find_element("id", "product-title").text == titles[clicked]
         browser.find_element("id", "add-to-cart").click()
         wait_for(browser, "return document.getElementById('cart-status').textContent === 'Added to cart'")
-        screenshot(browser, "widget-product.png")
+        screenshot(browser, "widget-product.png", whole_page=False)
         assert console_errors(browser) == []
 
         service = api_app.state.service
