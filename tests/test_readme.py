@@ -80,6 +80,7 @@ def serve_once(argv: list[str], cwd: Path) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.redis
+@pytest.mark.timeout(1800)  # some twenty commands, three searches, Spark: 6-12 min on 2 shared cores
 def test_every_readme_command_runs_as_written(tmp_path: Path, postgres_url: str, redis_url: str) -> None:
     commands = readme_commands()
     assert len(commands) >= 15 and any(c.startswith("fusionrec serve") for c in commands)
@@ -115,6 +116,7 @@ def tutorial_blocks(kind: str) -> list[str]:
     return re.findall(rf"```{kind}\n(.*?)```", text, re.S)
 
 
+@pytest.mark.timeout(1200)
 def test_the_tutorial_runs_as_written(tmp_path: Path) -> None:
     """docs/tutorial.md: its shell blocks in order (the serve step started, used as the page does,
     and stopped), then its page's calls against the running service."""
