@@ -42,6 +42,8 @@ HEADLINE = (
     "known_gap_rows_stored",
     "good_rows_lost",
     "anonymous_writes_accepted",
+    "traces_left",
+    "versions_served",
 )
 
 

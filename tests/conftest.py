@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import socket
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_ready(server: subprocess.Popen, base: str, seconds: float, what: str) -> None:
+    """Poll ``base``/readyz until it answers 200; fail with the server's errors if it exits first."""
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while True:
+        assert server.poll() is None, server.stderr.read() if server.stderr else f"{what} exited"
+        try:
+            if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{what} was not ready in {seconds:.0f} s"
+        time.sleep(0.5)
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from conftest import free_port, skip_or_fail
@@ -61,19 +62,35 @@ def wait_for(driver, script: str, timeout: float = 60.0) -> object:
     raise AssertionError(f"timed out waiting for: {script}")
 
 
+def screenshot(driver, name: str, *, whole_page: bool = True) -> None:
+    """With FUSIONREC_SCREENSHOTS=DIR, save the page as DIR/name (``whole_page``: the window grown
+    to the page's height, up to 6,000 px, then set back to 1400 x 1000)."""
+    folder = os.environ.get("FUSIONREC_SCREENSHOTS")
+    if not folder:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    if not whole_page:
+        driver.save_screenshot(str(Path(folder) / name))
+        return
+    height = driver.execute_script("return document.body.scrollHeight")
+    driver.set_window_size(1400, min(int(height) + 40, 6000))
+    driver.save_screenshot(str(Path(folder) / name))
+    driver.set_window_size(1400, 1000)
+
+
 def console_errors(driver) -> list[dict]:
     """The browser console's SEVERE entries."""
     return [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
 
 
 @contextmanager
-def served(app: Any, timeout: float = 60.0, **config: Any) -> Iterator[str]:
-    """Run the ASGI ``app`` under uvicorn in a thread on a free port; yield its base URL.
-    ``config``: more `uvicorn.Config` options (log_level defaults to "warning")."""
+def served(app: Any, timeout: float = 60.0, port: int | None = None, **config: Any) -> Iterator[str]:
+    """Run the ASGI ``app`` under uvicorn in a thread on ``port`` (default: a free one); yield its
+    base URL. ``config``: more `uvicorn.Config` options (log_level defaults to "warning")."""
     import uvicorn
 
     options = {"log_level": "warning", **config}
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), **options))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port or free_port(), **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout

@@ -58,9 +58,12 @@ class TrainingSpec:
         return header + pipeline_to_toml(parse_pipeline({"model": self.model, "config": self.params}))
 
 
-def auto_spec(budget_seconds: float | None = None, *, folds: int = 3, seed: int = 0) -> TrainingSpec:
-    """The automatic search within ``budget_seconds`` (None: scaled with the data)."""
-    params: dict[str, Any] = {"folds": folds, "seed": seed}
+def auto_spec(
+    budget_seconds: float | None = None, *, folds: int = 3, seed: int = 0, horizon_days: float = 7.0
+) -> TrainingSpec:
+    """The automatic search within ``budget_seconds`` (None: scaled with the data), validating on
+    windows as long as the ``horizon_days`` the version is judged on (its report window)."""
+    params: dict[str, Any] = {"folds": folds, "seed": seed, "window_days": horizon_days}
     if budget_seconds is not None:
         params["budget_seconds"] = budget_seconds
     return TrainingSpec(AUTO_MODEL, params, "automatic search")

@@ -19,7 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fusionrec.data.import_options import ImportOptions
 from fusionrec.data.ingest import (
+    MAX_EXAMPLES,
     IngestError,
     IngestReport,
     ingest_batches,
@@ -81,7 +83,10 @@ MIXED = pd.DataFrame(
     }
 )
 # Expected fate of each MIXED row (1-based): valid rows and the reason of each rejected one.
+UNITLESS = "timestamp is an epoch number but no epoch unit is configured (--epoch-unit s|ms|us|ns or [ingest] epoch_unit)"
 MIXED_BAD = {
+    3: UNITLESS,  # a number's unit is never guessed from its size
+    4: UNITLESS,
     5: "unknown event_type",
     7: "unparseable timestamp",
     8: "missing item_id",
@@ -92,37 +97,64 @@ MIXED_BAD = {
 
 def test_mixed_rows_are_kept_or_quarantined_with_reasons(store: EventStore) -> None:
     report = ingest_frame(store, MIXED, source="mixed.csv", now=NOW)
-    assert (report.read, report.stored, report.duplicates, report.quarantined) == (10, 4, 1, 5)
+    assert (report.read, report.stored, report.duplicates, report.quarantined) == (10, 2, 1, 7)
     rejected = {r["row_number"]: r["reason"] for r in store.quarantine_arrow().to_pylist()}
     assert rejected == MIXED_BAD
     raw = json.loads(next(r["raw"] for r in store.quarantine_arrow().to_pylist() if r["row_number"] == 10))
     assert raw["price"] == "-1" and raw["item_id"] == "i10"
-    assert report.reasons["negative price"] == 1 and len(report.examples) == 5
+    assert report.reasons["negative price"] == 1 and len(report.examples) == MAX_EXAMPLES
     stored = store.events_arrow().to_pandas()
-    assert sorted(stored["user_id"].fillna("-")) == ["-", "u1", "u2", "u3"]  # ids trimmed; row 3 is anonymous
-    assert set(stored["event_type"]) == {"view", "add_to_cart", "purchase", "search"}  # aliases mapped
-    times = dict(zip(stored["user_id"].fillna(stored["session_id"]), stored["timestamp"], strict=True))
+    assert sorted(stored["user_id"]) == ["u1", "u2"]  # ids trimmed
+    assert set(stored["event_type"]) == {"view", "add_to_cart"}  # aliases mapped
+    times = dict(zip(stored["user_id"], stored["timestamp"], strict=True))
     assert times["u1"] == pd.Timestamp("2024-01-01 10:00", tz="UTC")
     assert times["u2"] == pd.Timestamp("2024-01-01 11:00", tz="UTC")  # naive means UTC
-    assert times["s2"] == pd.Timestamp(1_700_000_000, unit="s", tz="UTC")  # seconds by magnitude
-    assert times["u3"] == pd.Timestamp(1_700_000_000_000, unit="ms", tz="UTC")  # milliseconds by magnitude
 
     again = ingest_frame(store, MIXED, source="mixed.csv", now=NOW)
-    assert (again.stored, again.duplicates, again.quarantined) == (0, 5, 5)
-    assert store.counts()["events"] == 4 and store.counts()["quarantine"] == 5
+    assert (again.stored, again.duplicates, again.quarantined) == (0, 3, 7)
+    assert store.counts()["events"] == 2 and store.counts()["quarantine"] == 7
+
+
+@pytest.mark.parametrize(
+    ("unit", "written", "expected"),
+    [
+        ("s", ["1700000000", 1_700_000_000.5], [1_700_000_000_000_000, 1_700_000_000_500_000]),
+        ("ms", ["1700000000000", 1_700_000_000_123], [1_700_000_000_000_000, 1_700_000_000_123_000]),
+        ("us", ["1700000000000000"], [1_700_000_000_000_000]),
+        ("ns", [1_700_000_000_000_000_000], [1_700_000_000_000_000]),
+    ],
+)
+def test_epoch_numbers_are_read_in_the_configured_unit(
+    unit: str, written: list[object], expected: list[int]
+) -> None:
+    """Text or typed numbers, in the unit the import options name (never guessed from size)."""
+    frame = pd.DataFrame(
+        {
+            "user_id": [f"u{n}" for n in range(len(written))],
+            "item_id": "i1",
+            "event_type": "view",
+            "timestamp": pd.Series(written, dtype=object),
+        }
+    )
+    with open_store("duckdb:///:memory:") as store:
+        report = ingest_frame(store, frame, options=ImportOptions(epoch_unit=unit), now=NOW)
+        assert (report.stored, report.quarantined) == (len(written), 0), report.reasons
+        micros = store.events_arrow(columns=["timestamp"]).column(0).cast(pa.int64()).to_pylist()
+    assert sorted(micros) == expected
 
 
 def test_event_ids_do_not_depend_on_the_input_format(tmp_path: Path) -> None:
     frame = good_events(300)
     frame.to_csv(tmp_path / "e.csv", index=False)
     frame.to_parquet(tmp_path / "e.parquet")
-    frame.assign(timestamp=frame["timestamp"].astype("int64") // 10**6).to_json(  # epoch milliseconds
+    frame.assign(timestamp=frame["timestamp"].astype("int64") // 10**6).to_json(  # epoch seconds
         tmp_path / "e.jsonl", orient="records", lines=True
     )
     ids = []
     for name in ("e.csv", "e.parquet", "e.jsonl"):
         with open_store("duckdb:///:memory:") as store:
-            report = ingest_path(store, tmp_path / name, progress=False, batch_rows=128)
+            options = ImportOptions(epoch_unit="s")
+            report = ingest_path(store, tmp_path / name, progress=False, batch_rows=128, options=options)
             assert (report.read, report.stored, report.quarantined) == (300, 300, 0), name
             ids.append(store.events_arrow(columns=["event_id"]).column(0).to_pylist())
     assert ids[0] == ids[1] == ids[2]
@@ -206,8 +238,9 @@ def test_timestamps_from_arrow_and_pandas_types_are_utc() -> None:
         pd.DataFrame({"timestamp": [instant.tz_convert("Asia/Tokyo")]}),
         pd.DataFrame({"timestamp": [instant.tz_localize(None)]}),
         pa.table({"timestamp": pa.array([instant.value // 1000], pa.timestamp("us"))}),
-        pd.DataFrame({"timestamp": [instant.value // 10**6]}),  # epoch milliseconds
+        pd.DataFrame({"timestamp": [instant.value // 10**6]}),  # epoch milliseconds, so configured
     ]
+    milliseconds = ImportOptions(epoch_unit="ms")
     seen = set()
     for frame in frames:
         base = {"user_id": ["u"], "item_id": ["i"], "event_type": ["view"]}
@@ -219,7 +252,7 @@ def test_timestamps_from_arrow_and_pandas_types_are_utc() -> None:
             .append_column("event_type", pa.array(["view"]))
         )
         with open_store("duckdb:///:memory:") as store:
-            assert ingest_frame(store, data).stored == 1
+            assert ingest_frame(store, data, options=milliseconds).stored == 1
             seen.add(store.events_arrow().column("timestamp")[0].as_py())
     assert seen == {instant.to_pydatetime()}
 
@@ -261,7 +294,7 @@ def test_property_good_rows_kept_once_bad_rows_quarantined(rows, repeats, batch_
     ordered = rows + [rows[i % len(rows)] for i in repeats]
     frame = pd.DataFrame([r for r, _ in ordered])
     with open_store("duckdb:///:memory:") as store:
-        report = ingest_frame(store, frame, batch_rows=batch_rows)
+        report = ingest_frame(store, frame, batch_rows=batch_rows, options=ImportOptions(epoch_unit="s"))
         bad_numbers = {i + 1: reason for i, (_, reason) in enumerate(ordered) if reason is not None}
         quarantined = {r["row_number"]: r["reason"] for r in store.quarantine_arrow().to_pylist()}
         assert set(quarantined) == set(bad_numbers)

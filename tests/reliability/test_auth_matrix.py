@@ -27,6 +27,7 @@ SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/items/{item_id}/bought-together"): "read",
     ("GET", "/v1/popular"): "read",
     ("POST", "/v1/events"): "events",  # write, or a publishable key from an allowed origin
+    ("POST", "/v1/exposures/{exposure_id}/events"): "events",  # the widget's views, clicks, carts
     ("POST", "/v1/identify"): "write",
     ("PUT", "/v1/items/{item_id}"): "admin",
     ("DELETE", "/v1/users/{user_id}"): "admin",
@@ -40,6 +41,11 @@ SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/openapi.json"): "admin",
     ("GET", "/docs"): "admin",
     ("GET", "/docs-static/"): None,
+    ("GET", "/dashboard/login"): None,  # the sign-in form
+    ("POST", "/dashboard/login"): "form",  # the key comes in the form: none here, so refused
+    ("POST", "/dashboard/logout"): None,
+    ("GET", "/sdk/fusionrec.js"): None,  # the widget's script: no key, no data
+    ("GET", "/demo-shop"): None,  # a static page (404 unless demo_shop, as here)
 }
 PREFIX_SCOPES = {"/dashboard": "admin"}  # the dashboard's own routes, all admin
 
@@ -60,6 +66,7 @@ ALLOWED = {
     "events": {"events+origin", "write", "admin"},
     "write": {"write", "admin"},
     "admin": {"admin"},
+    "form": set(),
 }
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import free_port, skip_or_fail
+from conftest import free_port, skip_or_fail, wait_until_ready
 from fusionrec.data.ingest import ingest_frame
 from fusionrec.data.store import open_store
 from fusionrec.serving.app import create_app
@@ -239,16 +239,7 @@ def test_two_worker_processes_share_state(shop, models_dir: Path, postgres_url: 
     server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while True:
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.time() < deadline, "two workers did not become ready"
-            time.sleep(0.5)
+        wait_until_ready(server, base, 120, "two workers")
         session = f"s-{uuid.uuid4().hex[:6]}"
         seen = items.column("item_id").to_pylist()[0]
         event = {

@@ -265,3 +265,30 @@ def test_erase_command_rewrites_the_model_repository(
         repo.verify(version)
         assert sampled not in repo.manifest(version).sample_answers.answers
         assert all(sampled not in ids for ids in saved_user_ids(models / version))
+
+
+def test_an_erasure_made_elsewhere_reaches_a_running_worker(
+    backend: tuple[str, dict], models_dir: Path, known_user: str
+) -> None:
+    """`fusionrec erase` (or another worker) erases in the store; this worker's refresh chore then
+    refuses the id, drops it from the loaded model's lookups and purges its live state and cached
+    answers, without a restart. Before: it served the user from memory until it restarted."""
+    from fusionrec.serving.erasure import erase_stored
+
+    url, extra = backend
+    with TestClient(create_app(make_settings(url, models_dir, **extra))) as client:
+        svc = client.app.state.service
+        event = {"user_id": known_user, "item_id": "i1", "event_type": "view", "timestamp": T}
+        assert client.post("/v1/events", json=event).json()["stored"] == 1
+        personal = client.get("/v1/recommendations", params={"user_id": known_user, "k": 5}).json()
+        assert personal["fallback"] is None and not svc.online.get(f"u:{known_user}").empty
+        erase_stored(svc.store, known_user)  # as `fusionrec erase` would, from another process
+
+        assert svc.refresh_erased() == [known_user]
+        assert svc.is_erased(known_user) and svc.online.get(f"u:{known_user}").empty
+        assert all(known_user not in v.user_index for v in [svc.registry.active])
+        answer = client.get("/v1/recommendations", params={"user_id": known_user, "k": 5}).json()
+        assert answer["fallback"] is not None and answer["exposure_id"] is None
+        assert svc.refresh_erased() == []  # nothing new: the chore is a cheap read
+    svc.flush_exposures()
+    assert traces(url, known_user)["exposures"] == []

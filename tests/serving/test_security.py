@@ -241,3 +241,30 @@ def test_the_dashboard_needs_the_admin_scope(store_url: str, models_dir: Path) -
         assert client.get("/dashboard/").status_code == 401  # no keys: refused, like every admin call
     with TestClient(create_app(make_settings(store_url, models_dir, dev=True))) as client:
         assert client.get("/dashboard/").status_code == 200
+
+
+def test_a_browser_signs_in_to_the_dashboard_with_the_admin_key_in_a_form(
+    store_url: str, models_dir: Path
+) -> None:
+    """A browser cannot send X-API-Key when a manager opens a page: /dashboard/login takes the key
+    in a form and keeps it in an HttpOnly, SameSite=Strict cookie for the dashboard's pages only."""
+    keys = {"a" * 24: ["admin"], "r" * 24: ["read"]}
+    browser = {"Accept": "text/html"}
+    with TestClient(create_app(make_settings(store_url, models_dir, api_keys=keys))) as client:
+        closed = client.get("/dashboard/", headers=browser)
+        assert closed.status_code == 401 and '<form method="post" action="/dashboard/login">' in closed.text
+        assert client.get("/dashboard/").headers["content-type"].startswith("application/json")
+        for wrong in ("", "x" * 24, "r" * 24):  # none, unknown, without the admin scope
+            refused = client.post("/dashboard/login", data={"key": wrong}, follow_redirects=False)
+            assert refused.status_code == 401 and "lacks the admin scope" in refused.text
+        signed_in = client.post("/dashboard/login", data={"key": "a" * 24}, follow_redirects=False)
+        assert signed_in.status_code == 303 and signed_in.headers["location"] == "/dashboard/"
+        cookie = signed_in.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/dashboard" in cookie
+        assert client.get("/dashboard/", headers=browser).status_code == 200
+        assert client.get("/dashboard/api/data").status_code == 200
+        client.post("/dashboard/logout")
+        assert client.get("/dashboard/", headers=browser).status_code == 401
+        # The cookie opens the dashboard only: the admin API still needs the header.
+        client.cookies.set("fusionrec_dashboard_key", "a" * 24)
+        assert client.get("/v1/models").status_code == 401

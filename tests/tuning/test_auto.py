@@ -144,3 +144,34 @@ def test_a_spent_budget_stops_the_search_and_says_what_it_left_out(shop: Dataset
     assert any("budget ran out" in why for why in record.skipped.values())
     assert len([t for t in record.trials if t.stage == "screen"]) <= 1
     assert selection.model in {t.model for t in record.trials}  # something scored still ships
+
+
+def test_the_search_validates_on_the_horizon_it_is_judged_on() -> None:
+    """`evaluate --models auto` on a temporal benchmark: windows as long as the test's (dunnhumby's
+    4 weeks, the synthetic shop's 7 days); `train`: as long as its report window (--valid-days)."""
+    from fusionrec.evaluation.benchmarks import BENCHMARKS
+    from fusionrec.training import auto_spec
+
+    assert BENCHMARKS["dunnhumby"].horizon_days == 28.0
+    assert BENCHMARKS["synthetic"].horizon_days == 7.0
+    assert BENCHMARKS["amazon-beauty"].horizon_days is None  # each user's last item, not days
+    assert auto_spec(horizon_days=14.0).params["window_days"] == 14.0
+
+
+def test_a_stage_gets_its_share_of_the_time_left_when_it_begins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A screening that overran its share (a source far slower than its estimate) shortens the
+    confirmation and the fused stage; it does not leave them no time (amazon-beauty, first try:
+    ChebyCF took 446 s against an estimate of 12 s, and 599 s of the budget went unused)."""
+    import fusionrec.tuning.auto as auto
+
+    clock = [0.0]
+    monkeypatch.setattr(auto.time, "perf_counter", lambda: clock[0])
+    search = auto._Search([], plan=None, deadline=1000.0, progress=None, seed=0)  # type: ignore[arg-type]
+    search.begin("screen")
+    assert search.stage_end == pytest.approx(350.0)
+    clock[0] = 600.0  # screening overran to 60 % of the time
+    search.begin("confirm")
+    assert search.stage_end == pytest.approx(600.0 + 400.0 * 0.20 / 0.65)
+    clock[0] = search.stage_end
+    search.begin("fusion")
+    assert search.stage_end == pytest.approx(1000.0)

@@ -14,6 +14,7 @@ cheap to analyse as one (the tests check power and the false-positive rate that 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,16 @@ from scipy import stats
 from fusionrec.analytics import queries as q
 from fusionrec.analytics.engine import run, table_exists
 from fusionrec.data.store import EventStore
+
+# A verdict calls for data enough to see this relative effect (or the observed one, when larger)
+# with `VERDICT_POWER`: smaller lifts rarely matter to a shop, and chasing them needs huge samples.
+MIN_RELATIVE_EFFECT = 0.05
+VERDICT_POWER = 0.8
+# How a verdict names the change of each proportion metric: (verb, up, down, the unit per arm).
+VERDICT_WORDS = {
+    "conversion": ("converts", "better", "worse", "users"),
+    "ctr": ("gets clicks", "more often", "less often", "exposures"),
+}
 
 # Guardrails: (metric, numerator, denominator, higher_is_better)
 GUARDRAILS = (
@@ -80,6 +91,52 @@ def expected_power(p_control: float, relative_uplift: float, n_per_arm: int, alp
     z = stats.norm.ppf(1 - alpha / 2)
     d = abs(p2 - p1)
     return float(stats.norm.cdf((d - z * se0) / se1) + stats.norm.cdf((-d - z * se0) / se1))
+
+
+def users_per_arm(p_control: float, relative_effect: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Users per arm for the two-sided two-proportion z-test to detect ``p * (1 + effect)`` with
+    ``power`` (the normal approximation; 0 when the control proportion is 0 or 1)."""
+    p1 = p_control
+    p2 = min(max(p_control * (1 + relative_effect), 0.0), 1.0)
+    if not 0 < p1 < 1 or p1 == p2:
+        return 0
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return math.ceil(z * z * (p1 * (1 - p1) + p2 * (1 - p2)) / (p2 - p1) ** 2)
+
+
+def verdict(
+    variant: str,
+    control: str,
+    metric: str,
+    base: float,
+    value: float,
+    ci: tuple[float, float],
+    significant: bool,
+    users: int,
+    alpha: float = 0.05,
+) -> str | None:
+    """A sentence a shop manager reads without help, e.g. "B converts 4.1 % better than A, 95 %
+    interval 1.2 % to 7.0 %, enough data" or "not enough data yet: about 1,200 more users per arm".
+
+    ``ci`` is the interval of the difference ``value - base``, shown relative to ``base``;
+    ``users`` is the smaller arm's size (users, or exposures for CTR). None for a metric without
+    words, or without a base.
+    """
+    if metric not in VERDICT_WORDS or not base or not math.isfinite(base) or not math.isfinite(value):
+        return None
+    verb, up, down, unit = VERDICT_WORDS[metric]
+    lift = (value - base) / base
+    level = round(100 * (1 - alpha))
+    interval = f"{level} % interval {100 * ci[0] / base:.1f} % to {100 * ci[1] / base:.1f} %"
+    if significant:
+        return f"{variant} {verb} {abs(100 * lift):.1f} % {up if lift > 0 else down} than {control}, {interval}, enough data"
+    needed = users_per_arm(base, max(abs(lift), MIN_RELATIVE_EFFECT), alpha, VERDICT_POWER)
+    if needed > users:
+        return f"not enough data yet: about {needed - users:,} more {unit} per arm ({variant} vs {control}, {interval})"
+    return (
+        f"no clear difference between {variant} and {control} ({interval}), enough data to see "
+        f"a {100 * MIN_RELATIVE_EFFECT:.0f} % change"
+    )
 
 
 def poisson_weights(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
@@ -254,18 +311,23 @@ def analyse_units(
             tn = t[:, col[den]].sum() if den else len(t)
             test = two_proportion_ztest(c[:, col[num]].sum(), cn, t[:, col[num]].sum(), tn, alpha)
             diff_boot = boot_metric(v, num, den) - boot_metric(control, num, den)
-            comparisons.append(
-                _comparison(
-                    v,
-                    metric,
-                    _div(c[:, col[num]].sum(), cn),
-                    _div(t[:, col[num]].sum(), tn),
-                    float(test["p_value"]),
-                    "two-proportion z-test",
-                    diff_boot,
-                    alpha,
-                )
+            row = _comparison(
+                v,
+                metric,
+                _div(c[:, col[num]].sum(), cn),
+                _div(t[:, col[num]].sum(), tn),
+                float(test["p_value"]),
+                "two-proportion z-test",
+                diff_boot,
+                alpha,
             )
+            ci = (float(test["ci_low"]), float(test["ci_high"]))
+            # Conversion counts users; CTR counts exposures, so its sample is the exposures.
+            size = int(min(len(c), len(t)) if den is None else min(cn, tn))
+            row["verdict"] = verdict(
+                v, control, metric, row["control"], row["treatment"], ci, row["significant"], size, alpha
+            )
+            comparisons.append(row)
         for metric, num in (
             ("revenue_per_user", "revenue"),
             ("attributed_revenue_per_user", "attributed_revenue"),

@@ -476,10 +476,20 @@ def categories() -> Query:
 
 
 def date_bounds() -> Query:
-    """First and last UTC day with a human event."""
+    """First and last UTC day with a human event, and the time of the last one."""
     sql = (
         'SELECT CAST(min("timestamp") AS DATE) AS first_day, CAST(max("timestamp") AS DATE) AS last_day, '
-        "count(*) AS events FROM events WHERE NOT coalesce(is_bot, FALSE)"
+        'max("timestamp") AS last_at, count(*) AS events FROM events WHERE NOT coalesce(is_bot, FALSE)'
+    )
+    return sql, {}
+
+
+def exposure_bounds() -> Query:
+    """First and last UTC day with an exposure (serving stamps them with today's date, which may
+    lie past the last event of a store loaded from files)."""
+    sql = (
+        'SELECT CAST(min("timestamp") AS DATE) AS first_day, CAST(max("timestamp") AS DATE) AS last_day '
+        "FROM exposures"
     )
     return sql, {}
 

@@ -35,6 +35,11 @@ from fusionrec.data.store import EventStore, open_store
 
 FORECAST_KPIS = ("sessions", "revenue", "conversion_rate", "aov")
 PAYLOAD_VERSION = 1
+# A rule seen in fewer baskets is noise (two baskets of two rare items give a lift in the hundreds).
+RULES_MIN_BASKETS = 5
+# The last day counts as complete only with events in its last hour: a store loaded at 19:19 has a
+# partial last day, which must not be judged against a full day's forecast.
+COMPLETE_DAY_FROM_HOUR = 23
 
 
 def plotly_js_path() -> Path:
@@ -145,6 +150,25 @@ def _leaderboard(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     return rows
 
 
+def _earliest(*days: Any) -> Any:
+    known = [d for d in days if d is not None and not pd.isna(d)]
+    return min(known) if known else None
+
+
+def _latest(*days: Any) -> Any:
+    known = [d for d in days if d is not None and not pd.isna(d)]
+    return max(known) if known else None
+
+
+def _partial_last_day(last_at: Any) -> date | None:
+    """The last event day when its events stop before its last hour (a store loaded mid-day)."""
+    if last_at is None or pd.isna(last_at):
+        return None
+    stamp = pd.Timestamp(last_at)
+    stamp = stamp.tz_convert("UTC") if stamp.tzinfo is not None else stamp
+    return None if stamp.hour >= COMPLETE_DAY_FROM_HOUR else stamp.date()
+
+
 def build_payload(
     store: EventStore | str,
     filters: Filters | None = None,
@@ -153,15 +177,23 @@ def build_payload(
     n_boot: int = 1000,
     horizon: int = 14,
     seed: int = 0,
+    currency: str | None = None,
 ) -> dict[str, Any]:
     """Every view's data for the filters, JSON-serialisable (see docs/analytics.md for the fields).
 
-    ``store`` is an open store, or a URL opened (and closed) for the call.
+    ``store`` is an open store, or a URL opened (and closed) for the call. ``currency`` (an ISO
+    4217 code) is how the page shows money; None shows plain numbers.
     """
     if isinstance(store, str):
         with open_store(store) as opened:
             return build_payload(
-                opened, filters, leaderboard=leaderboard, n_boot=n_boot, horizon=horizon, seed=seed
+                opened,
+                filters,
+                leaderboard=leaderboard,
+                n_boot=n_boot,
+                horizon=horizon,
+                seed=seed,
+                currency=currency,
             )
     began = time.perf_counter()
     f = filters or Filters()
@@ -172,19 +204,28 @@ def build_payload(
 
     t = time.perf_counter()
     bounds = run(store, q.date_bounds()).iloc[0]
+    has_exposures = table_exists(store, "exposures")
+    shown = (
+        run(store, q.exposure_bounds()).iloc[0] if has_exposures else {"first_day": None, "last_day": None}
+    )
     cats = run(store, q.categories())
     timed("bounds", t)
+    partial_day = _partial_last_day(bounds["last_at"])
     payload: dict[str, Any] = {
         "version": PAYLOAD_VERSION,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "currency": currency,
         "filters": {"start": _json_value(f.start), "end": _json_value(f.end), "category": f.category},
+        # The pickers span events and exposures alike: exposures are stamped when served (today),
+        # and a range ending at the last event day would hide every one of them.
         "bounds": {
-            "first_day": _json_value(bounds["first_day"]),
-            "last_day": _json_value(bounds["last_day"]),
+            "first_day": _json_value(_earliest(bounds["first_day"], shown["first_day"])),
+            "last_day": _json_value(_latest(bounds["last_day"], shown["last_day"])),
+            "last_event_day": _json_value(bounds["last_day"]),
+            "partial_day": _json_value(partial_day),
         },
         "categories": [c for c in cats["category"].tolist() if c],
     }
-    has_exposures = table_exists(store, "exposures")
     with ExitStack() as stack:
         # One scan of the events into session rows feeds the KPI, retention and segment queries,
         # and (without filters) the experiments; the attribution join runs once for CTR and A/B.
@@ -253,9 +294,12 @@ def build_payload(
 
     t = time.perf_counter()
     daily = kpis.derive(overall.groupby("period", as_index=False)[list(q.SESSION_MEASURES)].sum())
+    if partial_day is not None:  # a partial day would always look like a slump: left out of the fit
+        daily = daily[pd.to_datetime(daily["period"]).dt.date != partial_day]
     forecasts = forecast_kpis(daily, FORECAST_KPIS, horizon=horizon)
     payload["forecasts"] = {
         "category": f.category,
+        "partial_day": _json_value(partial_day),
         "series": {
             kpi: {
                 "dates": [d.date().isoformat() for d in frame.index],
@@ -268,9 +312,16 @@ def build_payload(
 
     t = time.perf_counter()
     payload["rules"] = {
-        "purchase": _records(association_rules(store, f, min_count=2, min_confidence=0.02, top=200)),
-        "cart": _records(association_rules(store, f, mode="cart", min_count=2, min_confidence=0.02, top=200)),
+        "purchase": _records(
+            association_rules(store, f, min_count=RULES_MIN_BASKETS, min_confidence=0.02, top=200)
+        ),
+        "cart": _records(
+            association_rules(
+                store, f, mode="cart", min_count=RULES_MIN_BASKETS, min_confidence=0.02, top=200
+            )
+        ),
     }
+    payload["rules_min_baskets"] = RULES_MIN_BASKETS
     timed("rules", t)
 
     payload["leaderboard"] = _leaderboard(leaderboard)
@@ -313,14 +364,16 @@ def build_report(
     end: date | str | None = None,
     category: str | None = None,
     leaderboard: Sequence[str | Path] = (),
+    currency: str | None = None,
 ) -> Path:
-    """Write the static, offline HTML report for the filters to ``out_path``; return the path."""
+    """Write the static, offline HTML report for the filters to ``out_path``; return the path
+    (money in ``currency``, an ISO 4217 code, when given)."""
     filters = Filters.of(start, end, category)
     if isinstance(store, str):
         with open_store(store) as opened:
-            payload = build_payload(opened, filters, leaderboard=leaderboard)
+            payload = build_payload(opened, filters, leaderboard=leaderboard, currency=currency)
     else:
-        payload = build_payload(store, filters, leaderboard=leaderboard)
+        payload = build_payload(store, filters, leaderboard=leaderboard, currency=currency)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(payload), encoding="utf-8")

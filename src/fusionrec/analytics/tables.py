@@ -4,10 +4,14 @@
 ``timestamp`` (UTC), ``user_id``, ``session_id`` (one of the two at least), ``placement`` (home, pdp,
 cart...), ``experiment`` and ``variant`` (null outside experiments), ``model_version`` and
 ``items``, the shown item ids in display order (an array: position 1 is the first element).
+``exposure_events``: one row per stored event that a page sent back about a shown list (the
+widget's views, clicks and add-to-cart): ``event_id`` (the event in ``events``), ``exposure_id``,
+``event_type``, ``item_id``, ``timestamp``. It names the exposure an event came from, where
+attribution otherwise infers it (same visitor, shown item, within the window).
 ``campaign_costs``: ``date``, ``channel``, ``campaign``, ``cost`` (spend of one campaign on one day).
 
-`ensure_analytics_tables` creates both in either backend (idempotent); `log_exposures` and
-`load_campaign_costs` validate rows and append them.
+`ensure_analytics_tables` creates them in either backend (idempotent); `log_exposures`,
+`log_exposure_events` and `load_campaign_costs` validate rows and append them.
 """
 
 from __future__ import annotations
@@ -35,6 +39,15 @@ EXPOSURE_SCHEMA = pa.schema(
         pa.field("variant", pa.string()),
         pa.field("model_version", pa.string()),
         pa.field("items", pa.list_(pa.string()), nullable=False),
+    ]
+)
+EXPOSURE_EVENT_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("exposure_id", pa.string(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("item_id", pa.string()),
+        pa.field("timestamp", UTC_TIMESTAMP, nullable=False),
     ]
 )
 COST_SCHEMA = pa.schema(
@@ -67,6 +80,12 @@ def create_statements(dialect: str) -> list[str]:
         "  logged_at TIMESTAMPTZ DEFAULT now(),\n"
         "  CHECK (user_id IS NOT NULL OR session_id IS NOT NULL)\n)",
         "CREATE INDEX IF NOT EXISTS exposures_experiment ON exposures (experiment, variant)",
+        "CREATE TABLE IF NOT EXISTS exposure_events (\n"
+        f"  event_id {t['text']} PRIMARY KEY,\n"
+        f"  exposure_id {t['text']} NOT NULL,\n  event_type {t['text']} NOT NULL,\n"
+        f"  item_id {t['text']},\n"
+        '  "timestamp" TIMESTAMPTZ NOT NULL\n)',
+        "CREATE INDEX IF NOT EXISTS exposure_events_exposure ON exposure_events (exposure_id)",
         "CREATE TABLE IF NOT EXISTS campaign_costs (\n"
         '  "date" DATE NOT NULL,\n'
         f"  channel {t['text']} NOT NULL,\n  campaign {t['text']} NOT NULL,\n"
@@ -76,7 +95,7 @@ def create_statements(dialect: str) -> list[str]:
 
 
 def ensure_analytics_tables(store: EventStore) -> None:
-    """Create ``exposures`` and ``campaign_costs`` in the store if missing."""
+    """Create ``exposures``, ``exposure_events`` and ``campaign_costs`` in the store if missing."""
     store.create_tables(create_statements(store.dialect))
 
 
@@ -143,6 +162,28 @@ def log_exposures(
     if create:
         ensure_analytics_tables(store)
     return store.insert_table("exposures", table, skip_key="exposure_id")
+
+
+def log_exposure_events(store: EventStore, rows: Iterable[Mapping[str, Any]], *, create: bool = True) -> int:
+    """Append exposure-event links (known ``event_id``s are skipped: a resent event links once);
+    return how many were new. ``create=False``: the caller ensured the tables."""
+    frame = _frame(rows)
+    for name in ("event_id", "exposure_id", "event_type", "timestamp"):
+        if name not in frame.columns or frame[name].isna().any():
+            raise ValueError(f"exposure events: {name} is missing")
+    columns = {
+        "event_id": pa.array(frame["event_id"].astype(str), pa.string()),
+        "exposure_id": pa.array(frame["exposure_id"].astype(str), pa.string()),
+        "event_type": pa.array(frame["event_type"].astype(str), pa.string()),
+        "item_id": pa.array(frame.get("item_id", pd.Series(None, index=frame.index)), pa.string()),
+        "timestamp": pa.array(pd.to_datetime(frame["timestamp"], utc=True).dt.floor("us")).cast(
+            UTC_TIMESTAMP
+        ),
+    }
+    table = pa.Table.from_pydict(columns, schema=EXPOSURE_EVENT_SCHEMA)
+    if create:
+        ensure_analytics_tables(store)
+    return store.insert_table("exposure_events", table, skip_key="event_id")
 
 
 def _without_erased(store: EventStore, table: pa.Table) -> pa.Table:

@@ -82,28 +82,49 @@ def parse_duration(text: str, option: str) -> float:
 
 
 @contextmanager
-def search_progress() -> Iterator[Any]:
-    """A Rich progress display for the automatic search: a bar per stage, what is being tried and
-    the time left of the budget; yields the callback `fusionrec.tuning.auto.select_pipeline` takes."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def work_progress() -> Iterator[Any]:
+    """Rich bars with ETA for long work: every `fusionrec.progress.step` reported inside (epochs,
+    fused sources, tuning trials, the models of an evaluation) gets a bar of its own. Yields the
+    callback `fusionrec.tuning.auto.select_pipeline` takes: a bar per stage of the automatic
+    search, what is being tried and the time left of its budget."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from fusionrec.progress import listening
 
     columns = (
         TextColumn("{task.description:<18}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
         TextColumn("{task.fields[what]}  [dim]{task.fields[left]}[/]"),
     )
     with Progress(*columns, console=err, transient=False) as bars:
         tasks: dict[str, Any] = {}
+        reached: dict[str, int] = {}
 
-        def report(stage: str, done: int, total: int, what: str, seconds_left: float) -> None:
-            if stage not in tasks:
-                tasks[stage] = bars.add_task(stage, total=total, what="", left="")
+        def bar(name: str, done: int, total: int | None, what: str, left: str = "") -> None:
+            if name not in tasks:
+                tasks[name] = bars.add_task(name, total=total, what="", left="")
+            elif done < reached[name]:  # the same work again (another fit): a fresh clock
+                bars.reset(tasks[name], total=total)
+            reached[name] = done
+            bars.update(tasks[name], completed=done, total=total, what=escape(what), left=left)
+
+        def search(stage: str, done: int, total: int, what: str, seconds_left: float) -> None:
             left = f"{seconds_left:.0f}s of the budget left" if seconds_left > 0 else "budget spent"
-            bars.update(tasks[stage], completed=done, total=total, what=escape(what), left=left)
+            bar(stage, done, total, what, left)
 
-        yield report
+        with listening(bar):
+            yield search
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

@@ -117,7 +117,16 @@ def ingest(
         typer.Option(
             "--timestamp-format",
             help="strptime format of text timestamps, e.g. '%d.%m.%Y %H:%M'.",
-            show_default="[ingest] of fusionrec.toml, else ISO 8601 or epoch numbers",
+            show_default="[ingest] of fusionrec.toml, else ISO 8601",
+        ),
+    ] = None,
+    epoch_unit: Annotated[
+        str | None,
+        typer.Option(
+            "--epoch-unit",
+            help="Unit of timestamps written as epoch numbers: s, ms, us or ns. Without it a "
+            "number is refused (quarantined) rather than guessed.",
+            show_default="[ingest] of fusionrec.toml, else none",
         ),
     ] = None,
     timezone: Annotated[
@@ -182,6 +191,7 @@ def ingest(
             delimiter=delimiter,
             decimal=decimal,
             timestamp_format=timestamp_format,
+            epoch_unit=epoch_unit,
             timezone=timezone,
             warn_share=warn_share,
             strict=strict or None,

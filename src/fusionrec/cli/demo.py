@@ -90,9 +90,14 @@ def demo(
         return
     with user_errors():
         settings = serving_settings(None, store=store_url, models=models_dir, host=host, port=port, dev=True)
+        # The widget on a page at /demo-shop; money in euros, as that page shows it, unless configured.
+        settings = settings.model_copy(update={"demo_shop": True, "currency": settings.currency or "EUR"})
         check_backends(settings)
     err.rule("4. serving in dev mode (every endpoint open, 127.0.0.1 only)")
     err.print(f"API docs:   http://{host}:{port}/docs", highlight=False)
     err.print(f"dashboard:  http://{host}:{port}/dashboard/", highlight=False)
+    err.print(
+        f"demo shop:  http://{host}:{port}/demo-shop (the widget of /sdk/fusionrec.js)", highlight=False
+    )
     err.print(f"try:        curl 'http://{host}:{port}/v1/recommendations?user_id=u0&k=5'", highlight=False)
     run_server(settings)

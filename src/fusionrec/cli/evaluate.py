@@ -18,7 +18,9 @@ from fusionrec.cli.common import (
     log,
     out,
     user_errors,
+    work_progress,
 )
+from fusionrec.cli.train import BudgetOption, budget_seconds
 
 if TYPE_CHECKING:
     from fusionrec.data.dataset import Dataset
@@ -101,6 +103,7 @@ def evaluate(
             "refit for the epochs they chose on validation), as the sequential benchmarks do.",
         ),
     ] = False,
+    budget: BudgetOption = None,
 ) -> None:
     """Train each model and print a leaderboard beside the published numbers.
 
@@ -112,6 +115,10 @@ def evaluate(
         fusionrec evaluate --dataset amazon-beauty --models most_popular,item_knn,ease
         fusionrec evaluate --dataset gowalla --models ease --set ease.l2=500 --json results.json
         fusionrec evaluate --dataset s3rec:/data/Toys_and_Games.txt --models ease --plot toys.png
+        fusionrec evaluate --dataset amazon-beauty --models ease,sasrec,auto --budget 30m
+
+    --budget is the time of the automatic search of the model `auto` (the same as `train`'s; it
+    sees only the split's training part).
 
     With --engine duckdb|spark the training matrix is built by that engine's interactions job from
     the split's events (models that read the event log itself, such as sasrec, keep the in-memory
@@ -122,6 +129,7 @@ def evaluate(
     from fusionrec.evaluation.leaderboard import Leaderboard
     from fusionrec.evaluation.protocol import evaluate_model, full_protocol
     from fusionrec.models.registry import model_class
+    from fusionrec.progress import step
 
     with user_errors():
         cutoffs = parse_ints(k, "--k")
@@ -129,7 +137,12 @@ def evaluate(
         for name in names:
             model_class(name)  # fail fast on a typo or a missing extra, before loading data
         params = load_params(params_file, overrides or [])
+        if budget is not None:
+            params.setdefault("auto", {})["budget_seconds"] = budget_seconds(budget)
         benchmark = resolve_benchmark(dataset)
+        if benchmark.horizon_days is not None:
+            # The search validates on windows as long as the test's: the horizon it is judged on.
+            params.setdefault("auto", {}).setdefault("window_days", benchmark.horizon_days)
         with err.status(f"loading {benchmark.name}"):
             split, description = load_benchmark(benchmark, seed=seed)
         settings = engine_settings(engine)
@@ -142,20 +155,23 @@ def evaluate(
                 engine_data = _engine_training_data(settings, split.train_full)
             protocol["engine"] = f"{settings.engine}: training matrix from the engine's interactions job"
         board = Leaderboard(benchmark, protocol)
-        for name in names:
-            log.info("fitting %s on %s", name, benchmark.name)
-            result = evaluate_model(
-                name,
-                split,
-                params=params.get(name),
-                ks=cutoffs,
-                mask_seen=benchmark.mask_seen,
-                sampled=sampled,
-                seed=seed,
-                fit_data=None if needs_event_log(name) else engine_data,
-                refit=refit,
-            )
-            board.results.append(result)
+        with work_progress():  # the automatic search reports its stages as steps here
+            for done, name in enumerate(names):
+                step("models", done, len(names), f"fitting and scoring {name}")
+                log.info("fitting %s on %s", name, benchmark.name)
+                result = evaluate_model(
+                    name,
+                    split,
+                    params=params.get(name),
+                    ks=cutoffs,
+                    mask_seen=benchmark.mask_seen,
+                    sampled=sampled,
+                    seed=seed,
+                    fit_data=None if needs_event_log(name) else engine_data,
+                    refit=refit,
+                )
+                board.results.append(result)
+            step("models", len(names), len(names), "done")
     out.print(board.rich_table())
     if markdown_path:
         markdown_path.write_text(board.markdown() + "\n")

@@ -13,6 +13,7 @@ from fusionrec.cli.common import (
     engine_settings,
     err,
     open_existing_store,
+    project,
     user_errors,
 )
 
@@ -60,7 +61,15 @@ def report(
     with user_errors(), err.status("building the report"):
         boards = [*(leaderboard or []), *([models] if models else [])]
         settings = engine_settings(engine)
-        options = {"start": start, "end": end, "category": category, "leaderboard": boards}
+        # Money in the shop's currency: fusionrec.toml's [serving] currency, as the dashboard shows it.
+        currency = project().serving.get("currency")
+        options = {
+            "start": start,
+            "end": end,
+            "category": category,
+            "leaderboard": boards,
+            "currency": currency,
+        }
         with open_existing_store(store) as event_store:
             if settings is None:
                 written = build_report(event_store, out_file, **options)

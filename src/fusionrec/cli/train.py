@@ -27,10 +27,10 @@ from fusionrec.cli.common import (
     log,
     open_existing_store,
     parse_duration,
-    search_progress,
     signing_key,
     store_url,
     user_errors,
+    work_progress,
 )
 
 if TYPE_CHECKING:
@@ -182,7 +182,10 @@ def train_from_store(
     from fusionrec.fusion.artifacts import ModelRepository
     from fusionrec.training import auto_spec, resolve_pipeline, train_version
 
-    spec = resolve_pipeline(config, auto=auto_spec(budget_seconds, folds=folds, seed=seed))
+    horizon = valid_days if valid_days > 0 else 7.0
+    spec = resolve_pipeline(
+        config, auto=auto_spec(budget_seconds, folds=folds, seed=seed, horizon_days=horizon)
+    )
     settings = engine_settings(engine)
     # Events from the engine's Parquet: the store only receives outputs, so it may be new.
     events_elsewhere = settings is not None and settings.events is not None
@@ -194,7 +197,7 @@ def train_from_store(
             dataset = Dataset.from_store(event_store)
         if dataset.n_events == 0:
             raise UserError(f"the store {store_url(store)} holds no events; add some with `fusionrec ingest`")
-        with search_progress() as progress:
+        with work_progress() as progress:
             model, manifest = train_version(
                 dataset,
                 ModelRepository(out, signing_key=signing_key()),
@@ -340,17 +343,18 @@ def tune(
             before_report_window(dataset, valid_days), folds=folds, window_days=7.0
         )
         err.print(f"validating on {len(validation)} fold(s): {plan.reasons['validation']}", highlight=False)
-        result = run_tune(
-            spec.model,
-            dataset,
-            search_space,
-            base_params=spec.params,
-            metric=metric,
-            n_trials=trials,
-            sampler=sampler,  # type: ignore[arg-type]
-            storage=storage,
-            study_name=study,
-            folds=validation,
-        )
+        with work_progress():
+            result = run_tune(
+                spec.model,
+                dataset,
+                search_space,
+                base_params=spec.params,
+                metric=metric,
+                n_trials=trials,
+                sampler=sampler,  # type: ignore[arg-type]
+                storage=storage,
+                study_name=study,
+                folds=validation,
+            )
         best_pipeline_toml(result, out)
     err.print(f"best {metric} = {result.best_value:.4f} after {len(result.trials)} trials; wrote {out}")

@@ -32,8 +32,9 @@ def erase(
     kept, so that later events of theirs are refused. With --models, every saved version loses
     the user's id and rows (aggregates such as item-item weights keep their share until retrained).
 
-    A running service keeps the user in its live state and caches until it restarts: while one
-    runs, erase through its `DELETE /v1/users/{id}` instead, which does all of this and those too.
+    A running service takes the erasure in within its `erasure_refresh_s` (5 s): the id is
+    refused, and its model lookups, live state and cached answers go. `DELETE /v1/users/{id}`
+    does all of this at once.
 
     Example: `fusionrec erase user-42 --store duckdb:///shop.duckdb`
     """

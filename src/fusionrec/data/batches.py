@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from fusionrec.data.validate import IngestError
+from fusionrec.data.validate import ID_FIELDS, IngestError
 
 _SUFFIXES = {
     ".csv": "csv",
@@ -157,7 +157,7 @@ def iter_arrow_batches(
     elif kind == "parquet":
         source = _parquet_batches(path, batch_rows)
     else:
-        source = (_frame_to_arrow(frame) for frame in _jsonl_batches(path, batch_rows))
+        source = (_frame_to_arrow(frame, column_map) for frame in _jsonl_batches(path, batch_rows))
     first_row = 1
     try:
         for table in _rebatch(source, batch_rows):
@@ -173,11 +173,15 @@ def iter_arrow_batches(
         raise IngestError(f"{path}: cannot read near data row {first_row}: {err}") from err
 
 
-def _frame_to_arrow(frame: pd.DataFrame) -> pa.Table:
-    """A pandas chunk as Arrow; columns of mixed Python types become text, to be validated later."""
-    from fusionrec.data.columns import to_arrow
+def _frame_to_arrow(frame: pd.DataFrame, column_map: Mapping[str, str] | None) -> pa.Table:
+    """A JSON chunk as Arrow; columns of mixed Python types become text, and the id fields given
+    as another JSON type than a string are listed per row (by their canonical names, which
+    ``column_map`` gives after this) for validation to refuse."""
+    from fusionrec.data.columns import JSON_TYPES, json_type_faults, to_arrow
 
-    return pa.table({str(name): to_arrow(frame[name]) for name in frame.columns})
+    renamed = frame.rename(columns=dict(column_map or {}))
+    table = pa.table({str(name): to_arrow(frame[name]) for name in frame.columns})
+    return table.append_column(JSON_TYPES, json_type_faults(renamed, ID_FIELDS))
 
 
 def iter_canonical_batches(

@@ -7,8 +7,8 @@ not be understood, so validation can name the row and the reason. All of it is v
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -118,34 +118,35 @@ def _decimal_point(text: pa.Array, decimal: str) -> pa.Array:
     return pc.if_else(pc.fill_null(ambiguous, False), pa.scalar("not a number"), swapped)
 
 
-# Epoch numbers: below 1e11 they are seconds (1e11 s is the year 5138), then milliseconds,
-# microseconds and nanoseconds by magnitude.
-_EPOCH_SCALES = ((1e11, 1e6), (1e14, 1e3), (1e17, 1.0))
+EPOCH_UNITS: dict[str, float] = {"s": 1e6, "ms": 1e3, "us": 1.0, "ns": 1e-3}  # -> microseconds
 
 
-def _epoch_to_micros(values: np.ndarray) -> np.ndarray:
-    magnitude = np.abs(values)
-    scale = np.full(values.shape, 1e-3)  # nanoseconds
-    for limit, factor in reversed(_EPOCH_SCALES):
-        scale = np.where(magnitude < limit, factor, scale)
-    return np.round(values * scale)
+class Times(NamedTuple):
+    """Parsed times: UTC epoch microseconds and per-row masks (``unitless`` is part of ``bad``)."""
+
+    micros: np.ndarray  # int64; 0 where absent or bad
+    present: np.ndarray  # a value was given
+    bad: np.ndarray  # given but not understood
+    unitless: np.ndarray  # a number, read without a configured epoch unit
 
 
 def timestamps(
-    values: Column, fmt: str | None = None, timezone: str = "UTC"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """UTC epoch microseconds (int64), a mask of present values, and a mask of unparseable ones.
+    values: Column, fmt: str | None = None, timezone: str = "UTC", epoch_unit: str | None = None
+) -> Times:
+    """Times as UTC epoch microseconds, with masks of present, bad and unit-less values.
 
-    Accepts Arrow/pandas timestamps and dates, epoch seconds, milliseconds, microseconds or
-    nanoseconds (told apart by magnitude), and ISO 8601 strings with or without a zone; text in
+    Accepts Arrow/pandas timestamps and dates and ISO 8601 strings with or without a zone; text in
     another layout is read with the strptime format ``fmt``. Values without a zone are wall-clock
     time in ``timezone`` (a time that does not exist there, or exists twice, is unparseable).
+    Numbers (typed, or digits in text) are epoch times only in the configured ``epoch_unit``
+    (s, ms, us or ns): guessing the unit from the magnitude once read milliseconds as seconds.
     """
     array = to_arrow(values)
     n = len(array)
     micros = np.zeros(n, dtype=np.int64)
+    none = np.zeros(n, dtype=bool)
     if pa.types.is_null(array.type):
-        return micros, np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+        return Times(micros, none, none.copy(), none.copy())
     present = pc.is_valid(array).to_numpy(zero_copy_only=False)
     bad = np.zeros(n, dtype=bool)
     if timezone != "UTC" and _naive_time(array):
@@ -154,9 +155,10 @@ def timestamps(
         target = pa.timestamp("us", tz=getattr(array.type, "tz", None))
         # Tz-aware values are stored as UTC already; naive ones are read as UTC wall-clock time.
         raw = pc.fill_null(array.cast(target, safe=False).cast(pa.int64()), 0)
-        return raw.to_numpy(zero_copy_only=False).astype(np.int64), present, bad
+        return Times(raw.to_numpy(zero_copy_only=False).astype(np.int64), present, bad, none)
     if pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
-        numeric = array.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+        # Unsafe: nanoseconds beyond 2**53 lose a few ns, far below the microseconds kept.
+        numeric = array.cast(pa.float64(), safe=False).to_numpy(zero_copy_only=False).astype(np.float64)
     elif pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
         stripped = _empty_to_null(pc.utf8_trim_whitespace(array.cast(pa.string())))
         present = pc.is_valid(stripped).to_numpy(zero_copy_only=False)
@@ -174,16 +176,18 @@ def timestamps(
             )
             bad[rows[~ok]] = True
             numeric[textual] = np.nan
-    else:
-        return micros, present, present.copy()
+    else:  # booleans, nested values: not a time
+        return Times(micros, present, present.copy(), none)
     number = present & ~bad & ~np.isnan(numeric)
+    if epoch_unit is None:
+        return Times(micros, present, bad | number, number)
     finite = number & np.isfinite(numeric)
     bad |= number & ~finite
-    converted = _epoch_to_micros(np.where(finite, numeric, 0.0))
+    converted = np.round(np.where(finite, numeric, 0.0) * EPOCH_UNITS[epoch_unit])
     out_of_range = finite & (np.abs(converted) > 9.2e18)
     bad |= out_of_range
     micros = np.where(finite & ~out_of_range, converted, micros).astype(np.int64)
-    return micros, present, bad
+    return Times(micros, present, bad, none)
 
 
 def _naive_time(array: pa.Array) -> bool:
@@ -223,6 +227,45 @@ def _one_time(value: object, timezone: str) -> pd.Timestamp:
         except (ValueError, TypeError):  # nonexistent or ambiguous local time
             return pd.NaT
     return value.tz_convert("UTC")
+
+
+JSON_TYPES = "json_types"  # internal column of JSON sources: the text fields given another type
+
+
+def json_type_faults(frame: pd.DataFrame, fields: Iterable[str]) -> pa.Array:
+    """Per row of a frame decoded from JSON, ``field:kind`` for each of ``fields`` whose value is
+    a JSON number, boolean, object or array where a string belongs (space-separated; null: none).
+
+    Only JSON says what type a value was written as: a CSV's ``12345`` is text that reading took
+    for a number, but ``{"user_id": 12345}`` is a number, which validation refuses as an id.
+    """
+    faults: list[list[str]] = [[] for _ in range(len(frame))]
+    for name in fields:
+        if name not in frame.columns:
+            continue
+        column = frame[name]
+        if pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty"):
+            continue
+        for row, value in enumerate(column.tolist()):
+            kind = _json_kind(value)
+            if kind is not None:
+                faults[row].append(f"{name}:{kind}")
+    return pa.array([" ".join(f) if f else None for f in faults], pa.string())
+
+
+def _json_kind(value: object) -> str | None:
+    """The JSON type of a decoded value that is not a string (None: a string or missing)."""
+    if value is None or isinstance(value, str):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return "boolean"
+    if isinstance(value, int | float | np.integer | np.floating):
+        return None if isinstance(value, float | np.floating) and np.isnan(value) else "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list | tuple | np.ndarray):
+        return "array"
+    return "value"
 
 
 def booleans(values: Column) -> tuple[pa.Array, np.ndarray]:

@@ -29,8 +29,10 @@ class ImportOptions(BaseModel):
     users_map: dict[str, str] = Field(default_factory=dict)  # user columns
     delimiter: str | None = None  # CSV field separator; None = sniffed from the header line
     decimal: Literal[".", ","] = "."  # decimal mark of prices and quantities in text files
-    # strptime format of text timestamps (e.g. "%d.%m.%Y %H:%M"); None = ISO 8601 or epoch numbers.
+    # strptime format of text timestamps (e.g. "%d.%m.%Y %H:%M"); None = ISO 8601.
     timestamp_format: str | None = None
+    # Unit of timestamps written as epoch numbers; None = numbers are refused (never guessed).
+    epoch_unit: Literal["s", "ms", "us", "ns"] | None = None
     timezone: str = "UTC"  # zone of timestamps written without one
     warn_share: float = Field(DEFAULT_WARN_SHARE, ge=0.0, le=1.0)
     strict: bool = False  # a quarantine warning fails the command (exit 2)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -60,6 +60,36 @@ class CheckedBatch:
     types_unknown: Counter[str] = field(default_factory=Counter)  # of those, not a configured type
 
 
+# Columns that reading adds to a source's own: its row numbers, and the JSON types of text fields.
+INTERNAL_COLUMNS = ("row_number", col.JSON_TYPES)
+ID_FIELDS = ("event_id", "user_id", "session_id", "item_id")
+_JSON_KINDS = ("number", "boolean", "object", "array", "value")
+
+
+def check_json_types(problems: _Problems, batch: Batch, fields: Iterable[str]) -> None:
+    """Refuse ids that a JSON source gave as numbers, booleans, objects or arrays (see
+    `columns.json_type_faults`): coercing them to text made ``true`` and ``"True"`` two users."""
+    faults = _get(batch, col.JSON_TYPES)
+    if faults is None:
+        return
+    faults = col.to_arrow(faults)
+    for name in fields:
+        for kind in _JSON_KINDS:
+            hit = _mask(pc.match_substring(faults, f"{name}:{kind}"))
+            article = "an" if kind[0] in "aeiou" else "a"
+            problems.add(f"{name} is {article} JSON {kind}, not a string", hit)
+
+
+def timestamp_problems(problems: _Problems, name: str, times: col.Times) -> None:
+    """The reasons for times that did not parse, numbers without a unit named apart."""
+    problems.add(
+        f"{name} is an epoch number but no epoch unit is configured "
+        "(--epoch-unit s|ms|us|ns or [ingest] epoch_unit)",
+        times.unitless,
+    )
+    problems.add(f"unparseable {name}", times.bad & ~times.unitless)
+
+
 def row_count(batch: Batch) -> int:
     return len(batch) if isinstance(batch, pd.DataFrame) else batch.num_rows
 
@@ -77,7 +107,7 @@ def _names(batch: Batch) -> list[str]:
 def missing_columns_error(source: str, missing: list[str], batch: Batch) -> IngestError:
     """ "missing column(s) ...; found: ..." naming only the source's own columns (not ``row_number``,
     which reading adds), with the way to rename one."""
-    found = [name for name in _names(batch) if name != "row_number"]
+    found = [name for name in _names(batch) if name not in INTERNAL_COLUMNS]
     return IngestError(
         f"{source}: missing column(s) {', '.join(missing)}; found: {', '.join(found) or 'none'} "
         "(rename a column with a column map, e.g. --map, --items-map, --users-map or [ingest] in fusionrec.toml)"
@@ -92,11 +122,11 @@ def row_numbers(batch: Batch) -> np.ndarray:
 
 
 def raw_json(batch: Batch, rows: np.ndarray) -> list[str]:
-    """The given rows of the source batch as JSON objects (row_number left out)."""
+    """The given rows of the source batch as JSON objects (the columns reading adds left out)."""
     if not len(rows):
         return []
     frame = batch.iloc[rows] if isinstance(batch, pd.DataFrame) else batch.take(pa.array(rows)).to_pandas()
-    frame = frame.drop(columns=[c for c in frame.columns if c == "row_number"])
+    frame = frame.drop(columns=[c for c in frame.columns if c in INTERNAL_COLUMNS])
     text = frame.to_json(orient="records", lines=True, date_format="iso", default_handler=str)
     # Newlines inside values are escaped by JSON, so each line is one row.
     return [line for line in text.split("\n") if line]
@@ -205,10 +235,12 @@ def check_events(
     item = col.ids(_get(batch, "item_id"))
     given_id = optional("event_id", col.ids)
     etype = col.event_types(_get(batch, "event_type"), aliases)
-    micros, ts_present, ts_bad = col.timestamps(
-        _get(batch, "timestamp"), options.timestamp_format, options.timezone
+    times = col.timestamps(
+        _get(batch, "timestamp"), options.timestamp_format, options.timezone, options.epoch_unit
     )
+    micros, ts_present, ts_bad = times.micros, times.present, times.bad
 
+    check_json_types(problems, batch, ID_FIELDS)
     for name, values in (
         ("event_id", given_id),
         ("user_id", user),
@@ -225,7 +257,7 @@ def check_events(
     is_search = _mask(pc.equal(etype, "search"))
     problems.add("missing item_id", _null(item) & ~is_search)
     problems.add("missing timestamp", ~ts_present)
-    problems.add("unparseable timestamp", ts_bad)
+    timestamp_problems(problems, "timestamp", times)
     now_us = int((now or datetime.now(UTC)).timestamp() * 1_000_000)
     limit = now_us + int(max_future.total_seconds() * 1_000_000)
     problems.add("timestamp in the future", ts_present & ~ts_bad & (micros > limit))
@@ -360,6 +392,7 @@ def check_items(batch: Batch, *, source: str, options: ImportOptions | None = No
     n = row_count(batch)
     problems = _Problems(n)
     item = col.ids(_get(batch, "item_id"))
+    check_json_types(problems, batch, ["item_id"])
     problems.add("missing item_id", _null(item))
     out: dict[str, pa.Array] = {"item_id": item}
     for name in ("title", "description", "category", "brand"):
@@ -385,11 +418,11 @@ def check_items(batch: Batch, *, source: str, options: ImportOptions | None = No
         else:
             out[name] = pa.nulls(n, pa.bool_())
     if _get(batch, "created_at") is not None:
-        micros, present, wrong = col.timestamps(
-            _get(batch, "created_at"), options.timestamp_format, options.timezone
+        times = col.timestamps(
+            _get(batch, "created_at"), options.timestamp_format, options.timezone, options.epoch_unit
         )
-        problems.add("unparseable created_at", wrong)
-        out["created_at"] = pa.array(micros, pa.int64(), mask=~present | wrong).cast(
+        timestamp_problems(problems, "created_at", times)
+        out["created_at"] = pa.array(times.micros, pa.int64(), mask=~times.present | times.bad).cast(
             pa.timestamp("us", tz="UTC")
         )
     else:
@@ -413,6 +446,7 @@ def check_users(batch: Batch, *, source: str, options: ImportOptions | None = No
     n = row_count(batch)
     problems = _Problems(n)
     user = col.ids(_get(batch, "user_id"))
+    check_json_types(problems, batch, ["user_id"])
     problems.add("missing user_id", _null(user))
     attributes = _get(batch, "attributes")
     table = pa.table(

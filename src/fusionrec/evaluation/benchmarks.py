@@ -36,6 +36,13 @@ class Benchmark:
     anchors: dict[str, dict[str, float]] = field(default_factory=dict)
     anchor_source: str = ""
 
+    @property
+    def horizon_days(self) -> float | None:
+        """How many days ahead the test judges a temporal protocol (None: not a time window)."""
+        if self.protocol != "temporal" or "test_days" not in self.protocol_options:
+            return None
+        return float(self.protocol_options["test_days"])
+
 
 BENCHMARKS: dict[str, Benchmark] = {
     "gowalla": Benchmark(

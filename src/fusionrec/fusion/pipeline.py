@@ -44,6 +44,7 @@ from fusionrec.fusion.ranker import Ranker, make_ranker
 from fusionrec.fusion.source_cache import fit_source
 from fusionrec.models.base import ModelError, Recommender, add_to_manifest, top_k
 from fusionrec.models.itemtools import request_history_matrix
+from fusionrec.progress import step
 
 log = logging.getLogger(__name__)
 SOURCES_DIR = "sources"
@@ -193,7 +194,8 @@ class MultiSourceRecommender(Recommender):
 
     def _fit_sources(self, dataset: Dataset) -> dict[str, Recommender]:
         sources = {}
-        for source in self.config.sources:
+        for done, source in enumerate(self.config.sources):
+            step("fusion sources", done, len(self.config.sources), f"fitting {source.label}")
             started = time.perf_counter()
             params = {"seed": self.config.seed, **source.params}
             sources[source.label] = fit_source(source.model, params, dataset)
@@ -201,6 +203,7 @@ class MultiSourceRecommender(Recommender):
                 time.perf_counter() - started
             )
             log.info("fusion: fitted source %s in %.1fs", source.label, time.perf_counter() - started)
+        step("fusion sources", len(sources), len(self.config.sources), "fitted")
         return sources
 
     def _build_context(self, dataset: Dataset) -> FeatureContext:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 import numpy as np
 
 from fusionrec.data.dataset import Dataset
+from fusionrec.progress import step
 from fusionrec.relevance import recall_at_k
 
 if TYPE_CHECKING:
@@ -161,6 +162,7 @@ def run_epochs(
                 callback(record)
         history.append(record)
         log.info("%s %s", model.name, format_record(record))
+        step(f"{model.name} epochs", epoch, config.epochs, f"loss {loss:.4f}")
         if stop or out_of_time:
             break
     if best is not None:

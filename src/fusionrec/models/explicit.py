@@ -23,6 +23,7 @@ from pydantic import Field
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.models.base import ModelConfig, ModelError, Recommender
+from fusionrec.progress import step
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,7 @@ class SVD(Recommender):
                 self.user_factors_, self.item_factors_, cfg.learning_rate, cfg.regularization,
             )  # fmt: skip
             log.info("%s epoch %d/%d: train RMSE %.4f", self.name, epoch + 1, cfg.epochs, _rmse(sse, ratings))
+            step(f"{self.name} epochs", epoch + 1, cfg.epochs, f"train RMSE {_rmse(sse, ratings):.4f}")
         self._finish()
 
     def _init_state(self, dataset: Dataset, ratings: np.ndarray, rng: np.random.Generator) -> None:
@@ -230,6 +232,7 @@ class SVDpp(SVD):
                 self.implicit_factors_, cfg.learning_rate, cfg.regularization,
             )  # fmt: skip
             log.info("svdpp epoch %d/%d: train RMSE %.4f", epoch + 1, cfg.epochs, _rmse(sse, ratings))
+            step("svdpp epochs", epoch + 1, cfg.epochs, f"train RMSE {_rmse(sse, ratings):.4f}")
         counts = np.diff(indptr)
         norm = np.repeat(1.0 / np.sqrt(np.maximum(counts, 1)), counts)
         rated = sp.csr_matrix((norm, user_items, indptr), shape=(dataset.n_users, dataset.n_items))

@@ -1,8 +1,8 @@
 """Alert rules over the service's recent window: p99 latency, error rate, CTR drop.
 
 `evaluate` is pure (stats in, firing alerts out) so it is tested without a clock; `AlertLoop`
-runs it every ``interval_s`` in the service and logs each firing alert at WARNING (and counts it
-in ``fusionrec_alerts``).
+runs it every ``interval_s`` in the service, logs each firing alert at WARNING (and counts it in
+``fusionrec_alerts``) and tells people through the configured channels (`notify`).
 """
 
 from __future__ import annotations
@@ -55,9 +55,17 @@ class AlertLoop:
     """Evaluates the rules periodically; `last` keeps the latest firing alerts (shown by /healthz)."""
 
     def __init__(self, metrics: ServiceMetrics, config: AlertConfig) -> None:
+        from fusionrec.monitoring.notify import Notifier, channels_for
+
         self.metrics = metrics
         self.config = config
         self.last: list[Alert] = []
+        self.notifier = Notifier(
+            channels_for(config),
+            service=config.service_name,
+            repeat_s=config.repeat_s,
+            on_delivery=lambda channel, outcome: metrics.alert_notices.labels(channel, outcome).inc(),
+        )
 
     def check(self) -> list[Alert]:
         window = self.config.window_s
@@ -68,6 +76,7 @@ class AlertLoop:
             logger.warning("ALERT %s: %s", alert.rule, alert.message)
             self.metrics.alerts.labels(alert.rule).inc()
         self.last = alerts
+        self.notifier.update(alerts)
         return alerts
 
     async def run(self) -> None:

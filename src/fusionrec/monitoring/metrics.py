@@ -107,6 +107,12 @@ class ServiceMetrics:
         self.exposures = Counter("fusionrec_exposures", "Recommendation lists shown", registry=r)
         self.clicks = Counter("fusionrec_exposure_clicks", "Clicks on recently shown items", registry=r)
         self.alerts = Counter("fusionrec_alerts", "Alerts fired, by rule", ["rule"], registry=r)
+        self.alert_notices = Counter(
+            "fusionrec_alert_notices",
+            "Alert notices (firing or resolved) by channel and outcome (sent, failed)",
+            ["channel", "outcome"],
+            registry=r,
+        )
         self._active: str | None = None
         self._window = _Ring(window, 3)  # (monotonic time, seconds, is server error)
         self._ctr = _Ring(window, 3)  # (monotonic time, exposures, clicks)

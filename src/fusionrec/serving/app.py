@@ -29,7 +29,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fusionrec import __version__
 from fusionrec.monitoring.alerts import AlertLoop
 from fusionrec.serving.logs import guard_server_logs, printable, without_paths
-from fusionrec.serving.routes import admin, events, health, recommendations
+from fusionrec.serving.routes import (
+    admin,
+    dashboard_login,
+    events,
+    exposure_events,
+    health,
+    recommendations,
+    web,
+)
 from fusionrec.serving.security import (
     API_KEY_HEADER,
     LimitsMiddleware,
@@ -138,6 +146,7 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
         chores = [
             every(settings.exposure_flush_s, svc.flush_exposures),
             every(settings.trending_refresh_s, svc.preparation.refresh_trending),
+            every(settings.erasure_refresh_s, svc.refresh_erased),
         ]
         if settings.redis_url:  # events stored while Redis was down reach the live state when it returns
             chores.append(every(max(settings.redis_retry_s, 1.0), svc.replay_missed))
@@ -170,7 +179,15 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
     )
     app.state.service = service
     app.state.api_keys = (service.api_keys if service is not None else None) or _keys(settings)
-    for router in (recommendations.router, events.router, admin.router, health.router):
+    for router in (
+        recommendations.router,
+        events.router,
+        exposure_events.router,
+        admin.router,
+        health.router,
+        dashboard_login.router,
+        web.router,
+    ):
         app.include_router(router)
     _docs(app)
     _errors(app)
@@ -206,9 +223,9 @@ def _mount_dashboard(app: FastAPI, svc: Service) -> None:
     from fusionrec.analytics.dashboard import dashboard_router
 
     app.include_router(
-        dashboard_router(svc.store, leaderboard=[svc.settings.models_dir]),
+        dashboard_router(svc.store, leaderboard=[svc.settings.models_dir], currency=svc.settings.currency),
         prefix="/dashboard",
-        dependencies=[Depends(require("admin"))],
+        dependencies=[Depends(require("admin", cookie=True))],
         include_in_schema=False,
     )
 
@@ -257,6 +274,8 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> Any:
+        if error.status_code == 401 and _browser_on_dashboard(request):  # the sign-in form instead
+            return HTMLResponse(dashboard_login.signed_out_page(str(error.detail)), status_code=401)
         cleaned = StarletteHTTPException(error.status_code, without_paths(error.detail), error.headers)
         return await http_exception_handler(request, cleaned)
 
@@ -267,6 +286,10 @@ def _errors(app: FastAPI) -> None:
             for e in error.errors()
         ]
         return JSONResponse({"detail": details}, status_code=422)
+
+
+def _browser_on_dashboard(request: Request) -> bool:
+    return request.url.path.startswith("/dashboard") and "text/html" in request.headers.get("accept", "")
 
 
 async def _every(seconds: float, fn: Any, stopping: asyncio.Event) -> None:

@@ -137,6 +137,11 @@ class OnlineState(ABC):
     def erase_user(self, user_id: str) -> list[str]:
         """Forget the user and their linked sessions; return the visitor keys removed."""
 
+    @abstractmethod
+    def user_ids(self) -> list[str]:
+        """Every user id holding live state: an erasure known only by its hash (made by another
+        worker or `fusionrec erase`) is matched against these."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
 
@@ -227,6 +232,10 @@ class MemoryOnlineState(OnlineState):
             for session in sessions:
                 self._links.pop(session, None)
         return keys
+
+    def user_ids(self) -> list[str]:
+        with self._lock:
+            return [key[2:] for key in self._items if key.startswith("u:")]
 
 
 class RedisOnlineState(OnlineState):
@@ -330,3 +339,8 @@ class RedisOnlineState(OnlineState):
         redis_keys += [f"{self.p}l:{s}" for s in sessions] + [f"{self.p}us:{user_id}"]
         self.guard.call(lambda r: r.delete(*redis_keys))
         return keys
+
+    def user_ids(self) -> list[str]:
+        prefix = f"{self.p}i:u:"
+        keys = self.guard.call(lambda r: list(r.scan_iter(match=f"{prefix}*", count=1000)))
+        return [key[len(prefix) :] for key in keys]

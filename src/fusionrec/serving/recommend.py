@@ -160,7 +160,7 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
             svc.metrics.degraded.labels(cause).inc()
     if scored.fallback is not None:
         svc.metrics.fallbacks.labels(scored.fallback).inc()
-    if not degraded:
+    if not degraded and not svc.is_erased(user_id):  # a cache key would hold the erased id again
         svc.cache.put(visitor, key, answer)
     answer = dict(answer)
     answer["exposure_id"] = _expose(svc, visitor, user_id, session_id, q, assignment, loaded.version, answer)

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from fusionrec.data.store.base import id_sha256
 from fusionrec.fusion.artifacts import ArtifactError, ModelRepository, answer_agreement, sample_answers
 from fusionrec.models.base import Recommender
 from fusionrec.versions import GATE_METRIC, GATE_TOLERANCE, VersionManifest, compare_for_activation
@@ -281,6 +282,19 @@ class VersionRegistry:
             for version in loaded:  # their precomputed lists are reached through this lookup only
                 version.user_index.pop(user_id, None)
             return self.repository.erase_user(user_id)
+
+    def forget_hashed_users(self, hashes: set[str]) -> set[str]:
+        """Erasures made elsewhere, known by the ids' SHA-256 only: the ids of the loaded versions
+        that match leave their lookups (the files were rewritten by whoever erased); returns them."""
+        found: set[str] = set()
+        with self._lock:
+            loaded = [*self._loaded.values(), *([self._active] if self._active else [])]
+            for version in loaded:
+                matches = [user for user in version.user_index if id_sha256(user) in hashes]
+                for user in matches:
+                    version.user_index.pop(user, None)
+                found.update(matches)
+        return found
 
     def get(self, version: str | None) -> LoadedVersion | None:
         """The active version, or ``version`` (an experiment arm's) loaded on demand."""

@@ -31,6 +31,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 API_KEY_HEADER = "X-API-Key"
+DASHBOARD_COOKIE = "fusionrec_dashboard_key"  # set by /dashboard/login, read on the dashboard only
 api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description="API key (when keys are on)")
 
 
@@ -95,12 +96,15 @@ class ApiKeys:
             )
 
 
-def require(scope: str, *, publishable: bool = False) -> Callable[..., Awaitable[None]]:
+def require(scope: str, *, publishable: bool = False, cookie: bool = False) -> Callable[..., Awaitable[None]]:
     """A FastAPI dependency: the request's key must carry ``scope`` (or ``admin``); with
-    ``publishable``, a publishable ``events`` key from an allowed origin passes too."""
+    ``publishable``, a publishable ``events`` key from an allowed origin passes too; with
+    ``cookie`` (the dashboard's pages), the key may come from the cookie `/dashboard/login` sets."""
 
     async def check(request: Request, key: str | None = Security(api_key_header)) -> None:
         keys: ApiKeys = request.app.state.api_keys
+        if key is None and cookie:
+            key = request.cookies.get(DASHBOARD_COOKIE)
         scopes = keys.scopes(key)
         if scopes == PUBLISHABLE:  # checked first: such a key is refused even where no key is needed
             keys.check_publishable(publishable, request.headers.get("origin"))

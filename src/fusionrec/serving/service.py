@@ -24,11 +24,13 @@ import pandas as pd
 import pyarrow as pa
 
 from fusionrec.analytics.tables import ensure_analytics_tables, log_exposures
+from fusionrec.data.columns import JSON_TYPES, json_type_faults
+from fusionrec.data.import_options import ImportOptions
 from fusionrec.data.ingest import IngestReport
 from fusionrec.data.schema import EVENT_COLUMNS, EventTypes
 from fusionrec.data.store import EventStore, open_store
 from fusionrec.data.store.base import id_sha256
-from fusionrec.data.validate import check_events
+from fusionrec.data.validate import ID_FIELDS, check_events
 from fusionrec.monitoring.metrics import ServiceMetrics
 from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.cache import AnswerCache, MemoryCache, RedisCache
@@ -64,6 +66,7 @@ class Service:
         # The configured types and a shop's names for them, for HTTP and stream events alike.
         self.event_types = EventTypes.from_weights(settings.event_types)
         self.event_aliases = settings.event_aliases
+        self.import_options = ImportOptions(epoch_unit=settings.epoch_unit)
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusionrec-store")
         self.store = store if store is not None else open_store(settings.store_url)
         self._hasher = duckdb.connect()  # vectorised md5 of missing event ids (used in the writer thread)
@@ -86,6 +89,8 @@ class Service:
         self.exposures = ExposureBuffer()
         self.catalogue = Catalogue()
         self.erased: set[str] = set()
+        self._unpurged: set[str] = set()  # erased elsewhere, not yet matched in the live state
+        self._erasure_lock = threading.Lock()
         self._rules_cache: dict[str, RulesConfig] = {}
         self._last_exposed: OrderedDict[str, set[str]] = OrderedDict()
         # The live state missed the events stored from this time on (Redis was down): they are
@@ -180,6 +185,7 @@ class Service:
         if unstamped.any():
             frame.loc[unstamped, "timestamp"] = pd.Timestamp.now(tz="UTC").isoformat()
         frame["row_number"] = np.arange(1, len(frame) + 1)
+        frame[JSON_TYPES] = json_type_faults(frame, ID_FIELDS).to_pandas()
         report = IngestReport(source=channel)
         started = time.perf_counter()
         before_commit = datetime.now(UTC)  # the batch's ingested_at is at or after this
@@ -191,6 +197,7 @@ class Service:
                 event_types=self.event_types,
                 hasher=self._hasher,
                 aliases=self.event_aliases,
+                options=self.import_options,
             )
             result = self.store.write_batch(checked.valid, checked.quarantine)
             report.add_batch(checked, result.stored, result.duplicates, result.erased_skipped)
@@ -323,6 +330,47 @@ class Service:
             "linked_events": linked,
         }
 
+    def _purge_live(self, user_id: str, sessions: list[str]) -> bool:
+        """The user's (and their sessions') live state and cached answers gone; False when Redis
+        was down (the caller must retry once it is back)."""
+        keys = [user_key(user_id), *(session_key(s) for s in sessions)]
+        purged = True
+        try:
+            keys = sorted({*keys, *self.online.erase_user(user_id)})
+            self.cache.invalidate(keys)
+        except RedisUnavailableError:
+            purged = False
+        for key in keys:
+            self._last_exposed.pop(key, None)
+        return purged
+
+    def refresh_erased(self) -> list[str]:
+        """Take in erasures made elsewhere (another worker, `fusionrec erase`), which the store
+        records by the ids' SHA-256: those ids are refused from now on, and the ones this worker
+        can still name (in a loaded model's lookups or the live state) lose them, their live
+        state and cached answers. Runs every ``erasure_refresh_s``; returns the ids found."""
+        with self._erasure_lock:  # the chore and a direct call never interleave
+            return self._take_in_erasures()
+
+    def _take_in_erasures(self) -> list[str]:
+        new = self.on_writer(self.store.erased_hashes) - self.erased
+        self.erased |= new
+        found = self.registry.forget_hashed_users(new) if new else set()
+        self._unpurged |= new
+        if not self._unpurged:
+            return []
+        try:
+            found |= {user for user in self.online.user_ids() if id_sha256(user) in self._unpurged}
+        except RedisUnavailableError:
+            return sorted(found)  # the live state is matched again on the next refresh
+        purged = True
+        for user in found:
+            self.exposures.forget_user(user)
+            purged &= self._purge_live(user, [])
+        if purged:
+            self._unpurged.clear()
+        return sorted(found)
+
     def is_erased(self, user_id: str | None) -> bool:
         """Whether ``user_id`` was erased (the service keeps only the ids' SHA-256)."""
         return bool(self.erased) and user_id is not None and id_sha256(user_id) in self.erased
@@ -337,15 +385,7 @@ class Service:
         sessions = self.on_writer(lambda: self.store.linked_sessions(user_id))
         deleted = self.on_writer(lambda: erase_stored(self.store, user_id))
         versions = self.registry.erase_user(user_id)
-        keys = [user_key(user_id), *(session_key(s) for s in sessions)]
-        online_purged = True
-        try:
-            keys = sorted({*keys, *self.online.erase_user(user_id)})
-            self.cache.invalidate(keys)
-        except RedisUnavailableError:
-            online_purged = False  # reported: the caller must retry once Redis is back
-        for key in keys:
-            self._last_exposed.pop(key, None)
+        online_purged = self._purge_live(user_id, sessions)
         return {
             "user_id": user_id,
             **deleted,

@@ -59,6 +59,9 @@ class ServingSettings(BaseSettings):
     # Every scope without a key, for local use (`fusionrec serve --dev`, `fusionrec demo`): the
     # service then listens on 127.0.0.1 only.
     dev: bool = False
+    # The demo shop page at /demo-shop (a static page using the widget of /sdk/fusionrec.js);
+    # `fusionrec demo` turns it on. A shop's own service has no use for it.
+    demo_shop: bool = False
     # Signs the manifest of every version trained (HMAC-SHA256) and refuses, at activation, a
     # version that is unsigned or badly signed; None = versions are checked on their checksums alone.
     # Better in the environment (FUSIONREC_SERVING_SIGNING_KEY) than in the project file.
@@ -112,7 +115,11 @@ class ServingSettings(BaseSettings):
     keep_versions: int = Field(10, ge=2)
     # Exposures and analytics.
     log_exposures: bool = True
+    # The shop's currency (ISO 4217, e.g. "EUR"): the dashboard and `fusionrec report` show money in it.
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
     exposure_flush_s: float = Field(1.0, gt=0)
+    # How often a worker takes in erasures made by another worker or `fusionrec erase`.
+    erasure_refresh_s: float = Field(5.0, gt=0)
     # Stream: consume a Redis stream in the service itself (redis://host:port/stream).
     stream_url: str | None = None
     rules: RulesConfig = Field(default_factory=RulesConfig)
@@ -122,6 +129,8 @@ class ServingSettings(BaseSettings):
     # weight, over the canonical ones) and a shop's names for them (basket = "add_to_cart").
     event_types: dict[str, float] = Field(default_factory=dict)
     event_aliases: dict[str, str] = Field(default_factory=dict)
+    # Unit of event timestamps sent as epoch numbers ([ingest] epoch_unit); None = ISO 8601 only.
+    epoch_unit: Literal["s", "ms", "us", "ns"] | None = None
 
     @field_validator("event_aliases")
     @classmethod
@@ -219,6 +228,9 @@ def read_section(path: str | Path | None) -> dict[str, Any]:
     for shared in ("rules", "experiments", "event_types", "event_aliases"):
         if shared in data and shared not in section:
             section[shared] = data[shared]
+    ingest = data.get("ingest")
+    if isinstance(ingest, dict) and "epoch_unit" in ingest and "epoch_unit" not in section:
+        section["epoch_unit"] = ingest["epoch_unit"]
     store = data.get("store")
     if isinstance(store, dict) and "store_url" not in section:
         section["store_url"] = store.get("url", DEFAULT_STORE_URL)

@@ -13,8 +13,8 @@
 5. the **guardrail**: the best candidate on the mean of the folds ships, whether it is the fused
    ranker, the blend or a single source.
 
-Each stage has its share of the budget (`STAGE_ENDS`), so the single sources cannot eat the time
-the fused ranker needs.
+Each stage has its share of the time left when it begins (`STAGE_SHARES`), so the single sources
+cannot eat the time the fused ranker needs, nor a slow screening leave the later stages nothing.
 
 Every fused model of the search shares the sources it fits (`reuse_fitted_sources`), so adding a
 source to a pipeline costs that source's fits and the ranker, not every source again. Every trial is
@@ -36,6 +36,7 @@ from fusionrec.data.profile import DataProfile, profile_dataset
 from fusionrec.fusion.config import FUSION_MODELS
 from fusionrec.fusion.source_cache import fit_source, reuse_fitted_sources
 from fusionrec.models.registry import create_model
+from fusionrec.progress import step
 from fusionrec.tuning.folds import ValidationFold, validation_folds, window_days_for
 from fusionrec.tuning.portfolio import Plan, SourceOption, plan_for, portfolio
 from fusionrec.tuning.search import SearchError
@@ -46,7 +47,10 @@ log = logging.getLogger(__name__)
 SEARCH_SHARE = 0.8  # of the budget; the rest is left for the final fit on all the data
 # Where each stage must end, as shares of the search's time: the single sources may not eat the
 # time the fused ranker needs (screening stops taking new sources, confirmation new models).
-STAGE_ENDS = {"screen": 0.35, "confirm": 0.55, "fusion": 1.0}
+# Each stage's share of the search's time. A stage gets its share of the time *left* when it
+# begins, over the shares of the stages still to come: a screening that overran (a source slower
+# than its estimate) shortens the later stages, it does not leave them nothing.
+STAGE_SHARES = {"screen": 0.35, "confirm": 0.20, "fusion": 0.45}
 MIN_GAIN = 0.002  # a source joins the fusion when it lifts the metric by more than this share
 MAX_SOURCES = 6
 CONFIRMED_MODELS = 5  # screened models scored on every fold (at least; or half of them)
@@ -113,11 +117,17 @@ class _Search:
         return self.stage_end - time.perf_counter()
 
     def begin(self, stage: str) -> None:
-        self.stage_end = self.started + (self.deadline - self.started) * STAGE_ENDS[stage]
+        stages = list(STAGE_SHARES)
+        still = sum(STAGE_SHARES[s] for s in stages[stages.index(stage) :])
+        now = time.perf_counter()
+        self.stage_end = now + max(self.deadline - now, 0.0) * STAGE_SHARES[stage] / still
 
     def report(self, stage: str, done: int, total: int, what: str) -> None:
+        left = max(self.deadline - time.perf_counter(), 0.0)
         if self.progress is not None:
-            self.progress(stage, done, total, what, max(self.deadline - time.perf_counter(), 0.0))
+            self.progress(stage, done, total, what, left)
+        else:  # e.g. `fusionrec evaluate --models auto`: whoever listens to steps shows it
+            step(f"auto {stage}", done, total, f"{what} ({left:.0f}s of the budget left)")
 
     def run(
         self, stage: str, label: str, model: str, params: dict[str, Any], n_folds: int | None = None
@@ -303,16 +313,25 @@ def _forward_selection(search: _Search, singles: list[Scored], skipped: dict[str
     search.begin("fusion")
     chosen, pool = list(singles[:2]), list(singles[2:])
     best = search.run("fusion", _fusion_label(chosen), "fusion", _fusion_params(search, chosen), n_folds=1)
-    while pool and len(chosen) < MAX_SOURCES and search.seconds_left() > 0:
+    # A fused trial is started only when it, and the leader's confirmation on the other folds
+    # after it, fit in the time left: growing the ranker never pushes its confirmation past the
+    # budget. The cost per fold is the slowest fused trial so far (more sources cost more).
+    per_fold = best.seconds
+
+    def affordable() -> bool:
+        return search.seconds_left() > per_fold * len(search.folds)
+
+    while pool and len(chosen) < MAX_SOURCES and affordable():
         tries = []
         for source in pool[:3]:
-            if search.seconds_left() <= 0:
+            if not affordable():
                 break
             search.report("forward selection", len(chosen) - 2, MAX_SOURCES - 2, f"+ {source.trial.model}")
             sources = [*chosen, source]
             trial = search.run(
                 "fusion", _fusion_label(sources), "fusion", _fusion_params(search, sources), n_folds=1
             )
+            per_fold = max(per_fold, trial.seconds)
             tries.append((source, trial))
         if not tries:
             break
@@ -323,11 +342,12 @@ def _forward_selection(search: _Search, singles: list[Scored], skipped: dict[str
         pool.remove(source)
         best = trial
     for done, (name, variant) in enumerate(RANKER_GRID.items()):
-        if search.seconds_left() <= 0:
+        if not affordable():
             break
         search.report("ranker", done, len(RANKER_GRID), name)
         label = f"{_fusion_label(chosen)}, {name}"
         trial = search.run("ranker", label, "fusion", _fusion_params(search, chosen, variant), n_folds=1)
+        per_fold = max(per_fold, trial.seconds)
         if trial.score > best.score:
             best = trial
     # The fused candidate is compared with the singles on every fold. One that leads on the first

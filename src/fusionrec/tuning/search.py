@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
@@ -31,6 +31,10 @@ from fusionrec.fusion.config import HoldoutConfig, PipelineFile, parse_pipeline,
 from fusionrec.fusion.pipeline import holdout_split
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import create_model
+from fusionrec.progress import step
+
+if TYPE_CHECKING:
+    import optuna
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +156,17 @@ def _grid(space: dict[str, dict[str, Any]]) -> dict[str, list[Any]]:
     return grid
 
 
+def _report_trial(metric: str, total: int) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """An Optuna callback reporting each finished trial with the best value so far."""
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        done = len([t for t in study.trials if t.state.name == "COMPLETE"])
+        best = f"best {metric} {study.best_value:.4f}" if done else "no trial finished yet"
+        step("tune trials", done, total, f"trial {trial.number}: {best}")
+
+    return report
+
+
 def tune(
     name: str,
     data: Split | Dataset,
@@ -208,7 +223,7 @@ def tune(
     done = len([t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE])
     remaining = max(0, n_trials - done)
     if remaining:
-        study.optimize(objective, n_trials=remaining)
+        study.optimize(objective, n_trials=remaining, callbacks=[_report_trial(metric, n_trials)])
     best = base
     for path, value in study.best_params.items():
         best = set_path(best, path, value)

@@ -30,8 +30,10 @@ def dashboard_router(
     cache_seconds: float = 60.0,
     cache_size: int = 16,
     n_boot: int = 500,
+    currency: str | None = None,
 ) -> APIRouter:
-    """A router serving the analytics dashboard over ``store`` (an open store or a store URL)."""
+    """A router serving the analytics dashboard over ``store`` (an open store or a store URL);
+    money is shown in ``currency`` (ISO 4217) when given."""
     from fusionrec.analytics.report import build_payload, plotly_js_path, render_html
 
     opened = open_store(store) if isinstance(store, str) else store
@@ -68,7 +70,9 @@ def dashboard_router(
             hit = cache.get(key)
             if hit is not None and now - hit[0] < cache_seconds:
                 return JSONResponse(hit[1])
-            payload = build_payload(opened, filters, leaderboard=leaderboard, n_boot=n_boot)
+            payload = build_payload(
+                opened, filters, leaderboard=leaderboard, n_boot=n_boot, currency=currency
+            )
             cache[key] = (now, payload)
             while len(cache) > cache_size:
                 cache.popitem(last=False)

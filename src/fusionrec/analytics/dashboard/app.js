@@ -17,9 +17,24 @@
   };
   var SERIES_KPIS = ["sessions", "revenue", "conversion_rate", "aov", "bounce_rate", "events_per_session",
     "pages_per_session", "cart_rate", "checkout_rate", "purchase_sessions"];
-  var LAYOUT = { margin: { l: 60, r: 20, t: 10, b: 50 }, font: { size: 12 }, legend: { orientation: "h", y: -0.2 } };
-  var PLOT_CONFIG = { displaylogo: false, responsive: true };
+  var LAYOUT = {
+    // The legend sits above the plot: below it, it collides with long tick labels and axis titles.
+    margin: { l: 60, r: 20, t: 30, b: 50 }, font: { size: 12 }, legend: { orientation: "h", x: 0, y: 1.02, yanchor: "bottom" },
+    xaxis: { automargin: true }, yaxis: { automargin: true }
+  };
+  // No mode bar: it covered legends and labels; dragging still zooms, a double click resets.
+  var PLOT_CONFIG = { displaylogo: false, displayModeBar: false, responsive: true };
   var el = function (id) { return document.getElementById(id); };
+  // An axis with a title (plotly.js 3+ ignores a plain string title) whose labels get the margin
+  // they need, so no label is cut.
+  function axis(title, extra) { return Object.assign({ title: { text: title }, automargin: true }, extra || {}); }
+  // A right-hand axis over another: its own ticks (not synced to the left axis's grid, which
+  // stacks labels on a log axis), no grid of its own.
+  function rightAxis(title, extra) {
+    return axis(title, Object.assign({ overlaying: "y", side: "right", tickmode: "auto", nticks: 6, showgrid: false, rangemode: "tozero" }, extra || {}));
+  }
+  // A log axis labelled at 1, 2 and 5 of each decade (every minor tick labelled crowds them).
+  function logAxis(title) { return axis(title, { type: "log", dtick: "D2" }); }
 
   function state() {
     return {
@@ -38,10 +53,20 @@
   function fmt(v, kind) {
     if (v === null || v === undefined || (typeof v === "number" && !isFinite(v))) return "–";
     if (kind === "pct") return (100 * v).toFixed(2) + "%";
-    if (kind === "money") return v.toLocaleString(undefined, { maximumFractionDigits: 2 });
+    if (kind === "money") return money(v);
     if (kind === "int") return Math.round(v).toLocaleString();
     if (typeof v === "number") return v.toLocaleString(undefined, { maximumFractionDigits: 3 });
     return String(v);
+  }
+  // Money in the shop's currency (the payload's, from [serving] currency); a plain number without one.
+  function money(v) {
+    if (DATA && DATA.currency) {
+      try { return v.toLocaleString(undefined, { style: "currency", currency: DATA.currency, maximumFractionDigits: 2 }); } catch (e) { /* unknown code */ }
+    }
+    return v.toLocaleString(undefined, { maximumFractionDigits: 2 });
+  }
+  function moneyAxis(title, extra) {
+    return DATA && DATA.currency ? axis(title + " (" + DATA.currency + ")", extra) : axis(title, extra);
   }
   function empty(id, message) {
     var node = el(id);
@@ -118,7 +143,7 @@
       type: "funnel", y: ["Viewed", "Added to cart", "Purchased"],
       x: [total.view_sessions, total.cart_sessions, total.purchase_sessions],
       textinfo: "value+percent initial", marker: { color: ["#4c78a8", "#f58518", "#54a24b"] }
-    }], { margin: { l: 110, r: 20, t: 10, b: 30 } });
+    }], { margin: { l: 110, r: 20, t: 10, b: 30 }, yaxis: { automargin: true } });
   }
   function funnelBy(s) {
     var dim = s.dim, rows;
@@ -134,17 +159,22 @@
     var groups = sum(rows, function (i) { return DATA.cube[dim][i]; });
     var keys = Object.keys(groups).sort();
     if (!keys.length) return empty("plot-funnel-by", "No sessions in this selection.");
-    var stages = [["view_sessions", "Viewed"], ["cart_sessions", "Added to cart"], ["purchase_sessions", "Purchased"]];
-    var traces = stages.map(function (st) {
-      return { type: "bar", name: st[1], x: keys, y: keys.map(function (k) { return groups[k][st[0]]; }) };
+    // Horizontal bars: long category names read in full in the left margin (below the bars,
+    // slanted, they were cut and overlapped). Each purchase bar is labelled with the conversion rate.
+    var stages = [["view_sessions", "Viewed"], ["cart_sessions", "Added to cart"], ["purchase_sessions", "Purchased (label: conversion rate)"]];
+    var traces = stages.map(function (st, n) {
+      var trace = { type: "bar", orientation: "h", name: st[1], y: keys, x: keys.map(function (k) { return groups[k][st[0]]; }) };
+      if (n === 2) {
+        trace.text = keys.map(function (k) { return fmt(ratio(groups[k].purchase_sessions, groups[k].sessions), "pct"); });
+        trace.textposition = "outside"; trace.cliponaxis = false; trace.constraintext = "none"; trace.textfont = { size: 11 };
+      }
+      return trace;
     });
-    traces.push({
-      type: "scatter", mode: "lines+markers", name: "Conversion rate", yaxis: "y2", x: keys,
-      y: keys.map(function (k) { return ratio(groups[k].purchase_sessions, groups[k].sessions); })
-    });
+    // Each category gets room for its three bars and their label.
+    el("plot-funnel-by").style.height = Math.max(340, 130 + 42 * keys.length) + "px";
     draw("plot-funnel-by", traces, {
-      barmode: "group", yaxis: { type: "log", title: "sessions" },
-      yaxis2: { overlaying: "y", side: "right", tickformat: ".1%", title: "conversion" }
+      barmode: "group", margin: { l: 60, r: 50, t: 30, b: 50 }, xaxis: logAxis("sessions"),
+      yaxis: axis(dim, { autorange: "reversed", type: "category" })
     });
   }
   function series(s) {
@@ -172,8 +202,14 @@
     } else if (s.grain === "day") {
       note = "Forecasts are computed for the server's category filter; choose it (or use the live dashboard).";
     }
+    var partial = DATA.forecasts && DATA.forecasts.partial_day;
+    if (partial && s.grain === "day" && inRange(partial, s)) {
+      note += " The last day, " + partial + ", is partial (no events in its last hour): shown, not judged.";
+    }
     el("series-note").textContent = note;
-    draw("plot-series", traces, { yaxis: { title: s.kpi, tickformat: /rate/.test(s.kpi) ? ".2%" : "" } });
+    var title = s.kpi.replace(/_/g, " ");
+    var yaxis = /revenue|aov/.test(s.kpi) ? moneyAxis(title) : axis(title, { tickformat: /rate/.test(s.kpi) ? ".2%" : "" });
+    draw("plot-series", traces, { xaxis: axis("day"), yaxis: yaxis });
   }
   function exposureTotals(s) {
     var e = DATA.exposures; if (!e) return null;
@@ -192,10 +228,13 @@
     }
     var days = Object.keys(groups).sort();
     if (!days.length) return empty("plot-ctr", "No exposures in this date range.");
+    // One day on a date axis is a point with no width: plotly draws nothing and labels the axis in
+    // fractions of a millisecond. Days as categories draw the point and label it with its date.
+    var xaxis = days.length < 3 ? axis("day shown", { type: "category" }) : axis("day shown");
     draw("plot-ctr", [
-      { type: "scatter", mode: "lines", name: "exposure CTR", x: days, y: days.map(function (d) { return ratio(groups[d].c, groups[d].x); }) },
-      { type: "scatter", mode: "lines", name: "item CTR", x: days, y: days.map(function (d) { return ratio(groups[d].cl, groups[d].imp); }) }
-    ], { yaxis: { tickformat: ".1%" } });
+      { type: "scatter", mode: "lines+markers", name: "exposure CTR", x: days, y: days.map(function (d) { return ratio(groups[d].c, groups[d].x); }) },
+      { type: "scatter", mode: "lines+markers", name: "item CTR", x: days, y: days.map(function (d) { return ratio(groups[d].cl, groups[d].imp); }) }
+    ], { xaxis: xaxis, yaxis: axis("click-through rate", { tickformat: ".1%", rangemode: "tozero" }) });
   }
   function costTotals(s) {
     var c = DATA.costs; if (!c) return null;
@@ -214,10 +253,16 @@
     }
     var keys = Object.keys(groups).sort();
     if (!keys.length) return empty("plot-cpa", "No costs or acquisitions in this date range.");
+    var spent = keys.reduce(function (t, k) { return t + groups[k].cost; }, 0);
+    var won = keys.reduce(function (t, k) { return t + groups[k].acq; }, 0);
+    if (!(spent > 0)) {
+      return empty("plot-cpa", "No cost data for this date range, so no cost per acquisition: load campaign costs " +
+        "(date, channel, campaign, cost) to see it. " + fmt(won, "int") + " new customers in the range.");
+    }
     draw("plot-cpa", [
-      { type: "bar", name: "CPA", x: keys, y: keys.map(function (k) { return ratio(groups[k].cost, groups[k].acq); }) },
+      { type: "bar", name: "cost per new customer", x: keys, y: keys.map(function (k) { return ratio(groups[k].cost, groups[k].acq); }) },
       { type: "scatter", mode: "markers", name: "new customers", yaxis: "y2", x: keys, y: keys.map(function (k) { return groups[k].acq; }), marker: { size: 10 } }
-    ], { yaxis: { title: "cost per new customer" }, yaxis2: { overlaying: "y", side: "right", title: "new customers" } });
+    ], { xaxis: axis("channel"), yaxis: moneyAxis("cost per new customer"), yaxis2: rightAxis("new customers") });
   }
   function retention(s) {
     var r = DATA.retention, cat = s.category || ALL, cells = {}, sizes = {};
@@ -240,7 +285,7 @@
       type: "heatmap", x: weeks.map(function (w) { return "week " + w; }),
       y: cohorts.map(function (c) { return c + " (" + sizes[c] + ")"; }), z: z, colorscale: "Blues", reversescale: true,
       zmin: 0, zmax: 1, hovertemplate: "%{y}<br>%{x}: %{z:.1%}<extra></extra>"
-    }], { margin: { l: 140, r: 20, t: 10, b: 40 }, yaxis: { autorange: "reversed" } });
+    }], { margin: { l: 140, r: 20, t: 10, b: 40 }, xaxis: axis("weeks since first visit"), yaxis: axis("cohort (users)", { autorange: "reversed" }) });
   }
   function segments(s) {
     var rows = (DATA.segments || {})[s.seg] || [];
@@ -249,7 +294,7 @@
     draw("plot-segments", [
       { type: "bar", name: "users", x: names, y: rows.map(function (r) { return r.users; }) },
       { type: "scatter", mode: "markers", name: "spend per user", yaxis: "y2", x: names, y: rows.map(function (r) { return r.spend_per_user; }), marker: { size: 12, color: "#54a24b" } }
-    ], { yaxis: { title: "users", type: "log" }, yaxis2: { overlaying: "y", side: "right", title: "spend per user" } });
+    ], { xaxis: axis("segment"), yaxis: logAxis("users"), yaxis2: rightAxis(DATA.currency ? "spend per user (" + DATA.currency + ")" : "spend per user") });
     table("segments-table", rows, [["name", "segment"], ["users", "users", function (v) { return fmt(v, "int"); }],
       ["share", "share", function (v) { return fmt(v, "pct"); }], ["recency_days", "days since active"],
       ["sessions_per_user", "sessions/user"], ["orders_per_user", "orders/user"],
@@ -258,15 +303,25 @@
       ["favourite_categories", "favourite categories", function (v) { return esc(v); }]]);
   }
   function inCategory(path, cat) { return !cat || (path && (path === cat || path.indexOf(cat + " > ") === 0)); }
+  // Support on a log axis (labelled at powers of ten) only when it spans a decade or more; else
+  // linear: a log axis over a narrow range labels every minor tick, and they overlap.
+  function supportAxis(rows) {
+    var values = rows.map(function (r) { return r.support; });
+    var low = Math.min.apply(null, values), high = Math.max.apply(null, values);
+    if (low > 0 && high / low >= 10) return axis("support (share of baskets)", { type: "log", dtick: 1, tickformat: ".1%" });
+    return axis("support (share of baskets)", { tickformat: ".1%", rangemode: "tozero", range: [0, high * 1.15], nticks: 8 });
+  }
   function rules(s) {
     var all = (DATA.rules || {})[el("f-rules").value] || [];
     var rows = all.filter(function (r) { return inCategory(r.antecedent_category, s.category) || inCategory(r.consequent_category, s.category); });
-    if (!rows.length) { el("rules-table").innerHTML = ""; return empty("plot-rules", "No rules above the thresholds in this selection."); }
+    var least = DATA.rules_min_baskets || 2;
+    el("rules-note").textContent = "Rules seen in " + least + " baskets or more; support = share of baskets with both items, confidence = share of baskets with the first that also have the second.";
+    if (!rows.length) { el("rules-table").innerHTML = ""; return empty("plot-rules", "No rules seen in " + least + " baskets or more in this selection."); }
     draw("plot-rules", [{
       type: "scatter", mode: "markers", x: rows.map(function (r) { return r.support; }), y: rows.map(function (r) { return r.confidence; }),
       text: rows.map(function (r) { return esc(r.antecedent_title || r.antecedent) + " → " + esc(r.consequent_title || r.consequent) + "<br>lift " + fmt(r.lift); }),
-      hoverinfo: "text", marker: { size: rows.map(function (r) { return 6 + Math.min(20, Math.log(1 + r.lift) * 3); }), color: rows.map(function (r) { return Math.log(r.lift); }), colorscale: "Viridis", showscale: true, colorbar: { title: "log lift" } }
-    }], { xaxis: { title: "support", type: "log" }, yaxis: { title: "confidence", tickformat: ".0%" } });
+      hoverinfo: "text", marker: { size: rows.map(function (r) { return 6 + Math.min(20, Math.log(1 + r.lift) * 3); }), color: rows.map(function (r) { return Math.log(r.lift); }), colorscale: "Viridis", showscale: true, colorbar: { title: { text: "log lift" } } }
+    }], { xaxis: supportAxis(rows), yaxis: axis("confidence", { tickformat: ".0%", range: [0, 1.05] }) });
     table("rules-table", rows.slice(0, 15), [["antecedent_title", "if bought", function (v, r) { return esc(v || r.antecedent); }],
       ["consequent_title", "then also", function (v, r) { return esc(v || r.consequent); }],
       ["support", "support", function (v) { return fmt(v, "pct"); }], ["confidence", "confidence", function (v) { return fmt(v, "pct"); }],
@@ -282,9 +337,17 @@
         y: e.arms.map(function (a) { return a.conversion; }),
         error_y: { type: "data", symmetric: false, array: e.arms.map(function (a) { return a.conversion_ci[1] - a.conversion; }), arrayminus: e.arms.map(function (a) { return a.conversion - a.conversion_ci[0]; }) }
       });
-      html += "<p><b>" + esc(e.experiment) + "</b>: control " + esc(e.control) + "; sample-ratio check p = " + fmt(e.srm.p_value) +
+      var arms = e.arms.map(function (a) { return esc(a.variant) + (a.variant === e.control && !/^control$/i.test(a.variant) ? " (control)" : "") + ", " + fmt(a.users, "int") + " users"; });
+      html += '<p class="experiment"><b>' + esc(e.experiment) + "</b>: " + arms.join(" against ") + "; sample-ratio check p = " + fmt(e.srm.p_value) +
         (e.srm.detected ? ' <span class="bad">SRM detected</span>' : ' <span class="good">no SRM</span>') +
         (e.notes.length ? "; " + esc(e.notes.join("; ")) : "") + "</p>";
+      var verdicts = e.comparisons.filter(function (c) { return c.verdict; });
+      if (verdicts.length) {
+        html += '<ul class="verdicts">' + verdicts.map(function (c) {
+          var cls = /^not enough|^no clear/.test(c.verdict) ? "" : (c.lift > 0 ? "good" : "bad");
+          return '<li class="verdict ' + cls + '">' + esc(c.metric === "ctr" ? "Clicks" : "Conversion") + ": " + esc(c.verdict) + "</li>";
+        }).join("") + "</ul>";
+      }
       html += "<table><tr><th>variant</th><th>metric</th><th>control</th><th>treatment</th><th>lift</th><th>p</th><th>bootstrap 95% CI of diff</th><th>test</th></tr>";
       e.comparisons.forEach(function (c) {
         html += "<tr><td>" + esc(c.variant) + "</td><td>" + c.metric + "</td><td>" + fmt(c.control) + "</td><td>" + fmt(c.treatment) +
@@ -297,7 +360,7 @@
       });
       html += "</table>";
     });
-    draw("plot-experiments", traces, { yaxis: { title: "conversion (95% CI)", tickformat: ".1%" }, showlegend: true });
+    draw("plot-experiments", traces, { xaxis: axis("experiment / arm"), yaxis: axis("conversion (95% CI)", { tickformat: ".1%" }), showlegend: true });
     el("experiments-table").innerHTML = html;
   }
   function leaderboard() {
@@ -310,7 +373,7 @@
     draw("plot-leaderboard", [{
       type: "bar", x: withMetric.map(function (r) { return r.dataset + ": " + r.model + (r.source === "published" ? " (published)" : ""); }),
       y: withMetric.map(function (r) { return r.metrics[metric]; }), marker: { color: withMetric.map(function (r) { return r.source === "published" ? "#bab0ac" : "#4c78a8"; }) }
-    }], { yaxis: { title: metric } });
+    }], { xaxis: axis("dataset: model", { tickangle: -20 }), yaxis: axis(metric) });
     table("leaderboard-table", withMetric, [["model", "model", function (v) { return esc(v); }], ["source", "source"], ["dataset", "dataset"],
       ["metrics", metric, function (v) { return fmt(v[metric]); }]]);
   }

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
 from fusionrec.data.schema import EVENT_COLUMNS
-from fusionrec.data.validate import IngestError
+from fusionrec.data.validate import ID_FIELDS, IngestError
 from fusionrec.serving.routes.recommendations import service
 from fusionrec.serving.routes.schemas import EventsAccepted, FastJSON, event_body_schema
 from fusionrec.serving.security import require, require_json
@@ -21,7 +21,8 @@ _FIELDS = frozenset(EVENT_COLUMNS) - {"is_bot"}  # bot flags are set by cleaning
 
 
 def _rows(payload: Any) -> list[dict[str, Any]]:
-    """The event rows of a body; nested values are kept as JSON text so validation can name them."""
+    """The event rows of a body. Ids keep their JSON type (validation refuses one that is not a
+    string); other nested values become JSON text, which validation names as not a number."""
     if isinstance(payload, dict) and "events" in payload:
         events = payload["events"]
         if not isinstance(events, list):
@@ -38,7 +39,7 @@ def _rows(payload: Any) -> list[dict[str, Any]]:
             raise HTTPException(422, detail=[{"loc": ["body", "events", number], "msg": "must be an object"}])
         rows.append(
             {
-                key: (json.dumps(value) if isinstance(value, dict | list) else value)
+                key: (json.dumps(value) if isinstance(value, dict | list) and key not in ID_FIELDS else value)
                 for key, value in event.items()
                 if key in _FIELDS
             }

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from fusionrec.serving.item_fields import ITEM_FIELDS, UnknownFieldsError, parse_fields, with_item_fields
 from fusionrec.serving.recommend import (
     RecQuery,
     cached_popular,
@@ -23,12 +24,33 @@ from fusionrec.serving.service import Service
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 Id = Annotated[str, Path(min_length=1, max_length=256)]
+Fields = Annotated[
+    str | None,
+    Query(
+        max_length=256,
+        description=f"item fields to add to each item, comma-separated: {', '.join(ITEM_FIELDS)}",
+        examples=["title,price,image_url,url"],
+    ),
+]
 
 
 async def service(request: Request) -> Service:
     """The app's `Service` (async: FastAPI would run a plain function in a worker thread, one
     thread hop on every request of every endpoint for an attribute read)."""
     return request.app.state.service
+
+
+async def wanted_fields(fields: Fields = None) -> tuple[str, ...]:
+    """The ``fields`` query as a tuple of item fields; 422 naming the allowed ones otherwise.
+
+    Async, as `service`: a plain function would cost every request a worker-thread hop."""
+    try:
+        return parse_fields(fields)
+    except UnknownFieldsError as error:
+        raise HTTPException(422, detail=[{"loc": ["query", "fields"], "msg": str(error)}]) from None
+
+
+ItemFields = Annotated[tuple[str, ...], Depends(wanted_fields)]
 
 
 @router.get(
@@ -58,6 +80,7 @@ async def get_recommendations(
     ] = None,
     min_price: Annotated[float | None, Query(ge=0)] = None,
     max_price: Annotated[float | None, Query(ge=0)] = None,
+    fields: ItemFields = (),
 ) -> FastJSON:
     """Top-``k`` items for a user (``user_id``) or a guest (``session_id``).
 
@@ -90,7 +113,8 @@ async def get_recommendations(
         device=device,
         channel=channel,
     )
-    return FastJSON(await run_in_threadpool(recommend, svc, query))
+    answer = await run_in_threadpool(recommend, svc, query)
+    return FastJSON(with_item_fields(answer, svc.catalogue, fields))
 
 
 @router.post("/identify", dependencies=[Depends(require("write")), Depends(require_json)])
@@ -106,7 +130,10 @@ async def identify(body: IdentifyIn, svc: Annotated[Service, Depends(service)]) 
 
 @router.get("/items/{item_id}/similar", response_model=RelatedOut, dependencies=[Depends(require("read"))])
 async def similar(
-    item_id: Id, svc: Annotated[Service, Depends(service)], k: Annotated[int, Query(ge=1, le=200)] = 10
+    item_id: Id,
+    svc: Annotated[Service, Depends(service)],
+    k: Annotated[int, Query(ge=1, le=200)] = 10,
+    fields: ItemFields = (),
 ) -> FastJSON:
     """Items like ``item_id`` (new items: popular in their category)."""
     # A cached answer is a dict lookup: answered on the event loop, without a thread hop.
@@ -115,14 +142,17 @@ async def similar(
     )
     if answer is None:
         raise HTTPException(404, detail=f"unknown item {item_id!r}")
-    return FastJSON(answer)
+    return FastJSON(with_item_fields(answer, svc.catalogue, fields))
 
 
 @router.get(
     "/items/{item_id}/bought-together", response_model=RelatedOut, dependencies=[Depends(require("read"))]
 )
 async def bought_together(
-    item_id: Id, svc: Annotated[Service, Depends(service)], k: Annotated[int, Query(ge=1, le=200)] = 10
+    item_id: Id,
+    svc: Annotated[Service, Depends(service)],
+    k: Annotated[int, Query(ge=1, le=200)] = 10,
+    fields: ItemFields = (),
 ) -> FastJSON:
     """Items bought in the same baskets as ``item_id`` (fallback: similar items)."""
     answer = cached_related(svc, item_id, k, "bought_together") or await run_in_threadpool(
@@ -130,7 +160,7 @@ async def bought_together(
     )
     if answer is None:
         raise HTTPException(404, detail=f"unknown item {item_id!r}")
-    return FastJSON(answer)
+    return FastJSON(with_item_fields(answer, svc.catalogue, fields))
 
 
 @router.get("/popular", response_model=RelatedOut, dependencies=[Depends(require("read"))])
@@ -138,8 +168,9 @@ async def get_popular(
     svc: Annotated[Service, Depends(service)],
     category: Annotated[str | None, Query(max_length=512)] = None,
     k: Annotated[int, Query(ge=1, le=200)] = 10,
+    fields: ItemFields = (),
 ) -> FastJSON:
     """Trending items, optionally within a category (cached)."""
     # A cached answer is a dict lookup: answered on the event loop, without a thread hop.
     answer = cached_popular(svc, category, k) or await run_in_threadpool(popular, svc, category, k)
-    return FastJSON(answer)
+    return FastJSON(with_item_fields(answer, svc.catalogue, fields))

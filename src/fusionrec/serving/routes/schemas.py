@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.responses import JSONResponse
 
 
@@ -17,9 +17,19 @@ class FastJSON(JSONResponse):
 
 
 class RecommendedItem(BaseModel):
+    """One recommended item; the catalogue fields appear only when asked for with ``fields=``."""
+
     item_id: str
     score: float
     sources: list[str] = Field(description="the candidate sources that proposed the item")
+    title: str | None = Field(None, description="with fields=title")
+    description: str | None = Field(None, description="with fields=description")
+    category: str | None = Field(None, description="with fields=category")
+    brand: str | None = Field(None, description="with fields=brand")
+    price: float | None = Field(None, description="with fields=price")
+    in_stock: bool | None = Field(None, description="with fields=in_stock")
+    image_url: str | None = Field(None, description="with fields=image_url (from the item's attributes)")
+    url: str | None = Field(None, description="with fields=url (from the item's attributes)")
 
 
 class RecommendationsOut(BaseModel):
@@ -118,3 +128,34 @@ def event_body_schema() -> dict[str, Any]:
             }
         },
     }
+
+
+class ExposureEventIn(BaseModel):
+    """What a page did with a shown list: the visitor viewed, clicked or carted one of its items."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_type: Literal["view", "click", "add_to_cart"]
+    item_id: str = Field(min_length=1, max_length=256)
+    user_id: str | None = Field(None, min_length=1, max_length=256)
+    session_id: str | None = Field(None, min_length=1, max_length=256, description="for guests")
+    event_id: str | None = Field(
+        None, min_length=1, max_length=128, description="idempotency key (a resent event is stored once)"
+    )
+    quantity: float | None = Field(None, gt=0)
+    price: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _visitor(self) -> ExposureEventIn:
+        if self.user_id is None and self.session_id is None:
+            raise ValueError("give user_id or session_id (the visitor the list was shown to)")
+        return self
+
+
+class ExposureEventAccepted(BaseModel):
+    event_id: str
+    exposure_id: str
+    stored: int
+    duplicates: int
+    quarantined: int
+    reasons: dict[str, int]
