@@ -163,3 +163,17 @@ def test_metrics_window_counts_only_its_interval_after_the_ring_wraps() -> None:
     assert stats.p99_ms == pytest.approx(7.0, abs=0.1)
     assert (stats.exposures, stats.clicks) == (4, 1) and stats.ctr == 0.25
     assert metrics.window(60, end_ago=60).requests == 0  # nothing older than a minute
+
+
+def test_an_item_bought_twice_keeps_its_latest_purchase_time_not_their_sum() -> None:
+    """Serving's user x item purchase times: summing a repeat (a sparse matrix's default) dated an
+    item bought twice decades ahead, so its repurchase window never passed."""
+    from fusionrec.serving.preparation import latest_purchases
+
+    day = 86_400.0
+    now = time.time()
+    users, items = np.array([0, 0, 0, 1]), np.array([3, 3, 1, 3])
+    times = np.array([now - 400 * day, now - 30 * day, now - 5 * day, now - 2 * day])
+    matrix = latest_purchases(users, items, times, shape=(2, 4))
+    assert matrix[0, 3] == pytest.approx(now - 30 * day) and matrix[0, 1] == pytest.approx(now - 5 * day)
+    assert matrix[1, 3] == pytest.approx(now - 2 * day) and matrix.nnz == 3

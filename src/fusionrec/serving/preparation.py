@@ -60,11 +60,10 @@ class VersionPreparation:
         purchases, item_idx = purchases[known], item[known].to_numpy(np.int64)
         users = purchases["user_id"].map(loaded.user_index)
         by_user = users.notna().to_numpy()
-        loaded.extras["purchases"] = sp.csr_matrix(
-            (
-                purchases["ts"].to_numpy(np.float64)[by_user],
-                (users[by_user].to_numpy(np.int64), item_idx[by_user]),
-            ),
+        loaded.extras["purchases"] = latest_purchases(
+            users[by_user].to_numpy(np.int64),
+            item_idx[by_user],
+            purchases["ts"].to_numpy(np.float64)[by_user],
             shape=(len(loaded.user_index), n_items),
         )
         basket_codes, _ = pd.factorize(purchases["basket"])
@@ -145,3 +144,16 @@ def _similar_items(model: Recommender) -> NeighbourLookup | None:
         if candidate.item_to_item:
             return candidate.similar_items  # type: ignore[attr-defined, no-any-return]
     return None
+
+
+def latest_purchases(
+    users: np.ndarray, items: np.ndarray, times: np.ndarray, shape: tuple[int, int]
+) -> sp.csr_matrix:
+    """User x item: the time of the latest purchase (unix seconds). A sparse matrix built from
+    (user, item, time) triples sums repeats, which made an item bought twice look bought decades
+    from now, so its repurchase window never passed."""
+    frame = pd.DataFrame({"user": users, "item": items, "ts": times})
+    latest = frame.groupby(["user", "item"], sort=False)["ts"].max()
+    rows = latest.index.get_level_values("user").to_numpy(np.int64)
+    cols = latest.index.get_level_values("item").to_numpy(np.int64)
+    return sp.csr_matrix((latest.to_numpy(np.float64), (rows, cols)), shape=shape)
