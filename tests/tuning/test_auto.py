@@ -175,3 +175,15 @@ def test_a_stage_gets_its_share_of_the_time_left_when_it_begins(monkeypatch: pyt
     clock[0] = search.stage_end
     search.begin("fusion")
     assert search.stage_end == pytest.approx(1000.0)
+
+
+def test_folds_score_a_seeded_sample_of_at_most_max_scored_users(shop: Dataset) -> None:
+    from fusionrec.tuning import folds as fold_module
+
+    full = fold_module.validation_folds(shop, "days", folds=2, window_days=7.0, mask_seen=True)
+    small = fold_module.sampled_users(full[0].target, 60, seed=3)
+    again = fold_module.sampled_users(full[0].target, 60, seed=3)
+    assert full[0].target_users > 60 and len(np.unique(small.user_idx)) == 60
+    assert np.array_equal(small.user_idx, again.user_idx)  # every trial scores the same people
+    assert set(small.user_idx) <= set(full[0].target.user_idx)
+    assert fold_module.sampled_users(small, 1_000, seed=3) is small  # fewer users: all of them
