@@ -570,3 +570,40 @@ def to_dialect(sql: str, dialect: str) -> str:
     import sqlglot
 
     return sqlglot.transpile(sql, read="postgres", write=dialect)[0]
+
+
+# --- the live dashboard's model panels -------------------------------------------------------------
+
+
+def version_timeline() -> Query:
+    """Which model version served when: per version, its first and last exposure, exposures and
+    the days it served on (exposures carry the version that answered)."""
+    sql = (
+        f"SELECT coalesce(model_version, '{NONE_LABEL}') AS model_version, "
+        'min("timestamp") AS first_shown, max("timestamp") AS last_shown, count(*) AS exposures, '
+        'count(DISTINCT CAST("timestamp" AS DATE)) AS days '
+        "FROM exposures GROUP BY 1 ORDER BY 2, 1"
+    )
+    return sql, {}
+
+
+def user_recent_events(limit: int = 20) -> Query:
+    """A user's latest events (``:user_id``), newest first, with the catalogue's title and category."""
+    sql = (
+        'SELECT e."timestamp" AS ts, e.event_type, e.item_id, i.title, i.category, e.session_id '
+        "FROM events e LEFT JOIN items i ON i.item_id = e.item_id WHERE e.user_id = :user_id "
+        f'ORDER BY e."timestamp" DESC, e.event_id DESC LIMIT {int(limit)}'
+    )
+    return sql, {}
+
+
+def data_version(tables: Sequence[str]) -> Query:
+    """A cheap fingerprint of the analytics tables (rows and latest time of each named table):
+    it changes when events, exposures, links, items or costs are written."""
+    parts = []
+    for name in tables:
+        stamp = {"items": "count(*)", "campaign_costs": 'max("date")'}.get(name, 'max("timestamp")')
+        parts.append(
+            f"(SELECT count(*) FROM {name}) AS {name}_rows, (SELECT {stamp} FROM {name}) AS {name}_last"
+        )
+    return "SELECT " + ", ".join(parts), {}

@@ -221,9 +221,16 @@ def _mount_dashboard(app: FastAPI, svc: Service) -> None:
     service is the file's one writer, so the dashboard must share its connection.
     """
     from fusionrec.analytics.dashboard import dashboard_router
+    from fusionrec.serving.dashboard_panels import preview, training_status
 
     app.include_router(
-        dashboard_router(svc.store, leaderboard=[svc.settings.models_dir], currency=svc.settings.currency),
+        dashboard_router(
+            svc.store,
+            leaderboard=[svc.settings.models_dir],
+            currency=svc.settings.currency,
+            preview=lambda user_id, k: preview(svc, user_id, k),
+            training=lambda: training_status(svc),
+        ),
         prefix="/dashboard",
         dependencies=[Depends(require("admin", cookie=True))],
         include_in_schema=False,

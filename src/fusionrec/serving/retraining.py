@@ -20,6 +20,9 @@ from fusionrec.serving.registry import VersionRegistry
 logger = logging.getLogger(__name__)
 
 
+HISTORY = 20  # finished runs kept for the dashboard's training panel
+
+
 class TooSoonError(RuntimeError):
     """Retraining was asked for again before ``retrain_min_interval_s`` passed."""
 
@@ -52,6 +55,7 @@ class Retrainer:
         self.min_interval_s = min_interval_s  # between runs started on request
         self.keep_versions = keep_versions
         self.state: dict[str, Any] = {"state": "idle"}
+        self.history: list[dict[str, Any]] = []  # finished runs, newest first (at most HISTORY)
         self._lock = threading.Lock()
         self._last_request = -float("inf")
 
@@ -71,7 +75,12 @@ class Retrainer:
                 if wait > 0:
                     raise TooSoonError(wait)
                 self._last_request = time.monotonic()
-            self.state = {"state": "running", "model": name or "pipeline", "started_at": time.time()}
+            self.state = {
+                "state": "running",
+                "model": name or "pipeline",
+                "started_at": time.time(),
+                "trigger": "request" if requested else "schedule",
+            }
         threading.Thread(target=self._run, args=(name,), name="fusionrec-train", daemon=True).start()
         return dict(self.state)
 
@@ -85,6 +94,7 @@ class Retrainer:
 
     def _run(self, name: str | None) -> None:
         from fusionrec.data.dataset import Dataset
+        from fusionrec.progress import listening
         from fusionrec.training import (
             AUTO_REFERENCE,
             TrainingSpec,
@@ -94,21 +104,32 @@ class Retrainer:
         )
 
         started = time.time()
+        trigger = self.state.get("trigger")
+
+        def progress(task: str, done: int, total: int | None, detail: str) -> None:
+            # The steps of `fusionrec.progress` (epochs, candidates, evaluation) as the run's progress.
+            self.state = {
+                **self.state,
+                "progress": {"task": task, "done": done, "total": total, "detail": detail, "at": time.time()},
+            }
+
         try:
             spec = (
                 TrainingSpec(name, {}, f"model {name}")
                 if name is not None
                 else resolve_pipeline(self.pipeline, auto=auto_spec())
             )
+            progress("reading events", 0, None, "")
             dataset = self.on_writer(lambda: Dataset.from_store(self.store))
             active = self.registry.active
-            _, manifest = train_version(
-                dataset,
-                self.registry.repository,
-                spec,
-                trained_by="service",
-                reference=active.manifest if active is not None else AUTO_REFERENCE,
-            )
+            with listening(progress):
+                _, manifest = train_version(
+                    dataset,
+                    self.registry.repository,
+                    spec,
+                    trained_by="service",
+                    reference=active.manifest if active is not None else AUTO_REFERENCE,
+                )
             report = self.registry.activate(manifest.version)
             self.registry.prune(self.keep_versions)
             self.state = {
@@ -117,7 +138,18 @@ class Retrainer:
                 "gate": report.to_dict(),
                 "events": dataset.n_events,
                 "seconds": round(time.time() - started, 1),
+                "model": name or "pipeline",
+                "started_at": started,
+                "trigger": trigger,
             }
         except Exception as error:  # reported through GET /v1/models, never raised into the service
             logger.error("training failed: %s: %s", type(error).__name__, error)
-            self.state = {"state": "failed", "error": f"{type(error).__name__}: {error}"}
+            self.state = {
+                "state": "failed",
+                "error": f"{type(error).__name__}: {error}",
+                "model": name or "pipeline",
+                "started_at": started,
+                "seconds": round(time.time() - started, 1),
+                "trigger": trigger,
+            }
+        self.history = [dict(self.state), *self.history][:HISTORY]

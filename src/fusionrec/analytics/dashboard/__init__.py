@@ -2,44 +2,70 @@
 
 ``GET /`` the page (the same page and script as the static report), ``GET /plotly.min.js`` the
 plotting library from the ``plotly`` package (no CDN), ``GET /api/data?start=&end=&category=`` the
-payload computed in the store for those filters (cached per filter set for ``cache_seconds``).
+payload for those filters (`DashboardData`: heavy queries once per version of the data, filters
+served from them), ``GET /api/user?user_id=`` a user's recent events and (with ``preview``, which
+the serving app passes) what the service would recommend them, with the proposing sources, and
+``GET /api/training`` (with ``training``) the retrainer's state and progress beside the model
+versions. Both callables come from `fusionrec.serving.dashboard_panels` (analytics sits below
+serving and never imports it).
 
     app.include_router(dashboard_router("duckdb:///shop.duckdb"), prefix="/dashboard")
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, HTMLResponse, Response
 
+from fusionrec.analytics.dashboard.data import DashboardData
 from fusionrec.analytics.queries import Filters
 from fusionrec.data.store import EventStore, open_store
+
+__all__ = ["DashboardData", "dashboard_router"]
+
+
+def _json(value: Any) -> Response:
+    import orjson
+
+    return Response(orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
 
 def dashboard_router(
     store: EventStore | str,
     *,
     leaderboard: Sequence[str | Path] = (),
-    cache_seconds: float = 60.0,
-    cache_size: int = 16,
+    cache_seconds: float = 10.0,
+    cache_size: int = 32,
     n_boot: int = 500,
     currency: str | None = None,
+    preview: Callable[[str, int], dict[str, Any]] | None = None,
+    training: Callable[[], dict[str, Any]] | None = None,
+    check_s: float = 1.0,
 ) -> APIRouter:
     """A router serving the analytics dashboard over ``store`` (an open store or a store URL);
-    money is shown in ``currency`` (ISO 4217) when given."""
-    from fusionrec.analytics.report import build_payload, plotly_js_path, render_html
+    money is shown in ``currency`` (ISO 4217) when given. Data that changed is rebuilt at most
+    every ``cache_seconds`` (`DashboardData.refresh_s`); changes are looked for every ``check_s``.
+    ``preview(user_id, k)``: what the service would recommend the user (read-only);
+    ``training()``: the retrainer's state and the model versions."""
+    from fusionrec.analytics.report import plotly_js_path, render_html
 
     opened = open_store(store) if isinstance(store, str) else store
+    data_source = DashboardData(
+        opened,
+        leaderboard=leaderboard,
+        n_boot=n_boot,
+        currency=currency,
+        check_s=check_s,
+        refresh_s=cache_seconds,
+        cache_size=cache_size,
+    )
     router = APIRouter(tags=["dashboard"])
-    cache: OrderedDict[tuple[Any, ...], tuple[float, dict[str, Any]]] = OrderedDict()
-    lock = threading.Lock()
+    router.dashboard_data = data_source  # type: ignore[attr-defined]
 
     @router.get("/", response_class=HTMLResponse, name="dashboard_page")
     def page(request: Request) -> HTMLResponse:
@@ -59,23 +85,27 @@ def dashboard_router(
         start: str | None = Query(None, description="first UTC day, YYYY-MM-DD"),
         end: str | None = Query(None, description="last UTC day, YYYY-MM-DD"),
         category: str | None = Query(None, description="category path or prefix"),
-    ) -> JSONResponse:
+    ) -> Response:
         try:
             filters = Filters.of(start, end, category)
         except ValueError as err:
             raise HTTPException(status_code=422, detail=str(err)) from err
-        key = (filters.start, filters.end, filters.category)
-        now = time.monotonic()
-        with lock:  # also serialises payload builds: they share the store's one connection
-            hit = cache.get(key)
-            if hit is not None and now - hit[0] < cache_seconds:
-                return JSONResponse(hit[1])
-            payload = build_payload(
-                opened, filters, leaderboard=leaderboard, n_boot=n_boot, currency=currency
-            )
-            cache[key] = (now, payload)
-            while len(cache) > cache_size:
-                cache.popitem(last=False)
-        return JSONResponse(payload)
+        payload = data_source.payload(filters)
+        payload = {**payload, "live": {"preview": preview is not None, "training": training is not None}}
+        return _json(payload)
+
+    @router.get("/api/user", name="dashboard_user")
+    async def user(
+        user_id: str = Query(..., min_length=1, max_length=256), k: int = Query(10, ge=1, le=50)
+    ) -> Response:
+        events = await run_in_threadpool(data_source.user_events, user_id)
+        answer = await run_in_threadpool(preview, user_id, k) if preview is not None else None
+        return _json({"user_id": user_id, "events": events, "recommendations": answer})
+
+    @router.get("/api/training", name="dashboard_training")
+    async def training_status() -> Response:
+        if training is None:
+            return _json({"training": None, "history": [], "versions": [], "active": None})
+        return _json(await run_in_threadpool(training))
 
     return router

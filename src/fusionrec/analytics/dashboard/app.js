@@ -288,6 +288,8 @@
     }], { margin: { l: 140, r: 20, t: 10, b: 40 }, xaxis: axis("weeks since first visit"), yaxis: axis("cohort (users)", { autorange: "reversed" }) });
   }
   function segments(s) {
+    el("segments-note").textContent = DATA.segments_scope ? "Computed by the server over " + DATA.segments_scope +
+      " (kept between filter changes; the filters above do not apply here)." : "Computed by the server for the filters it was given.";
     var rows = (DATA.segments || {})[s.seg] || [];
     if (!rows.length) { el("segments-table").innerHTML = ""; return empty("plot-segments", "No users in this selection."); }
     var names = rows.map(function (r) { return String(r.name); });
@@ -378,9 +380,129 @@
       ["metrics", metric, function (v) { return fmt(v[metric]); }]]);
   }
 
+  // --- recommendations by placement / model version, the version timeline ---------------------
+  var REC_METRICS = {
+    ctr: ["clicked_exposures", "exposures", "click-through rate (exposures)", ".1%"],
+    conversion: ["purchases", "exposures", "conversion (attributed purchases per exposure)", ".2%"],
+    attributed_revenue: ["attributed_revenue", null, "attributed revenue", null]
+  };
+  function recSeries(s) {
+    var m = DATA.model_panels, by = el("f-rec-by").value, metric = el("f-rec-metric").value;
+    if (!m) return empty("plot-rec-series", "Shown by the live dashboard (the service's exposure log).");
+    var e = m.series;
+    if (!e || !e.period.length) return empty("plot-rec-series", "No exposure log in the store yet (serving writes it when it answers).");
+    var spec = REC_METRICS[metric], groups = {}, days = {};
+    for (var i = 0; i < e.period.length; i++) {
+      if (!inRange(e.period[i], s)) continue;
+      var key = e[by][i], day = e.period[i];
+      var g = groups[key] || (groups[key] = {});
+      var cell = g[day] || (g[day] = { n: 0, d: 0 });
+      cell.n += e[spec[0]][i] || 0; cell.d += spec[1] ? (e[spec[1]][i] || 0) : 0;
+      days[day] = true;
+    }
+    var keys = Object.keys(groups).sort(), allDays = Object.keys(days).sort();
+    if (!keys.length) return empty("plot-rec-series", "No exposures in this date range.");
+    var traces = keys.map(function (k) {
+      var ds = Object.keys(groups[k]).sort();
+      return { type: "scatter", mode: "lines+markers", name: (by === "placement" ? "placement " : "version ") + k, x: ds,
+        y: ds.map(function (d) { var c = groups[k][d]; return spec[1] ? ratio(c.n, c.d) : c.n; }), marker: { size: 5 } };
+    });
+    var xaxis = allDays.length < 3 ? axis("day shown", { type: "category" }) : axis("day shown");
+    var yaxis = spec[1] ? axis(spec[2], { tickformat: spec[3], rangemode: "tozero" }) : moneyAxis(spec[2], { rangemode: "tozero" });
+    draw("plot-rec-series", traces, { xaxis: xaxis, yaxis: yaxis, showlegend: true });
+  }
+  function versions(s) {
+    var m = DATA.model_panels;
+    if (!m) { el("versions-table").innerHTML = ""; return empty("plot-versions", "Shown by the live dashboard (the service's exposure log)."); }
+    var rows = (m.timeline || []).filter(function (r) {
+      return (!s.start || r.last_shown.slice(0, 10) >= s.start) && (!s.end || r.first_shown.slice(0, 10) <= s.end);
+    });
+    if (!rows.length) el("versions-table").innerHTML = "";
+    if (!rows.length) return empty("plot-versions", (m.timeline || []).length ? "No model version served in this date range." : "No exposure log in the store yet: no version has served.");
+    var names = rows.map(function (r) { return r.model_version; });
+    // One bar per version from its first to its last exposure (a version that served minutes gets
+    // a visible sliver: at least an hour wide); the figures are in the table below, not on the bars.
+    var base = rows.map(function (r) { return r.first_shown; });
+    var width = rows.map(function (r) { return Math.max(new Date(r.last_shown) - new Date(r.first_shown), 3600e3); });
+    var span = function (r) { return r.first_shown.slice(0, 16).replace("T", " ") + " to " + r.last_shown.slice(0, 16).replace("T", " ") + " UTC"; };
+    el("plot-versions").style.height = Math.max(220, 110 + 40 * rows.length) + "px";
+    draw("plot-versions", [{
+      type: "bar", orientation: "h", y: names, x: width, base: base, marker: { color: "#4c78a8" },
+      hovertext: rows.map(function (r) { return r.model_version + ": " + span(r) + ", " + fmt(r.exposures, "int") + " exposures"; }),
+      hoverinfo: "text"
+    }], { margin: { l: 60, r: 20, t: 10, b: 50 }, xaxis: axis("time served (UTC)", { type: "date" }), yaxis: axis("model version", { type: "category", autorange: "reversed" }), showlegend: false });
+    table("versions-table", rows, [["model_version", "version"], ["first_shown", "first served (UTC)", function (v) { return esc(v.slice(0, 16).replace("T", " ")); }],
+      ["last_shown", "last served (UTC)", function (v) { return esc(v.slice(0, 16).replace("T", " ")); }],
+      ["exposures", "exposures", function (v) { return fmt(v, "int"); }], ["days", "days served", function (v) { return fmt(v, "int"); }]]);
+  }
+
+  // --- per-user preview and training jobs (live dashboard only) --------------------------------
+  function apiUrl(name) { return CONFIG.dataUrl ? CONFIG.dataUrl.replace(/\/data$/, "/" + name) : null; }
+  function userPreview() {
+    var box = el("user-preview"), id = el("f-user").value.trim();
+    if (!apiUrl("user")) { box.innerHTML = '<p class="plot empty">The user preview needs the live dashboard (fusionrec serve).</p>'; return Promise.resolve(); }
+    if (!id) { box.innerHTML = '<p class="plot empty">Enter a user id to see their recent events and what the active model recommends them (read-only: nothing is logged).</p>'; return Promise.resolve(); }
+    box.innerHTML = '<p class="note">loading…</p>';
+    return fetch(apiUrl("user") + "?user_id=" + encodeURIComponent(id)).then(function (r) { return r.json(); }).then(function (u) {
+      var html = '<div class="cols"><div><h3>Recent events of ' + esc(u.user_id) + "</h3>";
+      if (!u.events.length) html += '<p class="plot empty">No events stored for this user.</p>';
+      else html += "<table id='user-events'><tr><th>time (UTC)</th><th>event</th><th>item</th><th>category</th></tr>" + u.events.map(function (e) {
+        return "<tr><td>" + esc(String(e.ts).slice(0, 19).replace("T", " ")) + "</td><td class='text'>" + esc(e.event_type) + "</td><td class='text'>" +
+          esc(e.title || e.item_id || "–") + "</td><td class='text'>" + esc(e.category || "–") + "</td></tr>";
+      }).join("") + "</table>";
+      html += "</div><div>";
+      var rec = u.recommendations;
+      if (!rec) html += '<h3>Recommendations</h3><p class="plot empty">No service attached to this dashboard: recommendations are shown by the service\'s dashboard.</p>';
+      else if (!rec.items || !rec.items.length) html += '<h3>Recommendations</h3><p class="plot empty">The model recommends nothing to this user (' + esc(rec.fallback || "no model") + ").</p>";
+      else {
+        html += "<h3>Recommended by " + esc(rec.model_version || "–") + (rec.variant && rec.variant !== "default" ? " (arm " + esc(rec.variant) + ")" : "") +
+          (rec.fallback ? ", fallback " + esc(rec.fallback) : "") + (rec.known_user ? "" : ", a user the model has not seen") + "</h3>";
+        html += "<table id='user-recs'><tr><th>#</th><th>item</th><th>category</th><th>score</th><th>proposed by</th></tr>" + rec.items.map(function (it, n) {
+          return "<tr><td>" + (n + 1) + "</td><td class='text'>" + esc(it.title || it.item_id) + "</td><td class='text'>" + esc(it.category || "–") + "</td><td>" +
+            fmt(it.score) + "</td><td class='text'>" + esc((it.sources || []).join(", ") || "–") + "</td></tr>";
+        }).join("") + "</table>";
+      }
+      box.innerHTML = html + "</div></div>";
+    }).catch(function (err) { box.innerHTML = '<p class="plot empty">Could not load the user: ' + esc(err.message) + "</p>"; });
+  }
+  function when(t) { return t ? new Date(t * 1000).toISOString().slice(0, 19).replace("T", " ") : "–"; }
+  function trainingPanel() {
+    var box = el("training");
+    if (!apiUrl("training")) { box.innerHTML = '<p class="plot empty">Training jobs are shown by the live dashboard (fusionrec serve).</p>'; return Promise.resolve(); }
+    return fetch(apiUrl("training")).then(function (r) { return r.json(); }).then(function (t) {
+      var html = "", st = t.training;
+      if (!st) html += '<p class="plot empty">No service attached to this dashboard: training jobs are shown by the service\'s dashboard.</p>';
+      else if (st.state === "idle") html += '<p class="plot empty">No training run since the service started (POST /v1/models/train, or [serving] retrain_every_s).</p>';
+      else {
+        html += '<p id="training-state"><b>' + esc(st.state === "running" ? "Running" : st.state === "done" ? "Last run done" : "Last run failed") + "</b>: " + esc(st.model || "pipeline") +
+          ", started " + when(st.started_at) + " UTC" + (st.seconds !== undefined ? ", took " + st.seconds + " s" : "") + (st.version ? ", made " + esc(st.version) : "") +
+          (st.error ? ': <span class="bad">' + esc(st.error) + "</span>" : "") + "</p>";
+        var p = st.progress;
+        if (st.state === "running" && p) {
+          var share = p.total ? Math.min(1, p.done / p.total) : null;
+          html += "<p class='note'>" + esc(p.task) + (p.total ? ": " + p.done + " of " + p.total : "") + (p.detail ? " (" + esc(p.detail) + ")" : "") + "</p>" +
+            (share !== null ? "<div class='progress'><div style='width:" + (100 * share).toFixed(1) + "%'></div></div>" : "");
+        }
+      }
+      if ((t.history || []).length) {
+        html += "<h3>Runs since the service started</h3><table id='training-history'><tr><th>started (UTC)</th><th>model</th><th>trigger</th><th>state</th><th>seconds</th><th>version</th></tr>" +
+          t.history.map(function (h) { return "<tr><td>" + when(h.started_at) + "</td><td class='text'>" + esc(h.model || "–") + "</td><td class='text'>" + esc(h.trigger || "–") +
+            "</td><td class='text " + (h.state === "failed" ? "bad" : "good") + "'>" + esc(h.state) + "</td><td>" + fmt(h.seconds) + "</td><td class='text'>" + esc(h.version || h.error || "–") + "</td></tr>"; }).join("") + "</table>";
+      }
+      if ((t.versions || []).length) {
+        html += "<h3>Model versions</h3><table id='training-versions'><tr><th>version</th><th>model</th><th>trained (UTC)</th><th>by</th><th>active</th><th>metrics</th></tr>" +
+          t.versions.map(function (v) { return "<tr><td>" + esc(v.version) + "</td><td class='text'>" + esc(v.model || v.error || "–") + "</td><td class='text'>" + esc(String(v.created_at || "–").slice(0, 19).replace("T", " ")) +
+            "</td><td class='text'>" + esc(v.trained_by || "–") + "</td><td class='text'>" + (v.active ? "active" : "") + "</td><td class='text'>" +
+            esc(Object.keys(v.metrics || {}).slice(0, 3).map(function (k) { return k + " " + fmt(v.metrics[k]); }).join(", ")) + "</td></tr>"; }).join("") + "</table>";
+      } else if (st) html += '<p class="plot empty">No model version in the model directory yet (fusionrec train).</p>';
+      box.innerHTML = html;
+      if (st && st.state === "running") setTimeout(trainingPanel, 3000);  // progress while it runs
+    }).catch(function (err) { box.innerHTML = '<p class="plot empty">Could not load training jobs: ' + esc(err.message) + "</p>"; });
+  }
+
   function render() {
     var s = state(), total = withRatios(sum(cubeRows(s)));
-    tiles(s, total); funnel(total); funnelBy(s); series(s); ctr(s); cpa(s); retention(s); segments(s); rules(s); experiments(); leaderboard();
+    tiles(s, total); funnel(total); funnelBy(s); series(s); ctr(s); cpa(s); retention(s); segments(s); rules(s); recSeries(s); versions(s); experiments(); leaderboard();
     document.body.setAttribute("data-rendered", String(Date.now()));
   }
 
@@ -392,8 +514,16 @@
     el("f-start").value = f.start || DATA.bounds.first_day || ""; el("f-end").value = f.end || DATA.bounds.last_day || "";
     el("f-start").min = el("f-end").min = DATA.bounds.first_day || ""; el("f-start").max = el("f-end").max = DATA.bounds.last_day || "";
     if (f.category) cat.value = f.category;
-    ["f-dim", "f-kpi", "f-grain", "f-seg", "f-rules"].forEach(function (id) { el(id).addEventListener("change", render); });
+    el("f-user-go").addEventListener("click", userPreview);
+    el("f-user").addEventListener("keydown", function (e) { if (e.key === "Enter") userPreview(); });
+    trainingPanel();
+    ["f-dim", "f-kpi", "f-grain", "f-seg", "f-rules", "f-rec-by", "f-rec-metric"].forEach(function (id) { el(id).addEventListener("change", render); });
     ["f-start", "f-end", "f-category"].forEach(function (id) { el(id).addEventListener("change", CONFIG.dataUrl ? reload : render); });
+  }
+
+  // The live dashboard keeps its data between filter changes: say how old it is.
+  function updated(data) {
+    return "updated " + data.generated_at + (data.data_as_of && data.data_as_of !== data.generated_at ? " (data as of " + data.data_as_of + ")" : "");
   }
 
   function reload() {
@@ -406,7 +536,7 @@
       if (!r.ok) return r.text().then(function (t) { throw new Error(t); });
       return r.json();
     }).then(function (data) {
-      DATA = data; el("status").textContent = "updated " + data.generated_at; render();
+      DATA = data; el("status").textContent = updated(data); render();
     }).catch(function (err) { el("status").textContent = "could not load: " + err.message; });
   }
 
@@ -414,7 +544,7 @@
     if (DATA) { setup(); render(); el("status").textContent = "report of " + DATA.generated_at; return; }
     el("status").textContent = "loading…";
     fetch(CONFIG.dataUrl).then(function (r) { return r.json(); }).then(function (data) {
-      DATA = data; setup(); render(); el("status").textContent = "updated " + data.generated_at;
+      DATA = data; setup(); render(); el("status").textContent = updated(data);
     }).catch(function (err) { el("status").textContent = "could not load: " + err.message; });
   }
   window.fusionrecRender = render;

@@ -1,0 +1,96 @@
+"""What the dashboard's per-user preview and training panel read from the running service.
+
+`preview` runs the service's own recommendation path (`fusionrec.serving.recommend.recommend`) on
+a read-only view of the service: no exposure is logged or remembered, no answer cached, no metric
+counted, so looking a user up changes nothing a shop measures. `training_status` is ``GET
+/v1/models``'s training state (with its progress) beside the versions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fusionrec.serving.service import Service
+
+
+class _Nothing:
+    """Takes any call or attribute and does nothing (the metrics: ``labels(...).inc()``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self
+
+
+class _NoWrites:
+    """The exposure buffer and the answer cache, switched off: nothing added, nothing found."""
+
+    def add(self, **kwargs: Any) -> None:
+        return None
+
+    def get(self, *args: Any) -> None:
+        return None
+
+    def put(self, *args: Any) -> None:
+        return None
+
+
+class _ReadOnly:
+    """The service with every write of the recommendation path switched off."""
+
+    def __init__(self, svc: Service) -> None:
+        self._svc = svc
+        self.exposures = _NoWrites()
+        self.cache = _NoWrites()  # always computed afresh, never stored
+        self.metrics = _Nothing()
+
+    def remember_exposure(self, visitor: str, items: list[str]) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._svc, name)
+
+
+def preview(svc: Service, user_id: str, k: int = 10) -> dict[str, Any]:
+    """What the user would be recommended now (their experiment arm's version, else the active
+    one), each item with its title, category and the sources that proposed it."""
+    from fusionrec.serving.recommend import RecQuery, recommend
+
+    answer = recommend(_ReadOnly(svc), RecQuery(user_id=user_id, k=k))  # type: ignore[arg-type]
+    answer.pop("exposure_id", None)
+    for entry in answer.get("items", []):
+        item = svc.catalogue.get(entry["item_id"]) or {}
+        entry["title"] = item.get("title")
+        entry["category"] = item.get("category")
+    answer["known_user"] = any(
+        user_id in loaded.user_index for loaded in [svc.registry.active] if loaded is not None
+    )
+    answer["active_version"] = svc.registry.active.version if svc.registry.active else None
+    return answer
+
+
+def training_status(svc: Service) -> dict[str, Any]:
+    """The retrainer's current (or last) run with its progress, its earlier runs, and the versions."""
+    from fusionrec.serving.logs import without_paths
+
+    active = svc.registry.active
+    versions = without_paths(svc.registry.versions())
+    rows = [
+        {
+            "version": v.get("version"),
+            "model": v.get("model"),
+            "created_at": v.get("created_at"),
+            "trained_by": v.get("trained_by"),
+            "active": bool(v.get("active")),
+            "metrics": v.get("metrics") or {},
+            "error": v.get("error"),
+        }
+        for v in versions
+    ]
+    return {
+        "training": without_paths(dict(svc.retrainer.state)),
+        "history": without_paths(list(getattr(svc.retrainer, "history", []))),
+        "versions": rows,
+        "active": active.version if active else None,
+    }
