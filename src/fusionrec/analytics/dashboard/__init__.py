@@ -65,7 +65,6 @@ def dashboard_router(
         cache_size=cache_size,
     )
     router = APIRouter(tags=["dashboard"])
-    router.dashboard_data = data_source  # type: ignore[attr-defined]
 
     @router.get("/", response_class=HTMLResponse, name="dashboard_page")
     def page(request: Request) -> HTMLResponse:
@@ -90,9 +89,7 @@ def dashboard_router(
             filters = Filters.of(start, end, category)
         except ValueError as err:
             raise HTTPException(status_code=422, detail=str(err)) from err
-        payload = data_source.payload(filters)
-        payload = {**payload, "live": {"preview": preview is not None, "training": training is not None}}
-        return _json(payload)
+        return _json(data_source.payload(filters))
 
     @router.get("/api/user", name="dashboard_user")
     async def user(
