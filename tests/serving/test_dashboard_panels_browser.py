@@ -67,8 +67,20 @@ def test_model_panels_preview_and_training_of_a_running_service(
     from fusionrec.serving.app import create_app
 
     titles = {row["item_id"]: row["title"] for row in shop[1].to_pylist()}
+    # An experiment on the cart strip whose second arm serves v0002 (item_knn): the preview shows
+    # that arm's answer too.
+    experiment = {
+        "name": "cart-strip",
+        "placements": ["cart"],
+        "arms": [{"name": "control"}, {"name": "knn", "model_version": "v0002"}],
+    }
     settings = make_settings(
-        store_url, models_dir, exposure_flush_s=0.2, gate_tolerance=1.0, retrain_min_interval_s=0
+        store_url,
+        models_dir,
+        exposure_flush_s=0.2,
+        gate_tolerance=1.0,
+        retrain_min_interval_s=0,
+        experiments=[experiment],
     )
     app = create_app(settings)
     with served(app) as api:
@@ -172,7 +184,10 @@ def test_model_panels_preview_and_training_of_a_running_service(
         assert len(rows) == 10
         assert all(row[4] and row[4] != "–" for row in rows), rows  # the proposing sources
         assert all(row[1] in titles.values() for row in rows)  # titles from the catalogue
-        assert "Recommended by v0003" in browser.find_element("id", "user-preview").text
+        preview = browser.find_element("id", "user-preview").text
+        assert "Recommended by v0003 (what this user is served)" in preview
+        assert "Recommended by v0002 (arm knn of cart-strip)" in preview
+        assert browser.execute_script("return document.querySelectorAll('.user-recs').length") == 2
         events = browser.execute_script("return document.querySelectorAll('#user-events tr').length")
         assert events > 1
         assert _exposures(service) == before  # the preview logged nothing

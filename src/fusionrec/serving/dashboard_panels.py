@@ -8,6 +8,7 @@ counted, so looking a user up changes nothing a shop measures. `training_status`
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fusionrec.serving.service import Service
@@ -53,20 +54,64 @@ class _ReadOnly:
 
 
 def preview(svc: Service, user_id: str, k: int = 10) -> dict[str, Any]:
-    """What the user would be recommended now (their experiment arm's version, else the active
-    one), each item with its title, category and the sources that proposed it."""
+    """What the user would be recommended now: the answer they get (their experiment arm's
+    version, else the active one), then the answer of every other version that serves (the
+    active one, each arm of an enabled experiment), each item with its title, category and the
+    sources that proposed it."""
+    answer = _answer(svc, user_id, k, None)
+    answer["label"] = "what this user is served"
+    answers = [answer]
+    seen = {(answer.get("model_version"), "{}")}  # an arm with its own rules is another answer
+    for exp, arm in _arms(svc):
+        forced = exp.model_copy(
+            update={
+                "enabled": True,
+                "arms": [arm, arm.model_copy(update={"name": arm.name + " "})],  # two arms, one answer
+            }
+        )
+        other = _answer(svc, user_id, k, forced)
+        other["variant"] = arm.name
+        key = (other.get("model_version"), json.dumps(arm.rules, sort_keys=True, default=str))
+        if key in seen:
+            continue
+        seen.add(key)
+        other["label"] = f"arm {arm.name} of {exp.name}"
+        answers.append(other)
+    active = svc.registry.active
+    if active is not None and all(a.get("model_version") != active.version for a in answers):
+        other = _answer(svc, user_id, k, False)
+        other["label"] = "the active version"
+        answers.append(other)
+    return {
+        **answer,
+        "answers": answers,
+        "known_user": active is not None and user_id in active.user_index,
+        "active_version": active.version if active is not None else None,
+    }
+
+
+def _arms(svc: Service) -> list[tuple[Any, Any]]:
+    return [(exp, arm) for exp in svc.settings.experiments if exp.enabled for arm in exp.arms]
+
+
+def _answer(svc: Service, user_id: str, k: int, experiment: Any) -> dict[str, Any]:
+    """The recommendation path's answer on the read-only service: with the configured experiments
+    (``experiment`` None), none (False: the active version), or one forced arm."""
     from fusionrec.serving.recommend import RecQuery, recommend
 
-    answer = recommend(_ReadOnly(svc), RecQuery(user_id=user_id, k=k))  # type: ignore[arg-type]
+    view = _ReadOnly(svc)
+    placement = None
+    if experiment is not None:
+        experiments = [] if experiment is False else [experiment]
+        view.settings = svc.settings.model_copy(update={"experiments": experiments})
+        if experiment is not False and experiment.placements:
+            placement = experiment.placements[0]
+    answer = recommend(view, RecQuery(user_id=user_id, k=k, placement=placement))  # type: ignore[arg-type]
     answer.pop("exposure_id", None)
     for entry in answer.get("items", []):
         item = svc.catalogue.get(entry["item_id"]) or {}
         entry["title"] = item.get("title")
         entry["category"] = item.get("category")
-    answer["known_user"] = any(
-        user_id in loaded.user_index for loaded in [svc.registry.active] if loaded is not None
-    )
-    answer["active_version"] = svc.registry.active.version if svc.registry.active else None
     return answer
 
 

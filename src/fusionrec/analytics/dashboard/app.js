@@ -453,15 +453,15 @@
       html += "</div><div>";
       var rec = u.recommendations;
       if (!rec) html += '<h3>Recommendations</h3><p class="plot empty">No service attached to this dashboard: recommendations are shown by the service\'s dashboard.</p>';
-      else if (!rec.items || !rec.items.length) html += '<h3>Recommendations</h3><p class="plot empty">The model recommends nothing to this user (' + esc(rec.fallback || "no model") + ").</p>";
-      else {
-        html += "<h3>Recommended by " + esc(rec.model_version || "–") + (rec.variant && rec.variant !== "default" ? " (arm " + esc(rec.variant) + ")" : "") +
-          (rec.fallback ? ", fallback " + esc(rec.fallback) : "") + (rec.known_user ? "" : ", a user the model has not seen") + "</h3>";
-        html += "<table id='user-recs'><tr><th>#</th><th>item</th><th>category</th><th>score</th><th>proposed by</th></tr>" + rec.items.map(function (it, n) {
-          return "<tr><td>" + (n + 1) + "</td><td class='text'>" + esc(it.title || it.item_id) + "</td><td class='text'>" + esc(it.category || "–") + "</td><td>" +
+      else (rec.answers || [rec]).forEach(function (a, n) {
+        var title = "Recommended by " + esc(a.model_version || "–") + (a.label ? " (" + esc(a.label) + ")" : "") +
+          (a.fallback ? ", fallback " + esc(a.fallback) : "") + (n === 0 && !rec.known_user ? ", a user the model has not seen" : "");
+        if (!a.items || !a.items.length) { html += "<h3>" + title + '</h3><p class="plot empty">Nothing to recommend to this user (' + esc(a.fallback || "no model") + ").</p>"; return; }
+        html += "<h3>" + title + "</h3><table class='user-recs'" + (n === 0 ? " id='user-recs'" : "") + "><tr><th>#</th><th>item</th><th>category</th><th>score</th><th>proposed by</th></tr>" + a.items.map(function (it, i) {
+          return "<tr><td>" + (i + 1) + "</td><td class='text'>" + esc(it.title || it.item_id) + "</td><td class='text'>" + esc(it.category || "–") + "</td><td>" +
             fmt(it.score) + "</td><td class='text'>" + esc((it.sources || []).join(", ") || "–") + "</td></tr>";
         }).join("") + "</table>";
-      }
+      });
       box.innerHTML = html + "</div></div>";
     }).catch(function (err) { box.innerHTML = '<p class="plot empty">Could not load the user: ' + esc(err.message) + "</p>"; });
   }
