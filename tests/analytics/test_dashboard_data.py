@@ -26,7 +26,7 @@ def shop(tmp_path: Path) -> EventStore:
 
 
 def test_filter_changes_reuse_one_build_and_match_a_payload_built_for_them(shop: EventStore) -> None:
-    data = DashboardData(shop, n_boot=20, check_s=0.0, refresh_s=0.0)
+    data = DashboardData(shop, n_boot=20, check_s=0.0, refresh_s=0.0, background=False)
     everything = data.payload(Filters())
     category = everything["categories"][0]
     pets = data.payload(Filters.of(category=category))
@@ -70,7 +70,7 @@ def test_new_data_is_shown_at_the_next_request_and_a_busy_shop_is_rebuilt_at_mos
             ],
         )
 
-    data = DashboardData(shop, n_boot=20, check_s=0.0, refresh_s=0.0)
+    data = DashboardData(shop, n_boot=20, check_s=0.0, refresh_s=0.0, background=False)
     first = data.payload(Filters())
     expose(3, "v0042")  # an API call logs exposures: the next filter change shows them
     second = data.payload(Filters.of(end=now.date().isoformat()))
@@ -83,19 +83,45 @@ def test_new_data_is_shown_at_the_next_request_and_a_busy_shop_is_rebuilt_at_mos
     assert "v0042" in series["model_version"] and "home" in series["placement"]
     assert second["bounds"]["last_day"] == now.date().isoformat()
 
-    busy = DashboardData(shop, n_boot=20, check_s=0.0, refresh_s=3600.0)
+    busy = DashboardData(shop, n_boot=20, check_s=0.0, refresh_s=3600.0, background=False)
     busy.payload(Filters())
     expose(2, "v0043")
     stale = busy.payload(Filters.of(category=first["categories"][1]))
     assert busy.builds == 1  # changed within refresh_s: served as of the last build, and said so
     assert stale["data_as_of"] <= stale["generated_at"]
-    busy.invalidate()
-    assert "v0043" in busy.payload(Filters())["model_panels"]["series"]["model_version"]
+    # A page load waits for the data as it is, whatever refresh_s says.
+    assert "v0043" in busy.payload(Filters(), fresh=True)["model_panels"]["series"]["model_version"]
     assert busy.builds == 2
 
 
+def test_a_filter_change_never_waits_for_a_build(shop: EventStore) -> None:
+    """New data: the filter change is answered from the last snapshot while a newer one is built
+    in the background; the request after it sees the new data."""
+    data = DashboardData(shop, n_boot=20, check_s=0.0, refresh_s=0.0)
+    category = data.payload(Filters())["categories"][0]
+    log_exposures(
+        shop,
+        [
+            {
+                "exposure_id": "late",
+                "timestamp": datetime.now(UTC),
+                "user_id": "u1",
+                "placement": "home",
+                "model_version": "v0077",
+                "items": ["i1"],
+            }
+        ],
+    )
+    old = data.payload(Filters.of(category=category))  # answered at once, from the last snapshot
+    assert "v0077" not in old["model_panels"]["series"]["model_version"]
+    data._building.join(timeout=300)
+    assert data.builds == 2
+    new = data.payload(Filters.of(category=category))
+    assert "v0077" in new["model_panels"]["series"]["model_version"]
+
+
 def test_a_users_recent_events(shop: EventStore) -> None:
-    data = DashboardData(shop, n_boot=20)
+    data = DashboardData(shop, n_boot=20, background=False)
     user = shop.query_arrow("SELECT min(user_id) AS u FROM events", {}).column(0)[0].as_py()
     events = data.user_events(user, limit=5)
     assert 0 < len(events) <= 5

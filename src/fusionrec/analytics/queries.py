@@ -443,22 +443,37 @@ def user_categories(f: Filters, source: str | None = None) -> Query:
     return sql, f.params()
 
 
+BASKET_TYPES = {
+    "purchase": ("purchase",),
+    "cart": ("add_to_cart", "purchase"),
+    "session": (*VIEW_TYPES, "add_to_cart", "purchase"),
+}
+
+
 def baskets(f: Filters, mode: str = "purchase") -> Query:
     """(basket, item) rows for association rules: items bought in one session (``purchase``), put in
     the cart or bought in one session (``cart``), or viewed, carted or bought in one (``session``)."""
-    types = {
-        "purchase": ("purchase",),
-        "cart": ("add_to_cart", "purchase"),
-        "session": (*VIEW_TYPES, "add_to_cart", "purchase"),
-    }
-    if mode not in types:
+    if mode not in BASKET_TYPES:
         raise ValueError(f"basket mode must be 'purchase', 'cart' or 'session', not {mode!r}")
     sql = (
-        f"WITH ev AS ({filtered_events(f, types[mode])}) "
+        f"WITH ev AS ({filtered_events(f, BASKET_TYPES[mode])}) "
         "SELECT DISTINCT session_key AS basket_id, item_id FROM ev WHERE item_id IS NOT NULL "
         "ORDER BY basket_id, item_id"
     )
     return sql, f.params()
+
+
+def basket_rows(mode: str = "purchase") -> Query:
+    """`baskets` of every day with the day of each row and the item's category path, so that a
+    date range and a category subtree can be applied later, in memory (the live dashboard)."""
+    if mode not in BASKET_TYPES:
+        raise ValueError(f"basket mode must be 'purchase', 'cart' or 'session', not {mode!r}")
+    sql = (
+        f"WITH ev AS ({filtered_events(Filters(), BASKET_TYPES[mode])}) SELECT DISTINCT ev.session_key AS basket_id, ev.item_id, CAST(ev.ts AS DATE) AS day, "
+        "i.category AS path FROM ev LEFT JOIN items i ON i.item_id = ev.item_id "
+        "WHERE ev.item_id IS NOT NULL ORDER BY basket_id, ev.item_id"
+    )
+    return sql, {}
 
 
 def item_categories() -> Query:

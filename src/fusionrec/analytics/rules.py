@@ -32,16 +32,21 @@ def association_rules(
     min_count: int = 2,
     category: str | None = None,
     top: int | None = 100,
+    rows: pd.DataFrame | None = None,
+    catalogue: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Pairwise rules ``antecedent -> consequent`` with support, confidence, lift and count.
 
     ``mode``: ``purchase`` (items bought in one session) or ``session`` (items viewed, carted or
     bought in one session). ``filters`` choose the baskets (a category filter keeps only that
     category's items in them); ``category`` keeps rules whose antecedent or consequent lies in that
-    subtree. Strongest lift first, at most ``top`` rules.
+    subtree. Strongest lift first, at most ``top`` rules. ``rows`` (``basket_id``, ``item_id``)
+    and ``catalogue`` (`queries.item_categories` indexed by ``item_id``), when given, are used
+    instead of reading the store (the live dashboard keeps both in memory).
     """
     f = filters or Filters()
-    rows = run(store, q.baskets(f, mode))
+    if rows is None:
+        rows = run(store, q.baskets(f, mode))
     columns = [
         *RULE_COLUMNS,
         "antecedent_title",
@@ -59,7 +64,8 @@ def association_rules(
         min_confidence=min_confidence,
         min_count=min_count,
     )
-    catalogue = run(store, q.item_categories()).set_index("item_id")
+    if catalogue is None:
+        catalogue = run(store, q.item_categories()).set_index("item_id")
     for side in ("antecedent", "consequent"):
         ids = rules[side].astype(str)
         rules[f"{side}_title"] = catalogue["title"].reindex(ids).to_numpy()

@@ -39,7 +39,7 @@ def dashboard_router(
     store: EventStore | str,
     *,
     leaderboard: Sequence[str | Path] = (),
-    cache_seconds: float = 10.0,
+    cache_seconds: float = 30.0,
     cache_size: int = 32,
     n_boot: int = 500,
     currency: str | None = None,
@@ -48,8 +48,10 @@ def dashboard_router(
     check_s: float = 1.0,
 ) -> APIRouter:
     """A router serving the analytics dashboard over ``store`` (an open store or a store URL);
-    money is shown in ``currency`` (ISO 4217) when given. Data that changed is rebuilt at most
-    every ``cache_seconds`` (`DashboardData.refresh_s`); changes are looked for every ``check_s``.
+    money is shown in ``currency`` (ISO 4217) when given. A page load (``fresh=1``) gets the data
+    as it is; a filter change is served from the last snapshot, rebuilt in the background when the
+    data changed, at most every ``cache_seconds`` (`DashboardData.refresh_s`); changes are looked
+    for every ``check_s``.
     ``preview(user_id, k)``: what the service would recommend the user (read-only);
     ``training()``: the retrainer's state and the model versions."""
     from fusionrec.analytics.report import plotly_js_path, render_html
@@ -84,12 +86,13 @@ def dashboard_router(
         start: str | None = Query(None, description="first UTC day, YYYY-MM-DD"),
         end: str | None = Query(None, description="last UTC day, YYYY-MM-DD"),
         category: str | None = Query(None, description="category path or prefix"),
+        fresh: bool = Query(False, description="the data as it is now (a page load waits for it)"),
     ) -> Response:
         try:
             filters = Filters.of(start, end, category)
         except ValueError as err:
             raise HTTPException(status_code=422, detail=str(err)) from err
-        return _json(data_source.payload(filters))
+        return _json(data_source.payload(filters, fresh=fresh))
 
     @router.get("/api/user", name="dashboard_user")
     async def user(

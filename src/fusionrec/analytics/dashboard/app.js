@@ -543,7 +543,7 @@
   function start() {
     if (DATA) { setup(); render(); el("status").textContent = "report of " + DATA.generated_at; return; }
     el("status").textContent = "loading…";
-    fetch(CONFIG.dataUrl).then(function (r) { return r.json(); }).then(function (data) {
+    fetch(CONFIG.dataUrl + "?fresh=1").then(function (r) { return r.json(); }).then(function (data) {
       DATA = data; setup(); render(); el("status").textContent = updated(data);
     }).catch(function (err) { el("status").textContent = "could not load: " + err.message; });
   }

@@ -1,19 +1,23 @@
 """The live dashboard's data: heavy queries computed once per version of the data, filters served
-from them.
+from memory.
 
 A filter change used to rebuild the whole payload (about 5 s of the service's CPU on a 1M-event
-shop). Now the full payload (`build_payload` without filters: the session cube by day, category,
-channel and device, retention cohorts, segments, experiments, exposures by day) is built once per
-*data version*, beside the session rows kept in a temporary table and the model panels' series;
-the page filters the cube, cohorts and series by date and category itself, as the static report
-does. Per filter set only the small parts are computed: distinct users (from the kept session rows),
-association rules, and the forecast of a category (cached per category).
+shop). Now a *snapshot* is built once per version of the data: the full payload (`build_payload`
+without filters: the session cube by day, category, channel and device, retention cohorts,
+segments, experiments, exposures by day), the session rows and basket rows (in memory, as pandas
+frames), the catalogue, each category's forecast, and the model panels' series. The page filters
+the cube, cohorts and series by date and category itself, as the static report does; per filter
+set the server computes only the distinct users and the association rules, from the frames in
+memory, without touching the store.
 
 The data version is a fingerprint of the tables (rows and latest time of events, exposures,
 exposure links, items, costs), read at most every ``check_s`` seconds: an API call that stores
-events or exposures shows on the next filter change instead of after a fixed 60 s. A busy shop
-whose data changes all the time is rebuilt at most every ``refresh_s`` seconds (the page says how
-old its data is).
+events or exposures shows at the next filter change (the old cache kept a filter set for 60 s).
+A page load (``fresh``) waits for a snapshot of the data as it is; a filter change never waits
+for one: when the data changed, a newer snapshot is built in the background (at most every
+``refresh_s`` seconds) while the last is served, its age on the page. So a shop whose data changes
+all the time keeps fast filter changes, and pays one build per ``refresh_s`` only while someone
+uses the dashboard.
 
 Differences from a payload built for the filters: a session is dated by its first event and
 counted in the categories it touched (as in the cube); segments cover every date (said on the page).
@@ -21,12 +25,12 @@ counted in the categories it touched (as in the cube); segments cover every date
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,10 +46,25 @@ from fusionrec.data.store import EventStore
 logger = logging.getLogger(__name__)
 
 VERSIONED_TABLES = ("events", "exposures", "exposure_events", "items", "campaign_costs")
+RULE_MODES = ("purchase", "cart")
+
+
+@dataclass
+class Snapshot:
+    """Everything the dashboard serves for one version of the data."""
+
+    version: tuple[Any, ...]
+    built_at: float  # time.monotonic()
+    base: dict[str, Any]  # the unfiltered payload, with the model panels
+    sessions: pd.DataFrame  # `queries.session_rows` without filters
+    baskets: dict[str, pd.DataFrame]  # `queries.basket_rows` per rule mode
+    catalogue: pd.DataFrame  # `queries.item_categories`, indexed by item_id
+    forecasts: dict[str, dict[str, Any]] = field(default_factory=dict)  # per top-level category
+    payloads: OrderedDict[tuple[Any, ...], dict[str, Any]] = field(default_factory=OrderedDict)
 
 
 class DashboardData:
-    """Payloads for the dashboard's filters over one open store (thread-safe; one build at a time)."""
+    """Payloads for the dashboard's filters over one open store (thread-safe)."""
 
     def __init__(
         self,
@@ -57,6 +76,7 @@ class DashboardData:
         check_s: float = 1.0,
         refresh_s: float = 10.0,
         cache_size: int = 32,
+        background: bool = True,
     ) -> None:
         self.store = store
         self.leaderboard = leaderboard
@@ -65,16 +85,13 @@ class DashboardData:
         self.check_s = check_s
         self.refresh_s = refresh_s
         self.cache_size = cache_size
-        self.lock = threading.RLock()  # also serialises store access: the store has one connection
-        self._version: tuple[Any, ...] | None = None
+        self.background = background  # later snapshots built in a thread (tests turn it off)
+        self.store_lock = threading.Lock()  # the store has one connection: one user at a time
+        self.lock = threading.Lock()  # the snapshot and its caches
+        self._snapshot: Snapshot | None = None
         self._checked = -float("inf")
-        self._built = -float("inf")
-        self._base: dict[str, Any] | None = None
-        self._cube_frame: pd.DataFrame | None = None
-        self._sessions: str | None = None  # temporary table of unfiltered session rows
-        self._forecasts: dict[str, dict[str, Any]] = {}
-        self._payloads: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
-        self.builds = 0  # full builds so far (tests and the benchmark read it)
+        self._building: threading.Thread | None = None
+        self.builds = 0  # snapshots built so far (tests and the benchmark read it)
 
     # --- versions ------------------------------------------------------------------------------
 
@@ -84,34 +101,60 @@ class DashboardData:
         return (present, *(str(v) for v in row.tolist()))
 
     def invalidate(self) -> None:
-        """Forget everything: the next request rebuilds (e.g. after a bulk load)."""
+        """Forget the snapshot: the next request builds one (e.g. after a bulk load)."""
         with self.lock:
-            self._version = None
+            self._snapshot = None
             self._checked = -float("inf")
-            self._built = -float("inf")
 
-    def _current(self) -> None:
-        """Rebuild the base when the data changed (checked every ``check_s``, rebuilt at most
-        every ``refresh_s``)."""
-        now = time.monotonic()
-        if self._base is not None and now - self._checked < self.check_s:
-            return
-        version = self._read_version()
-        self._checked = now
-        if self._base is not None and version == self._version:
-            return
-        if self._base is not None and now - self._built < self.refresh_s:
-            return  # changed again within refresh_s: served as of the last build
-        self._build(version)
+    def _current(self, fresh: bool = False) -> Snapshot:
+        """The snapshot to serve. None yet, or ``fresh`` (a page load) and the data changed: one
+        is built while the request waits. Otherwise (a filter change), when the data changed and
+        the snapshot is older than ``refresh_s``, a newer one is built in the background while
+        this one is served."""
+        with self.lock:
+            snapshot = self._snapshot
+            now = time.monotonic()
+            due = fresh or snapshot is None or now - self._checked >= self.check_s
+            if due:
+                self._checked = now
+        if snapshot is None or fresh:
+            with self.store_lock:  # waits for a build in the background, if any
+                version = self._read_version()
+                snapshot = self._snapshot
+                if snapshot is not None and snapshot.version == version:
+                    return snapshot
+                return self._build(version)
+        if not due or (self._building is not None and self._building.is_alive()):
+            return snapshot
+        if not self.store_lock.acquire(blocking=False):
+            return snapshot  # the store is busy: look again at the next request
+        try:
+            version = self._read_version()
+        finally:
+            self.store_lock.release()
+        if version == snapshot.version or now - snapshot.built_at < self.refresh_s:
+            return snapshot
+        if not self.background:
+            with self.store_lock:
+                return self._build(version)
+        self._building = threading.Thread(
+            target=self._build_locked, args=(version,), name="fusionrec-dashboard", daemon=True
+        )
+        self._building.start()
+        return snapshot
 
-    def _build(self, version: tuple[Any, ...]) -> None:
-        from fusionrec.analytics.engine import inline_params
+    def _build_locked(self, version: tuple[Any, ...]) -> None:
+        try:
+            with self.store_lock:
+                self._build(version)
+        except Exception:  # the old snapshot stays; the next change tries again
+            logger.exception("dashboard data: building a snapshot failed")
+
+    def _build(self, version: tuple[Any, ...]) -> Snapshot:
+        """Build a snapshot (the caller holds ``store_lock``) and make it the served one."""
         from fusionrec.analytics.report import build_payload
 
         began = time.perf_counter()
-        if self._sessions is not None:
-            self.store.execute(f"DROP TABLE IF EXISTS {self._sessions}")
-            self._sessions = None
         base = build_payload(
             self.store,
             Filters(),
@@ -119,177 +162,190 @@ class DashboardData:
             n_boot=self.n_boot,
             currency=self.currency,
         )
-        name = f"fr_dash_sessions_{id(self):x}"
-        self.store.execute(f"DROP TABLE IF EXISTS {name}")
-        self.store.execute(f"CREATE TEMPORARY TABLE {name} AS {inline_params(q.session_rows(Filters()), {})}")
-        self._sessions = name
         base["model_panels"] = self._model_panels(base)
-        self._base = base
-        self._cube_frame = None
-        self._version = version
-        self._built = time.monotonic()
-        self._forecasts = {q.ALL_LABEL: base["forecasts"]}
-        self._payloads.clear()
+        snapshot = Snapshot(
+            version=version,
+            built_at=time.monotonic(),
+            base=base,
+            sessions=run(self.store, (q.session_rows(Filters()), {})),
+            baskets={mode: run(self.store, q.basket_rows(mode)) for mode in RULE_MODES},
+            catalogue=run(self.store, q.item_categories()).set_index("item_id"),
+        )
+        snapshot.sessions["day"] = pd.to_datetime(snapshot.sessions["started"], utc=True).dt.strftime(
+            "%Y-%m-%d"
+        )
+        for rows in snapshot.baskets.values():
+            rows["day"] = pd.to_datetime(rows["day"]).dt.strftime("%Y-%m-%d")
+            rows["path"] = rows["path"].fillna("")
+        cube = pd.DataFrame(base["cube"])
+        snapshot.forecasts[q.ALL_LABEL] = base["forecasts"]
         for category in base["categories"]:  # each category's forecast, ready for its first click
-            self._forecast(category)
-        self.builds += 1
+            snapshot.forecasts[category] = _forecast(cube, category, base["forecasts"].get("partial_day"))
         base["timings"]["dashboard_build"] = round(time.perf_counter() - began, 3)
-        logger.info("dashboard data rebuilt in %.1f s", time.perf_counter() - began)
+        with self.lock:
+            self._snapshot = snapshot
+            self.builds += 1
+        logger.info("dashboard data: snapshot built in %.1f s", time.perf_counter() - began)
+        return snapshot
 
     def _model_panels(self, base: dict[str, Any]) -> dict[str, Any]:
         """CTR, conversion and attributed revenue per day by placement and model version, and the
         version timeline (from the exposure log)."""
+        from fusionrec.analytics.report import _columns, _records
+
         if not base["has"]["exposures"]:
             return {"series": None, "timeline": []}
         series = kpis.ctr(self.store, Filters(), "day", ("placement", "model_version"))
         timeline = run(self.store, q.version_timeline())
-        from fusionrec.analytics.report import _columns, _records
-
-        return {
-            "series": _columns(series) if len(series) else None,
-            "timeline": _records(timeline),
-        }
+        return {"series": _columns(series) if len(series) else None, "timeline": _records(timeline)}
 
     # --- per filter ----------------------------------------------------------------------------
 
-    def payload(self, filters: Filters) -> dict[str, Any]:
-        """The payload for ``filters`` (a shared dict: do not change it)."""
+    def payload(self, filters: Filters, fresh: bool = False) -> dict[str, Any]:
+        """The payload for ``filters`` (a shared dict: do not change it); ``fresh``: the data as
+        it is now (a page load), else perhaps up to ``refresh_s`` older (a filter change)."""
+        snapshot = self._current(fresh)
+        key = (filters.start, filters.end, filters.category)
         with self.lock:
-            self._current()
-            assert self._base is not None
-            key = (filters.start, filters.end, filters.category)
-            hit = self._payloads.get(key)
+            hit = snapshot.payloads.get(key)
             if hit is not None:
-                self._payloads.move_to_end(key)
+                snapshot.payloads.move_to_end(key)
                 return hit
-            began = time.perf_counter()
-            payload = dict(self._base)
-            payload["filters"] = {
-                "start": filters.start.isoformat() if filters.start else None,
-                "end": filters.end.isoformat() if filters.end else None,
-                "category": filters.category,
-            }
-            payload["data_as_of"] = self._base["generated_at"]
-            payload["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-            if filters != Filters():
-                payload["cube"] = self._cube_in(filters)
-                payload["users"] = self._users(filters)
-                payload["rules"] = self._rules(filters)
-            payload["forecasts"] = self._forecast(filters.category)
-            payload["segments_scope"] = "every date and category"
-            payload["timings"] = {
-                **self._base["timings"],
-                "filters": round(time.perf_counter() - began, 3),
-            }
-            self._payloads[key] = payload
-            while len(self._payloads) > self.cache_size:
-                self._payloads.popitem(last=False)
-            return payload
-
-    def _cube_in(self, filters: Filters) -> dict[str, list[Any]]:
-        """The cube's rows in the filters' dates (and the category's rows beside the (all) rows)."""
-        assert self._base is not None
-        cube = self._base["cube"]
-        start = filters.start.isoformat() if filters.start else None
-        end = filters.end.isoformat() if filters.end else None
-        top = filters.category.split(" > ")[0] if filters.category else None
-        keep = [
-            i
-            for i, (day, cat) in enumerate(zip(cube["period"], cube["category"], strict=True))
-            if (start is None or day >= start)
-            and (end is None or day <= end)
-            and (top is None or cat in (top, q.ALL_LABEL))
-        ]
-        return {name: [column[i] for i in keep] for name, column in cube.items()}
-
-    def _sessions_in(self, filters: Filters) -> str:
-        """The kept session rows within the filters (dated by their first event; a category path
-        is matched by its top-level category, the grain of the rows)."""
-        where = []
-        if filters.start:
-            where.append("started >= :start")
-        if filters.end:
-            where.append("started < :end")
-        if filters.category:
-            where.append("category = :top")
-        clause = " WHERE " + " AND ".join(where) if where else ""
-        return f"(SELECT * FROM {self._sessions}{clause}) AS s"
-
-    def _params(self, filters: Filters) -> dict[str, Any]:
-        params = Filters(filters.start, filters.end).params()
-        if filters.category:
-            params["top"] = filters.category.split(" > ")[0]
-        return params
-
-    def _users(self, filters: Filters) -> list[dict[str, Any]]:
-        from fusionrec.analytics.report import _records
-
-        source, params = self._sessions_in(filters), self._params(filters)
-        frames = []
-        for by_category in (False, True):
-            sql, _ = q.user_metrics(Filters(), None, by_category, source)
-            frame = kpis.derive(run(self.store, (sql, params)))
-            if not by_category and filters.category:  # the page reads the category's own row
-                frame = frame.assign(category=filters.category)
-            frames.append(frame)
-        return _records(pd.concat(frames, ignore_index=True).drop(columns=["period"]))
-
-    def _rules(self, filters: Filters) -> dict[str, Any]:
-        from fusionrec.analytics.report import RULES_MIN_BASKETS, _records
-        from fusionrec.analytics.rules import association_rules
-
-        return {
-            mode: _records(
-                association_rules(
-                    self.store, filters, mode=mode, min_count=RULES_MIN_BASKETS, min_confidence=0.02, top=200
-                )
-            )
-            for mode in ("purchase", "cart")
+        began = time.perf_counter()
+        base = snapshot.base
+        payload = dict(base)
+        payload["filters"] = {
+            "start": filters.start.isoformat() if filters.start else None,
+            "end": filters.end.isoformat() if filters.end else None,
+            "category": filters.category,
         }
-
-    def _forecast(self, category: str | None) -> dict[str, Any]:
-        """The forecast of a category's daily KPIs, from the cube (cached per category)."""
-        from fusionrec.analytics.forecast import forecast_kpis
-        from fusionrec.analytics.report import FORECAST_KPIS, _columns
-
-        top = category.split(" > ")[0] if category else q.ALL_LABEL
-        hit = self._forecasts.get(top)
-        if hit is not None:
-            return {**hit, "category": category}
-        assert self._base is not None
-        if self._cube_frame is None:
-            self._cube_frame = pd.DataFrame(self._base["cube"])
-        cube = self._cube_frame
-        rows = cube[cube["category"] == top]
-        daily = kpis.derive(rows.groupby("period", as_index=False)[list(q.SESSION_MEASURES)].sum())
-        partial = self._base["forecasts"].get("partial_day")
-        if partial is not None:
-            daily = daily[daily["period"] != partial]
-        frames = forecast_kpis(daily, FORECAST_KPIS, horizon=14) if len(daily) else {}
-        result = {
-            "category": category,
-            "partial_day": partial,
-            "series": {
-                kpi: {
-                    "dates": [d.date().isoformat() for d in frame.index],
-                    **_columns(frame.reset_index(drop=True)),
-                }
-                for kpi, frame in frames.items()
-            },
-        }
-        self._forecasts[top] = result
-        return {**result, "category": category}
+        payload["data_as_of"] = base["generated_at"]
+        payload["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        if filters != Filters():
+            payload["cube"] = _cube_in(base["cube"], filters)
+            payload["users"] = _users(snapshot.sessions, filters)
+            payload["rules"] = _rules(snapshot, filters)
+        top = filters.category.split(" > ")[0] if filters.category else q.ALL_LABEL
+        forecast = snapshot.forecasts.get(top)
+        if forecast is None:  # a category the catalogue did not list
+            forecast = _forecast(pd.DataFrame(base["cube"]), top, base["forecasts"].get("partial_day"))
+        payload["forecasts"] = {**forecast, "category": filters.category}
+        payload["segments_scope"] = "every date and category"
+        payload["timings"] = {**base["timings"], "filters": round(time.perf_counter() - began, 3)}
+        with self.lock:
+            snapshot.payloads[key] = payload
+            while len(snapshot.payloads) > self.cache_size:
+                snapshot.payloads.popitem(last=False)
+        return payload
 
     def user_events(self, user_id: str, limit: int = 20) -> list[dict[str, Any]]:
+        """A user's latest events, newest first, with titles and categories."""
         from fusionrec.analytics.report import _records
 
         sql, _ = q.user_recent_events(limit)
-        with self.lock:
+        with self.store_lock:
             return _records(run(self.store, (sql, {"user_id": user_id})))
 
-    def close(self) -> None:
-        with self.lock:
-            if self._sessions is not None:
-                with contextlib.suppress(Exception):  # the store may be closed already
-                    self.store.execute(f"DROP TABLE IF EXISTS {self._sessions}")
-                self._sessions = None
+
+def _in_dates(days: pd.Series, filters: Filters) -> pd.Series:
+    keep = pd.Series(True, index=days.index)
+    if filters.start:
+        keep &= days >= filters.start.isoformat()
+    if filters.end:
+        keep &= days <= filters.end.isoformat()
+    return keep
+
+
+def _cube_in(cube: dict[str, list[Any]], filters: Filters) -> dict[str, list[Any]]:
+    """The cube's rows in the filters' dates (and the category's rows beside the (all) rows)."""
+    start = filters.start.isoformat() if filters.start else None
+    end = filters.end.isoformat() if filters.end else None
+    top = filters.category.split(" > ")[0] if filters.category else None
+    keep = [
+        i
+        for i, (day, cat) in enumerate(zip(cube["period"], cube["category"], strict=True))
+        if (start is None or day >= start)
+        and (end is None or day <= end)
+        and (top is None or cat in (top, q.ALL_LABEL))
+    ]
+    return {name: [column[i] for i in keep] for name, column in cube.items()}
+
+
+def _user_counts(rows: pd.DataFrame) -> dict[str, int]:
+    """Users, buyers (an order in the rows) and repeat buyers (two orders or more), as
+    `queries.user_metrics` counts them without a grain."""
+    if rows.empty:
+        return {"users": 0, "buyers": 0, "repeat_buyers": 0}
+    orders = rows.groupby("user_key")["has_purchase"].sum()
+    return {
+        "users": len(orders),
+        "buyers": int((orders > 0).sum()),
+        "repeat_buyers": int((orders > 1).sum()),
+    }
+
+
+def _users(sessions: pd.DataFrame, filters: Filters) -> list[dict[str, Any]]:
+    """Distinct users, buyers and repeat buyers of the sessions in the filters: over whole sessions
+    (the filters' category, or (all)) and per category."""
+    from fusionrec.analytics.report import _records
+
+    rows = sessions[_in_dates(sessions["day"], filters)]
+    if filters.category:
+        rows = rows[rows["category"] == filters.category.split(" > ")[0]]
+    whole = rows.groupby("session_key", as_index=False).agg(
+        user_key=("user_key", "min"), has_purchase=("has_purchase", "max")
+    )
+    out = [{"period": None, "category": filters.category or q.ALL_LABEL, **_user_counts(whole)}]
+    for category, group in rows.groupby("category"):
+        out.append({"period": None, "category": category, **_user_counts(group)})
+    return _records(kpis.derive(pd.DataFrame(out)).drop(columns=["period"]))
+
+
+def _rules(snapshot: Snapshot, filters: Filters) -> dict[str, Any]:
+    """Association rules of the baskets in the filters (days of the events, items in the category)."""
+    from fusionrec.analytics.report import RULES_MIN_BASKETS, _records
+    from fusionrec.analytics.rules import association_rules
+
+    out = {}
+    for mode, rows in snapshot.baskets.items():
+        keep = _in_dates(rows["day"], filters)
+        if filters.category:
+            prefix = filters.category + " > "
+            keep &= (rows["path"] == filters.category) | rows["path"].str.startswith(prefix)
+        chosen = rows.loc[keep, ["basket_id", "item_id"]].drop_duplicates()
+        out[mode] = _records(
+            association_rules(
+                None,  # type: ignore[arg-type]  # rows and catalogue given: the store is not read
+                filters,
+                mode=mode,
+                min_count=RULES_MIN_BASKETS,
+                min_confidence=0.02,
+                top=200,
+                rows=chosen.sort_values(["basket_id", "item_id"]).reset_index(drop=True),
+                catalogue=snapshot.catalogue,
+            )
+        )
+    return out
+
+
+def _forecast(cube: pd.DataFrame, top: str, partial: str | None) -> dict[str, Any]:
+    """The forecast of a top-level category's (or (all)'s) daily KPIs, from the cube."""
+    from fusionrec.analytics.forecast import forecast_kpis
+    from fusionrec.analytics.report import FORECAST_KPIS, _columns
+
+    rows = cube[cube["category"] == top]
+    daily = kpis.derive(rows.groupby("period", as_index=False)[list(q.SESSION_MEASURES)].sum())
+    if partial is not None:
+        daily = daily[daily["period"] != partial]
+    frames = forecast_kpis(daily, FORECAST_KPIS, horizon=14) if len(daily) else {}
+    return {
+        "category": top,
+        "partial_day": partial,
+        "series": {
+            kpi: {
+                "dates": [d.date().isoformat() for d in frame.index],
+                **_columns(frame.reset_index(drop=True)),
+            }
+            for kpi, frame in frames.items()
+        },
+    }
