@@ -37,7 +37,7 @@ FILTER_CHANGES = (
     {"start": "2026-02-01", "end": "2026-02-28", "category": None},  # filled with the first category
     {"category": None},
     {"start": "2026-01-15", "end": "2026-03-15"},
-    {},
+    {"end": "2026-03-31"},
 )
 
 
@@ -134,7 +134,7 @@ def main() -> None:
         app.include_router(dashboard_router(store), prefix="/dashboard")
         client = TestClient(app)
         t = time.perf_counter()
-        assert client.get("/dashboard/api/data").status_code == 200
+        assert client.get("/dashboard/api/data", params={"fresh": 1}).status_code == 200  # page load
         warm_s.append(time.perf_counter() - t)
         times = []
         for change in changes:

@@ -59,6 +59,7 @@ class Snapshot:
     sessions: pd.DataFrame  # `queries.session_rows` without filters
     baskets: dict[str, pd.DataFrame]  # `queries.basket_rows` per rule mode
     catalogue: pd.DataFrame  # `queries.item_categories`, indexed by item_id
+    whole: pd.DataFrame  # one row per session: user_key, day (of its first event), has_purchase
     forecasts: dict[str, dict[str, Any]] = field(default_factory=dict)  # per top-level category
     payloads: OrderedDict[tuple[Any, ...], dict[str, Any]] = field(default_factory=OrderedDict)
 
@@ -170,10 +171,17 @@ class DashboardData:
             sessions=run(self.store, (q.session_rows(Filters()), {})),
             baskets={mode: run(self.store, q.basket_rows(mode)) for mode in RULE_MODES},
             catalogue=run(self.store, q.item_categories()).set_index("item_id"),
+            whole=pd.DataFrame(),
         )
-        snapshot.sessions["day"] = pd.to_datetime(snapshot.sessions["started"], utc=True).dt.strftime(
-            "%Y-%m-%d"
+        sessions = snapshot.sessions
+        sessions["day"] = pd.to_datetime(sessions["started"], utc=True).dt.strftime("%Y-%m-%d")
+        whole = sessions.groupby("session_key", as_index=False).agg(
+            user_key=("user_key", "min"), day=("day", "min"), has_purchase=("has_purchase", "max")
         )
+        whole["user_key"] = whole["user_key"].astype("category")
+        snapshot.whole = whole
+        for name in ("user_key", "category"):  # grouped by per filter change: codes group fast
+            sessions[name] = sessions[name].astype("category")
         for rows in snapshot.baskets.values():
             rows["day"] = pd.to_datetime(rows["day"]).dt.strftime("%Y-%m-%d")
             rows["path"] = rows["path"].fillna("")
@@ -223,7 +231,7 @@ class DashboardData:
         payload["generated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         if filters != Filters():
             payload["cube"] = _cube_in(base["cube"], filters)
-            payload["users"] = _users(snapshot.sessions, filters)
+            payload["users"] = _users(snapshot, filters)
             payload["rules"] = _rules(snapshot, filters)
         top = filters.category.split(" > ")[0] if filters.category else q.ALL_LABEL
         forecast = snapshot.forecasts.get(top)
@@ -271,12 +279,9 @@ def _cube_in(cube: dict[str, list[Any]], filters: Filters) -> dict[str, list[Any
     return {name: [column[i] for i in keep] for name, column in cube.items()}
 
 
-def _user_counts(rows: pd.DataFrame) -> dict[str, int]:
-    """Users, buyers (an order in the rows) and repeat buyers (two orders or more), as
+def _user_counts(orders: pd.Series) -> dict[str, int]:
+    """Users, buyers (an order) and repeat buyers (two orders or more) from orders per user, as
     `queries.user_metrics` counts them without a grain."""
-    if rows.empty:
-        return {"users": 0, "buyers": 0, "repeat_buyers": 0}
-    orders = rows.groupby("user_key")["has_purchase"].sum()
     return {
         "users": len(orders),
         "buyers": int((orders > 0).sum()),
@@ -284,20 +289,22 @@ def _user_counts(rows: pd.DataFrame) -> dict[str, int]:
     }
 
 
-def _users(sessions: pd.DataFrame, filters: Filters) -> list[dict[str, Any]]:
+def _users(snapshot: Snapshot, filters: Filters) -> list[dict[str, Any]]:
     """Distinct users, buyers and repeat buyers of the sessions in the filters: over whole sessions
     (the filters' category, or (all)) and per category."""
     from fusionrec.analytics.report import _records
 
-    rows = sessions[_in_dates(sessions["day"], filters)]
-    if filters.category:
+    rows = snapshot.sessions[_in_dates(snapshot.sessions["day"], filters)]
+    if filters.category:  # one row per session in one category: the rows are the sessions
         rows = rows[rows["category"] == filters.category.split(" > ")[0]]
-    whole = rows.groupby("session_key", as_index=False).agg(
-        user_key=("user_key", "min"), has_purchase=("has_purchase", "max")
-    )
+        whole = rows.groupby("user_key", observed=True)["has_purchase"].sum()
+    else:
+        sessions = snapshot.whole[_in_dates(snapshot.whole["day"], filters)]
+        whole = sessions.groupby("user_key", observed=True)["has_purchase"].sum()
     out = [{"period": None, "category": filters.category or q.ALL_LABEL, **_user_counts(whole)}]
-    for category, group in rows.groupby("category"):
-        out.append({"period": None, "category": category, **_user_counts(group)})
+    per = rows.groupby(["category", "user_key"], observed=True)["has_purchase"].sum()
+    for category, orders in per.groupby(level=0, observed=True):
+        out.append({"period": None, "category": category, **_user_counts(orders)})
     return _records(kpis.derive(pd.DataFrame(out)).drop(columns=["period"]))
 
 
