@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+MIN_CLUSTERS = 10  # below this, cluster-robust standard errors are not to be trusted
+
 
 @dataclass(frozen=True)
 class Lift:
@@ -91,8 +93,8 @@ def did_lift(
         }
     )
     groups = pd.factorize(data[cluster])[0]
-    if len(np.unique(groups)) < 4:
-        return none("not estimable (too few units to cluster by)")
+    if len(np.unique(groups)) < MIN_CLUSTERS:
+        return none(f"not estimable (fewer than {MIN_CLUSTERS} units to cluster by)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence chatter on tiny panels; checked below
         model = sm.GLM(

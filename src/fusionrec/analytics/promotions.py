@@ -87,7 +87,8 @@ def validate_promotions(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     """The rows that pass, on `PROMOTION_SCHEMA`'s columns, and a reason for every row that fails
     (indexed like ``frame``). A missing required column is a `ValueError` for the whole file."""
     frame = frame.rename(columns={k: v for k, v in _ALIASES.items() if k in frame.columns})
-    missing = [c for c in ("promotion_id", "start_date", "end_date") if c not in frame.columns]
+    required = {"promotion_id": "promotion_id", "start_date": "start", "end_date": "end"}
+    missing = [shown for c, shown in required.items() if c not in frame.columns]
     if "item_id" not in frame.columns and "category" not in frame.columns:
         missing.append("item_id or category")
     if missing:

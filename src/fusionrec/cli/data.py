@@ -88,7 +88,8 @@ def ingest(
         typer.Option(
             "--format",
             help="canonical, rees46, otto, tianchi, diginetica, lightgcn, s3rec, movielens, dunnhumby; "
-            "costs loads campaign costs (date, channel, campaign, cost).",
+            "costs loads campaign costs (date, channel, campaign, cost); promotions loads the "
+            "promotions calendar (promotion_id, item_id or category, start, end, discount).",
         ),
     ] = "canonical",
     mapping: Annotated[str | None, _map_option("--map", "events", "ts=timestamp,sku=item_id")] = None,
@@ -182,6 +183,9 @@ def ingest(
         url = store_url(store)
         if format_name == "costs":
             _ingest_costs(path, url, json_path)
+            return
+        if format_name == "promotions":
+            _ingest_promotions(path, url, json_path)
             return
         config = project()
         reading = config.ingest.merged(
@@ -289,9 +293,32 @@ def _ingest_costs(path: Path, url: str, json_path: str | None) -> None:
     from fusionrec.data.store import open_store
 
     with open_store(url) as event_store:
-        written = load_campaign_costs(event_store, path)
+        try:
+            written = load_campaign_costs(event_store, path)
+        except ValueError as error:  # a missing column or a bad row: one line, not a traceback
+            raise UserError(f"{path}: {error}") from None
     print_table(f"campaign costs from {path}", {"rows written": written})
     emit_json({"source": str(path), "campaign_costs": written}, json_path)
+
+
+def _ingest_promotions(path: Path, url: str, json_path: str | None) -> None:
+    """The promotions calendar (CSV or Parquet); bad rows are quarantined, the rest stored."""
+    from fusionrec.analytics.promotions import load_promotions
+    from fusionrec.data.store import open_store
+
+    with open_store(url) as event_store:
+        try:
+            loaded = load_promotions(event_store, path)
+        except ValueError as error:  # a missing column, no usable row, an unreadable file
+            raise UserError(f"{path}: {error}") from None
+    result = {"source": str(path), **loaded.to_dict()}
+    print_table(
+        f"promotions from {path}",
+        {"rows read": loaded.read, "rows stored": loaded.stored, "quarantined": result["quarantined"]},
+    )
+    for reason, count in loaded.quarantined.items():
+        err.print(f"[bold yellow]warning:[/] {count} row(s) quarantined: {escape(reason)}", highlight=False)
+    emit_json(result, json_path)
 
 
 def stats(store: StoreOption = None, json_path: JsonOption = None) -> None:

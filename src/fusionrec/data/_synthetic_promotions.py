@@ -17,8 +17,8 @@ from fusionrec.data._synthetic_catalogue import US_PER_DAY, Catalogue
 
 # Cycled over the planted promotions: (purchase-probability factor, discount). The third has no
 # effect on conversion at all, so that "no detectable effect" is tested on planted data too.
-PROMOTION_PLAN = ((2.0, 0.15), (1.6, 0.1), (1.0, 0.2))
-ITEMS_PER_ITEM_PROMOTION = 40
+PROMOTION_PLAN = ((2.0, 0.15), (2.5, 0.1), (1.0, 0.2))
+ITEMS_PER_ITEM_PROMOTION = 80
 
 PROMOTION_SCHEMA_FIELDS = (
     ("promotion_id", pa.string()),
