@@ -208,3 +208,27 @@ def test_campaign_analysis_json_and_cli(tmp_path: Path) -> None:
     csv.write_text("promotion_id,start\np1,2026-01-01\n")
     bad = runner.invoke(app, ["ingest", str(csv), "--format", "promotions", "--store", url])
     assert bad.exit_code == 2 and "missing column(s) end, item_id or category" in " ".join(bad.output.split())
+
+
+def test_report_has_a_campaigns_section(tmp_path: Path) -> None:
+    from fusionrec.analytics.report import build_report
+
+    shop = generate_frames(n_events=20_000, seed=1)
+    store = open_store("duckdb:///:memory:")
+    store.upsert_items(shop.items)
+    store.insert_events(shop.events)
+    assert shop.promotions is not None
+    load_promotions(store, shop.promotions)
+    costs = pd.DataFrame(
+        {"date": pd.date_range("2026-02-01", periods=14), "channel": "web", "campaign": "spring"}
+    )
+    load_campaign_costs(store, costs.assign(cost=12.5))
+    html = build_report(store, tmp_path / "report.html").read_text()
+    store.close()
+    section = html[html.index('id="campaigns-section"') :]
+    section = section[: section.index("</section>")]
+    assert "Campaigns and promotions" in section and "plot-campaign-effects" in section
+    assert "spring" in section and "promo1" in section and "175.00" in section  # 14 days x 12.5
+    assert (
+        section.count("<tr>") == 1 + 1 + 1 + 3 + 1
+    )  # header, one campaign; header, 3 promotions, 1 campaign
