@@ -232,3 +232,20 @@ def test_report_has_a_campaigns_section(tmp_path: Path) -> None:
     assert (
         section.count("<tr>") == 1 + 1 + 1 + 3 + 1
     )  # header, one campaign; header, 3 promotions, 1 campaign
+
+
+def test_ingesting_a_generated_shop_loads_its_promotions(tmp_path: Path) -> None:
+    from fusionrec.cli import app
+    from fusionrec.data.synthetic import generate_shop
+
+    generate_shop(tmp_path / "shop", n_events=5_000, seed=4, progress=False)
+    url = f"duckdb:///{tmp_path / 'shop.duckdb'}"
+    out = CliRunner().invoke(app, ["ingest", str(tmp_path / "shop"), "--store", url, "--json", "-"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout[out.stdout.index("{") :])["promotions"]["promotions"] == [
+        "promo1",
+        "promo2",
+        "promo3",
+    ]
+    with open_store(url) as store:
+        assert sorted(promotions_frame(store)["promotion_id"].unique()) == ["promo1", "promo2", "promo3"]

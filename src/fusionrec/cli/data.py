@@ -164,7 +164,8 @@ def ingest(
 
     Idempotent: ingesting the same file twice stores each event once. Rejected rows go to the
     store's quarantine with their row number and reason (listed by `fusionrec quarantine`); good
-    rows are always kept. The console groups the reasons, with a sample row each.
+    rows are always kept. A folder's promotions.parquet (a generated shop has one) is loaded as the
+    promotions calendar, as `--format promotions` would. The console groups the reasons, with a sample row each.
 
     Examples:
 
@@ -211,14 +212,27 @@ def ingest(
                 aliases=config.event_aliases,
                 event_types=EventTypes.from_weights(config.event_types),
             )
+            calendar = path / "promotions.parquet" if path.is_dir() else None
+            if calendar is not None and calendar.is_file():  # a generated shop's promotions come along
+                from fusionrec.analytics.promotions import load_promotions
+
+                try:
+                    promotions = load_promotions(event_store, calendar).to_dict()
+                except ValueError as error:
+                    raise UserError(f"{calendar}: {error}") from None
+            else:
+                promotions = None
     result = report.to_dict()
+    if promotions is not None:
+        result["promotions"] = promotions
     print_table(
         f"ingested {path}",
         {
             k: result[k]
             for k in ("read", "stored", "duplicates", "quarantined", "items", "users")
             if k in result
-        },
+        }
+        | ({"promotions": len(promotions["promotions"])} if promotions else {}),
     )
     print_reasons("quarantined rows by reason", groups_from_counts(report.reasons, report.samples))
     emit_json(result, json_path)
