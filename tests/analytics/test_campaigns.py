@@ -249,3 +249,39 @@ def test_ingesting_a_generated_shop_loads_its_promotions(tmp_path: Path) -> None
     ]
     with open_store(url) as store:
         assert sorted(promotions_frame(store)["promotion_id"].unique()) == ["promo1", "promo2", "promo3"]
+
+
+def test_did_lift_on_a_simulated_panel() -> None:
+    import numpy as np
+
+    from fusionrec.analytics.did import did_lift, verdict
+
+    rng = np.random.default_rng(0)
+    n = 400
+    views = rng.integers(50, 400, size=(n, 2))
+    treated = (np.arange(n) < n // 2).astype(int)
+    base = rng.uniform(0.01, 0.05, n)  # each item's own conversion rate
+    trend = 1.1  # every item converts 10 % better in the window
+    rate = np.column_stack([base, base * trend * np.where(treated == 1, 1.3, 1.0)])  # +30 % promoted
+    panel = pd.DataFrame(
+        {
+            "item_id": np.repeat(np.arange(n), 2),
+            "post": np.tile([0, 1], n),
+            "treated": np.repeat(treated, 2),
+            "views": views.ravel(),
+            "purchases": rng.poisson(views * rate).ravel(),
+        }
+    )
+    lift = did_lift(
+        panel, outcome="purchases", exposure="views", cluster="item_id", metric="conversion", subject="x"
+    )
+    assert lift.low < 0.3 < lift.high and lift.detected and lift.high - lift.low < 0.3
+    assert lift.verdict.startswith("conversion of x rose")
+    empty = panel.assign(purchases=np.where(panel["treated"] == 1, 0, panel["purchases"]))
+    none = did_lift(
+        empty, outcome="purchases", exposure="views", cluster="item_id", metric="conversion", subject="x"
+    )
+    assert none.estimate is None and "not estimable" in none.verdict
+    assert verdict("revenue", "y", -0.05, -0.2, 0.1, 0.95) == (
+        "no detectable effect on the revenue of y (95 % interval \u221220 % to 10 %)"
+    )

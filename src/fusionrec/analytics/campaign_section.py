@@ -57,6 +57,7 @@ def _effect_table(effects: list[dict[str, Any]]) -> str:
             interval = "" if lift["low"] is None else f" ({_pct(lift['low'])} to {_pct(lift['high'])})"
             cells.append(f"<td{css}>{_pct(lift['estimate'])}{interval}</td>")
         verdict = f"{e['conversion']['verdict']}; {e['revenue']['verdict']}"
+        verdict += "".join(f" ({note})" for note in e["notes"])
         rows.append(
             f'<tr><td class="text">{escape(e["kind"])} {escape(e["name"])}</td>'
             f'<td class="text">{escape(e["target"])}</td>'

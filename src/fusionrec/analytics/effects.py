@@ -16,6 +16,7 @@ so their effects are not told apart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -100,6 +101,16 @@ def _windows(start: date, end: date, pre_days: int | None) -> tuple[date, date]:
     return start - timedelta(days=length), start - timedelta(days=1)
 
 
+def _clip_pre(store: EventStore, pre_start: date, start: date) -> tuple[date, list[str]]:
+    """The pre-period's first day moved up to the first day with data, with a note when it was."""
+    first_day = run(store, q.date_bounds()).iloc[0]["first_day"]
+    if first_day is None or pd.isna(first_day) or first_day <= pre_start:
+        return pre_start, []
+    first_day = min(first_day, start)
+    note = f"the data start on {first_day}: the pre-period has {(start - first_day).days} day(s)"
+    return first_day, [note]
+
+
 def stored_promotions(store: EventStore) -> list[Promotion]:
     """The promotions of the store's calendar, one per ``promotion_id``."""
     rows = promotions_frame(store)
@@ -151,13 +162,14 @@ def promotion_effect(
     store: EventStore,
     promotion: Promotion,
     *,
-    others: list[Promotion] = (),  # type: ignore[assignment]
+    others: Sequence[Promotion] = (),
     pre_days: int | None = None,
     level: float = 0.95,
 ) -> Effect:
     """The promotion's effect on conversion (purchases per view) and revenue per item. Items of
     ``others`` running between the pre-period and the window's end are never controls."""
     pre_start, pre_end = _windows(promotion.start, promotion.end, pre_days)
+    pre_start, notes = _clip_pre(store, pre_start, promotion.start)
     window_end = promotion.end + timedelta(days=1)
     catalogue = run(store, q.item_categories())[["item_id", "category"]]
     treated_mask = promotion.covers(catalogue)
@@ -225,6 +237,7 @@ def promotion_effect(
             level=level,
         ),
         discount=promotion.discount,
+        notes=notes,
     )
 
 
@@ -263,6 +276,7 @@ def campaign_effect(
     """The campaign's effect on its channel's conversion (orders per session) and daily revenue,
     against the other channels' days."""
     pre_start, pre_end = _windows(campaign.start, campaign.end, pre_days)
+    pre_start, notes = _clip_pre(store, pre_start, campaign.start)
     f = Filters(pre_start, campaign.end)
     sessions = run(store, q.session_metrics(f, ("channel",), "day"))
     panel = sessions.groupby(["period", "channel"], as_index=False)[
@@ -272,10 +286,6 @@ def campaign_effect(
     panel["treated"] = (panel["channel"] == campaign.channel).astype(int)
     panel["days"] = 1
     subject = f"{campaign.channel} traffic"
-    notes = []
-    first_day = run(store, q.date_bounds()).iloc[0]["first_day"]
-    if first_day is None or pd.isna(first_day) or first_day > pre_start:
-        notes.append(f"the data start on {first_day}: the pre-period is shorter than the campaign")
     treated = panel["treated"] == 1
     return Effect(
         kind="campaign",

@@ -118,6 +118,7 @@ def campaigns(
 
 def _print_campaigns(result: dict[str, Any]) -> None:
     """CPA/ROAS per campaign, then one line per effect, on standard error."""
+    from rich.markup import escape
     from rich.table import Table
 
     if not result["has"]["campaign_costs"] and not result["has"]["promotions"]:
@@ -152,7 +153,8 @@ def _print_campaigns(result: dict[str, Any]) -> None:
         err.print(
             f"[bold]{effect['kind']} {effect['name']}[/] ({effect['target']}, {effect['start']} to "
             f"{effect['end']}, {effect['treated']} treated vs {effect['controls']} controls): "
-            f"{effect['conversion']['verdict']}; {effect['revenue']['verdict']}",
+            f"{effect['conversion']['verdict']}; {effect['revenue']['verdict']}"
+            + "".join(f" ({escape(note)})" for note in effect["notes"]),
             highlight=False,
             soft_wrap=True,
         )
