@@ -145,8 +145,27 @@ def test_promotions_calendar_on_both_backends(
             drop_schema(*cleanup)
 
 
-def test_cpa_and_roas_per_campaign_unknown_without_costs() -> None:
-    store = _small_store("duckdb:///:memory:")
+@pytest.mark.parametrize("backend", ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_cpa_and_roas_per_campaign_unknown_without_costs(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    from data.conftest import drop_schema, fresh_postgres_url
+
+    if backend == "duckdb":
+        url, cleanup = "duckdb:///:memory:", None
+    else:
+        base = request.getfixturevalue("postgres_url")
+        url, schema = fresh_postgres_url(base)
+        cleanup = (base, schema)
+    try:
+        _check_campaign_kpis(url)
+    finally:
+        if cleanup:
+            drop_schema(*cleanup)
+
+
+def _check_campaign_kpis(url: str) -> None:
+    store = _small_store(url)
     days = pd.date_range("2026-01-05", periods=14)
     costs = pd.DataFrame(
         {

@@ -76,10 +76,16 @@ def report(
 def campaigns(
     store: StoreOption = None,
     start: Annotated[
-        str | None, typer.Option("--start", help="First day (YYYY-MM-DD) of the CPA/ROAS period.")
+        str | None,
+        typer.Option(
+            "--start", help="First day (YYYY-MM-DD) of the CPA/ROAS period.", show_default="the first cost"
+        ),
     ] = None,
     end: Annotated[
-        str | None, typer.Option("--end", help="Last day (YYYY-MM-DD) of the CPA/ROAS period.")
+        str | None,
+        typer.Option(
+            "--end", help="Last day (YYYY-MM-DD) of the CPA/ROAS period.", show_default="the last cost"
+        ),
     ] = None,
     grain: Annotated[
         str | None,
