@@ -35,7 +35,7 @@ def _kpi_table(rows: list[dict[str, Any]]) -> str:
         "<tr>"
         f'<td class="text">{escape(str(r["campaign"]))}</td><td class="text">{escape(str(r["channel"]))}</td>'
         f'<td class="text">{escape(r["period"] or "all")}</td><td>{_money(r["cost"])}</td>'
-        f"<td>{r['acquisitions']:.1f}</td><td>{_money(r['revenue'])}</td><td>{_money(r['cpa'])}</td>"
+        f"<td>{r['acquisitions']:,.1f}</td><td>{_money(r['revenue'])}</td><td>{_money(r['cpa'])}</td>"
         f"<td>{_ratio(r['roas'])}</td></tr>"
         for r in rows
     )

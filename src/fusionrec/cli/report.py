@@ -149,7 +149,7 @@ def _print_campaigns(result: dict[str, Any]) -> None:
                 row["campaign"],
                 row["channel"],
                 money(row["cost"]),
-                f"{row['acquisitions']:.1f}",
+                f"{row['acquisitions']:,.1f}",
                 money(row["revenue"]),
                 money(row["cpa"]),
                 "unknown" if row["roas"] is None else f"{row['roas']:.2f}",
