@@ -45,6 +45,17 @@ def test_planted_promotions_are_recovered_within_their_intervals(promoted_shop) 
         ):
             assert lift.low is not None and lift.high is not None, lift.verdict
             assert lift.low <= factor - 1 <= lift.high, (name, lift.metric, factor, lift)
+    # Each effect carries its pre-trend check (the pre-period as a window) where the data reach back
+    # far enough, and says so in a note exactly when that check fails.
+    assert effects["promo1"].pretrend is None  # its pre-period starts on the data's first day
+    for effect in effects.values():
+        failed = [n for n in effect.notes if n.startswith("pre-trend check failed")]
+        assert bool(failed) == effect.diverged
+        if effect.pretrend is not None:
+            assert effect.to_dict()["pretrend"]["diverged"] == effect.diverged
+    assert (
+        effects["promo2"].pretrend is not None and effects["promo2"].pretrend.end == effects["promo2"].pre_end
+    )
     # The strongest planted effect (x2 conversion) is detected, and said so in words.
     strong = max(truth, key=lambda n: truth[n]["conversion_factor"] if truth[n]["category"] else 0)
     assert effects[strong].conversion.detected

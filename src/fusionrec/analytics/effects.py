@@ -17,7 +17,7 @@ so their effects are not told apart.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -71,6 +71,15 @@ class Effect:
     revenue: Lift
     discount: float | None = None
     notes: list[str] = field(default_factory=list)
+    # The same analysis one window earlier (the pre-period as the window): a parallel-trends check.
+    pretrend: Effect | None = None
+
+    @property
+    def diverged(self) -> bool:
+        """Whether treated and controls already moved apart before the window (a detected placebo)."""
+        return self.pretrend is not None and (
+            self.pretrend.conversion.detected or self.pretrend.revenue.detected
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -88,6 +97,15 @@ class Effect:
             "conversion": self.conversion.to_dict(),
             "revenue": self.revenue.to_dict(),
             "notes": self.notes,
+            "pretrend": None
+            if self.pretrend is None
+            else {
+                "start": self.pretrend.start.isoformat(),
+                "end": self.pretrend.end.isoformat(),
+                "conversion": self.pretrend.conversion.to_dict(),
+                "revenue": self.pretrend.revenue.to_dict(),
+                "diverged": self.diverged,
+            },
         }
 
 
@@ -241,10 +259,37 @@ def promotion_effect(
     )
 
 
-def promotion_effects(store: EventStore, *, pre_days: int | None = None, level: float = 0.95) -> list[Effect]:
-    """`promotion_effect` of every promotion in the store's calendar (empty without one)."""
+def _checked(effect: Effect, placebo: Effect | None) -> Effect:
+    """``effect`` with its pre-trend check, and a note when the check failed."""
+    if placebo is None or placebo.notes:  # no full period before the pre-period: nothing to check
+        return effect
+    checked = replace(effect, pretrend=placebo)
+    if not checked.diverged:
+        return checked
+    lift = placebo.conversion if placebo.conversion.detected else placebo.revenue
+    note = (
+        f"pre-trend check failed: treated and controls already moved apart from {placebo.start} to "
+        f"{placebo.end} ({lift.verdict}); the verdict may show a trend, not this {effect.kind}"
+    )
+    return replace(checked, notes=[*effect.notes, note])
+
+
+def promotion_effects(
+    store: EventStore, *, pre_days: int | None = None, level: float = 0.95, check: bool = True
+) -> list[Effect]:
+    """`promotion_effect` of every promotion in the store's calendar (empty without one); with
+    ``check``, each with its pre-trend check (the same analysis with the pre-period as the window)."""
     promotions = stored_promotions(store)
-    return [promotion_effect(store, p, others=promotions, pre_days=pre_days, level=level) for p in promotions]
+    out = []
+    for p in promotions:
+        effect = promotion_effect(store, p, others=promotions, pre_days=pre_days, level=level)
+        placebo = None
+        if check:
+            start, end = _windows(p.start, p.end, pre_days)
+            shifted = replace(p, start=start, end=end)
+            placebo = promotion_effect(store, shifted, others=promotions, pre_days=pre_days, level=level)
+        out.append(_checked(effect, placebo))
+    return out
 
 
 @dataclass(frozen=True)
@@ -320,6 +365,17 @@ def campaign_effect(
     )
 
 
-def campaign_effects(store: EventStore, *, pre_days: int | None = None, level: float = 0.95) -> list[Effect]:
-    """`campaign_effect` of every campaign with costs in the store (empty without costs)."""
-    return [campaign_effect(store, c, pre_days=pre_days, level=level) for c in stored_campaigns(store)]
+def campaign_effects(
+    store: EventStore, *, pre_days: int | None = None, level: float = 0.95, check: bool = True
+) -> list[Effect]:
+    """`campaign_effect` of every campaign with costs in the store (empty without costs); with
+    ``check``, each with its pre-trend check."""
+    out = []
+    for c in stored_campaigns(store):
+        effect = campaign_effect(store, c, pre_days=pre_days, level=level)
+        placebo = None
+        if check:
+            start, end = _windows(c.start, c.end, pre_days)
+            placebo = campaign_effect(store, replace(c, start=start, end=end), pre_days=pre_days, level=level)
+        out.append(_checked(effect, placebo))
+    return out
