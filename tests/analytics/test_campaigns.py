@@ -202,6 +202,9 @@ def _check_campaign_kpis(url: str) -> None:
     assert [str(p) for p in monthly["period"]][:2] == ["2026-01-01", "2026-02-01"]
     assert pd.isna(monthly["cpa"].iloc[1])
     assert len(campaign_kpis(store, grain="month")) == 2
+    series = kpis.kpi_series(store, "month")
+    assert [str(p) for p in series["period"]] == ["2026-01-01", "2026-02-01", "2026-03-01", "2026-04-01"]
+    assert series["sessions"].sum() == kpis.kpi_series(store, "week")["sessions"].sum()
     store.close()
 
 
