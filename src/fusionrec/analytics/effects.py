@@ -3,15 +3,18 @@
 A promotion: its items (or every item of its categories) are the treated units; the control units
 are comparable items that no promotion touched between the pre-period and the window's end, taken
 from the same category (item promotions) or the same department outside the promoted categories
-(category promotions), and trimmed to the treated items' range of pre-period views (matching by
-pre-period sales on the common support). The pre-period is the same number of days just before the
-window. `fusionrec.analytics.did.did_lift` compares the two groups' change: the lift of the
+(category promotions), and trimmed to the treated items' range of pre-period views (a common
+support of pre-period traffic). The pre-period is the same number of days just before the window
+(cut at the data's first day, with a note). `fusionrec.analytics.did.did_lift` compares the two groups' change: the lift of the
 conversion rate (purchases per view) and of revenue per item, with an interval clustered by item.
 
 A campaign (``campaign_costs``: days with spend on one channel): the treated unit is its channel's
 traffic per day, the controls the other channels' days, the window the days it spent on, the
 pre-period as long, just before. Clustered by day. Campaigns overlapping on one channel share it,
 so their effects are not told apart.
+
+`promotion_effects` and `campaign_effects` add a pre-trend check to each: the same analysis with
+the pre-period as the window, noted when treated and controls had already moved apart.
 """
 
 from __future__ import annotations
