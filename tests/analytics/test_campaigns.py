@@ -23,7 +23,7 @@ from fusionrec.data.synthetic import ShopConfig, generate_frames
 @pytest.fixture(scope="module")
 def promoted_shop() -> Iterator[tuple[EventStore, list[dict[str, object]]]]:
     """A shop with planted promotions, big enough (about 25k purchases) to measure them."""
-    shop = generate_frames(n_events=1_000_000, seed=3, config=ShopConfig(cart_rate=0.1))
+    shop = generate_frames(n_events=1_000_000, seed=3, config=ShopConfig(cart_rate=0.1, promotions=3))
     store = open_store("duckdb:///:memory:")
     store.upsert_items(shop.items)
     store.insert_events(shop.events)
@@ -79,7 +79,7 @@ def test_placebo_window_shows_no_effect(promoted_shop) -> None:
 
 
 def _small_store(url: str) -> EventStore:
-    shop = generate_frames(n_events=20_000, seed=1)
+    shop = generate_frames(n_events=20_000, seed=1, config=ShopConfig(promotions=3))
     store = open_store(url)
     store.upsert_items(shop.items)
     store.insert_events(shop.events)
@@ -246,7 +246,7 @@ def test_campaign_analysis_json_and_cli(tmp_path: Path) -> None:
 def test_report_has_a_campaigns_section(tmp_path: Path) -> None:
     from fusionrec.analytics.report import build_report
 
-    shop = generate_frames(n_events=20_000, seed=1)
+    shop = generate_frames(n_events=20_000, seed=1, config=ShopConfig(promotions=3))
     store = open_store("duckdb:///:memory:")
     store.upsert_items(shop.items)
     store.insert_events(shop.events)
@@ -271,7 +271,7 @@ def test_ingesting_a_generated_shop_loads_its_promotions(tmp_path: Path) -> None
     from fusionrec.cli import app
     from fusionrec.data.synthetic import generate_shop
 
-    generate_shop(tmp_path / "shop", n_events=5_000, seed=4, progress=False)
+    generate_shop(tmp_path / "shop", n_events=5_000, seed=4, progress=False, config=ShopConfig(promotions=3))
     url = f"duckdb:///{tmp_path / 'shop.duckdb'}"
     out = CliRunner().invoke(app, ["ingest", str(tmp_path / "shop"), "--store", url, "--json", "-"])
     assert out.exit_code == 0, out.output

@@ -112,8 +112,10 @@ def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
 
 
 def test_frames_equal_the_files(tmp_path: Path) -> None:
-    summary = generate_shop(tmp_path, n_events=20_000, seed=5, progress=False)
-    frames = generate_frames(n_events=20_000, seed=5)
+    summary = generate_shop(
+        tmp_path, n_events=20_000, seed=5, progress=False, config=ShopConfig(promotions=3)
+    )
+    frames = generate_frames(n_events=20_000, seed=5, config=ShopConfig(promotions=3))
     events, items, users = frames
     assert pq.read_schema(tmp_path / "events.parquet").equals(EVENT_SCHEMA)
     assert pq.read_table(tmp_path / "events.parquet").equals(events)
@@ -344,7 +346,7 @@ def test_feeds_the_dataset(shop: Shop) -> None:
     assert ds.matrix().nnz > 0
 
 
-def test_promotions_can_be_left_out(tmp_path: Path) -> None:
-    summary = generate_shop(tmp_path, n_events=5_000, seed=2, progress=False, config=ShopConfig(promotions=0))
+def test_promotions_are_left_out_by_default(tmp_path: Path) -> None:
+    summary = generate_shop(tmp_path, n_events=5_000, seed=2, progress=False)
     assert not (tmp_path / "promotions.parquet").exists() and summary.planted.promotions == []
-    assert generate_frames(n_events=5_000, seed=2, config=ShopConfig(promotions=0)).promotions is None
+    assert generate_frames(n_events=5_000, seed=2).promotions is None

@@ -34,16 +34,25 @@ def generate(
     ),
     events: Annotated[int, typer.Option("--events", min=1, help="Number of events to generate.")] = 100_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same shop).")] = 0,
+    promotions: Annotated[
+        int,
+        typer.Option(
+            "--promotions",
+            min=0,
+            max=12,
+            help="Promotions to plant, with known effects (promotions.parquet; `fusionrec campaigns` measures them).",
+        ),
+    ] = 0,
     json_path: JsonOption = None,
 ) -> None:
     """Generate a synthetic shop (catalogue, customers, sessions) as Parquet.
 
-    Example: `fusionrec generate --events 1000000 --seed 7 --out shop/`
+    Example: `fusionrec generate --events 1000000 --seed 7 --out shop/ --promotions 3`
     """
-    from fusionrec.data.synthetic import generate_shop
+    from fusionrec.data.synthetic import ShopConfig, generate_shop
 
     with user_errors():
-        summary = generate_shop(out_dir, n_events=events, seed=seed)
+        summary = generate_shop(out_dir, n_events=events, seed=seed, config=ShopConfig(promotions=promotions))
     result = summary.to_dict() if hasattr(summary, "to_dict") else dict(vars(summary))
     print_table(
         f"generated shop in {out_dir}", {k: v for k, v in result.items() if isinstance(v, int | float | str)}
