@@ -165,4 +165,5 @@ def test_filters_validate() -> None:
     with pytest.raises(ValueError, match="after end"):
         q.Filters.of("2026-03-01", "2026-02-01")
     with pytest.raises(ValueError, match="grain"):
-        q.session_metrics(q.Filters(), grain="month")
+        q.session_metrics(q.Filters(), grain="year")
+    q.session_metrics(q.Filters(), grain="month")  # days, weeks and months are grains

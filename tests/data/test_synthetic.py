@@ -112,17 +112,23 @@ def test_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
 
 
 def test_frames_equal_the_files(tmp_path: Path) -> None:
-    summary = generate_shop(tmp_path, n_events=20_000, seed=5, progress=False)
-    events, items, users = generate_frames(n_events=20_000, seed=5)
+    summary = generate_shop(
+        tmp_path, n_events=20_000, seed=5, progress=False, config=ShopConfig(promotions=3)
+    )
+    frames = generate_frames(n_events=20_000, seed=5, config=ShopConfig(promotions=3))
+    events, items, users = frames
     assert pq.read_schema(tmp_path / "events.parquet").equals(EVENT_SCHEMA)
     assert pq.read_table(tmp_path / "events.parquet").equals(events)
     assert pq.read_table(tmp_path / "items.parquet").equals(items)
     assert pq.read_table(tmp_path / "users.parquet").equals(users)
     planted = json.loads((tmp_path / "planted.json").read_text())
     assert [tuple(p) for p in planted["complements"]] == summary.planted.complements
-    assert sorted(summary.files) == sorted(
-        str(tmp_path / f) for f in ("events.parquet", "items.parquet", "users.parquet", "planted.json")
+    files = ("events.parquet", "items.parquet", "users.parquet", "promotions.parquet", "planted.json")
+    assert sorted(summary.files) == sorted(str(tmp_path / f) for f in files)
+    assert frames.promotions is not None and pq.read_table(tmp_path / "promotions.parquet").equals(
+        frames.promotions
     )
+    assert planted["promotions"] == summary.planted.promotions and len(planted["promotions"]) == 3
     assert not list(tmp_path.glob("*.partial"))
     report = json.loads(json.dumps(summary.to_dict()))  # the CLI's --json: compact and serialisable
     assert report["n_events"] == 20_000 and report["planted"]["complement_pairs"] == len(summary.complements)
@@ -338,3 +344,9 @@ def test_feeds_the_dataset(shop: Shop) -> None:
     assert ds.n_items == items.num_rows
     assert len(ds.user_idx) == summary.n_events - summary.event_counts["search"]  # searches have no item
     assert ds.matrix().nnz > 0
+
+
+def test_promotions_are_left_out_by_default(tmp_path: Path) -> None:
+    summary = generate_shop(tmp_path, n_events=5_000, seed=2, progress=False)
+    assert not (tmp_path / "promotions.parquet").exists() and summary.planted.promotions == []
+    assert generate_frames(n_events=5_000, seed=2).promotions is None

@@ -6,4 +6,7 @@
   `rules` (association rules for the report).
 - `tables`: the `exposures` and `campaign_costs` tables; `report.build_report`: the offline HTML
   report; `dashboard`: the live dashboard `fusionrec serve` mounts at /dashboard.
+- `promotions`: the promotions calendar; `campaigns`: CPA and ROAS per campaign and
+  `campaign_analysis`; `effects` / `did`: what a promotion or campaign did (difference-in-differences);
+  `campaign_section`: the report's section on them.
 """

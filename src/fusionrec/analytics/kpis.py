@@ -95,13 +95,19 @@ def ctr(
 def cpa(
     store: EventStore, filters: Filters | None = None, grain: str | None = None, by_channel: bool = False
 ) -> pd.DataFrame:
-    """Cost per acquisition (new customers) from ``campaign_costs``; empty without costs."""
+    """Cost per acquisition (new customers) from ``campaign_costs``; empty without costs.
+
+    A period (and channel) without cost rows has cost and CPA NaN (unknown), not 0.
+    `fusionrec.analytics.campaigns.campaign_kpis` has CPA and ROAS per campaign.
+    """
     if not table_exists(store, "campaign_costs"):
         return pd.DataFrame(columns=["period", "channel", "acquisitions", "cost", "cpa"])
     frame = run(store, q.acquisitions(filters or Filters(), grain))
     keys = ["period", "channel"] if by_channel else ["period"]
     frame["period"] = frame["period"].astype(object)
-    grouped = frame.groupby(keys, dropna=False, as_index=False)[["acquisitions", "cost"]].sum()
+    groups = frame.groupby(keys, dropna=False, as_index=False)
+    # min_count=1: a group whose every cost is unknown stays unknown instead of summing to 0.
+    grouped = groups.agg(acquisitions=("acquisitions", "sum"), cost=("cost", lambda c: c.sum(min_count=1)))
     return derive(grouped)
 
 
@@ -143,11 +149,14 @@ def kpi_summary(
     if len(exposures):
         out.update(exposures[list(q.EXPOSURE_MEASURES)].sum().to_dict())
         out.update(derive(pd.DataFrame([out]))[["ctr", "item_ctr"]].iloc[0].to_dict())
-    costs = cpa(store, f)
+    costs = cpa(store, f, "day", by_channel=True)  # per day and channel: where cost is known
     if len(costs):
         totals = costs[["acquisitions", "cost"]].sum()
         out.update(acquisitions=int(totals["acquisitions"]), cost=float(totals["cost"]))
-        out["cpa"] = ratio(totals["cost"], totals["acquisitions"])
+        # CPA over the periods whose cost is known only: new customers of days without cost rows
+        # would make it look cheaper than it was.
+        known = costs[costs["cost"].notna()]
+        out["cpa"] = ratio(known["cost"].sum(), known["acquisitions"].sum()) if len(known) else None
     return {k: _plain(v) for k, v in out.items()}
 
 
@@ -163,7 +172,7 @@ def _plain(value: Any) -> float | int | None:
 def kpi_series(
     store: EventStore, grain: str = "day", filters: Filters | None = None, source: str | None = None
 ) -> pd.DataFrame:
-    """One row per day (or week) with every KPI and its inputs; periods without traffic are absent."""
+    """One row per day (or week, or month) with every KPI and its inputs; periods without traffic are absent."""
     f = filters or Filters()
     frame = session_kpis(store, f, grain, source=source)
     users = user_kpis(store, f, grain, source=source).drop(columns=["category"])

@@ -25,7 +25,7 @@ Query = tuple[str, dict[str, Any]]
 
 VIEW_TYPES = ("view", "click")
 DIMENSIONS = ("category", "channel", "device")
-GRAINS = ("day", "week")
+GRAINS = ("day", "week", "month")
 NONE_LABEL = "(none)"  # a missing category, channel or device
 ALL_LABEL = "(all)"  # the category of rows that cover every category
 DEFAULT_CLICK_WINDOW_S = 30 * 60  # a click counts for an exposure shown at most 30 minutes before
@@ -130,14 +130,14 @@ def _is(types: Sequence[str]) -> str:
 
 
 def period(column: str, grain: str | None) -> str:
-    """The UTC day or (Monday-starting) week of a timestamp, as a DATE; NULL when ungrouped."""
+    """The UTC day, (Monday-starting) week or month of a timestamp, as a DATE; NULL when ungrouped."""
     if grain is None:
         return "CAST(NULL AS DATE)"
     if grain not in GRAINS:
         raise ValueError(f"grain must be one of {GRAINS}, not {grain!r}")
     if grain == "day":
         return f"CAST({column} AS DATE)"
-    return f"CAST(date_trunc('week', {column}) AS DATE)"
+    return f"CAST(date_trunc('{grain}', {column}) AS DATE)"
 
 
 def session_rows(f: Filters) -> str:
@@ -389,7 +389,8 @@ def exposure_metrics(
 
 def acquisitions(f: Filters, grain: str | None = "day") -> Query:
     """New customers (first purchase ever, over all stored events) per period and channel, beside
-    the campaign cost of that period and channel. The category filter does not apply (costs have none).
+    the campaign cost of that period and channel: NULL (unknown) where no cost row covers them, never
+    0. The category filter does not apply (costs have none).
     """
     unfiltered = Filters()
     time_where = _time_where("first_at", f)
@@ -412,11 +413,57 @@ def acquisitions(f: Filters, grain: str | None = "day") -> Query:
         + (" WHERE " + " AND ".join(cost_where) if cost_where else "")
         + " GROUP BY 1, 2) "
         "SELECT coalesce(a.period, c.period) AS period, coalesce(a.channel, c.channel) AS channel, "
-        "coalesce(a.acquisitions, 0) AS acquisitions, coalesce(c.cost, 0.0) AS cost "
+        "coalesce(a.acquisitions, 0) AS acquisitions, c.cost AS cost "
         "FROM a FULL OUTER JOIN c ON (a.period = c.period OR (a.period IS NULL AND c.period IS NULL)) "
         "AND a.channel = c.channel ORDER BY 1, 2"
     )
     return sql, f.params()
+
+
+# --- campaigns and promotions ------------------------------------------------------------------------
+
+
+def item_periods() -> Query:
+    """Per item: views, purchases and revenue before (``post`` = 0: ``:pre_start`` to
+    ``:window_start``) and during a promotion window (``post`` = 1: up to ``:window_end``)."""
+    sql = (
+        'SELECT e.item_id, CASE WHEN e."timestamp" >= :window_start THEN 1 ELSE 0 END AS post, '
+        f"sum(CASE WHEN {_is(VIEW_TYPES)} THEN 1 ELSE 0 END) AS views, "
+        "sum(CASE WHEN e.event_type = 'purchase' THEN 1 ELSE 0 END) AS purchases, "
+        "CAST(sum(CASE WHEN e.event_type = 'purchase' "
+        "THEN coalesce(e.price, i.price, 0) * coalesce(e.quantity, 1) ELSE 0 END) AS DOUBLE PRECISION) "
+        "AS revenue FROM events e LEFT JOIN items i ON i.item_id = e.item_id "
+        "WHERE NOT coalesce(e.is_bot, FALSE) AND e.item_id IS NOT NULL "
+        'AND e."timestamp" >= :pre_start AND e."timestamp" < :window_end GROUP BY 1, 2 ORDER BY 1, 2'
+    )
+    return sql, {}
+
+
+def campaign_cost_rows(f: Filters) -> Query:
+    """Every campaign cost row (date, channel, campaign, cost) in the date filters."""
+    where = []
+    if f.start:
+        where.append('"date" >= CAST(:start AS DATE)')
+    if f.end:
+        where.append('"date" < CAST(:end AS DATE)')
+    sql = (
+        'SELECT "date", channel, campaign, CAST(cost AS DOUBLE PRECISION) AS cost FROM campaign_costs'
+        + (" WHERE " + " AND ".join(where) if where else "")
+        + ' ORDER BY "date", channel, campaign'
+    )
+    return sql, f.params()
+
+
+def channel_revenue(f: Filters) -> Query:
+    """Revenue and orders (sessions with a purchase) per UTC day and channel, in the date filters
+    (the category filter does not apply: campaigns are not per category)."""
+    unfiltered = Filters(f.start, f.end)
+    sql = (
+        f"WITH ev AS ({filtered_events(unfiltered, ('purchase',))}) "
+        "SELECT CAST(ts AS DATE) AS period, channel, count(DISTINCT session_key) AS orders, "
+        "CAST(sum(revenue) AS DOUBLE PRECISION) AS revenue FROM ev GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    return sql, unfiltered.params()
 
 
 # --- segments, rules ---------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ import pandas as pd
 
 from fusionrec.analytics import kpis
 from fusionrec.analytics import queries as q
+from fusionrec.analytics.campaign_section import campaign_section
+from fusionrec.analytics.campaigns import campaign_analysis
 from fusionrec.analytics.engine import materialised, run, table_exists
 from fusionrec.analytics.experiments import analyse_experiment, list_experiments
 from fusionrec.analytics.forecast import forecast_kpis
@@ -324,10 +326,17 @@ def build_payload(
     payload["rules_min_baskets"] = RULES_MIN_BASKETS
     timed("rules", t)
 
+    t = time.perf_counter()
+    # CPA/ROAS per campaign in the date filters, and every promotion's and campaign's effect (their
+    # own windows). A batch engine (Spark) has no promotions calendar: the store answers those.
+    payload["campaigns"] = None if hasattr(store, "has_table") else campaign_analysis(store, f)
+    timed("campaigns", t)
+
     payload["leaderboard"] = _leaderboard(leaderboard)
     payload["has"] = {
         "exposures": has_exposures,
         "campaign_costs": table_exists(store, "campaign_costs"),
+        "promotions": table_exists(store, "promotions"),
     }
     timings["total"] = round(time.perf_counter() - began, 3)
     payload["timings"] = timings
@@ -376,5 +385,9 @@ def build_report(
         payload = build_payload(store, filters, leaderboard=leaderboard, currency=currency)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_html(payload), encoding="utf-8")
+    page = render_html(payload)
+    # The campaigns section is the report's own (static HTML); the dashboard's page is not changed.
+    head, main_end, tail = page.rpartition("</main>")
+    page = head + campaign_section(payload.get("campaigns")) + main_end + tail
+    out.write_text(page, encoding="utf-8")
     return out

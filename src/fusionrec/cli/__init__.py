@@ -4,7 +4,7 @@
     train.py     train, tune
     evaluate.py  evaluate
     serve.py     serve, consume
-    report.py    report
+    report.py    report, campaigns
     users.py     erase, export, retention
     demo.py      demo (generate, ingest, train, serve)
 
@@ -68,6 +68,7 @@ for command in (
     serve.serve,
     serve.consume,
     report.report,
+    report.campaigns,
     users.erase,
     users.export,
     users.retention,

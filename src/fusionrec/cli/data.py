@@ -34,16 +34,25 @@ def generate(
     ),
     events: Annotated[int, typer.Option("--events", min=1, help="Number of events to generate.")] = 100_000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same shop).")] = 0,
+    promotions: Annotated[
+        int,
+        typer.Option(
+            "--promotions",
+            min=0,
+            max=12,
+            help="Promotions to plant, with known effects (promotions.parquet; `fusionrec campaigns` measures them).",
+        ),
+    ] = 0,
     json_path: JsonOption = None,
 ) -> None:
     """Generate a synthetic shop (catalogue, customers, sessions) as Parquet.
 
-    Example: `fusionrec generate --events 1000000 --seed 7 --out shop/`
+    Example: `fusionrec generate --events 1000000 --seed 7 --out shop/ --promotions 3`
     """
-    from fusionrec.data.synthetic import generate_shop
+    from fusionrec.data.synthetic import ShopConfig, generate_shop
 
     with user_errors():
-        summary = generate_shop(out_dir, n_events=events, seed=seed)
+        summary = generate_shop(out_dir, n_events=events, seed=seed, config=ShopConfig(promotions=promotions))
     result = summary.to_dict() if hasattr(summary, "to_dict") else dict(vars(summary))
     print_table(
         f"generated shop in {out_dir}", {k: v for k, v in result.items() if isinstance(v, int | float | str)}
@@ -88,7 +97,8 @@ def ingest(
         typer.Option(
             "--format",
             help="canonical, rees46, otto, tianchi, diginetica, lightgcn, s3rec, movielens, dunnhumby; "
-            "costs loads campaign costs (date, channel, campaign, cost).",
+            "costs loads campaign costs (date, channel, campaign, cost); promotions loads the "
+            "promotions calendar (promotion_id, item_id or category, start, end, discount).",
         ),
     ] = "canonical",
     mapping: Annotated[str | None, _map_option("--map", "events", "ts=timestamp,sku=item_id")] = None,
@@ -163,7 +173,8 @@ def ingest(
 
     Idempotent: ingesting the same file twice stores each event once. Rejected rows go to the
     store's quarantine with their row number and reason (listed by `fusionrec quarantine`); good
-    rows are always kept. The console groups the reasons, with a sample row each.
+    rows are always kept. A folder's promotions.parquet (a generated shop has one) is loaded as the
+    promotions calendar, as `--format promotions` would. The console groups the reasons, with a sample row each.
 
     Examples:
 
@@ -182,6 +193,9 @@ def ingest(
         url = store_url(store)
         if format_name == "costs":
             _ingest_costs(path, url, json_path)
+            return
+        if format_name == "promotions":
+            _ingest_promotions(path, url, json_path)
             return
         config = project()
         reading = config.ingest.merged(
@@ -207,14 +221,27 @@ def ingest(
                 aliases=config.event_aliases,
                 event_types=EventTypes.from_weights(config.event_types),
             )
+            calendar = path / "promotions.parquet" if path.is_dir() else None
+            if calendar is not None and calendar.is_file():  # a generated shop's promotions come along
+                from fusionrec.analytics.promotions import load_promotions
+
+                try:
+                    promotions = load_promotions(event_store, calendar).to_dict()
+                except ValueError as error:
+                    raise UserError(f"{calendar}: {error}") from None
+            else:
+                promotions = None
     result = report.to_dict()
+    if promotions is not None:
+        result["promotions"] = promotions
     print_table(
         f"ingested {path}",
         {
             k: result[k]
             for k in ("read", "stored", "duplicates", "quarantined", "items", "users")
             if k in result
-        },
+        }
+        | ({"promotions": len(promotions["promotions"])} if promotions else {}),
     )
     print_reasons("quarantined rows by reason", groups_from_counts(report.reasons, report.samples))
     emit_json(result, json_path)
@@ -289,9 +316,32 @@ def _ingest_costs(path: Path, url: str, json_path: str | None) -> None:
     from fusionrec.data.store import open_store
 
     with open_store(url) as event_store:
-        written = load_campaign_costs(event_store, path)
+        try:
+            written = load_campaign_costs(event_store, path)
+        except ValueError as error:  # a missing column or a bad row: one line, not a traceback
+            raise UserError(f"{path}: {error}") from None
     print_table(f"campaign costs from {path}", {"rows written": written})
     emit_json({"source": str(path), "campaign_costs": written}, json_path)
+
+
+def _ingest_promotions(path: Path, url: str, json_path: str | None) -> None:
+    """The promotions calendar (CSV or Parquet); bad rows are quarantined, the rest stored."""
+    from fusionrec.analytics.promotions import load_promotions
+    from fusionrec.data.store import open_store
+
+    with open_store(url) as event_store:
+        try:
+            loaded = load_promotions(event_store, path)
+        except ValueError as error:  # a missing column, no usable row, an unreadable file
+            raise UserError(f"{path}: {error}") from None
+    result = {"source": str(path), **loaded.to_dict()}
+    print_table(
+        f"promotions from {path}",
+        {"rows read": loaded.read, "rows stored": loaded.stored, "quarantined": result["quarantined"]},
+    )
+    for reason, count in loaded.quarantined.items():
+        err.print(f"[bold yellow]warning:[/] {count} row(s) quarantined: {escape(reason)}", highlight=False)
+    emit_json(result, json_path)
 
 
 def stats(store: StoreOption = None, json_path: JsonOption = None) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 from fusionrec.data._synthetic_catalogue import US_PER_DAY, Catalogue
 
 if TYPE_CHECKING:
+    from fusionrec.data._synthetic_promotions import PromotionEffects
     from fusionrec.data.synthetic import ShopConfig
 
 EVENT_NAMES = ("view", "click", "search", "favorite", "add_to_cart", "remove_from_cart", "purchase")
@@ -234,8 +235,10 @@ class Simulator:
         end_us: int,
         queries: tuple[np.ndarray, np.ndarray],
         seed: int,
+        promotions: PromotionEffects | None = None,
     ) -> None:
         self.cfg = config
+        self.promotions = promotions
         self.cat = cat
         self.users = users
         self.start_us = start_us
@@ -349,6 +352,8 @@ class Simulator:
             * np.exp(-1.5 * (sens - 0.3) * self.rel_price[item])
             * np.where(sale < 1.0, 1.0 + 2.0 * sens, 1.0)
         )
+        if self.promotions is not None:
+            p_cart = p_cart * self.promotions.cart_factor(item, start[sess])
         cart = rng.random(m) < np.clip(p_cart, 0.0, 0.9)
         cart = _first_per_key(cart, sess, item)
         removed = cart & (rng.random(m) < cfg.remove_rate)
@@ -559,9 +564,10 @@ class Simulator:
 
         has_item = item >= 0
         price = np.full(n, np.nan)
-        price[has_item] = np.round(
-            self.cat.price[item[has_item]] * self.sale_factor(item[has_item], ts[has_item]), 2
-        )
+        paid = self.sale_factor(item[has_item], ts[has_item])
+        if self.promotions is not None:
+            paid = paid * self.promotions.price_factor(item[has_item], ts[has_item])
+        price[has_item] = np.round(self.cat.price[item[has_item]] * paid, 2)
         qty = np.full(n, np.nan)
         carty = (etype == CART) | (etype == REMOVE) | (etype == PURCHASE)
         qty[carty] = s.qty[step[carty]]

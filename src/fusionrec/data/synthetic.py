@@ -2,8 +2,9 @@
 
 The demo's default data, and a test bed whose ground truth is written down: `generate_shop` writes
 ``events.parquet``, ``items.parquet``, ``users.parquet`` (the canonical schemas of
-`fusionrec.data.schema`) and ``planted.json`` (what was planted: complementary pairs, consumables and
-their cycles, trending items, bots, seasonality), streaming events in bounded memory.
+`fusionrec.data.schema`), ``promotions.parquet`` (the promotions calendar, when promotions are
+planted) and ``planted.json`` (what was planted: complementary pairs, consumables and their cycles,
+trending items, bots, seasonality, promotions and their effects), streaming events in bounded memory.
 `generate_frames` returns the same tables in memory for small tests. docs/synthetic.md describes
 the model and its parameters.
 
@@ -45,6 +46,7 @@ from fusionrec.data._synthetic_catalogue import (
     int_strings,
     query_pool,
 )
+from fusionrec.data._synthetic_promotions import PromotionEffects, plan_promotions, promotions_table
 from fusionrec.data._synthetic_sessions import (
     CHANNELS,
     DEVICES,
@@ -125,6 +127,10 @@ class ShopConfig(BaseModel):
     bot_share: float = Field(0.02, ge=0.0, lt=0.5)  # share of all events made by bots
     n_bots: int | None = Field(None, ge=0)  # default: n_users / 2000, between 2 and 25
     bot_gap_s: float = Field(1.5, gt=0.0)  # mean seconds between bot events
+    # Planted promotions (promotions.parquet), see docs/synthetic.md. Off by default so that the
+    # default shop, and every benchmark and test number taken from it, stays as it was.
+    promotions: int = Field(0, ge=0, le=12)
+    promotion_days: int = Field(14, ge=1)  # length of each promotion window
     chunk_events: int = Field(250_000, ge=1_000)  # events per generation window, at most (bounds memory)
 
     @model_validator(mode="after")
@@ -154,6 +160,8 @@ class Planted(BaseModel):
     bots: list[str]
     diurnal: list[float]
     config: ShopConfig
+    # Each promotion's target, window (dates inclusive), discount and planted effect factors.
+    promotions: list[dict[str, object]] = Field(default_factory=list)
 
 
 class ShopSummary(BaseModel):
@@ -191,6 +199,7 @@ class ShopSummary(BaseModel):
             "consumable_categories": len(p.consumables),
             "trending_items": len(p.trending_items),
             "fading_items": len(p.fading_items),
+            "promotions": len(p.promotions),
             "bots": p.bots,
         }
         return out
@@ -204,6 +213,7 @@ class ShopFrames:
     items: pa.Table
     users: pa.Table
     summary: ShopSummary
+    promotions: pa.Table | None = None  # the promotions calendar; None when none are planted
 
     def __iter__(self) -> Iterator[pa.Table]:
         return iter((self.events, self.items, self.users))
@@ -244,7 +254,7 @@ def generate_shop(
             buffered.clear()
 
     try:
-        summary, items, users = _generate(
+        summary, items, users, promotions = _generate(
             sink,
             n_events=n_events,
             n_users=n_users,
@@ -264,8 +274,12 @@ def generate_shop(
     tmp.replace(out / "events.parquet")
     pq.write_table(items, out / "items.parquet", compression="zstd")
     pq.write_table(users, out / "users.parquet", compression="zstd")
+    files = ["events.parquet", "items.parquet", "users.parquet"]
+    if promotions is not None:
+        pq.write_table(promotions, out / "promotions.parquet", compression="zstd")
+        files.append("promotions.parquet")
     (out / "planted.json").write_text(summary.planted.model_dump_json(indent=1) + "\n")
-    files = ["events.parquet", "items.parquet", "users.parquet", "planted.json"]
+    files.append("planted.json")
     return summary.model_copy(update={"out_dir": str(out), "files": [str(out / f) for f in files]})
 
 
@@ -284,7 +298,7 @@ def generate_frames(
     ``events, items, users = generate_frames(...)`` unpacks the tables; ``.summary`` holds the rest.
     """
     parts: list[pa.Table] = []
-    summary, items, users = _generate(
+    summary, items, users, promotions = _generate(
         lambda t: parts.append(t) if t is not None else None,
         n_events=n_events,
         n_users=n_users,
@@ -296,7 +310,7 @@ def generate_frames(
         config=config,
     )
     events = pa.concat_tables(parts).combine_chunks() if parts else EVENT_SCHEMA.empty_table()
-    return ShopFrames(events, items, users, summary)
+    return ShopFrames(events, items, users, summary, promotions)
 
 
 # --- the generation loop -----------------------------------------------------------------------------
@@ -392,7 +406,7 @@ def _generate(
     days: int | None,
     progress: bool,
     config: ShopConfig | None,
-) -> tuple[ShopSummary, pa.Table, pa.Table]:
+) -> tuple[ShopSummary, pa.Table, pa.Table, pa.Table | None]:
     began = time.perf_counter()
     cfg = config or ShopConfig()
     start_dt = _parse_start(start)
@@ -430,7 +444,9 @@ def _generate(
     n_bot_events = round(n_events * cfg.bot_share) if n_bots else 0
     bot_plan = _plan_bots(np.random.default_rng([seed, 2]), users, n_bot_events, start_us, end_us)
     queries, q_offsets, q_sizes = query_pool()
-    sim = Simulator(cfg, catalogue, users, start_us, end_us, (q_offsets, q_sizes), seed)
+    promos = plan_promotions(catalogue, start_us, days, cfg.promotions, cfg.promotion_days)
+    effects = PromotionEffects(promos, catalogue.n_items) if promos else None
+    sim = Simulator(cfg, catalogue, users, start_us, end_us, (q_offsets, q_sizes), seed, effects)
 
     hour_budget = _hour_budgets(n_events - n_bot_events, start_dt, days, cfg)
     windows = _windows(hour_budget, cfg.chunk_events)
@@ -478,6 +494,7 @@ def _generate(
     assert written == n_events, f"generated {written} events, expected {n_events}"
 
     planted = _planted(catalogue, users, seed, start_us, end_us, cfg)
+    planted.promotions = [p.to_dict() for p in promos]
     summary = ShopSummary(
         out_dir=None,
         n_events=n_events,
@@ -492,7 +509,8 @@ def _generate(
         elapsed_s=round(time.perf_counter() - began, 3),
         planted=planted,
     )
-    return summary, catalogue.table, _user_table(np.random.default_rng([seed, 3]), users)
+    calendar = promotions_table(promos, catalogue.table.column("item_id")) if promos else None
+    return summary, catalogue.table, _user_table(np.random.default_rng([seed, 3]), users), calendar
 
 
 class _Stats:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 # Tables a job may read; the analytics ones are optional (KPIs of exposures need them).
 INPUT_TABLES = ("events", "items")
-OPTIONAL_TABLES = ("exposures", "campaign_costs")
+OPTIONAL_TABLES = ("exposures", "campaign_costs", "promotions")
 
 
 class EngineError(RuntimeError):
