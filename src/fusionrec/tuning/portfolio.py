@@ -14,7 +14,7 @@ from typing import Any
 from fusionrec.data.profile import DataProfile
 from fusionrec.extras import MissingExtraError
 from fusionrec.models.registry import model_class
-from fusionrec.tuning.folds import FoldShape
+from fusionrec.tuning.folds import MAX_SCORED_USERS, FoldShape
 
 REPEAT_SHARE = 0.3  # from this share of repeat purchases on, bought items stay eligible
 MIN_PURCHASES = 200  # fewer purchases say nothing about buying again (views repeat anyway)
@@ -79,7 +79,8 @@ def fit_cost(model: str, profile: DataProfile) -> float:
         # Measured on amazon-beauty (12k items, 22k users, 2 cores): EASE 21-29 s, ChebyCF 108 s,
         # most of it scoring every user against every item.
         "ease": float(items) ** 3 * 2e-11,
-        "cheby_cf": pairs * 5e-5 + float(users) * items * 4e-7,
+        # A fold scores at most MAX_SCORED_USERS users (gowalla: 8,000 of 30k).
+        "cheby_cf": pairs * 5e-5 + float(min(users, MAX_SCORED_USERS)) * items * 4e-7,
         # 30 epochs at about 1.5e-4 s per event each on 2 cores (amazon-beauty: 26 s an epoch for
         # 176k events, 1,588 s for the screening fit on a loaded machine; 1e-3 had it 5x too cheap).
         "sasrec": profile.events * 4.5e-3,
