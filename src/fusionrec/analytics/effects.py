@@ -19,7 +19,7 @@ the pre-period as the window, noted when treated and controls had already moved 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -239,32 +239,40 @@ def promotion_effect(
         treated=n_treated,
         controls=int((panel["post"] == 0).sum()) - n_treated,
         control_rule=rule + ", within the promoted items' range of pre-period views",
-        conversion=did_lift(
-            panel,
-            outcome="purchases",
-            exposure="views",
-            cluster="item_id",
-            metric="conversion",
-            subject=subject,
-            level=level,
-        ),
-        revenue=did_lift(
-            panel,
-            outcome="revenue",
-            exposure="days",
-            cluster="item_id",
-            metric="revenue",
-            subject=subject,
-            level=level,
-        ),
+        **_lifts(panel, ("purchases", "views"), cluster="item_id", subject=subject, level=level),
         discount=promotion.discount,
         notes=notes,
     )
 
 
-def _checked(effect: Effect, placebo: Effect | None) -> Effect:
+def _lifts(
+    panel: pd.DataFrame, conversion: tuple[str, str], *, cluster: str, subject: str, level: float
+) -> dict[str, Lift]:
+    """An effect's two lifts on ``panel``: conversion (``conversion`` = outcome, exposure) and
+    revenue per day."""
+    common = {"cluster": cluster, "subject": subject, "level": level}
+    outcome, exposure = conversion
+    return {
+        "conversion": did_lift(panel, outcome=outcome, exposure=exposure, metric="conversion", **common),
+        "revenue": did_lift(panel, outcome="revenue", exposure="days", metric="revenue", **common),
+    }
+
+
+def _with_pretrend(
+    estimate: Callable[[date, date], Effect], start: date, end: date, pre_days: int | None, check: bool
+) -> Effect:
+    """``estimate`` over its window, and with ``check`` its pre-trend check: the same analysis
+    with the pre-period as the window."""
+    effect = estimate(start, end)
+    if not check:
+        return effect
+    pre_start, pre_end = _windows(start, end, pre_days)
+    return _checked(effect, estimate(pre_start, pre_end))
+
+
+def _checked(effect: Effect, placebo: Effect) -> Effect:
     """``effect`` with its pre-trend check, and a note when the check failed."""
-    if placebo is None or placebo.notes:  # no full period before the pre-period: nothing to check
+    if placebo.notes:  # no full period before the pre-period: nothing to check
         return effect
     checked = replace(effect, pretrend=placebo)
     if not checked.diverged:
@@ -283,16 +291,13 @@ def promotion_effects(
     """`promotion_effect` of every promotion in the store's calendar (empty without one); with
     ``check``, each with its pre-trend check (the same analysis with the pre-period as the window)."""
     promotions = stored_promotions(store)
-    out = []
-    for p in promotions:
-        effect = promotion_effect(store, p, others=promotions, pre_days=pre_days, level=level)
-        placebo = None
-        if check:
-            start, end = _windows(p.start, p.end, pre_days)
-            shifted = replace(p, start=start, end=end)
-            placebo = promotion_effect(store, shifted, others=promotions, pre_days=pre_days, level=level)
-        out.append(_checked(effect, placebo))
-    return out
+
+    def estimate(promotion: Promotion) -> Callable[[date, date], Effect]:
+        return lambda start, end: promotion_effect(
+            store, replace(promotion, start=start, end=end), others=promotions, pre_days=pre_days, level=level
+        )
+
+    return [_with_pretrend(estimate(p), p.start, p.end, pre_days, check) for p in promotions]
 
 
 @dataclass(frozen=True)
@@ -346,24 +351,7 @@ def campaign_effect(
         treated=int(treated.sum()),
         controls=int((~treated).sum()),
         control_rule="the other channels' days",
-        conversion=did_lift(
-            panel,
-            outcome="purchase_sessions",
-            exposure="sessions",
-            cluster="period",
-            metric="conversion",
-            subject=subject,
-            level=level,
-        ),
-        revenue=did_lift(
-            panel,
-            outcome="revenue",
-            exposure="days",
-            cluster="period",
-            metric="revenue",
-            subject=subject,
-            level=level,
-        ),
+        **_lifts(panel, ("purchase_sessions", "sessions"), cluster="period", subject=subject, level=level),
         notes=notes,
     )
 
@@ -373,12 +361,10 @@ def campaign_effects(
 ) -> list[Effect]:
     """`campaign_effect` of every campaign with costs in the store (empty without costs); with
     ``check``, each with its pre-trend check."""
-    out = []
-    for c in stored_campaigns(store):
-        effect = campaign_effect(store, c, pre_days=pre_days, level=level)
-        placebo = None
-        if check:
-            start, end = _windows(c.start, c.end, pre_days)
-            placebo = campaign_effect(store, replace(c, start=start, end=end), pre_days=pre_days, level=level)
-        out.append(_checked(effect, placebo))
-    return out
+
+    def estimate(campaign: Campaign) -> Callable[[date, date], Effect]:
+        return lambda start, end: campaign_effect(
+            store, replace(campaign, start=start, end=end), pre_days=pre_days, level=level
+        )
+
+    return [_with_pretrend(estimate(c), c.start, c.end, pre_days, check) for c in stored_campaigns(store)]
