@@ -73,6 +73,8 @@ def check_json_types(problems: _Problems, batch: Batch, fields: Iterable[str]) -
     if faults is None:
         return
     faults = col.to_arrow(faults)
+    if faults.null_count == len(faults):  # every id was a string: no scans per field and kind
+        return
     for name in fields:
         for kind in _JSON_KINDS:
             hit = _mask(pc.match_substring(faults, f"{name}:{kind}"))
