@@ -187,3 +187,47 @@ def test_folds_score_a_seeded_sample_of_at_most_max_scored_users(shop: Dataset) 
     assert np.array_equal(small.user_idx, again.user_idx)  # every trial scores the same people
     assert set(small.user_idx) <= set(full[0].target.user_idx)
     assert fold_module.sampled_users(small, 1_000, seed=3) is small  # fewer users: all of them
+
+
+def test_uniform_weights_leave_the_weighted_user_knn_out() -> None:
+    """One event per (user, item) pair of one type: weighted and presence-only user-kNN are the
+    same model, so the grid does not pay for both (gowalla and amazon-beauty scored them equal)."""
+    rows = [(f"u{u}", f"i{(u * 7 + k) % 40}", "view", float(k)) for u in range(60) for k in range(5)]
+    uniform = profile_dataset(_log(rows))
+    assert uniform.uniform_weights
+    mixed = profile_dataset(_log([*rows, ("u1", "i7", "purchase", 9.0)]))
+    assert not mixed.uniform_weights
+    plan = plan_for(uniform, window_days=7.0)
+    grids = {o.model: o.grid for o in portfolio(uniform, plan, budget_seconds=600.0)[0]}
+    assert grids["user_knn"] == ({"neighbours": 100},)
+    grids = {o.model: o.grid for o in portfolio(mixed, plan, budget_seconds=600.0)[0]}
+    assert len(grids["user_knn"]) == 2
+
+
+def test_a_large_catalogue_screens_the_spectral_filter_before_item_knn() -> None:
+    """On a catalogue the size of gowalla's (41k items), item-kNN's item x item pass costs more
+    than ChebyCF's fold; the estimate orders them so (item-kNN took 212 s, more than ChebyCF's)."""
+    rows = [(f"u{u}", f"i{(u * 13 + k) % 400}", "view", k / 10) for u in range(200) for k in range(8)]
+    profile = profile_dataset(_log(rows)).model_copy(
+        update={"users": 29_858, "items": 40_981, "interactions": 810_128, "events": 810_128}
+    )
+    options, _ = portfolio(profile, plan_for(profile, window_days=7.0), budget_seconds=1800.0)
+    order = [o.model for o in options]
+    assert order.index("cheby_cf") < order.index("item_knn")
+    assert order[0] == "most_popular" and options[0].cost > 30  # scoring 8,000 users x 41k items
+
+
+def test_screening_tries_second_settings_only_for_the_better_half(shop: Dataset) -> None:
+    selection = select_pipeline(
+        shop,
+        budget_seconds=600.0,
+        seed=3,
+        folds=2,
+        models=["most_popular", "popular_in_category", "item_knn", "rp3beta"],
+    )
+    screened = [t for t in selection.record.trials if t.stage == "screen"]
+    first_round = {t.model: t.metrics["NDCG@20"] for t in screened[:4]}
+    assert sorted(first_round) == ["item_knn", "most_popular", "popular_in_category", "rp3beta"]
+    better_half = sorted(first_round, key=lambda m: -first_round[m])[:2]
+    second_round = {t.model for t in screened[4:]}
+    assert second_round and second_round <= set(better_half) & {"item_knn", "rp3beta"}

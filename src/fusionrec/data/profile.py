@@ -50,6 +50,9 @@ class DataProfile(BaseModel):
     # Of consecutive items in users' histories, the share in ascending item order: about 0.5 when
     # the order is the customers', close to 1 when a file lists each user's items sorted by id.
     ascending_share: float
+    # Whether every (user, item) pair carries the same weight (one event type, no repeats): then a
+    # model's weighted and presence-only variants learn the same thing. False in older manifests.
+    uniform_weights: bool = False
 
     @property
     def real_clock(self) -> bool:
@@ -94,7 +97,13 @@ def profile_dataset(dataset: Dataset) -> DataProfile:
         regular_step_share=_regular_step_share(dataset),
         recent_user_share=_recent_user_share(dataset, last),
         ascending_share=_ascending_share(dataset),
+        uniform_weights=_uniform_weights(dataset),
     )
+
+
+def _uniform_weights(dataset: Dataset) -> bool:
+    weights = dataset.matrix(binary=False).data
+    return bool(len(weights)) and bool(weights.min() == weights.max())
 
 
 def _event_mix(dataset: Dataset) -> dict[str, float]:

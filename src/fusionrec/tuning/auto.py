@@ -264,27 +264,18 @@ def select_pipeline(
 def _screen_and_confirm(
     search: _Search, options: list[SourceOption], skipped: dict[str, str]
 ) -> list[Scored]:
-    """Every setting of every source on the latest fold; then the best setting of the better
-    models on every fold. The confirmed singles, best first."""
+    """Screening on the latest fold in two rounds, as successive halving does: every source's
+    first setting, cheapest first; then the other settings of the better half of the sources. Then
+    the best setting of the better models on every fold. The confirmed singles, best first."""
     search.begin("screen")
-    settings = [(option, params) for option in options for params in option.configs()]
     screened: dict[str, Scored] = {}
-    for done, (option, params) in enumerate(settings):
-        search.report("screen", done, len(settings), option.model)
-        if done and search.seconds_left() <= 0:  # the first (cheapest) is always scored
-            skipped.setdefault(option.model, "the budget ran out before it was screened")
-            continue
-        if done and option.cost > 2 * search.seconds_left():
-            skipped.setdefault(
-                option.model, f"too slow to screen in the time left (about {option.cost:.0f}s on this data)"
-            )
-            continue
-        trial = search.run(
-            "screen", _label(option, params), option.model, {"seed": search.seed, **params}, n_folds=1
-        )
-        if option.model not in screened or trial.score > screened[option.model].score:
-            screened[option.model] = Scored(trial, option, trial.score)
-    search.report("screen", len(settings), len(settings), "done")
+    first_round = [(option, option.configs()[0]) for option in options]
+    _screen(search, first_round, screened, skipped, total=sum(len(o.configs()) for o in options))
+    leaders = sorted(screened.values(), key=lambda s: -s.score)[: math.ceil(len(screened) / 2)]
+    second_round = [(s.option, params) for s in leaders for params in s.option.configs()[1:]]
+    second_round.sort(key=lambda setting: setting[0].cost)
+    _screen(search, second_round, screened, skipped, done=len(first_round))
+    search.report("screen", 1, 1, "done")
     ranked = sorted(screened.values(), key=lambda s: -s.score)
     keep = ranked[: max(CONFIRMED_MODELS, math.ceil(len(ranked) / 2))]
     if len(search.folds) == 1:
@@ -299,6 +290,40 @@ def _screen_and_confirm(
     search.report("confirm", len(keep), len(keep), "done")
     # With no time to confirm any, the leader of the first fold is the one candidate.
     return sorted(confirmed, key=lambda s: -s.score) or keep[:1]
+
+
+def _screen(
+    search: _Search,
+    settings: list[tuple[SourceOption, dict[str, Any]]],
+    screened: dict[str, Scored],
+    skipped: dict[str, str],
+    *,
+    done: int = 0,
+    total: int | None = None,
+) -> None:
+    """Score each setting on the latest fold while the budget lasts, keeping each model's best."""
+    total = total if total is not None else done + len(settings)
+    for position, (option, params) in enumerate(settings, start=done):
+        search.report("screen", position, total, option.model)
+        reason = _no_time_for(search, option) if position else None  # the cheapest always runs
+        if reason:
+            if option.model not in screened:  # a model with one setting screened is not skipped
+                skipped.setdefault(option.model, reason)
+            continue
+        trial = search.run(
+            "screen", _label(option, params), option.model, {"seed": search.seed, **params}, n_folds=1
+        )
+        if option.model not in screened or trial.score > screened[option.model].score:
+            screened[option.model] = Scored(trial, option, trial.score)
+
+
+def _no_time_for(search: _Search, option: SourceOption) -> str | None:
+    """Why ``option`` cannot be screened in the time left, or None."""
+    if search.seconds_left() <= 0:
+        return "the budget ran out before it was screened"
+    if option.cost > 2 * search.seconds_left():
+        return f"too slow to screen in the time left (about {option.cost:.0f}s on this data)"
+    return None
 
 
 def _forward_selection(search: _Search, singles: list[Scored], skipped: dict[str, str]) -> list[Trial]:

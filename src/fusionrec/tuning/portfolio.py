@@ -61,31 +61,36 @@ class SourceOption:
 
 
 def fit_cost(model: str, profile: DataProfile) -> float:
-    """A rough relative cost of fitting and scoring ``model`` on this data, to screen the cheap
-    sources first: what dominates each kind of model (item-item models grow with the pairs of items
-    a user shares, user-user models with the users an item shares, EASE with the item count cubed),
-    scaled by what each took on the synthetic shop."""
+    """A rough cost in seconds of one validation fold of ``model`` on this data (fit and score),
+    to screen the cheap sources first and skip those the time left cannot hold.
+
+    Every fold scores at most MAX_SCORED_USERS users against every item; on top of that, what
+    dominates each kind of model, scaled by one-fold trials of the automatic search on three
+    datasets of 5k-41k items (the synthetic shop, amazon-beauty, gowalla; 2 shared cores): item-kNN
+    and RP3beta grow with the items squared (1.1e-7 s a pair on all three), user-kNN with the
+    users squared, EASE with the items cubed.
+    """
     pairs = max(profile.interactions, 1)
     users, items = max(profile.users, 1), max(profile.items, 1)
-    item_item = pairs * pairs / users * 1.4e-6
-    user_user = pairs * pairs / items * 1.4e-6
+    scored = float(min(users, MAX_SCORED_USERS))
+    scoring = scored * items * 1e-7  # most_popular's whole trial: gowalla 33 s, amazon-beauty 8 s
+    item_item = float(items) ** 2 * 1.1e-7
     costs = {
         "item_knn": item_item,
         "rp3beta": item_item,
-        "content_tfidf": item_item / 2,
-        "user_knn": user_user,
-        "tifu_knn": user_user + profile.events * 1e-6,
+        "content_tfidf": item_item,
+        "user_knn": float(users) ** 2 * 1.2e-7,
+        "tifu_knn": float(users) ** 2 * 1.2e-7 + profile.events * 1e-6,
         "ials": pairs * 5e-7 * 64,
-        # Measured on amazon-beauty (12k items, 22k users, 2 cores): EASE 21-29 s, ChebyCF 108 s,
-        # most of it scoring every user against every item.
+        "covisitation": profile.events * 2e-5,  # amazon-beauty 12 s, dunnhumby 17 s
+        # Measured on amazon-beauty (12k items, 22k users, 2 cores): EASE 21-63 s.
         "ease": float(items) ** 3 * 2e-11,
-        # A fold scores at most MAX_SCORED_USERS users (gowalla: 8,000 of 30k).
-        "cheby_cf": pairs * 5e-5 + float(min(users, MAX_SCORED_USERS)) * items * 4e-7,
+        "cheby_cf": pairs * 5e-5 + scored * items * 3e-7,
         # 30 epochs at about 1.5e-4 s per event each on 2 cores (amazon-beauty: 26 s an epoch for
         # 176k events, 1,588 s for the screening fit on a loaded machine; 1e-3 had it 5x too cheap).
         "sasrec": profile.events * 4.5e-3,
     }
-    return costs.get(model, profile.events * 1e-6)  # popularity, repeats, sessions: one pass
+    return scoring + costs.get(model, profile.events * 1e-6)  # popularity, repeats, sessions: one pass
 
 
 def plan_for(profile: DataProfile, *, window_days: float) -> Plan:
@@ -181,8 +186,12 @@ def portfolio(
         True,
         "",
     )
+    # Weighted and presence-only similarities are the same when every pair weighs the same.
+    user_knn_grid = ({"neighbours": 100},) + (
+        () if profile.uniform_weights else ({"neighbours": 100, "binary": False},)
+    )
     offer(
-        SourceOption("user_knn", ({"neighbours": 100}, {"neighbours": 100, "binary": False}), **knn),
+        SourceOption("user_knn", user_knn_grid, **knn),
         profile.users <= 200_000,
         f"{profile.users:,} users: a user x user pass is too slow",
     )
