@@ -318,3 +318,29 @@ def test_did_lift_on_a_simulated_panel() -> None:
     assert verdict("revenue", "y", -0.05, -0.2, 0.1, 0.95) == (
         "no detectable effect on the revenue of y (95 % interval \u221220 % to 10 %)"
     )
+
+
+def test_the_live_dashboard_shows_the_campaigns_section_and_sees_a_new_calendar() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from fusionrec.analytics.dashboard import dashboard_router
+
+    shop = generate_frames(n_events=20_000, seed=1, config=ShopConfig(promotions=3))
+    store = open_store("duckdb:///:memory:")
+    store.upsert_items(shop.items)
+    store.insert_events(shop.events)
+    app = FastAPI()
+    app.include_router(dashboard_router(store, n_boot=20, check_s=0.0), prefix="/dashboard")
+    client = TestClient(app)
+    before = client.get("/dashboard/").text
+    section = before[before.index('id="campaigns-section"') :]
+    assert "No campaign costs and no promotions calendar" in section[: section.index("</section>")]
+    assert shop.promotions is not None
+    load_promotions(store, shop.promotions)  # the calendar changes the data's version
+    after = client.get("/dashboard/").text
+    section = after[after.index('id="campaigns-section"') :]
+    section = section[: section.index("</section>")]
+    assert "promo1" in section and "plot-campaign-effects" in section and "Every date" in section
+    assert after.index("campaigns-section") < after.index("</main>")
+    store.close()

@@ -1,8 +1,9 @@
-"""The report's "Campaigns and promotions" section: static HTML (tables) and one plotly chart.
+"""The "Campaigns and promotions" section: static HTML (tables) and one plotly chart.
 
-It is drawn from `fusionrec.analytics.campaigns.campaign_analysis`' JSON and put into the page by
-`fusionrec.analytics.report.build_report`, before the end of ``<main>``, so the dashboard's page
-and script stay as they are. Plotly is already inlined in the report.
+It is drawn from `fusionrec.analytics.campaigns.campaign_analysis`' JSON and put into the page
+before the end of ``<main>`` (`with_campaign_section`) by the report
+(`fusionrec.analytics.report.build_report`) and by the live dashboard's page, so the page and its
+script stay as they are. Plotly is loaded before ``<main>`` in both.
 """
 
 from __future__ import annotations
@@ -120,3 +121,13 @@ def campaign_section(analysis: dict[str, Any] | None) -> str:
             "cluster-robust (by item, or by day).</p>" + _effect_table(effects) + _plot_script(effects)
         )
     return f'<section class="wide" id="{SECTION_ID}">{"".join(parts)}</section>'
+
+
+def with_campaign_section(page: str, analysis: dict[str, Any] | None, scope: str | None = None) -> str:
+    """``page`` with the section for ``analysis`` at the end of its ``<main>``; ``scope`` a note on
+    what the numbers cover (the live dashboard's are over every date, whatever its filters)."""
+    section = campaign_section(analysis)
+    if scope:
+        section = section.replace("</h2>", f'</h2><p class="note">{escape(scope)}</p>', 1)
+    head, main_end, tail = page.rpartition("</main>")
+    return head + section + main_end + tail

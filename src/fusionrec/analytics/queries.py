@@ -661,10 +661,11 @@ def user_recent_events(limit: int = 20) -> Query:
 
 def data_version(tables: Sequence[str]) -> Query:
     """A cheap fingerprint of the analytics tables (rows and latest time of each named table):
-    it changes when events, exposures, links, items or costs are written."""
+    it changes when events, exposures, links, items, costs or promotions are written."""
     parts = []
+    stamps = {"items": "count(*)", "campaign_costs": 'max("date")', "promotions": 'max("end_date")'}
     for name in tables:
-        stamp = {"items": "count(*)", "campaign_costs": 'max("date")'}.get(name, 'max("timestamp")')
+        stamp = stamps.get(name, 'max("timestamp")')
         parts.append(
             f"(SELECT count(*) FROM {name}) AS {name}_rows, (SELECT {stamp} FROM {name}) AS {name}_last"
         )

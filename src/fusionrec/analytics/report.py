@@ -25,7 +25,7 @@ import pandas as pd
 
 from fusionrec.analytics import kpis
 from fusionrec.analytics import queries as q
-from fusionrec.analytics.campaign_section import campaign_section
+from fusionrec.analytics.campaign_section import with_campaign_section
 from fusionrec.analytics.campaigns import campaign_analysis
 from fusionrec.analytics.engine import materialised, run, table_exists
 from fusionrec.analytics.experiments import analyse_experiment, list_experiments
@@ -385,9 +385,6 @@ def build_report(
         payload = build_payload(store, filters, leaderboard=leaderboard, currency=currency)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    page = render_html(payload)
-    # The campaigns section is the report's own (static HTML); the dashboard's page is not changed.
-    head, main_end, tail = page.rpartition("</main>")
-    page = head + campaign_section(payload.get("campaigns")) + main_end + tail
+    page = with_campaign_section(render_html(payload), payload.get("campaigns"))
     out.write_text(page, encoding="utf-8")
     return out

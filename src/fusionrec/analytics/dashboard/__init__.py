@@ -1,6 +1,7 @@
 """The live dashboard: a FastAPI router the serving app mounts at ``/dashboard``.
 
-``GET /`` the page (the same page and script as the static report), ``GET /plotly.min.js`` the
+``GET /`` the page (the same page and script as the static report, with its campaigns and
+promotions section over every date), ``GET /plotly.min.js`` the
 plotting library from the ``plotly`` package (no CDN), ``GET /api/data?start=&end=&category=`` the
 payload for those filters (`DashboardData`: heavy queries once per version of the data, filters
 served from them), ``GET /api/user?user_id=`` a user's recent events and (with ``preview``, which
@@ -28,6 +29,8 @@ from fusionrec.data.store import EventStore, open_store
 
 __all__ = ["DashboardData", "dashboard_router"]
 
+CAMPAIGN_SCOPE = "Every date and category, whatever the filters above; as of the page's load."
+
 
 def _json(value: Any) -> Response:
     import orjson
@@ -54,6 +57,7 @@ def dashboard_router(
     for every ``check_s``.
     ``preview(user_id, k)``: what the service would recommend the user (read-only);
     ``training()``: the retrainer's state and the model versions."""
+    from fusionrec.analytics.campaign_section import with_campaign_section
     from fusionrec.analytics.report import plotly_js_path, render_html
 
     opened = open_store(store) if isinstance(store, str) else store
@@ -75,7 +79,10 @@ def dashboard_router(
             plotly_src=str(request.url_for("dashboard_plotly")),
             data_url=str(request.url_for("dashboard_data")),
         )
-        return HTMLResponse(html)
+        # The campaigns section is static HTML (as in the report), from the snapshot of the data as
+        # it is now; the script's own first request then finds that snapshot built.
+        campaigns = data_source.payload(Filters(), fresh=True).get("campaigns")
+        return HTMLResponse(with_campaign_section(html, campaigns, CAMPAIGN_SCOPE))
 
     @router.get("/plotly.min.js", name="dashboard_plotly")
     def plotly_js() -> FileResponse:

@@ -11,7 +11,7 @@ set the server computes only the distinct users and the association rules, from 
 memory, without touching the store.
 
 The data version is a fingerprint of the tables (rows and latest time of events, exposures,
-exposure links, items, costs), read at most every ``check_s`` seconds: an API call that stores
+exposure links, items, costs, promotions), read at most every ``check_s`` seconds: an API call that stores
 events or exposures shows at the next filter change (the old cache kept a filter set for 60 s).
 A page load (``fresh``) waits for a snapshot of the data as it is; a filter change never waits
 for one: when the data changed, a newer snapshot is built in the background (at most every
@@ -45,7 +45,7 @@ from fusionrec.data.store import EventStore
 
 logger = logging.getLogger(__name__)
 
-VERSIONED_TABLES = ("events", "exposures", "exposure_events", "items", "campaign_costs")
+VERSIONED_TABLES = ("events", "exposures", "exposure_events", "items", "campaign_costs", "promotions")
 RULE_MODES = ("purchase", "cart")
 
 
