@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -56,6 +57,13 @@ def test_planted_promotions_are_recovered_within_their_intervals(promoted_shop) 
     assert (
         effects["promo2"].pretrend is not None and effects["promo2"].pretrend.end == effects["promo2"].pre_end
     )
+    # Where earlier windows free of promotions of the same items exist, their spread widens the
+    # intervals (shared shocks), and a note says on how many.
+    assert effects["promo1"].placebo_windows == 0  # the data start two weeks before it
+    for effect in effects.values():
+        widened = [n for n in effect.notes if n.startswith("intervals include the shocks")]
+        assert bool(widened) == (effect.placebo_windows > 0)
+    assert max(e.placebo_windows for e in effects.values()) >= 1
     # The strongest planted effect (x2 conversion) is detected, and said so in words.
     strong = max(truth, key=lambda n: truth[n]["conversion_factor"] if truth[n]["category"] else 0)
     assert effects[strong].conversion.detected
@@ -344,3 +352,22 @@ def test_the_live_dashboard_shows_the_campaigns_section_and_sees_a_new_calendar(
     assert "promo1" in section and "plot-campaign-effects" in section and "Every date" in section
     assert after.index("campaigns-section") < after.index("</main>")
     store.close()
+
+
+def test_shared_shocks_measured_on_placebo_windows_widen_the_interval() -> None:
+    import math
+
+    from fusionrec.analytics.did import _lift, with_shared_shocks
+
+    lift = _lift("conversion", "promoted items", math.log(1.3), 0.05, 0.95)
+    assert lift.detected and lift.low > 0.15
+    # Earlier windows whose estimates stray far beyond their own sampling error: a shared shock.
+    shocked = [_lift("conversion", "x", math.log(v), 0.05, 0.95) for v in (1.35, 0.75, 1.25)]
+    wide = with_shared_shocks(lift, shocked, "promoted items")
+    assert wide.estimate == lift.estimate and wide.se > 4 * lift.se and not wide.detected
+    assert wide.shock_se is not None and 0.25 < wide.shock_se < 0.3
+    assert wide.verdict.startswith("no detectable effect on the conversion of promoted items")
+    # Placebos within their own noise add nothing; no usable placebo leaves the lift as it was.
+    quiet = [_lift("conversion", "x", math.log(v), 0.05, 0.95) for v in (1.02, 0.97)]
+    assert with_shared_shocks(lift, quiet, "promoted items") == replace(lift, shock_se=0.0)
+    assert with_shared_shocks(lift, [], "promoted items") is lift

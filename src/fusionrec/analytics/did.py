@@ -10,12 +10,18 @@ change: the multiplicative effect, so a lift of ``exp(d) - 1``. With ``exposure`
 ``y`` = purchases this is the effect on the conversion rate; with exposure = days and y = revenue,
 the effect on revenue. Clustering by unit (item, or day for channel panels) allows any correlation
 of a unit's two periods and any spread of the counts.
+
+It does not see shocks that all treated units share (one category's shoppers, sessions and
+trends): on a shop with nothing planted, 11 % of clustered intervals excluded 0 at the nominal 5 %.
+`with_shared_shocks` adds that variance, measured on earlier windows where nothing was done
+(placebos): the spread of their estimates beyond what their own sampling error explains.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -36,6 +42,8 @@ class Lift:
     p_value: float | None
     level: float
     verdict: str
+    se: float | None = None  # standard error of log(1 + estimate)
+    shock_se: float | None = None  # the shared-shock part of ``se``, from placebo windows
 
     @property
     def detected(self) -> bool:
@@ -104,14 +112,37 @@ def did_lift(
     d, se = float(fit.params["did"]), float(fit.bse["did"])
     if not (math.isfinite(d) and math.isfinite(se)):
         return none("not estimable (the model did not converge)")
+    return _lift(metric, subject, d, se, level)
+
+
+def _lift(
+    metric: str, subject: str, d: float, se: float, level: float, shock_se: float | None = None
+) -> Lift:
+    """The lift ``exp(d) - 1`` with its normal interval on the log scale."""
     z = float(stats.norm.ppf(0.5 + level / 2))
     estimate, low, high = math.expm1(d), math.expm1(d - z * se), math.expm1(d + z * se)
+    p_value = float(2 * stats.norm.sf(abs(d) / se)) if se > 0 else 0.0
     return Lift(
         metric,
         estimate,
         low,
         high,
-        float(fit.pvalues["did"]),
+        p_value,
         level,
         verdict(metric, subject, estimate, low, high, level),
+        se,
+        shock_se,
     )
+
+
+def with_shared_shocks(lift: Lift, placebos: Sequence[Lift], subject: str) -> Lift:
+    """``lift`` with the variance of shocks its treated units share added to its own: estimated
+    from ``placebos`` (the same analysis on earlier windows where nothing was done) as the mean of
+    each placebo's squared log effect beyond its own sampling variance (0 where it is within)."""
+    usable = [p for p in placebos if p.estimate is not None and p.se is not None]
+    if lift.estimate is None or lift.se is None or not usable:
+        return lift
+    excess = [max(math.log1p(p.estimate) ** 2 - p.se**2, 0.0) for p in usable]  # type: ignore[arg-type,operator]
+    shock = math.sqrt(sum(excess) / len(excess))
+    se = math.sqrt(lift.se**2 + shock**2)
+    return _lift(lift.metric, subject, math.log1p(lift.estimate), se, lift.level, shock)

@@ -13,8 +13,11 @@ traffic per day, the controls the other channels' days, the window the days it s
 pre-period as long, just before. Clustered by day. Campaigns overlapping on one channel share it,
 so their effects are not told apart.
 
-`promotion_effects` and `campaign_effects` add a pre-trend check to each: the same analysis with
-the pre-period as the window, noted when treated and controls had already moved apart.
+`promotion_effects` and `campaign_effects` add two checks to each (`with_placebo_checks`): a
+pre-trend check, the same analysis with the pre-period as the window, noted when treated and
+controls had already moved apart; and up to PLACEBO_WINDOWS earlier windows of the same length
+where nothing of the kind ran, whose spread widens the intervals by the shocks the treated units
+share (`fusionrec.analytics.did.with_shared_shocks`).
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ import numpy as np
 import pandas as pd
 
 from fusionrec.analytics import queries as q
-from fusionrec.analytics.did import Lift, did_lift
+from fusionrec.analytics.did import Lift, did_lift, with_shared_shocks
 from fusionrec.analytics.engine import run, table_exists
 from fusionrec.analytics.promotions import promotions_frame
 from fusionrec.analytics.queries import Filters
 from fusionrec.data.store import EventStore
 
 MIN_CONTROLS = 20  # fewer comparable items in the category: widen the pool to the department
+PLACEBO_WINDOWS = 3  # earlier windows that measure the shocks the treated units share
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,7 @@ class Effect:
     notes: list[str] = field(default_factory=list)
     # The same analysis one window earlier (the pre-period as the window): a parallel-trends check.
     pretrend: Effect | None = None
+    placebo_windows: int = 0  # earlier windows whose spread widened the intervals
 
     @property
     def diverged(self) -> bool:
@@ -100,6 +105,7 @@ class Effect:
             "conversion": self.conversion.to_dict(),
             "revenue": self.revenue.to_dict(),
             "notes": self.notes,
+            "placebo_windows": self.placebo_windows,
             "pretrend": None
             if self.pretrend is None
             else {
@@ -258,16 +264,56 @@ def _lifts(
     }
 
 
-def _with_pretrend(
-    estimate: Callable[[date, date], Effect], start: date, end: date, pre_days: int | None, check: bool
+Blocked = Callable[[date, date], bool]
+
+
+def with_placebo_checks(
+    estimate: Callable[[date, date], Effect],
+    start: date,
+    end: date,
+    pre_days: int | None,
+    check: bool,
+    blocked: Blocked | None = None,
 ) -> Effect:
-    """``estimate`` over its window, and with ``check`` its pre-trend check: the same analysis
-    with the pre-period as the window."""
+    """``estimate`` over its window and, with ``check``, its pre-trend check (the same analysis
+    with the pre-period as the window) and intervals widened by the spread of up to
+    PLACEBO_WINDOWS earlier windows of the window's length. A window is left out when its own
+    pre-period runs past the data's first day, or ``blocked(first, last day)`` says something of
+    the kind ran then (another promotion of the same items)."""
     effect = estimate(start, end)
     if not check:
         return effect
     pre_start, pre_end = _windows(start, end, pre_days)
-    return _checked(effect, estimate(pre_start, pre_end))
+    pretrend = estimate(pre_start, pre_end)
+    effect = _checked(effect, pretrend)
+    length = end - start + timedelta(days=1)
+    placebos = []
+    for k in range(1, PLACEBO_WINDOWS + 1):
+        first, last = start - k * length, end - k * length
+        if blocked is not None and blocked(first - length, last):
+            continue
+        placebo = pretrend if (first, last) == (pre_start, pre_end) else estimate(first, last)
+        if placebo.notes:  # cut at the data's first day: so is every earlier one
+            break
+        placebos.append(placebo)
+    if not placebos:
+        return effect
+    subject = (
+        "promoted items"
+        if effect.kind == "promotion"
+        else effect.target.removeprefix("channel ") + " traffic"
+    )
+    note = (
+        f"intervals include the shocks the treated units share, measured on {len(placebos)} earlier "
+        f"window(s) of {length.days} days"
+    )
+    return replace(
+        effect,
+        conversion=with_shared_shocks(effect.conversion, [p.conversion for p in placebos], subject),
+        revenue=with_shared_shocks(effect.revenue, [p.revenue for p in placebos], subject),
+        placebo_windows=len(placebos),
+        notes=[*effect.notes, note],
+    )
 
 
 def _checked(effect: Effect, placebo: Effect) -> Effect:
@@ -291,13 +337,25 @@ def promotion_effects(
     """`promotion_effect` of every promotion in the store's calendar (empty without one); with
     ``check``, each with its pre-trend check (the same analysis with the pre-period as the window)."""
     promotions = stored_promotions(store)
+    if not promotions:
+        return []
+    catalogue = run(store, q.item_categories())[["item_id", "category"]]
+    covered = {p.promotion_id: p.covers(catalogue) for p in promotions}
 
     def estimate(promotion: Promotion) -> Callable[[date, date], Effect]:
         return lambda start, end: promotion_effect(
             store, replace(promotion, start=start, end=end), others=promotions, pre_days=pre_days, level=level
         )
 
-    return [_with_pretrend(estimate(p), p.start, p.end, pre_days, check) for p in promotions]
+    def blocked(promotion: Promotion) -> Blocked:
+        """Whether a promotion of any of ``promotion``'s items ran between two days."""
+        mine = covered[promotion.promotion_id]
+        return lambda first, last: any(
+            other.start <= last and other.end >= first and (covered[other.promotion_id] & mine).any()
+            for other in promotions
+        )
+
+    return [with_placebo_checks(estimate(p), p.start, p.end, pre_days, check, blocked(p)) for p in promotions]
 
 
 @dataclass(frozen=True)
@@ -362,9 +420,18 @@ def campaign_effects(
     """`campaign_effect` of every campaign with costs in the store (empty without costs); with
     ``check``, each with its pre-trend check."""
 
+    campaigns = stored_campaigns(store)
+
     def estimate(campaign: Campaign) -> Callable[[date, date], Effect]:
         return lambda start, end: campaign_effect(
             store, replace(campaign, start=start, end=end), pre_days=pre_days, level=level
         )
 
-    return [_with_pretrend(estimate(c), c.start, c.end, pre_days, check) for c in stored_campaigns(store)]
+    def blocked(campaign: Campaign) -> Blocked:
+        """Whether any campaign spent on ``campaign``'s channel between two days."""
+        return lambda first, last: any(
+            other.channel == campaign.channel and other.start <= last and other.end >= first
+            for other in campaigns
+        )
+
+    return [with_placebo_checks(estimate(c), c.start, c.end, pre_days, check, blocked(c)) for c in campaigns]
