@@ -118,7 +118,10 @@ def campaign_section(analysis: dict[str, Any] | None) -> str:
             '<div class="plot" id="plot-campaign-effects"></div>'
             '<p class="note">Difference-in-differences against comparable unpromoted items (promotions) '
             "or the other channels (campaigns), window vs the pre-period just before it; intervals are "
-            "cluster-robust (by item, or by day).</p>" + _effect_table(effects) + _plot_script(effects)
+            "cluster-robust (by item, or by day) and, where the data reach back, include the shocks "
+            "the treated units share, measured on earlier windows (see the notes).</p>"
+            + _effect_table(effects)
+            + _plot_script(effects)
         )
     return f'<section class="wide" id="{SECTION_ID}">{"".join(parts)}</section>'
 
