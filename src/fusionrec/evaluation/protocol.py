@@ -235,7 +235,10 @@ def score_next_items(
         (np.ones(len(rows), dtype=np.float32), (np.arange(len(rows)), targets)),
         shape=(len(rows), sessions.n_items),
     )
-    if model.supports_history:
+    answering = model.answering
+    if answering.scores_candidates:  # a fused pipeline ranks its sources' candidates for the session
+        recs, _ = answering.recommend_live(np.full(len(rows), -1), max(ks), histories)  # type: ignore[attr-defined]
+    elif model.supports_history:
         recs = rank(model, np.full(len(rows), -1), max(ks), exclude=None, histories=histories)
     else:  # the model cannot use the live session: it answers with its fallback
         recs, _ = model.recommend(np.full(len(rows), -1), max(ks), exclude=None)
