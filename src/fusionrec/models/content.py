@@ -3,7 +3,8 @@
 Each item gets an L2-normalised vector from its features: TF-IDF over the title and description
 words, and exact-match tokens for the category path (every prefix, so "Food > Tea" also matches
 "Food"), the brand and the tags (tag/category matching, IDF-weighted so rare tags count more).
-`SentenceEmbeddingRecommender` uses a bundled sentence-embedding model instead. A user's profile
+`SentenceEmbeddingRecommender` uses a bundled sentence-embedding model instead, and
+`VectorContentRecommender` the items' own precomputed vectors (beside TF-IDF if asked). A user's profile
 is the weighted sum of the vectors of the items in their history (event-type weights, optional
 recency decay) and an item's score is its cosine with that profile, plus an optional
 ``popularity_weight`` bonus; items with no positive cosine are filled in below by popularity.
@@ -27,6 +28,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from fusionrec.data.dataset import Dataset
+from fusionrec.data.item_vectors import normalised_matrix, vector_names
 from fusionrec.data.schema import category_levels
 from fusionrec.extras import require
 from fusionrec.models.base import ModelConfig, Recommender
@@ -264,6 +266,44 @@ def tfidf_item_vectors(features: pd.DataFrame, cfg: TfidfContentConfig, n_items:
         return sp.csr_matrix((n_items, 0), dtype=np.float32)
     stacked = sp.hstack(blocks, format="csr")
     return normalize(stacked.astype(np.float32), norm="l2", axis=1).tocsr()
+
+
+# --- precomputed item vectors --------------------------------------------------------------------
+
+
+class VectorContentConfig(ProfileConfig):
+    vectors: list[str] | None = None  # the item vector names to use (None: every one the catalogue has)
+    vector_weight: float = Field(default=1.0, ge=0.0)
+    # > 0: the TF-IDF features of `content_tfidf` beside the vectors, weighted so (0: vectors only)
+    tfidf_weight: float = Field(default=0.0, ge=0.0)
+    tfidf: TfidfContentConfig = Field(default_factory=TfidfContentConfig)
+
+
+class VectorContentRecommender(_ProfileRecommender):
+    """Content model over the items' precomputed vectors (an image embedding, ...), optionally
+    beside TF-IDF: cosine between an item's vectors (centred, normalised: `normalised_matrix`) and
+    the user's profile. A new item with only a vector is scored and has similar items."""
+
+    name = "content_vectors"
+    Config = VectorContentConfig
+    config: VectorContentConfig
+
+    def _item_vectors(self, dataset: Dataset) -> sp.csr_matrix:
+        cfg = self.config
+        names = cfg.vectors if cfg.vectors is not None else vector_names(dataset)
+        if not names and cfg.tfidf_weight == 0:  # like content_tfidf without text: popularity fills
+            logger.warning("content_vectors: no item carries a vector (the items' `vectors`)")
+        blocks = []
+        if names and cfg.vector_weight > 0:
+            blocks.append(sp.csr_matrix(cfg.vector_weight * normalised_matrix(dataset, names)))
+        if cfg.tfidf_weight > 0:
+            blocks.append(
+                cfg.tfidf_weight * tfidf_item_vectors(dataset.item_features, cfg.tfidf, dataset.n_items)
+            )
+        blocks = [b for b in blocks if b.shape[1] > 0]
+        if not blocks:
+            return sp.csr_matrix((dataset.n_items, 0), dtype=np.float32)
+        return normalize(sp.hstack(blocks, format="csr").astype(np.float32), norm="l2", axis=1).tocsr()
 
 
 # --- sentence embeddings -------------------------------------------------------------------------
