@@ -134,6 +134,7 @@ def test_validation_quarantines_bad_vector_rows_and_keeps_the_rest() -> None:
         zip(
             checked.quarantine.column("row_number").to_pylist(),
             checked.quarantine.column("reason").to_pylist(),
+            strict=True,
         )
     )
     assert reasons == {
@@ -191,7 +192,8 @@ def test_store_round_trip_keeps_names_values_and_nulls(store: EventStore) -> Non
     items = store.items_arrow()
     assert items.schema.equals(ITEM_SCHEMA)
     cells = {
-        i: dict(v) if v else None for i, v in zip(items["item_id"].to_pylist(), items["vectors"].to_pylist())
+        i: dict(v) if v else None
+        for i, v in zip(items["item_id"].to_pylist(), items["vectors"].to_pylist(), strict=True)
     }
     assert cells == {
         "a": {"image_embedding": [0.25, -1.5], "text_embedding": [1.0]},
