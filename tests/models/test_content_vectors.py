@@ -86,3 +86,20 @@ def test_save_load_and_a_catalogue_without_vectors(tmp_path: Path) -> None:
                                             "timestamp": [pd.Timestamp("2024-01-01", tz="UTC")]}))  # fmt: skip
     items, _ = create_model("content_vectors").fit(bare).recommend(np.array([0]), k=1, exclude=None)
     assert items.tolist() == [[0]]  # popularity fills where no item has a vector
+
+
+def test_an_item_known_only_by_its_vectors_gets_neighbours_after_training(tmp_path: Path) -> None:
+    dataset = _dataset()
+    model = create_model("content_vectors", tfidf_weight=1.0).fit(dataset)
+    loaded = Recommender.load(model.save(tmp_path / "m"))
+    for fitted in (model, loaded):
+        items, scores = fitted.similar_to_vectors({"image_embedding": [0.95, 0.05, 0.0]}, k=4)
+        names = [str(x) for x in dataset.items.id(items[items >= 0])]
+        assert set(names[:3]) == {"a1", "a2", "a_new"}
+        assert (np.diff(scores[items >= 0]) <= 0).all()
+    # The neighbours are those of a catalogue item with the same vector.
+    same, _ = model.similar_to_vectors({"image_embedding": VECTORS["b_new"]}, k=3)
+    assert same[0] == _index(dataset, "b_new")
+    with pytest.raises(ValueError, match="vector 'image_embedding' has 2 values, expected 3"):
+        model.similar_to_vectors({"image_embedding": [1.0, 0.0]})
+    assert (model.similar_to_vectors({"other": [1.0]}, k=2)[0] == -1).all()  # nothing to compare

@@ -14,7 +14,7 @@ SQL stores keep the column as JSON, and a CSV file holds it as a JSON object).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -85,9 +85,22 @@ def vector_matrix(dataset: Dataset, name: str) -> tuple[np.ndarray, np.ndarray]:
     return matrix, present
 
 
-def normalised_matrix(dataset: Dataset, names: Iterable[str] | None = None) -> np.ndarray:
-    """``float32[n_items, sum of dims]``: each named vector centred over the items that carry it,
-    L2-normalised per item and scaled by 1/sqrt(#names), side by side; zero rows where absent.
+def vector_means(dataset: Dataset, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """Each named vector's mean over the items that carry it (what `normalised_matrix` removes)."""
+    chosen = list(names) if names is not None else vector_names(dataset)
+    means = {}
+    for name in chosen:
+        matrix, present = vector_matrix(dataset, name)
+        means[name] = matrix[present].mean(axis=0)
+    return means
+
+
+def normalised_matrix(
+    dataset: Dataset, names: Iterable[str] | None = None, means: Mapping[str, np.ndarray] | None = None
+) -> np.ndarray:
+    """``float32[n_items, sum of dims]``: each named vector centred over the items that carry it
+    (or by ``means``), L2-normalised per item and scaled by 1/sqrt(#names), side by side; zero rows
+    where absent.
 
     Centring removes the direction every item shares (raw embeddings are rarely zero-mean, which
     makes every cosine high); the scaling makes the stacked row unit length when all are present.
@@ -96,12 +109,39 @@ def normalised_matrix(dataset: Dataset, names: Iterable[str] | None = None) -> n
     blocks = []
     for name in chosen:
         matrix, present = vector_matrix(dataset, name)
-        matrix[present] -= matrix[present].mean(axis=0)
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        blocks.append(np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0))
+        mean = means[name] if means is not None else matrix[present].mean(axis=0)
+        matrix[present] -= np.asarray(mean, dtype=np.float32)
+        blocks.append(_unit_rows(matrix))
     if not blocks:
         return np.zeros((dataset.n_items, 0), dtype=np.float32)
     return (np.hstack(blocks) / np.sqrt(len(blocks))).astype(np.float32)
+
+
+def embed(
+    cell: Mapping[str, Any] | None, names: Sequence[str], means: Mapping[str, Sequence[float] | np.ndarray]
+) -> np.ndarray:
+    """One item's row of `normalised_matrix` (with the training ``means``), from its vectors alone:
+    how an item that arrived after training (e.g. by ``PUT /v1/items``) is compared with the rest.
+    A name the cell lacks is a zero block; a length other than the mean's raises ValueError."""
+    blocks = []
+    for name in names:
+        mean = np.asarray(means[name], dtype=np.float32)
+        value = (cell or {}).get(name)
+        if value is None:
+            blocks.append(np.zeros((1, len(mean)), dtype=np.float32))
+            continue
+        row = np.asarray(value, dtype=np.float32).ravel()
+        if row.shape != mean.shape:
+            raise ValueError(f"vector {name!r} has {row.shape[0]} values, expected {mean.shape[0]}")
+        blocks.append(_unit_rows((row - mean)[None, :]))
+    if not blocks:
+        return np.zeros(0, dtype=np.float32)
+    return (np.hstack(blocks)[0] / np.sqrt(len(blocks))).astype(np.float32)
+
+
+def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
 
 
 # --- cells between their spellings ---------------------------------------------------------------
