@@ -51,6 +51,7 @@ CONTRACT_MODELS: dict[str, tuple[dict[str, object], bool]] = {
     # The contract data has no item features: content models can only fill by popularity there.
     "content_tfidf": ({}, False),
     "content_embedding": ({}, False),
+    "content_vectors": ({}, False),
     "covisitation": ({}, True),
     "association_rules": ({"event_types": ["click"]}, True),
     "fusion": (FUSION_CONTRACT, True),

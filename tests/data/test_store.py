@@ -31,7 +31,7 @@ def events(rows: list[tuple]) -> pa.Table:
 
 
 def test_new_store_has_every_table_and_the_schema_version(store: EventStore) -> None:
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 3
     assert store.counts() == {
         "events": 0,
         "bot_events": 0,

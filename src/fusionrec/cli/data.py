@@ -43,16 +43,26 @@ def generate(
             help="Promotions to plant, with known effects (promotions.parquet; `fusionrec campaigns` measures them).",
         ),
     ] = 0,
+    image_vectors: Annotated[
+        int,
+        typer.Option(
+            "--image-vectors",
+            min=0,
+            max=1024,
+            help="Plant an image_embedding of this many floats per item (a noisy view of its hidden factors); 0: none.",
+        ),
+    ] = 0,
     json_path: JsonOption = None,
 ) -> None:
     """Generate a synthetic shop (catalogue, customers, sessions) as Parquet.
 
-    Example: `fusionrec generate --events 1000000 --seed 7 --out shop/ --promotions 3`
+    Example: `fusionrec generate --events 1000000 --seed 7 --out shop/ --promotions 3 --image-vectors 32`
     """
     from fusionrec.data.synthetic import ShopConfig, generate_shop
 
     with user_errors():
-        summary = generate_shop(out_dir, n_events=events, seed=seed, config=ShopConfig(promotions=promotions))
+        config = ShopConfig(promotions=promotions, image_vectors=image_vectors)
+        summary = generate_shop(out_dir, n_events=events, seed=seed, config=config)
     result = summary.to_dict() if hasattr(summary, "to_dict") else dict(vars(summary))
     print_table(
         f"generated shop in {out_dir}", {k: v for k, v in result.items() if isinstance(v, int | float | str)}

@@ -13,6 +13,10 @@ import pyarrow as pa
 
 from fusionrec.data.schema import CATEGORY_SEPARATOR, ITEM_SCHEMA, UTC_TIMESTAMP
 
+# The catalogue's columns: all of the item schema's but ``vectors``, which only a shop generated
+# with image vectors has (so the default shop's items.parquet stays as it was).
+CATALOGUE_SCHEMA = ITEM_SCHEMA.remove(ITEM_SCHEMA.get_field_index("vectors"))
+
 US_PER_DAY = 86_400 * 1_000_000
 
 
@@ -582,7 +586,7 @@ class Catalogue:
     comp_indptr: np.ndarray  # CSR anchor item -> complement items
     comp_items: np.ndarray
     comp_rule: np.ndarray  # int16 index into COMPLEMENT_RULES for each complement entry
-    table: pa.Table  # ITEM_SCHEMA
+    table: pa.Table  # CATALOGUE_SCHEMA (plus ``vectors`` when image vectors are planted)
 
     @property
     def n_items(self) -> int:
@@ -896,7 +900,7 @@ def _item_table(
             pa.array(created_us, type=UTC_TIMESTAMP),
             pa.array(attributes.tolist(), type=pa.string()),
         ],
-        schema=ITEM_SCHEMA,
+        schema=CATALOGUE_SCHEMA,
     )
 
 

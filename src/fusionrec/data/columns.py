@@ -7,6 +7,7 @@ not be understood, so validation can name the row and the reason. All of it is v
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -26,15 +27,25 @@ def to_arrow(values: Column) -> pa.Array:
         try:
             array = pa.array(values, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            # Mixed Python objects (e.g. ints and strings in one JSON field): compare them as text.
+            # Mixed Python objects (e.g. ints and strings in one JSON field): compare them as text,
+            # nested values (objects, arrays) as JSON text so that they can still be read.
             text = values.astype(object).where(values.notna(), None)
-            array = pa.array([None if v is None else str(v) for v in text], type=pa.string())
+            array = pa.array([None if v is None else _plain_text(v) for v in text], type=pa.string())
         values = array
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
     if pa.types.is_dictionary(values.type):
         values = values.dictionary_decode()
     return values
+
+
+def _plain_text(value: object) -> str:
+    if isinstance(value, dict | list):
+        try:
+            return json.dumps(value)
+        except (TypeError, ValueError):  # not JSON-able (numpy values inside): Python's spelling
+            pass
+    return str(value)
 
 
 def _as_text(array: pa.Array) -> pa.Array:

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
+from fusionrec.data.item_vectors import VECTORS_COLUMN, cell_mapping
 from fusionrec.data.schema import ITEM_COLUMNS, USER_COLUMNS, EventTypes, normalise_event_type
 
 if TYPE_CHECKING:
@@ -416,6 +417,8 @@ def feature_frame(table: pa.Table | None, key: str, vocab: Vocabulary, columns: 
         return pd.DataFrame(index=pd.RangeIndex(len(vocab)), columns=wanted)
     frame = table.to_pandas()
     frame[key] = frame[key].astype(str)
+    if VECTORS_COLUMN in frame.columns:  # Arrow maps arrive as lists of pairs: plain dicts instead
+        frame[VECTORS_COLUMN] = pd.Series([cell_mapping(c) for c in frame[VECTORS_COLUMN]], dtype=object)
     frame = frame.drop_duplicates(key, keep="last").set_index(key)
     frame = frame.reindex(
         columns=[c for c in wanted if c in frame.columns] + [c for c in frame.columns if c not in columns]

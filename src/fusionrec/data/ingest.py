@@ -27,6 +27,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from fusionrec.data import item_vectors
 from fusionrec.data.batches import count_rows, file_kind, iter_arrow_batches, iter_canonical_batches
 from fusionrec.data.import_options import ImportOptions
 from fusionrec.data.quarantine import first_row_per_reason
@@ -281,7 +282,8 @@ def ingest_items(
     batch_rows: int = DEFAULT_BATCH_ROWS,
     options: ImportOptions | None = None,
 ) -> IngestReport:
-    """Upsert catalogue rows (a file or a frame); rows without item_id or with a bad price are quarantined.
+    """Upsert catalogue rows (a file or a frame); rows without item_id, with a bad price or bad
+    vectors (see `validate.check_items`) are quarantined.
 
     ``column_map`` renames columns (default: ``options.items_map``); ``options`` also say how the
     file is read (delimiter, decimal mark, timestamp format and zone).
@@ -289,11 +291,20 @@ def ingest_items(
     options = options or ImportOptions()
     mapping = column_map if column_map is not None else options.items_map
     source, batches = _source_batches(data, mapping, batch_rows, "items", options.delimiter)
+    # Each vector name keeps one length: the stored catalogue's, then the first batch's.
+    dims = store.item_vector_dims()
+
+    def check(batch: Batch, **kwargs: Any) -> CheckedBatch:
+        checked = check_items(batch, vector_dims=dims, **kwargs)
+        for name, dim in item_vectors.dims_of(checked.valid.column("vectors")).items():
+            dims.setdefault(name, dim)
+        return checked
+
     return _ingest_table_rows(
         store,
         batches,
         source=source,
-        check=check_items,
+        check=check,
         upsert=store.upsert_items,
         counter="items",
         options=options,

@@ -135,6 +135,7 @@ def normalise_event_type(name: str, aliases: Mapping[str, str] | None = None) ->
 # --- columns -----------------------------------------------------------------------------
 
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+VECTORS_TYPE = pa.map_(pa.string(), pa.list_(pa.float32()))  # item vector name -> its values
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -172,6 +173,8 @@ ITEM_SCHEMA = pa.schema(
         pa.field("hidden", pa.bool_()),
         pa.field("created_at", UTC_TIMESTAMP),
         pa.field("attributes", pa.string()),  # free-form JSON object
+        # Named precomputed vectors, e.g. {"image_embedding": [0.1, ...]} (`fusionrec.data.item_vectors`).
+        pa.field("vectors", VECTORS_TYPE),
     ]
 )
 ITEM_COLUMNS: list[str] = ITEM_SCHEMA.names

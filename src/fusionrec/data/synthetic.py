@@ -4,7 +4,8 @@ The demo's default data, and a test bed whose ground truth is written down: `gen
 ``events.parquet``, ``items.parquet``, ``users.parquet`` (the canonical schemas of
 `fusionrec.data.schema`), ``promotions.parquet`` (the promotions calendar, when promotions are
 planted) and ``planted.json`` (what was planted: complementary pairs, consumables and their cycles,
-trending items, bots, seasonality, promotions and their effects), streaming events in bounded memory.
+trending items, bots, seasonality, promotions and their effects, image vectors when planted),
+streaming events in bounded memory.
 `generate_frames` returns the same tables in memory for small tests. docs/synthetic.md describes
 the model and its parameters.
 
@@ -57,9 +58,11 @@ from fusionrec.data._synthetic_sessions import (
     Users,
     draw_users,
 )
-from fusionrec.data.schema import EVENT_SCHEMA, USER_SCHEMA, UTC_TIMESTAMP
+from fusionrec.data._synthetic_vectors import FACTOR_NAMES, image_vectors
+from fusionrec.data.schema import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, UTC_TIMESTAMP
 
 US_PER_HOUR = 3_600_000_000
+IMAGE_VECTOR = "image_embedding"  # the name of the planted item vectors
 # Relative traffic per hour of the day (the shop's clock is UTC): quiet nights, an evening peak.
 DIURNAL = (
     0.35,
@@ -131,6 +134,10 @@ class ShopConfig(BaseModel):
     # default shop, and every benchmark and test number taken from it, stays as it was.
     promotions: int = Field(0, ge=0, le=12)
     promotion_days: int = Field(14, ge=1)  # length of each promotion window
+    # Planted image vectors (items' ``vectors`` {"image_embedding": [...]}, this many floats): a
+    # noisy projection of the hidden item factors, see `_synthetic_vectors`. Off by default too.
+    image_vectors: int = Field(0, ge=0, le=1024)
+    image_noise: float = Field(1.0, ge=0.0)  # noise sd over signal sd, per dimension
     chunk_events: int = Field(250_000, ge=1_000)  # events per generation window, at most (bounds memory)
 
     @model_validator(mode="after")
@@ -162,6 +169,18 @@ class Planted(BaseModel):
     config: ShopConfig
     # Each promotion's target, window (dates inclusive), discount and planted effect factors.
     promotions: list[dict[str, object]] = Field(default_factory=list)
+    # The planted image vectors: name, dimensions, noise and the hidden factors they project.
+    image_vectors: dict[str, object] = Field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """planted.json's text; a shop without image vectors leaves their keys out (so the default
+        shop's file is byte for byte what it was before they existed)."""
+        exclude = (
+            None
+            if self.config.image_vectors
+            else {"image_vectors": True, "config": {"image_vectors", "image_noise"}}
+        )
+        return self.model_dump_json(indent=1, exclude=exclude) + "\n"
 
 
 class ShopSummary(BaseModel):
@@ -278,7 +297,7 @@ def generate_shop(
     if promotions is not None:
         pq.write_table(promotions, out / "promotions.parquet", compression="zstd")
         files.append("promotions.parquet")
-    (out / "planted.json").write_text(summary.planted.model_dump_json(indent=1) + "\n")
+    (out / "planted.json").write_text(summary.planted.to_json())
     files.append("planted.json")
     return summary.model_copy(update={"out_dir": str(out), "files": [str(out / f) for f in files]})
 
@@ -427,6 +446,11 @@ def _generate(
         trending_share=cfg.trending_share,
         fading_share=cfg.fading_share,
     )
+    if cfg.image_vectors:  # its own random stream: every other draw stays as without vectors
+        vectors = image_vectors(
+            np.random.default_rng([seed, 5]), catalogue, cfg.image_vectors, cfg.image_noise
+        )
+        catalogue.table = catalogue.table.append_column(ITEM_SCHEMA.field("vectors"), _vector_cells(vectors))
     tree = catalogue.tree
     cat_pop = np.bincount(catalogue.cat, weights=catalogue.base_weight, minlength=tree.n_cats)
     n_bots = cfg.n_bots if cfg.n_bots is not None else int(np.clip(round(n_users / 2000), 2, 25))
@@ -495,6 +519,13 @@ def _generate(
 
     planted = _planted(catalogue, users, seed, start_us, end_us, cfg)
     planted.promotions = [p.to_dict() for p in promos]
+    if cfg.image_vectors:
+        planted.image_vectors = {
+            "name": IMAGE_VECTOR,
+            "dims": cfg.image_vectors,
+            "noise": cfg.image_noise,
+            "factors": list(FACTOR_NAMES),
+        }
     summary = ShopSummary(
         out_dir=None,
         n_events=n_events,
@@ -511,6 +542,17 @@ def _generate(
     )
     calendar = promotions_table(promos, catalogue.table.column("item_id")) if promos else None
     return summary, catalogue.table, _user_table(np.random.default_rng([seed, 3]), users), calendar
+
+
+def _vector_cells(vectors: np.ndarray) -> pa.Array:
+    """One ``{IMAGE_VECTOR: row}`` map per item, built from flat buffers (no Python loop per item)."""
+    n, dim = vectors.shape
+    values = pa.ListArray.from_arrays(
+        pa.array(np.arange(n + 1, dtype=np.int32) * dim), pa.array(vectors.ravel(), pa.float32())
+    )
+    return pa.MapArray.from_arrays(
+        pa.array(np.arange(n + 1, dtype=np.int32)), pa.array([IMAGE_VECTOR] * n, pa.string()), values
+    ).cast(ITEM_SCHEMA.field("vectors").type)
 
 
 class _Stats:

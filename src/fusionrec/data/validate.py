@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from fusionrec.data import columns as col
+from fusionrec.data import item_vectors
 from fusionrec.data.import_options import ImportOptions
 from fusionrec.data.schema import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, EventTypes
 from fusionrec.data.store.sql import QUARANTINE_SCHEMA
@@ -151,6 +152,14 @@ class _Problems:
         current = self.reason[mask]
         self.reason[mask] = np.where(current == "", message, current + "; " + message)
         self.bad |= mask
+
+    def add_each(self, messages: Mapping[int, str]) -> None:
+        """A reason of its own per row (e.g. naming the row's item), counted per message."""
+        for row, message in messages.items():
+            self.counts[message] += 1
+            current = self.reason[row]
+            self.reason[row] = message if current == "" else current + "; " + message
+            self.bad[row] = True
 
     def quarantine(
         self, batch: Batch, source: str, numbers: np.ndarray, user_ids: pa.Array | None
@@ -386,8 +395,19 @@ def _json_text(values: col.Column) -> pa.Array:
     return col.text(array)
 
 
-def check_items(batch: Batch, *, source: str, options: ImportOptions | None = None) -> CheckedBatch:
-    """Validate catalogue rows: an item_id is required, prices must be non-negative numbers."""
+def check_items(
+    batch: Batch,
+    *,
+    source: str,
+    options: ImportOptions | None = None,
+    vector_dims: Mapping[str, int] | None = None,
+) -> CheckedBatch:
+    """Validate catalogue rows: an item_id is required, prices must be non-negative numbers.
+
+    Item vectors (the ``vectors`` column and ``*_embedding`` / ``*_vector`` columns, see
+    `item_vectors.read_vectors`) must be non-empty lists of finite numbers, each name with one
+    length: ``vector_dims`` (the stored catalogue's) where known, else the batch's most common.
+    """
     options = options or ImportOptions()
     if _get(batch, "item_id") is None:
         raise missing_columns_error(source, ["item_id"], batch)
@@ -431,6 +451,14 @@ def check_items(batch: Batch, *, source: str, options: ImportOptions | None = No
         out["created_at"] = pa.nulls(n, pa.timestamp("us", tz="UTC"))
     attributes = _get(batch, "attributes")
     out["attributes"] = _json_text(attributes) if attributes is not None else pa.nulls(n, pa.string())
+    given = {
+        name: _python_values(values)
+        for name in _names(batch)
+        if item_vectors.is_vector_column(name) and (values := _get(batch, name)) is not None
+    }
+    cells, faults = item_vectors.read_vectors(given, n, item.to_pylist(), vector_dims)
+    problems.add_each(faults)
+    out["vectors"] = item_vectors.to_arrow(cells)
     table = pa.table(out).filter(pa.array(~problems.bad)).cast(ITEM_SCHEMA)
     return CheckedBatch(
         valid=table,
@@ -438,6 +466,13 @@ def check_items(batch: Batch, *, source: str, options: ImportOptions | None = No
         read=n,
         reasons=problems.counts,
     )
+
+
+def _python_values(values: col.Column) -> list[object]:
+    """A column as Python values, nested ones kept as they are (not coerced to text)."""
+    if isinstance(values, pd.Series):
+        return values.tolist()
+    return values.to_pylist()
 
 
 def check_users(batch: Batch, *, source: str, options: ImportOptions | None = None) -> CheckedBatch:

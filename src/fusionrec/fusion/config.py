@@ -196,7 +196,9 @@ class FusionSettings(_Strict):
             raise ValueError("extra.repeat proposes the user's own past items: set exclude_seen = false")
         from fusionrec.fusion.features import FeatureContext
 
-        known = FeatureContext.feature_names(self.source_labels())
+        known = FeatureContext.feature_names(
+            self.source_labels(), vectors=True
+        )  # vectors: if the catalogue has them
         unknown = [name for name in self.drop_features if name not in known]
         if unknown:
             raise ValueError(f"drop_features: unknown features {unknown}; available: {', '.join(known)}")

@@ -9,7 +9,7 @@ pipeline as plain arrays. `FeatureContext.features` then turns a `Candidates` ta
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from functools import cached_property
 from typing import Any
 
@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
+from fusionrec.data.item_vectors import normalised_matrix, vector_names
 from fusionrec.fusion.candidates import Candidates
 from fusionrec.mining.neighbours import prune_rows
 
@@ -59,6 +60,9 @@ PAIR_FEATURES = (
     "due_ratio",
     "popularity_gap",
 )
+# Present only when the catalogue has item vectors: the cosine between the candidate's vectors and
+# the recency-weighted mean of the vectors of the user's recent items (NaN where either has none).
+VECTOR_FEATURES = ("vector_similarity",)
 
 
 @dataclass
@@ -87,6 +91,9 @@ class FeatureContext:
     recent: sp.csr_matrix  # users x items: the last R items, weight 1 for the newest, then 1/2, 1/3...
     last_item: np.ndarray  # int32[n_users]; -1 = none
     covisit: sp.csr_matrix  # items x items: pairs a few positions apart in a user's sequence, top per item
+    # float32[n_items, d]: the items' vectors, centred and normalised (`normalised_matrix`); zero
+    # rows where absent, d = 0 when the catalogue has none (then no vector feature at all)
+    item_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
 
     # --- construction ------------------------------------------------------------------------
 
@@ -183,6 +190,9 @@ class FeatureContext:
             recent=recent,
             last_item=last_item,
             covisit=covisit,
+            item_vectors=normalised_matrix(dataset)
+            if vector_names(dataset)
+            else np.zeros((n_items, 0), np.float32),
         )
 
     # --- persistence -------------------------------------------------------------------------
@@ -209,13 +219,19 @@ class FeatureContext:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> FeatureContext:
         """The context `to_arrays` wrote; a ``ValueError`` names the parts an older save lacks."""
-        missing = [f.name for f in fields(cls) if f.name not in arrays and f"{f.name}__shape" not in arrays]
+        missing = [
+            f.name
+            for f in fields(cls)
+            if f.name not in arrays and f"{f.name}__shape" not in arrays and f.default_factory is MISSING
+        ]
         if missing:
             raise ValueError(
                 f"feature context lacks {missing}: it was saved by an older fusionrec; retrain the model"
             )
         values: dict[str, Any] = {}
         for f in fields(cls):
+            if f.name not in arrays and f"{f.name}__shape" not in arrays:
+                continue  # an optional part an older save lacks: its default
             if f"{f.name}__shape" in arrays:
                 values[f.name] = sp.csr_matrix(
                     (arrays[f"{f.name}__data"], arrays[f"{f.name}__indices"], arrays[f"{f.name}__indptr"]),
@@ -248,8 +264,14 @@ class FeatureContext:
             stats = np.column_stack([repeaters / users, events / users])
         return stats.astype(np.float32)
 
+    @property
+    def has_vectors(self) -> bool:
+        """Whether the catalogue had item vectors (and the features include `VECTOR_FEATURES`)."""
+        return self.item_vectors.shape[1] > 0
+
     @staticmethod
-    def feature_names(sources: Sequence[str]) -> list[str]:
+    def feature_names(sources: Sequence[str], *, vectors: bool = False) -> list[str]:
+        """The feature columns for ``sources``; ``vectors``: with `VECTOR_FEATURES` (`has_vectors`)."""
         return [
             *(f"{s}_score" for s in sources),
             *(f"{s}_rank" for s in sources),
@@ -257,6 +279,7 @@ class FeatureContext:
             *ITEM_FEATURES,
             *USER_FEATURES,
             *PAIR_FEATURES,
+            *(VECTOR_FEATURES if vectors else ()),
         ]
 
     def features(
@@ -372,16 +395,33 @@ class FeatureContext:
                 popularity_gap,
             ]
         )
-        return np.column_stack(
-            [
-                scores,
-                candidates.ranks,
-                proposed.sum(axis=1).astype(np.float32),
-                item_block,
-                user_block,
-                pair_block,
-            ]
-        ).astype(np.float32)
+        blocks = [
+            scores,
+            candidates.ranks,
+            proposed.sum(axis=1).astype(np.float32),
+            item_block,
+            user_block,
+            pair_block,
+        ]
+        if self.has_vectors:
+            similarity = self._vector_similarity(recent_rows, row_of_user, item)
+            if histories is None:
+                similarity[~known] = np.nan
+            blocks.append(similarity[:, None])
+        return np.column_stack(blocks).astype(np.float32)
+
+    def _vector_similarity(
+        self, recent_rows: sp.csr_matrix, row_of_user: np.ndarray, item: np.ndarray
+    ) -> np.ndarray:
+        """Cosine of each candidate's vectors with its row's recent-items profile (NaN: either has none)."""
+        profiles = np.asarray(recent_rows @ self.item_vectors, dtype=np.float32)
+        norms = np.linalg.norm(profiles, axis=1, keepdims=True)
+        profiles = np.divide(profiles, norms, out=np.zeros_like(profiles), where=norms > 0)
+        candidate = self.item_vectors[item]
+        similarity = np.einsum("ij,ij->i", profiles[row_of_user], candidate)
+        # Item rows are unit length or zero; no vector on either side is unknown, not "unlike".
+        missing = (norms[row_of_user, 0] == 0) | ~candidate.any(axis=1)
+        return np.where(missing, np.nan, similarity).astype(np.float32)
 
 
 # --- helpers ---------------------------------------------------------------------------------

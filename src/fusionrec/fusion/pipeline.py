@@ -380,7 +380,9 @@ class MultiSourceRecommender(Recommender):
         return X if keep is None else X[:, keep]
 
     def _all_feature_names(self) -> list[str]:
-        return FeatureContext.feature_names(self.config.source_labels())
+        context = getattr(self, "_context", None)
+        vectors = context is not None and context.has_vectors
+        return FeatureContext.feature_names(self.config.source_labels(), vectors=vectors)
 
     def _kept_columns(self) -> np.ndarray | None:
         """Column indices left after ``drop_features`` (None: all of them)."""

@@ -3,7 +3,8 @@
 Each item gets an L2-normalised vector from its features: TF-IDF over the title and description
 words, and exact-match tokens for the category path (every prefix, so "Food > Tea" also matches
 "Food"), the brand and the tags (tag/category matching, IDF-weighted so rare tags count more).
-`SentenceEmbeddingRecommender` uses a bundled sentence-embedding model instead. A user's profile
+`SentenceEmbeddingRecommender` uses a bundled sentence-embedding model instead, and
+`VectorContentRecommender` the items' own precomputed vectors (beside TF-IDF if asked). A user's profile
 is the weighted sum of the vectors of the items in their history (event-type weights, optional
 recency decay) and an item's score is its cosine with that profile, plus an optional
 ``popularity_weight`` bonus; items with no positive cosine are filled in below by popularity.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -27,6 +29,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from fusionrec.data.dataset import Dataset
+from fusionrec.data.item_vectors import embed, normalised_matrix, vector_means, vector_names
 from fusionrec.data.schema import category_levels
 from fusionrec.extras import require
 from fusionrec.models.base import ModelConfig, Recommender
@@ -264,6 +267,70 @@ def tfidf_item_vectors(features: pd.DataFrame, cfg: TfidfContentConfig, n_items:
         return sp.csr_matrix((n_items, 0), dtype=np.float32)
     stacked = sp.hstack(blocks, format="csr")
     return normalize(stacked.astype(np.float32), norm="l2", axis=1).tocsr()
+
+
+# --- precomputed item vectors --------------------------------------------------------------------
+
+
+class VectorContentConfig(ProfileConfig):
+    vectors: list[str] | None = None  # the item vector names to use (None: every one the catalogue has)
+    vector_weight: float = Field(default=1.0, ge=0.0)
+    # > 0: the TF-IDF features of `content_tfidf` beside the vectors, weighted so (0: vectors only)
+    tfidf_weight: float = Field(default=0.0, ge=0.0)
+    tfidf: TfidfContentConfig = Field(default_factory=TfidfContentConfig)
+
+
+class VectorContentRecommender(_ProfileRecommender):
+    """Content model over the items' precomputed vectors (an image embedding, ...), optionally
+    beside TF-IDF: cosine between an item's vectors (centred, normalised: `normalised_matrix`) and
+    the user's profile. A new item with only a vector is scored and has similar items."""
+
+    name = "content_vectors"
+    Config = VectorContentConfig
+    config: VectorContentConfig
+
+    def _item_vectors(self, dataset: Dataset) -> sp.csr_matrix:
+        cfg = self.config
+        names = cfg.vectors if cfg.vectors is not None else vector_names(dataset)
+        if not names and cfg.tfidf_weight == 0:  # like content_tfidf without text: popularity fills
+            logger.warning("content_vectors: no item carries a vector (the items' `vectors`)")
+        names = names if cfg.vector_weight > 0 else []
+        means = vector_means(dataset, names)
+        # Kept so that an item known only by its vectors can be placed later (`similar_to_vectors`).
+        self.vector_names_ = list(names)
+        self.vector_means_ = {name: mean.tolist() for name, mean in means.items()}
+        self.vector_width_ = int(sum(len(mean) for mean in means.values()))
+        blocks = []
+        if names:
+            blocks.append(sp.csr_matrix(cfg.vector_weight * normalised_matrix(dataset, names, means)))
+        if cfg.tfidf_weight > 0:
+            blocks.append(
+                cfg.tfidf_weight * tfidf_item_vectors(dataset.item_features, cfg.tfidf, dataset.n_items)
+            )
+        blocks = [b for b in blocks if b.shape[1] > 0]
+        if not blocks:
+            return sp.csr_matrix((dataset.n_items, 0), dtype=np.float32)
+        return normalize(sp.hstack(blocks, format="csr").astype(np.float32), norm="l2", axis=1).tocsr()
+
+    def similar_to_vectors(self, vectors: Mapping[str, Any], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` items whose vectors are most like ``vectors`` ({name: floats}), by cosine > 0
+        over the vector part only: neighbours for an item added after training (-1 pads).
+
+        Raises ValueError when a vector's length differs from the training data's for its name."""
+        self._check_fitted()
+        row = embed(vectors, self.vector_names_, self.vector_means_)
+        out_items = np.full(k, -1, dtype=np.int64)
+        out_scores = np.full(k, -np.inf, dtype=np.float32)
+        if not self.vector_width_ or not row.any():
+            return out_items, out_scores
+        block = self.item_vectors_[:, : self.vector_width_]
+        norms = _row_norms(block)
+        scores = np.asarray(block @ row).ravel() / np.where(norms > 0, norms, 1.0) / np.linalg.norm(row)
+        order = np.argsort(-scores, kind="stable")[:k]
+        order = order[scores[order] > 0]
+        out_items[: len(order)] = order
+        out_scores[: len(order)] = scores[order]
+        return out_items, out_scores
 
 
 # --- sentence embeddings -------------------------------------------------------------------------

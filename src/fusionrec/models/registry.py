@@ -87,6 +87,7 @@ MODEL_PATHS = _ModelPaths(
         "svdpp": "fusionrec.models.explicit:SVDpp",
         "content_tfidf": "fusionrec.models.content:TfidfContentRecommender",
         "content_embedding": "fusionrec.models.content:SentenceEmbeddingRecommender",
+        "content_vectors": "fusionrec.models.content:VectorContentRecommender",
         "covisitation": "fusionrec.models.association:CovisitationRecommender",
         "association_rules": "fusionrec.models.association:AssociationRulesRecommender",
         "sasrec": "fusionrec.models.sequential_sasrec:SASRec",

@@ -10,12 +10,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from fusionrec.data import item_vectors
 from fusionrec.data.schema import CATEGORY_SEPARATOR, ITEM_COLUMNS
 
 _COLUMNS = [c for c in ITEM_COLUMNS if c != "item_id"]
@@ -67,7 +69,18 @@ class Catalogue:
     def from_arrow(cls, table: pa.Table) -> Catalogue:
         frame = table.to_pandas()
         frame["item_id"] = frame["item_id"].astype(str)
+        if "vectors" in frame.columns:  # Arrow maps arrive as lists of pairs: plain dicts instead
+            frame["vectors"] = pd.Series(
+                [item_vectors.cell_mapping(c) for c in frame["vectors"]], dtype=object
+            )
         return cls(frame.set_index("item_id"))
+
+    @cached_property
+    def vector_dims(self) -> dict[str, int]:
+        """The length of each item vector name in this catalogue (what a PUT item must match)."""
+        if "vectors" not in self.frame.columns:
+            return {}
+        return item_vectors.dims_of(self.frame["vectors"].tolist())
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -92,7 +105,13 @@ class Catalogue:
                 frame[key] = None
             frame[key] = frame[key].astype(object)
             frame.at[item_id, key] = value
-        return Catalogue(frame, self.revision + 1)
+        updated = Catalogue(frame, self.revision + 1)
+        if "vector_dims" in self.__dict__:  # known already: carry it over, not a scan per PUT
+            dims = dict(self.vector_dims)
+            for name, vector in (values.get("vectors") or {}).items():
+                dims.setdefault(name, len(vector))
+            updated.__dict__["vector_dims"] = dims
+        return updated
 
     def view(self, item_ids: np.ndarray) -> CatalogueView:
         """Attribute arrays aligned with ``item_ids`` (memoised per ids array)."""
@@ -132,6 +151,8 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value.tolist()]
     if isinstance(value, list):
         return value
+    if isinstance(value, dict):  # item vectors: name -> values
+        return {str(k): _plain(v) for k, v in value.items()}
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
         return None
     if isinstance(value, pd.Timestamp):

@@ -51,6 +51,15 @@ T = TypeVar("T")
 LIVE_COLUMNS = ["user_id", "session_id", "item_id", "event_type", "timestamp"]  # what the live state reads
 
 
+class ItemVectorError(ValueError):
+    """A PUT item's vector does not fit the catalogue (its length differs from the name's)."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"vectors.{name}: {problem}")
+        self.name = name
+        self.problem = problem
+
+
 class Service:
     """Everything one serving process holds."""
 
@@ -306,6 +315,16 @@ class Service:
     # --- catalogue, identities, erasure ------------------------------------------------------------
 
     def put_item(self, item_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        """Create or change a catalogue item; ``vectors`` (when given) replaces all its vectors.
+
+        Raises `ItemVectorError` when a vector's length differs from the catalogue's for its name.
+        """
+        dims = self.catalogue.vector_dims
+        for name, vector in (values.get("vectors") or {}).items():
+            if name in dims and len(vector) != dims[name]:
+                raise ItemVectorError(
+                    name, f"has {len(vector)} values, expected {dims[name]} as in the catalogue"
+                )
         current = self.catalogue.get(item_id) or {"item_id": item_id}
         merged = {**current, **values, "item_id": item_id}
         row = pd.DataFrame([merged])

@@ -10,7 +10,9 @@ Conversions: ids become strings; event type names are normalised (``normalise_ev
 (no offset means UTC) or epoch numbers in ``timestamp_unit``. Item and user columns outside the
 schema are folded into ``attributes`` (JSON) when the file has no ``attributes`` column, so no
 source column is lost; event columns outside the schema are not kept. Item ``tags`` may be lists,
-JSON lists or ``|``-separated strings.
+JSON lists or ``|``-separated strings. Item ``vectors`` may be a mapping (JSON lines, a Parquet
+map) or a JSON object (CSV), and columns named ``*_embedding`` / ``*_vector`` holding lists (or
+JSON lists) are vectors of that name; a bad vector fails the read (see `item_vectors.read_vectors`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from fusionrec.data import item_vectors
 from fusionrec.data.formats.base import (
     FormatError,
     SourceData,
@@ -135,9 +138,13 @@ def _events(raw: pd.DataFrame, file: Path, first: int, *, tz: str, unit: str) ->
 
 def _items(raw: pd.DataFrame, file: Path, tz: str) -> pd.DataFrame:
     require_columns(raw.columns, ["item_id"], path=file)
-    raw = _fold_extra_columns(raw, ITEM_COLUMNS)
+    vector_columns = [str(c) for c in raw.columns if item_vectors.is_vector_column(str(c))]
+    vectors = _vectors(raw[vector_columns], id_strings(raw["item_id"]), file) if vector_columns else None
+    raw = _fold_extra_columns(raw.drop(columns=vector_columns), ITEM_COLUMNS)
     columns: dict[str, Any] = {}
     for name in ITEM_COLUMNS:
+        if name == "vectors" and vectors is not None:
+            columns[name] = vectors
         if name not in raw.columns:
             continue
         values = raw[name].reset_index(drop=True)
@@ -156,6 +163,23 @@ def _items(raw: pd.DataFrame, file: Path, tz: str) -> pd.DataFrame:
         else:
             columns[name] = values.astype("str")
     return items_frame(columns)
+
+
+def _vectors(raw: pd.DataFrame, item_ids: pd.Series, file: Path) -> pd.Series:
+    """The item vectors of the file's rows (dicts of float lists, or None); a bad one fails the read."""
+    ids = [None if pd.isna(v) else str(v) for v in item_ids]
+    cells, faults = item_vectors.read_vectors(
+        {name: raw[name].tolist() for name in raw.columns}, len(raw), ids
+    )
+    if faults:
+        row = min(faults)
+        raise FormatError(
+            faults[row],
+            path=file,
+            line=(2 if file.suffix.lower() in (".csv", ".tsv") else 1) + row,
+            field="vectors",
+        )
+    return pd.Series(cells, dtype=object)
 
 
 def _users(raw: pd.DataFrame, file: Path) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from fusionrec.data import item_vectors
 from fusionrec.data.schema import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA
 from fusionrec.data.store import sql
 
@@ -73,6 +74,23 @@ def _as_table(rows: pa.Table | pd.DataFrame | Iterable[Mapping[str, Any]], schem
         else:
             raise ValueError(f"column {field.name!r} is required (have: {', '.join(rows.column_names)})")
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _vectors_as_text(rows: pa.Table | pd.DataFrame) -> pa.Table | pd.DataFrame:
+    """``rows`` with their ``vectors`` cells as the JSON text the stores keep."""
+    if isinstance(rows, pd.DataFrame):
+        if "vectors" not in rows.columns:
+            return rows
+        text = item_vectors.to_json_text(
+            item_vectors.to_arrow(map(item_vectors.cell_mapping, rows["vectors"]))
+        )
+        return rows.assign(vectors=text.to_pylist())
+    if "vectors" not in rows.column_names:
+        return rows
+    index = rows.column_names.index("vectors")
+    cells = map(item_vectors.cell_mapping, rows.column(index).to_pylist())
+    text = item_vectors.to_json_text(item_vectors.to_arrow(cells))
+    return rows.set_column(index, pa.field("vectors", pa.string()), text)
 
 
 def _keep_last(table: pa.Table, key: str | Sequence[str]) -> pa.Table:
@@ -212,8 +230,19 @@ class EventStore(ABC):
         return data.num_rows
 
     def upsert_items(self, table: pa.Table | pd.DataFrame) -> int:
-        """Insert or replace catalogue rows by ``item_id``; return the number of distinct items written."""
-        return self._upsert(table, ITEM_SCHEMA, "items", "item_id")
+        """Insert or replace catalogue rows by ``item_id``; return the number of distinct items written.
+
+        A ``vectors`` column may hold any spelling of `item_vectors.cell_mapping` (validated
+        already: `validate.check_items`, or the items API's body)."""
+        return self._upsert(_vectors_as_text(table), sql.STORED_ITEM_SCHEMA, "items", "item_id")
+
+    def item_vector_dims(self) -> dict[str, int]:
+        """The length of each item vector name in the stored catalogue (what new rows must match)."""
+        with self._lock:
+            stored = self._read(
+                "SELECT vectors FROM items WHERE vectors IS NOT NULL", pa.schema([("vectors", pa.string())])
+            )
+        return item_vectors.dims_of(stored.column(0))
 
     def upsert_users(self, table: pa.Table | pd.DataFrame) -> int:
         """Insert or replace user rows by ``user_id``; return the number of distinct users written."""
@@ -421,9 +450,12 @@ class EventStore(ABC):
 
     def items_arrow(self) -> pa.Table:
         with self._lock:
-            return self._read(
-                f"SELECT {sql.cols(ITEM_SCHEMA.names)} FROM items ORDER BY item_id", ITEM_SCHEMA
+            stored = self._read(
+                f"SELECT {sql.cols(ITEM_SCHEMA.names)} FROM items ORDER BY item_id", sql.STORED_ITEM_SCHEMA
             )
+        index = stored.schema.get_field_index("vectors")
+        vectors = item_vectors.from_json_text(stored.column(index))
+        return stored.set_column(index, ITEM_SCHEMA.field("vectors"), vectors).cast(ITEM_SCHEMA)
 
     def users_arrow(self) -> pa.Table:
         with self._lock:

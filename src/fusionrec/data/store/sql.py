@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from fusionrec.data.schema import EVENT_SCHEMA, ITEM_SCHEMA, USER_SCHEMA, UTC_TIMESTAMP
 
-SCHEMA_VERSION = 2  # 2: erased ids kept as SHA-256 only (erased_ids), session_links
+SCHEMA_VERSION = 3  # 2: erased ids kept as SHA-256 only (erased_ids), session_links; 3: item vectors
 
 Dialect = str  # "duckdb" or "postgresql"
 
@@ -48,6 +48,9 @@ QUARANTINE_SCHEMA = pa.schema(
     ]
 )
 STORED_EVENT_SCHEMA = EVENT_SCHEMA.append(pa.field("ingested_at", UTC_TIMESTAMP))
+# Item vectors are kept as JSON text: both backends store and return it as it is, where their
+# array and map types differ (and PostgreSQL's COPY would spell a float array differently).
+STORED_ITEM_SCHEMA = ITEM_SCHEMA.set(ITEM_SCHEMA.get_field_index("vectors"), pa.field("vectors", pa.string()))
 
 
 def q(name: str) -> str:
@@ -115,7 +118,9 @@ def create_statements(dialect: Dialect) -> list[str]:
     return [
         f"CREATE TABLE IF NOT EXISTS meta (key {t['text']} PRIMARY KEY, value {t['text']})",
         events,
-        _create_table("items", ITEM_SCHEMA, dialect, "item_id", [f"updated_at {t['ts']} DEFAULT now()"]),
+        _create_table(
+            "items", STORED_ITEM_SCHEMA, dialect, "item_id", [f"updated_at {t['ts']} DEFAULT now()"]
+        ),
         _create_table("users", USER_SCHEMA, dialect, "user_id", [f"updated_at {t['ts']} DEFAULT now()"]),
         quarantine,
         # Erased users by the SHA-256 of their id: later writes are refused without keeping the id.
@@ -134,7 +139,8 @@ def migrations(dialect: Dialect) -> dict[int, list[str]]:
             f"INSERT INTO erased_ids (user_sha256, erased_at) SELECT {sha256_hex('user_id', dialect)}, "
             "erased_at FROM erased_users ON CONFLICT (user_sha256) DO NOTHING",
             "DROP TABLE erased_users",
-        ]
+        ],
+        2: [f"ALTER TABLE items ADD COLUMN IF NOT EXISTS vectors {_TYPES[dialect]['text']}"],  # item vectors
     }
 
 

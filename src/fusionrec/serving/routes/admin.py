@@ -14,7 +14,7 @@ from fusionrec.serving.retraining import TooSoonError
 from fusionrec.serving.routes.recommendations import service
 from fusionrec.serving.routes.schemas import FastJSON, ItemIn
 from fusionrec.serving.security import require, require_json
-from fusionrec.serving.service import Service
+from fusionrec.serving.service import ItemVectorError, Service
 
 router = APIRouter(prefix="/v1", tags=["admin"], dependencies=[Depends(require("admin"))])
 Id = Annotated[str, Path(min_length=1, max_length=256)]
@@ -22,11 +22,17 @@ Id = Annotated[str, Path(min_length=1, max_length=256)]
 
 @router.put("/items/{item_id}", dependencies=[Depends(require_json)])
 async def put_item(item_id: Id, body: ItemIn, svc: Annotated[Service, Depends(service)]) -> FastJSON:
-    """Change an item's price, stock, visibility or attributes (creates it when new)."""
+    """Change an item's price, stock, visibility, attributes or vectors (creates it when new)."""
     values = body.model_dump(exclude_unset=True)
     if "attributes" in values and values["attributes"] is not None:
         values["attributes"] = json.dumps(values["attributes"], sort_keys=True)
-    return FastJSON(await run_in_threadpool(svc.put_item, item_id, values))
+    try:
+        return FastJSON(await run_in_threadpool(svc.put_item, item_id, values))
+    except ItemVectorError as error:  # named like pydantic's own 422s: the field, then the problem
+        raise HTTPException(
+            422,
+            detail=[{"loc": ["body", "vectors", error.name], "msg": error.problem, "type": "value_error"}],
+        ) from None
 
 
 @router.delete("/users/{user_id}")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.responses import JSONResponse
 
 
@@ -91,6 +91,10 @@ class IdentifyIn(BaseModel):
     user_id: str = Field(min_length=1, max_length=256)
 
 
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-3.4e38, le=3.4e38)]  # float32's range
+VectorName = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
 class ItemIn(BaseModel):
     """Attributes to change; those left out keep their value."""
 
@@ -105,6 +109,11 @@ class ItemIn(BaseModel):
     in_stock: bool | None = None
     hidden: bool | None = None
     attributes: dict[str, Any] | None = None
+    # Named precomputed vectors, e.g. {"image_embedding": [0.12, ...]}: finite numbers, at least
+    # one each; a name the catalogue has must keep its length (checked by the service).
+    vectors: dict[VectorName, Annotated[list[FiniteFloat], Field(min_length=1, max_length=65_536)]] | None = (
+        None
+    )
 
 
 def event_body_schema() -> dict[str, Any]:
