@@ -39,6 +39,12 @@ KS = (10, 20)
 
 def fused_run(name: str, params: dict, split, mask_seen: bool) -> tuple[dict, object]:  # type: ignore[no-untyped-def]
     """evaluate_model's protocol, keeping the fitted model for the fusion-specific numbers."""
+    if split.protocol.get("split") == "session_next_item":
+        # Sessions are anonymous: the model is fed each test session's prefix (`evaluate_model`'s
+        # session protocol); per-user candidate numbers do not apply.
+        result = evaluate_model(name, split, params=params, ks=KS, mask_seen=mask_seen)
+        row = {k: v for k, v in result.to_dict().items() if k in ("model", "metrics")}
+        return {**row, "fit_seconds": round(result.fit_seconds, 1)}, None
     model = create_model(name, **params)
     started = time.perf_counter()
     model.fit(split.train_full)

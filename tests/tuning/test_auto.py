@@ -231,3 +231,39 @@ def test_screening_tries_second_settings_only_for_the_better_half(shop: Dataset)
     better_half = sorted(first_round, key=lambda m: -first_round[m])[:2]
     second_round = {t.model for t in screened[4:]}
     assert second_round and second_round <= set(better_half) & {"item_knn", "rp3beta"}
+
+
+def _sessions(revisit: bool, n: int = 400) -> Dataset:
+    """Anonymous two-minute visits along chains of items (i, i+1, i+2 ...), with or without a
+    return to the first item of the visit."""
+    rng = np.random.default_rng(2)
+    rows = []
+    for session in range(n):
+        start, first = rng.uniform(0, 60), int(rng.integers(40))
+        path = [first + step for step in range(3)] + ([first] if revisit else [first + 3])
+        rows += [
+            (f"s{session}", f"i{item}", "view", start + step * 30 / SECONDS_PER_DAY)
+            for step, item in enumerate(path)
+        ]
+    return _log(rows)
+
+
+def test_sessions_that_return_to_their_items_keep_them_eligible_and_fuse_on_the_prefix() -> None:
+    revisits = profile_dataset(_sessions(revisit=True))
+    assert revisits.session_shaped and revisits.repeat_event_share >= 0.2
+    plan = plan_for(revisits, window_days=7.0)
+    assert plan.exclude_seen is False and "return to an item" in plan.reasons["exclude_seen"]
+    straight = profile_dataset(_sessions(revisit=False))
+    assert straight.repeat_event_share == 0.0 and plan_for(straight, window_days=7.0).exclude_seen
+
+    # The search fuses session sources too, its fused trials fed each session's prefix.
+    selection = select_pipeline(
+        _sessions(revisit=True),
+        budget_seconds=300.0,
+        seed=0,
+        folds=2,
+        models=["session_knn", "repeat_purchase"],
+    )
+    fused = [t for t in selection.record.trials if t.model == "fusion"]
+    assert fused and all(t.metrics["NDCG@20"] > 0.3 for t in fused), selection.record.trials
+    assert "fusion" not in selection.record.skipped

@@ -53,6 +53,9 @@ class DataProfile(BaseModel):
     # Whether every (user, item) pair carries the same weight (one event type, no repeats): then a
     # model's weighted and presence-only variants learn the same thing. False in older manifests.
     uniform_weights: bool = False
+    # Of all events, the share whose (user, item) pair occurred before (a visitor back on an item
+    # they saw earlier in the visit, in session data). 0 in older manifests.
+    repeat_event_share: float = 0.0
 
     @property
     def real_clock(self) -> bool:
@@ -98,6 +101,7 @@ def profile_dataset(dataset: Dataset) -> DataProfile:
         recent_user_share=_recent_user_share(dataset, last),
         ascending_share=_ascending_share(dataset),
         uniform_weights=_uniform_weights(dataset),
+        repeat_event_share=_repeat_share(dataset, by_day=False) or 0.0,
     )
 
 

@@ -329,9 +329,6 @@ def _no_time_for(search: _Search, option: SourceOption) -> str | None:
 def _forward_selection(search: _Search, singles: list[Scored], skipped: dict[str, str]) -> list[Trial]:
     """The best fused ranker, grown one source at a time and tried over the ranker's grid on the
     latest fold, then scored on every fold; and the blend of its sources. Their trials."""
-    if search.plan.shape == "session":
-        skipped["fusion"] = "fused models cannot score an anonymous session's live history yet"
-        return []
     if len(singles) < 2:
         skipped["fusion"] = "fewer than two sources were confirmed on every fold"
         return []

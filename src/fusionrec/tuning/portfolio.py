@@ -17,6 +17,7 @@ from fusionrec.models.registry import model_class
 from fusionrec.tuning.folds import MAX_SCORED_USERS, FoldShape
 
 REPEAT_SHARE = 0.3  # from this share of repeat purchases on, bought items stay eligible
+REVISIT_SHARE = 0.1  # in session data, from this share of return visits on, seen items stay eligible
 MIN_PURCHASES = 200  # fewer purchases say nothing about buying again (views repeat anyway)
 RECENT_USER_SHARE = 0.1  # a recent window must see this share of users to validate by time
 EASE_MAX_ITEMS = 25_000  # EASE's dense item x item Gram matrix: 2.5 GB of float32 at this size
@@ -98,6 +99,7 @@ def plan_for(profile: DataProfile, *, window_days: float) -> Plan:
     purchases = profile.event_mix.get("purchase", 0.0) * profile.events
     repeat = profile.repeat_purchase_share if purchases >= MIN_PURCHASES else None
     exclude_seen = repeat is None or repeat < REPEAT_SHARE
+    revisits = profile.session_shaped and profile.repeat_event_share >= REVISIT_SHARE
     if repeat is None:
         said = f"{purchases:.0f} purchases, too few to tell whether customers buy again"
     else:
@@ -106,6 +108,12 @@ def plan_for(profile: DataProfile, *, window_days: float) -> Plan:
         "exclude_seen": f"{said}: "
         + ("a customer's past items are not proposed" if exclude_seen else "past items stay eligible")
     }
+    if revisits and exclude_seen:
+        exclude_seen = False
+        reasons["exclude_seen"] = (
+            f"{profile.repeat_event_share:.0%} of events return to an item seen earlier in the visit "
+            f"(>= {REVISIT_SHARE:.0%}): the session's own items stay eligible"
+        )
     if profile.session_shaped:
         shape: FoldShape = "session"
         reasons["validation"] = (
