@@ -21,6 +21,8 @@ import numpy as np
 
 from fusionrec.serving.business_rules import RuleRequest, among, apply_rules, repurchase_blocked
 from fusionrec.serving.experiments import DEFAULT, assign
+from fusionrec.serving.new_items import SOURCE as NEW_ITEM
+from fusionrec.serving.new_items import Filters, NewItemIndex, Pick, Visitor
 from fusionrec.serving.online import VisitorState, session_key, user_key
 from fusionrec.serving.preparation import PRECOMPUTING
 from fusionrec.serving.redis_client import RedisUnavailableError
@@ -88,6 +90,7 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
             q.max_price,
             q.device,
             q.channel,
+            svc.new_item_counters.revision,  # a new item's first purchases show without waiting
         )
     )
     cached = svc.cache.get(visitor, key) if not degraded else None
@@ -111,6 +114,11 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
     context = loaded.item_index.get(q.context) if q.context else None
     if context is not None:
         live.append(context)
+    fresh = svc.new_items(loaded)
+    if context is None and q.context and fresh is not None:
+        # The page of a new item: its closest items in content stand in for it.
+        seeds, _ = fresh.content_neighbours(q.context, svc.settings.realtime_items)
+        live.extend(seeds.tolist())
     wanted = max(svc.settings.candidates, 3 * n)
     scored = _score(svc, loaded, user, live, wanted, degraded)
     if scored is None:  # cold start or failure: the fallback chain
@@ -139,14 +147,26 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
         items = np.r_[items, more][:n]
         scores = np.r_[scores, more_scores * 0.0][:n]
         scored.sources = scored.sources.merged(extra.sources)
-    page_items, page_scores = items[q.offset : n], scores[q.offset : n]
-    answer = {
-        "items": [
+    if fresh is None:
+        page_items, page_scores = items[q.offset : n], scores[q.offset : n]
+        entries = [
             {"item_id": str(loaded.item_ids[i]), "score": round(s, 6), "sources": labels}
             for i, s, labels in zip(
                 page_items.tolist(), page_scores.tolist(), scored.sources.labels(page_items), strict=True
             )
-        ],
+        ]
+    else:
+        entries = [
+            {"item_id": str(loaded.item_ids[i]), "score": round(s, 6), "sources": labels}
+            for i, s, labels in zip(
+                items.tolist(), scores.tolist(), scored.sources.labels(items), strict=True
+            )
+        ]
+        category = q.category or _context_category(svc, view, context, q.context)
+        picks = _new_item_picks(svc, fresh, loaded, view, q, visitor, user, state, live, rules, category, n)
+        entries = insert_picks(entries, picks, n)[q.offset : n]
+    answer = {
+        "items": entries,
         "model_version": loaded.version,
         "variant": assignment.variant,
         "experiment": assignment.experiment,
@@ -165,6 +185,50 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
     answer = dict(answer)
     answer["exposure_id"] = _expose(svc, visitor, user_id, session_id, q, assignment, loaded.version, answer)
     return answer
+
+
+def _new_item_picks(
+    svc: Service,
+    fresh: NewItemIndex,
+    loaded: LoadedVersion,
+    view: Any,
+    q: RecQuery,
+    visitor: str,
+    user: int,
+    state: VisitorState,
+    live: list[int],
+    rules: Any,
+    focus: str | None,
+    n: int,
+) -> list[Pick]:
+    """The new items this visitor's page gets, with their ranks (`NewItemIndex.picks`)."""
+    history = np.concatenate([loaded.user_items(user).astype(np.int64), np.asarray(live, dtype=np.int64)])
+    blocked = {*q.exclude, *((q.context,) if q.context else ())}
+    if rules.exclude_seen:
+        blocked.update(state.seen)
+    if rules.exclude_purchased:
+        blocked.update(state.bought)
+    filters = Filters(
+        drop_hidden=rules.drop_hidden,
+        drop_out_of_stock=rules.drop_out_of_stock,
+        category=q.category,
+        exclude_categories=rules.exclude_categories,
+        min_price=q.min_price if q.min_price is not None else rules.min_price,
+        max_price=q.max_price if q.max_price is not None else rules.max_price,
+    )
+    who = Visitor(visitor, history, view.category[history], focus, frozenset(blocked))
+    return fresh.picks(who, svc.new_item_counters.evidence(fresh.ids), filters, n)
+
+
+def insert_picks(entries: list[dict[str, Any]], picks: list[Pick], n: int) -> list[dict[str, Any]]:
+    """``entries`` (ranked answer items) with the new items of ``picks`` put in at their ranks,
+    the first ``n`` kept; a new item takes the score of the item it displaced."""
+    out = list(entries)
+    for pick in sorted(picks, key=lambda p: p.position):
+        at = min(pick.position, len(out))
+        score = out[at]["score"] if at < len(out) else (out[-1]["score"] if out else 0.0)
+        out.insert(at, {"item_id": pick.item_id, "score": score, "sources": [NEW_ITEM]})
+    return out[:n]
 
 
 def _expose(
@@ -437,6 +501,10 @@ def _related(svc: Service, loaded: LoadedVersion, item_id: str, k: int, kind: st
             fallback, source = "similar", "similar"
     elif item_id not in svc.catalogue:
         return None
+    fresh = svc.new_items(loaded)
+    if index is None and fresh is not None and kind == "similar":
+        items, scores = fresh.content_neighbours(item_id, 3 * k)  # a new item: its closest in content
+        source = "content"
     if not len(items):  # new or isolated item: popular items of its category
         category = (
             view.category_of(index)
@@ -452,12 +520,20 @@ def _related(svc: Service, loaded: LoadedVersion, item_id: str, k: int, kind: st
     )
     if fallback is not None:
         svc.metrics.fallbacks.labels(fallback).inc()
+    entries = [
+        {"item_id": str(loaded.item_ids[i]), "score": round(float(s), 6), "sources": [source]}
+        for i, s in zip(items.tolist(), scores.tolist(), strict=True)
+    ]
+    if fresh is not None and kind == "similar":
+        filters = Filters(drop_hidden=rules.drop_hidden, drop_out_of_stock=rules.drop_out_of_stock)
+        if index is not None:  # new items close to this one join its list
+            picks = fresh.similar_to_known(index, svc.new_item_counters.evidence(fresh.ids), filters, k)
+        else:
+            picks = fresh.similar_to_new(item_id, svc.new_item_counters.evidence(fresh.ids), filters, k)
+        entries = insert_picks(entries, picks, k)
     return {
         "item_id": item_id,
-        "items": [
-            {"item_id": str(loaded.item_ids[i]), "score": round(float(s), 6), "sources": [source]}
-            for i, s in zip(items.tolist(), scores.tolist(), strict=True)
-        ],
+        "items": entries,
         "model_version": loaded.version,
         "degraded": False,
         "fallback": fallback,

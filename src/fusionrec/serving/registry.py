@@ -140,6 +140,14 @@ class VersionRegistry:
     def active(self) -> LoadedVersion | None:
         return self._active
 
+    def loaded(self) -> list[LoadedVersion]:
+        """The versions loaded now (the active one and the small cache), each once."""
+        with self._lock:
+            found = {v.version: v for v in self._loaded.values()}
+            if self._active is not None:
+                found[self._active.version] = self._active
+        return list(found.values())
+
     def versions(self) -> list[dict[str, Any]]:
         active = self._active.version if self._active else None
         out = []

@@ -38,10 +38,21 @@ from fusionrec.serving.catalogue import Catalogue
 from fusionrec.serving.erasure import erase_stored
 from fusionrec.serving.experiments import ExposureBuffer
 from fusionrec.serving.logs import printable
+from fusionrec.serving.new_items import (
+    EXTRAS_KEY,
+    MemoryNewItemCounters,
+    NewItemCounters,
+    NewItemIndex,
+    RedisNewItemCounters,
+    Tuning,
+    build_for,
+    evidence_of,
+    put_into,
+)
 from fusionrec.serving.online import MemoryOnlineState, OnlineState, RedisOnlineState, session_key, user_key
 from fusionrec.serving.preparation import VersionPreparation
 from fusionrec.serving.redis_client import RedisGuard, RedisUnavailableError
-from fusionrec.serving.registry import VersionRegistry
+from fusionrec.serving.registry import LoadedVersion, VersionRegistry
 from fusionrec.serving.retraining import Retrainer
 from fusionrec.serving.security import ApiKeys
 from fusionrec.serving.settings import ServingSettings
@@ -82,6 +93,7 @@ class Service:
         self.redis: RedisGuard | None = None
         self.online: OnlineState
         self.cache: AnswerCache
+        self.new_item_counters: NewItemCounters = MemoryNewItemCounters()
         if settings.redis_url:
             self.redis = RedisGuard(
                 settings.redis_url,
@@ -91,6 +103,7 @@ class Service:
             )
             self.online = RedisOnlineState(self.redis, settings.online_history, settings.online_ttl_s)
             self.cache = RedisCache(self.redis, settings.cache_ttl_s)
+            self.new_item_counters = RedisNewItemCounters(self.redis, settings.online_ttl_s)
         else:
             self.online = MemoryOnlineState(settings.online_history)
             self.cache = MemoryCache(settings.cache_ttl_s, settings.cache_max_entries)
@@ -114,7 +127,7 @@ class Service:
             metric=settings.gate_metric,
             tolerance=settings.gate_tolerance,
             gate_users=settings.gate_users,
-            prepare=lambda loaded: self.preparation.prepare(loaded),
+            prepare=self._prepare,
             on_swap=lambda loaded: self.preparation.on_swap(loaded),
             signing_key=settings.signing_key.get_secret_value() if settings.signing_key else None,
         )
@@ -148,10 +161,28 @@ class Service:
         self.erased = self.on_writer(self.store.erased_hashes)
         self.preparation.refresh_trending()
         report = self.registry.activate_newest()
+        self._seed_new_item_counters()
         if report is None:
             logger.warning(
                 "no model version in %s passes the gate: serving fallbacks only", self.settings.models_dir
             )
+
+    def _prepare(self, loaded: LoadedVersion) -> None:
+        """What serving derives for a loaded version, and its index of new items."""
+        self.preparation.prepare(loaded)
+        if self.settings.new_items:
+            s = self.settings
+            tuning = Tuning(
+                s.new_item_min_score, s.new_item_explore, s.new_items_per_page, s.new_item_similar_min
+            )
+            index = build_for(loaded, self.catalogue, tuning)
+            if len(index):
+                logger.info("version %s: %d catalogue items it does not know", loaded.version, len(index))
+
+    def new_items(self, loaded: LoadedVersion) -> NewItemIndex | None:
+        """``loaded``'s index of new items; None when it holds none (or the feature is off)."""
+        index: NewItemIndex | None = loaded.extras.get(EXTRAS_KEY)
+        return index if index is not None and len(index) else None
 
     def close(self) -> None:
         self.flush_exposures()
@@ -274,7 +305,32 @@ class Service:
             )
             return False
         self._count_clicks(events)
+        self._count_new_items(events)
         return True
+
+    def _count_new_items(self, events: pd.DataFrame) -> None:
+        """The active version's new items' events, weighted, into their live counters."""
+        active = self.registry.active
+        index = self.new_items(active) if active is not None else None
+        if index is None:
+            return
+        evidence = evidence_of(events, index.position, self.event_types.signed_weights())
+        try:
+            self.new_item_counters.add(evidence)
+        except RedisUnavailableError:
+            logger.warning("new-item counters unavailable: %d items' events not counted", len(evidence))
+
+    def _seed_new_item_counters(self) -> None:
+        """At start-up, in-process counters start from the new items' stored events (Redis keeps
+        its counters across restarts, so they are not counted twice there)."""
+        active = self.registry.active
+        index = self.new_items(active) if active is not None else None
+        if index is None or not isinstance(self.new_item_counters, MemoryNewItemCounters):
+            return
+        stored = self.on_writer(lambda: self.store.item_event_counts(index.ids)).to_pandas()
+        if len(stored):
+            weight = stored["event_type"].map(self.event_types.signed_weights()).fillna(0.0) * stored["n"]
+            self.new_item_counters.add(weight.groupby(stored["item_id"].astype(str)).sum().to_dict())
 
     def _count_clicks(self, events: pd.DataFrame) -> None:
         clicks = events[events["event_type"] == "click"]
@@ -330,6 +386,8 @@ class Service:
         row = pd.DataFrame([merged])
         self.on_writer(lambda: self.store.upsert_items(row))
         self.catalogue = self.catalogue.updated(item_id, values)
+        for loaded in self.registry.loaded():  # a new item is recommendable from now on
+            put_into(loaded, self.catalogue, item_id)
         self.shared_cache.clear()
         self.cache.clear()  # a hidden or sold-out item must vanish from every cached answer
         return self.catalogue.get(item_id) or merged

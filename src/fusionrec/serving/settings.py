@@ -98,6 +98,15 @@ class ServingSettings(BaseSettings):
     cache_max_entries: int = Field(100_000, ge=0)
     trending_days: float = Field(7.0, gt=0)
     trending_refresh_s: float = Field(300.0, gt=0)
+    # New items (in the catalogue, unknown to the model: `serving.new_items`): mixed into answers
+    # by rank at floor(n * (1 - affinity * prior)) when affinity * prior reaches new_item_min_score
+    # (the prior: weighted live events against the category's median popularity); an item with no
+    # events yet is an exploration slot for this share of the visitors who like its category.
+    new_items: bool = True
+    new_item_min_score: float = Field(0.15, ge=0, le=1)
+    new_item_explore: float = Field(0.05, ge=0, le=1)
+    new_items_per_page: int = Field(3, ge=0)
+    new_item_similar_min: float = Field(0.3, ge=0, le=1)  # content cosine for a neighbour's similar list
     # Registry and gate.
     gate_metric: str = "NDCG@20"
     gate_tolerance: float = Field(0.05, ge=0, le=1)  # new metric >= active * (1 - tolerance)

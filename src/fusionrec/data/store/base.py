@@ -313,6 +313,23 @@ class EventStore(ABC):
         params = {"recent": f"{days * 86400:.0f} seconds", "both": f"{2 * days * 86400:.0f} seconds"}
         return self.query_arrow(sql.WINDOWED_ITEM_COUNTS, params)
 
+    def item_event_counts(self, item_ids: Sequence[str]) -> pa.Table:
+        """Events (no bots) per item of ``item_ids`` and event type: ``item_id, event_type, n``
+        (what serving's new-item counters start from)."""
+        parts = []
+        for start in range(0, len(item_ids), 1000):
+            chunk = {f"i{i}": item for i, item in enumerate(item_ids[start : start + 1000])}
+            marks = ", ".join(f":{name}" for name in chunk)
+            parts.append(
+                self.query_arrow(
+                    "SELECT item_id, event_type, CAST(count(*) AS DOUBLE PRECISION) AS n FROM events "
+                    f"WHERE item_id IN ({marks}) AND NOT coalesce(is_bot, FALSE) GROUP BY item_id, event_type",
+                    chunk,
+                )
+            )
+        parts = [part for part in parts if part.num_columns]
+        return pa.concat_tables(parts) if parts else pa.table({"item_id": [], "event_type": [], "n": []})
+
     def purchases(self) -> pa.Table:
         """Each (user, basket, item) bought, with the time of its last purchase in epoch seconds
         (``basket`` is the session, else the user)."""

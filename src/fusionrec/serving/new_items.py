@@ -1,0 +1,572 @@
+"""New items: catalogue items the loaded model does not know, recommendable from the moment they are put.
+
+A model knows the items it was trained on; an item added since (``PUT /v1/items/{id}``, an items
+file) has no index in it, so no model score, neighbour list or trending count. `NewItemIndex` holds
+those items for one model version: their content vectors in a `ContentSpace` fitted on the whole
+catalogue (TF-IDF over title and description words, and exact tokens for the category path, brand
+and tags, as the ``content_tfidf`` model builds them), their category and their rule attributes.
+Their first events are counted live (`NewItemCounters`: in memory, or in Redis so every worker sees
+them), and at answer time `NewItemIndex.picks` proposes a bounded few of them for the visitor:
+
+* **affinity** ``a``: how much the visitor likes the item's category (their history's share of it,
+  the favourite category = 1; the same top level counts half; the category asked for or of the
+  current page counts 1), or the content cosine with their recent items, whichever is larger;
+* **prior** ``p = e / (e + m)``: ``e`` the item's live evidence (event-type weights: a purchase 8
+  views), ``m`` the median popularity (users) of the known items of its category, a pseudo-count:
+  an item with as much evidence as a typical item of its category counts one half;
+* the item goes in at rank ``floor(n * (1 - a * p))`` of the page's ``n`` when ``a * p`` reaches
+  ``min_score``; an item with no evidence yet goes in only as an exploration slot (the page's last
+  position) for a seeded share of the visitors who like its category.
+
+Insertion by rank, not by score, because the model's scores have no common scale with ``a * p``.
+The content matrix is generic (`ContentSpace.known` and ``vectors``, L2-normalised rows, sparse or
+dense), so a precomputed item embedding can replace or join the TF-IDF blocks later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.preprocessing import normalize
+
+from fusionrec.data.schema import CATEGORY_SEPARATOR
+from fusionrec.models.content import item_texts, item_tokens
+from fusionrec.serving.redis_client import RedisGuard, RedisUnavailableError
+
+if TYPE_CHECKING:
+    from fusionrec.serving.catalogue import Catalogue
+    from fusionrec.serving.registry import LoadedVersion
+
+SOURCE = "new_item"  # source label of the items this module proposes
+
+
+def _identity(tokens: list[str]) -> list[str]:
+    return tokens
+
+
+def _top_level(category: str | None) -> str | None:
+    return category.split(CATEGORY_SEPARATOR)[0].strip() if category else None
+
+
+@dataclass(frozen=True)
+class ContentSpace:
+    """A TF-IDF space fitted on a catalogue, and the vectors of a model's items in it.
+
+    ``known``: L2-normalised rows aligned with the model's item indices (zero where the catalogue
+    has no row for the item). `transform` places any catalogue rows in the same space (words and
+    tokens unseen at fitting are ignored).
+    """
+
+    vectorizers: tuple[tuple[str, TfidfVectorizer], ...]  # field -> fitted vectoriser
+    known: sp.csr_matrix
+
+    @classmethod
+    def fit(cls, catalogue: pd.DataFrame, item_ids: np.ndarray) -> ContentSpace:
+        """Fit on every catalogue row (``catalogue`` indexed by item id), vectorise ``item_ids``."""
+        documents = _documents(catalogue)
+        fitted: list[tuple[str, TfidfVectorizer]] = []
+        for name, docs in documents.items():
+            if name == "text":
+                vectorizer = TfidfVectorizer(
+                    strip_accents="unicode", sublinear_tf=True, max_features=50_000, dtype=np.float32
+                )
+            else:
+                vectorizer = TfidfVectorizer(analyzer=_identity, dtype=np.float32)
+            try:
+                vectorizer.fit(docs)
+            except ValueError:  # sklearn: "empty vocabulary" when no item has this field
+                continue
+            fitted.append((name, vectorizer))
+        space = cls(tuple(fitted), sp.csr_matrix((len(item_ids), 0), dtype=np.float32))
+        rows = catalogue.reindex(pd.Index(np.asarray(item_ids).astype(str)))
+        return cls(space.vectorizers, space.transform(rows))
+
+    @property
+    def n_features(self) -> int:
+        return int(sum(len(v.vocabulary_) for _, v in self.vectorizers))
+
+    def transform(self, rows: pd.DataFrame) -> sp.csr_matrix:
+        """L2-normalised vectors of catalogue ``rows``: each field's block normalised, then stacked."""
+        if not self.vectorizers or not len(rows):
+            return sp.csr_matrix((len(rows), self.n_features), dtype=np.float32)
+        documents = _documents(rows)
+        blocks = [
+            normalize(vectorizer.transform(documents[name]).astype(np.float32), norm="l2", axis=1)
+            for name, vectorizer in self.vectorizers
+        ]
+        return normalize(sp.hstack(blocks, format="csr"), norm="l2", axis=1).tocsr()
+
+
+def _documents(rows: pd.DataFrame) -> dict[str, list[Any]]:
+    frame = rows.reset_index(drop=True)
+    tokens = item_tokens(frame)
+    return {"text": item_texts(frame), **tokens}
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """What `NewItemIndex.picks` needs to know about the visitor of one request."""
+
+    key: str  # "u:<id>" or "s:<id>": seeds the exploration draw
+    history: np.ndarray  # model item indices: training and live items, newest last
+    categories: np.ndarray  # the model catalogue's category of each history item (object)
+    focus: str | None = None  # the category asked for, or of the current page
+    blocked: frozenset[str] = frozenset()  # ids never to propose (seen, bought, excluded, the page)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The request's and the rules' filters, as they apply to new items."""
+
+    drop_hidden: bool = True
+    drop_out_of_stock: bool = True
+    category: str | None = None
+    exclude_categories: Sequence[str] = ()
+    min_price: float | None = None
+    max_price: float | None = None
+
+
+@dataclass(frozen=True)
+class Pick:
+    item_id: str
+    position: int  # 0-based rank in the page's ranked list
+    score: float  # a * p (0 for an exploration slot)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """The ``new_item_*`` settings."""
+
+    min_score: float = 0.15
+    explore: float = 0.05
+    per_page: int = 3
+    similar_min: float = 0.3
+    recent: int = 5  # history items whose content seeds the similarity
+
+
+@dataclass
+class NewItemIndex:
+    """The new items of one model version (immutable: a change builds a new index)."""
+
+    version: str
+    space: ContentSpace
+    ids: list[str]
+    vectors: sp.csr_matrix  # len(ids) x features, L2-normalised rows
+    category: np.ndarray  # object: category path or None
+    hidden: np.ndarray  # bool
+    in_stock: np.ndarray  # bool
+    price: np.ndarray  # float64, NaN = unknown
+    pseudo: np.ndarray  # float64: the prior's pseudo-count per item (its category's median popularity)
+    rows: pd.DataFrame  # the new items' catalogue rows (indexed by item id): what a change rebuilds from
+    tuning: Tuning = field(default_factory=Tuning)
+    position: dict[str, int] = field(init=False)
+    # Categories as codes into a few names: a request's work is per category, not per item.
+    names: list[str] = field(init=False)
+    code: np.ndarray = field(init=False)  # int64 per item, -1 = none
+    top_names: list[str] = field(init=False)
+    top_code: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.position = {item: j for j, item in enumerate(self.ids)}
+        codes, names = pd.factorize(pd.Series(self.category, dtype=object), use_na_sentinel=True)
+        self.code, self.names = codes.astype(np.int64), [str(n) for n in names]
+        tops = pd.Series([_top_level(c) for c in self.category], dtype=object)
+        top_codes, top_names = pd.factorize(tops, use_na_sentinel=True)
+        self.top_code, self.top_names = top_codes.astype(np.int64), [str(n) for n in top_names]
+
+    def _per_item(self, per_name: list[float] | np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """A value per category name spread onto the items (0 for items without a category)."""
+        values = np.r_[np.asarray(per_name, dtype=np.float64), 0.0]
+        return values[codes]  # code -1 picks the trailing 0
+
+    def _under(self, prefix: str) -> np.ndarray:
+        """Which items are in category ``prefix`` or below it."""
+        below = prefix + CATEGORY_SEPARATOR
+        return self._per_item([n == prefix or n.startswith(below) for n in self.names], self.code) > 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    # --- building ------------------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        version: str,
+        catalogue: pd.DataFrame,
+        item_ids: np.ndarray,
+        item_index: Mapping[str, int],
+        item_category: np.ndarray,
+        popularity: np.ndarray,
+        tuning: Tuning,
+    ) -> NewItemIndex:
+        """The catalogue's items that ``item_index`` lacks (``catalogue`` indexed by item id)."""
+        space = ContentSpace.fit(catalogue, item_ids)
+        new = [str(i) for i in catalogue.index if str(i) not in item_index]
+        rows = catalogue.loc[new] if new else catalogue.iloc[:0]
+        return cls._of(version, space, rows, item_category, popularity, tuning)
+
+    @classmethod
+    def _of(
+        cls,
+        version: str,
+        space: ContentSpace,
+        rows: pd.DataFrame,
+        item_category: np.ndarray,
+        popularity: np.ndarray,
+        tuning: Tuning,
+    ) -> NewItemIndex:
+        category = _values(rows, "category")
+        category = np.array([c if isinstance(c, str) and c else None for c in category], dtype=object)
+        hidden = _values(rows, "hidden")
+        in_stock = _values(rows, "in_stock")
+        return cls(
+            version=version,
+            space=space,
+            ids=[str(i) for i in rows.index],
+            vectors=space.transform(rows),
+            category=category,
+            hidden=np.array([bool(v) if _known(v) else False for v in hidden], dtype=bool),
+            in_stock=np.array([bool(v) if _known(v) else True for v in in_stock], dtype=bool),
+            price=pd.to_numeric(pd.Series(_values(rows, "price")), errors="coerce").to_numpy(np.float64),
+            pseudo=_pseudo_counts(category, item_category, popularity),
+            rows=rows,
+            tuning=tuning,
+        )
+
+    def with_item(
+        self,
+        item_id: str,
+        row: pd.DataFrame,
+        item_index: Mapping[str, int],
+        item_category: np.ndarray,
+        popularity: np.ndarray,
+    ) -> NewItemIndex:
+        """This index with ``item_id``'s catalogue ``row`` (one-row frame) put in or replaced;
+        unchanged when the model knows the item (its index is the model's)."""
+        if item_id in item_index:
+            return self
+        others = self.rows.drop(index=item_id, errors="ignore").astype(object)
+        rows = pd.concat([others, row.astype(object)]) if len(others) else row.astype(object)
+        return NewItemIndex._of(self.version, self.space, rows, item_category, popularity, self.tuning)
+
+    # --- answering -------------------------------------------------------------------------------
+
+    def eligible(self, filters: Filters, blocked: Iterable[str] = ()) -> np.ndarray:
+        """Boolean mask of the new items the filters allow."""
+        keep = np.ones(len(self.ids), dtype=bool)
+        if filters.drop_hidden:
+            keep &= ~self.hidden
+        if filters.drop_out_of_stock:
+            keep &= self.in_stock
+        if filters.category:
+            keep &= self._under(filters.category)
+        for prefix in filters.exclude_categories:
+            keep &= ~self._under(prefix)
+        if filters.min_price is not None:
+            keep &= ~np.isnan(self.price) & (self.price >= filters.min_price)
+        if filters.max_price is not None:
+            keep &= ~np.isnan(self.price) & (self.price <= filters.max_price)
+        position = self.position
+        for item in blocked:
+            j = position.get(item)
+            if j is not None:
+                keep[j] = False
+        return keep
+
+    def prior(self, evidence: np.ndarray) -> np.ndarray:
+        """``e / (e + m)``: 0 with no evidence, one half with as much as a typical item of the category."""
+        e = np.maximum(np.asarray(evidence, dtype=np.float64), 0.0)
+        return e / (e + self.pseudo)
+
+    def affinity(self, visitor: Visitor) -> np.ndarray:
+        """Per new item: the visitor's liking of its category, or its content cosine with their
+        recent items, whichever is larger (0..1)."""
+        out = np.zeros(len(self.ids))
+        if len(visitor.categories):
+            names, counts = np.unique(
+                np.array([c for c in visitor.categories if isinstance(c, str)], dtype=object),
+                return_counts=True,
+            )
+            if len(names):
+                share = dict(zip(names.tolist(), (counts / counts.max()).tolist(), strict=True))
+                tops: dict[str, float] = {}
+                for name, value in share.items():
+                    top = _top_level(name) or ""
+                    tops[top] = max(tops.get(top, 0.0), value)
+                exact = self._per_item([share.get(c, 0.0) for c in self.names], self.code)
+                same_top = self._per_item([0.5 * tops.get(t, 0.0) for t in self.top_names], self.top_code)
+                out = np.maximum(exact, same_top)
+        if visitor.focus:
+            out = np.maximum(out, self._under(visitor.focus).astype(np.float64))
+        recent = visitor.history[-self.tuning.recent :]
+        recent = recent[(recent >= 0) & (recent < self.space.known.shape[0])]
+        if len(recent) and self.vectors.shape[1]:
+            profile = np.asarray(self.space.known[recent].sum(axis=0)).ravel()
+            norm = float(np.linalg.norm(profile))
+            if norm > 0:
+                out = np.maximum(out, self.vectors @ (profile / norm))
+        return out
+
+    def picks(self, visitor: Visitor, evidence: np.ndarray, filters: Filters, n: int) -> list[Pick]:
+        """At most ``tuning.per_page`` new items for a page of ``n`` ranked items, with their ranks."""
+        if not self.ids or n <= 0:
+            return []
+        keep = self.eligible(filters, visitor.blocked)
+        if not keep.any():
+            return []
+        affinity = self.affinity(visitor)
+        prior = self.prior(evidence)
+        score = np.where(keep, affinity * prior, 0.0)
+        chosen: list[Pick] = []
+        for j in np.argsort(-score, kind="stable")[: self.tuning.per_page].tolist():
+            if score[j] < self.tuning.min_score:
+                break
+            chosen.append(Pick(self.ids[j], int(n * (1.0 - score[j])), float(score[j])))
+        if len(chosen) < self.tuning.per_page and self.tuning.explore > 0:
+            # Items with no evidence yet: a seeded share of the visitors who like their category see
+            # one at the page's end, so that some first events can come at all.
+            fresh = np.flatnonzero(keep & (np.asarray(evidence) <= 0) & (affinity >= 0.5))
+            for j in fresh.tolist():
+                if _draw(visitor.key, self.ids[j]) < self.tuning.explore:
+                    chosen.append(Pick(self.ids[j], n - 1, 0.0))
+                    break
+        return chosen
+
+    def similar_to_known(self, item: int, evidence: np.ndarray, filters: Filters, k: int) -> list[Pick]:
+        """New items close in content to the model's item ``item``, ranked for a list of ``k``:
+        score = cosine x (1 + prior) / 2, so they rise with their events."""
+        if not self.ids or not 0 <= item < self.space.known.shape[0] or not self.vectors.shape[1]:
+            return []
+        cosine = np.asarray((self.vectors @ self.space.known[item].T).todense()).ravel()
+        return self._similar(cosine, evidence, filters, k)
+
+    def similar_to_new(self, item_id: str, evidence: np.ndarray, filters: Filters, k: int) -> list[Pick]:
+        """The other new items close in content to the new item ``item_id`` (as `similar_to_known`)."""
+        j = self.position.get(item_id)
+        if j is None or not self.vectors.shape[1]:
+            return []
+        return self._similar(
+            np.asarray((self.vectors @ self.vectors[j].T).todense()).ravel(), evidence, filters, k, j
+        )
+
+    def _similar(
+        self, cosine: np.ndarray, evidence: np.ndarray, filters: Filters, k: int, itself: int = -1
+    ) -> list[Pick]:
+        score = cosine * (1.0 + self.prior(evidence)) / 2.0
+        keep = self.eligible(filters) & (cosine >= self.tuning.similar_min)
+        if itself >= 0:
+            keep[itself] = False
+        order = [j for j in np.argsort(-score, kind="stable").tolist() if keep[j]][: self.tuning.per_page]
+        return [Pick(self.ids[j], int(k * (1.0 - score[j])), float(score[j])) for j in order]
+
+    def content_neighbours(self, item_id: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The model's items closest in content to the new item ``item_id``: ``(indices, cosines)``,
+        best first, cosine > 0 (one sparse product over the model's items: for one item's page)."""
+        j = self.position.get(item_id)
+        if j is None or not self.vectors.shape[1]:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        cosine = np.asarray((self.space.known @ self.vectors[j].T).todense()).ravel()
+        best = np.argsort(-cosine, kind="stable")[:k]
+        best = best[cosine[best] > 0]
+        return best.astype(np.int64), cosine[best]
+
+
+def _values(rows: pd.DataFrame, name: str) -> np.ndarray:
+    if name in rows.columns:
+        return rows[name].to_numpy(dtype=object)
+    return np.full(len(rows), None, dtype=object)
+
+
+def _known(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and np.isnan(value))
+
+
+def _pseudo_counts(category: np.ndarray, item_category: np.ndarray, popularity: np.ndarray) -> np.ndarray:
+    """Per new item, the median popularity of the known items of its category (of its top level
+    when its own category has none; of every item when that has none either), at least 1."""
+    popularity = np.asarray(popularity, dtype=np.float64)
+    overall = float(np.median(popularity[popularity > 0])) if (popularity > 0).any() else 1.0
+    frame = pd.DataFrame({"category": pd.Series(item_category, dtype=object), "pop": popularity})
+    frame = frame[frame["pop"] > 0]
+    exact = frame.groupby("category")["pop"].median().to_dict()
+    tops = frame.assign(top=frame["category"].map(_top_level)).groupby("top")["pop"].median().to_dict()
+    out = [exact.get(c, tops.get(_top_level(c), overall)) if c else overall for c in category]
+    return np.maximum(np.asarray(out, dtype=np.float64), 1.0)
+
+
+def _draw(visitor: str, item: str) -> float:
+    """A uniform number in [0, 1) fixed per (visitor, item): stable answers, seeded exploration."""
+    digest = hashlib.blake2b(f"{visitor}|{item}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
+# --- live counters -------------------------------------------------------------------------------
+
+
+def _bucket(evidence: float) -> int:
+    """Doubling steps of evidence: cached answers are keyed on these, not on every event."""
+    return int(np.floor(np.log2(1.0 + max(evidence, 0.0))))
+
+
+class NewItemCounters(ABC):
+    """Weighted events of new items since they appeared (what the prior reads)."""
+
+    @abstractmethod
+    def add(self, evidence: Mapping[str, float]) -> None:
+        """Add weighted events per item id."""
+
+    @abstractmethod
+    def evidence(self, ids: Sequence[str]) -> np.ndarray:
+        """float64[len(ids)]: the weighted events of each item (0 for none)."""
+
+    @property
+    @abstractmethod
+    def revision(self) -> int:
+        """Changes when some item's evidence passes a doubling step (part of cached answers' keys:
+        an answer cached before the item's first purchases is not served after them)."""
+
+
+class MemoryNewItemCounters(NewItemCounters):
+    """One process's counters."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, float] = {}
+        self._revision = 0
+        self._changes = 0  # every add
+        self._cached: tuple[Sequence[str], int, np.ndarray] | None = None
+        self._lock = threading.Lock()
+
+    def add(self, evidence: Mapping[str, float]) -> None:
+        if not evidence:
+            return
+        with self._lock:
+            for item, weight in evidence.items():
+                before = self._values.get(item, 0.0)
+                self._values[item] = before + weight
+                if _bucket(before) != _bucket(before + weight):
+                    self._revision += 1
+            self._changes += 1
+
+    def evidence(self, ids: Sequence[str]) -> np.ndarray:
+        cached = self._cached
+        if cached is not None and cached[0] is ids and cached[1] == self._changes:
+            return cached[2]  # no event since: the array of the last request (read-only use)
+        changes, values = self._changes, self._values
+        out = np.fromiter((values.get(i, 0.0) for i in ids), dtype=np.float64, count=len(ids))
+        self._cached = (ids, changes, out)
+        return out
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+
+class RedisNewItemCounters(NewItemCounters):
+    """Counters in Redis (``INCRBYFLOAT`` per item), read back at most every ``refresh_s`` per
+    worker: every worker sees every worker's events within that time, and a request does not pay
+    a Redis round trip."""
+
+    def __init__(self, guard: RedisGuard, ttl_s: int = 30 * 86_400, refresh_s: float = 1.0) -> None:
+        self.guard = guard
+        self.ttl_s = ttl_s
+        self.refresh_s = refresh_s
+        self.p = guard.prefix + "ni:"
+        self._local: dict[str, float] = {}
+        self._read_at = 0.0
+        self._read_ids: tuple[str, ...] = ()
+        self._revision = 0
+        self._lock = threading.Lock()
+
+    def add(self, evidence: Mapping[str, float]) -> None:
+        if not evidence:
+            return
+
+        def write(r: Any) -> None:
+            pipe = r.pipeline(transaction=False)
+            for item, weight in evidence.items():
+                pipe.incrbyfloat(f"{self.p}{item}", float(weight))
+                pipe.expire(f"{self.p}{item}", self.ttl_s)
+            pipe.execute()
+
+        self.guard.call(write)
+        self._read_at = 0.0  # read-your-writes on this worker: the next request reads again
+
+    def evidence(self, ids: Sequence[str]) -> np.ndarray:
+        ids = tuple(ids)
+        now = time.monotonic()
+        if ids != self._read_ids or now - self._read_at > self.refresh_s:
+            try:
+                values = self.guard.call(lambda r: r.mget([f"{self.p}{i}" for i in ids])) if ids else []
+            except RedisUnavailableError:  # Redis down: the last values read
+                values = None
+            if values is not None:
+                fresh = {i: float(v) for i, v in zip(ids, values, strict=True) if v is not None}
+                with self._lock:
+                    if {i: _bucket(v) for i, v in fresh.items()} != {
+                        i: _bucket(v) for i, v in self._local.items()
+                    }:
+                        self._revision += 1
+                    self._local, self._read_ids, self._read_at = fresh, ids, now
+        local = self._local
+        return np.fromiter((local.get(i, 0.0) for i in ids), dtype=np.float64, count=len(ids))
+
+    @property
+    def revision(self) -> int:
+        if self._read_ids and time.monotonic() - self._read_at > self.refresh_s:
+            self.evidence(self._read_ids)  # other workers' events: read at most every refresh_s
+        return self._revision
+
+
+# --- a loaded version's index ----------------------------------------------------------------------
+
+EXTRAS_KEY = "new_items"  # LoadedVersion.extras key of the version's NewItemIndex
+
+
+def build_for(loaded: LoadedVersion, catalogue: Catalogue, tuning: Tuning) -> NewItemIndex:
+    """The new items of ``loaded`` in ``catalogue``, attached to its extras (start-up, activation)."""
+    view = catalogue.view(loaded.item_ids)
+    index = NewItemIndex.build(
+        loaded.version,
+        catalogue.frame,
+        loaded.item_ids,
+        loaded.item_index,
+        view.category,
+        np.asarray(loaded.model.answering.popularity_, dtype=np.float64),
+        tuning,
+    )
+    loaded.extras[EXTRAS_KEY] = index
+    return index
+
+
+def put_into(loaded: LoadedVersion, catalogue: Catalogue, item_id: str) -> None:
+    """``item_id``'s row of ``catalogue`` put into ``loaded``'s index (after a PUT of the item)."""
+    index: NewItemIndex | None = loaded.extras.get(EXTRAS_KEY)
+    if index is None or item_id not in catalogue or item_id in loaded.item_index:
+        return
+    row = catalogue.frame.loc[[item_id]]
+    view = catalogue.view(loaded.item_ids)
+    popularity = np.asarray(loaded.model.answering.popularity_, dtype=np.float64)
+    loaded.extras[EXTRAS_KEY] = index.with_item(item_id, row, loaded.item_index, view.category, popularity)
+
+
+def evidence_of(
+    events: pd.DataFrame, ids: Mapping[str, int], weights: Mapping[str, float]
+) -> dict[str, float]:
+    """Weighted events per new item of ``ids`` in ``events`` (item_id, event_type columns)."""
+    items = events["item_id"].astype(str)
+    hit = items.map(ids).notna().to_numpy()
+    if not hit.any():
+        return {}
+    weight = events["event_type"][hit].map(weights).fillna(0.0).to_numpy(np.float64)
+    return pd.Series(weight, index=items[hit].to_numpy()).groupby(level=0).sum().to_dict()
