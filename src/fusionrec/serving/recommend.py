@@ -33,6 +33,7 @@ from fusionrec.serving.service import Service
 logger = logging.getLogger(__name__)
 
 SESSION = "session"  # source label of live item-to-item candidates
+CONTENT = "content"  # source label of items close in content to a new item
 
 
 @dataclass
@@ -115,12 +116,18 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
     if context is not None:
         live.append(context)
     fresh = svc.new_items(loaded)
-    if context is None and q.context and fresh is not None:
-        # The page of a new item: its closest items in content stand in for it.
-        seeds, _ = fresh.content_neighbours(q.context, svc.settings.realtime_items)
-        live.extend(seeds.tolist())
     wanted = max(svc.settings.candidates, 3 * n)
+    alike: Scored | None = None
+    if context is None and q.context and fresh is not None:
+        # The page of a new item: its closest items in content are candidates, and the first of
+        # them stand in for it as the visitor's live history.
+        near, cosine = fresh.content_neighbours(q.context, 3 * n)
+        if len(near):
+            alike = Scored(near, cosine, Provenance(near, (CONTENT,)))
+            live.extend(near[: svc.settings.realtime_items].tolist())
     scored = _score(svc, loaded, user, live, wanted, degraded)
+    if alike is not None:
+        scored = alike if scored is None else merge(alike, scored, 1.0)
     if scored is None:  # cold start or failure: the fallback chain
         category = q.category or _context_category(svc, view, context, q.context)
         scored = _fallback(loaded, view, category, wanted)
