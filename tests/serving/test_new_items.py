@@ -207,8 +207,9 @@ def test_the_index_holds_the_items_the_model_does_not_know() -> None:
 
 def test_picks_rise_with_evidence_and_follow_the_visitors_taste() -> None:
     index = _index(explore=0.0)
-    tea_fan = Visitor("u:1", np.array([0, 1]), np.array(["Food > Tea", "Food > Tea"], dtype=object))
-    wine_fan = Visitor("u:2", np.array([2]), np.array(["Drinks > Wine"], dtype=object))
+    names = ["Food > Tea", "Drinks > Wine"]
+    tea_fan = Visitor("u:1", np.array([0, 1]), np.array([0, 0]), names)
+    wine_fan = Visitor("u:2", np.array([2]), np.array([1]), names)
     nothing, some, much = np.zeros(2), np.array([4.0, 0.0]), np.array([40.0, 0.0])
     assert index.picks(tea_fan, nothing, Filters(), 20) == []
     assert [p.item_id for p in index.picks(tea_fan, some, Filters(), 20)] == ["n1"]
@@ -220,7 +221,7 @@ def test_picks_rise_with_evidence_and_follow_the_visitors_taste() -> None:
     assert index.picks(tea_fan, much, Filters(max_price=10.0), 20) == []
     assert (
         index.picks(
-            Visitor("u:1", tea_fan.history, tea_fan.categories, blocked=frozenset({"n1"})),
+            Visitor("u:1", tea_fan.history, tea_fan.codes, names, blocked=frozenset({"n1"})),
             much,
             Filters(),
             20,
@@ -231,14 +232,14 @@ def test_picks_rise_with_evidence_and_follow_the_visitors_taste() -> None:
 
 def test_exploration_gives_an_item_without_events_to_a_seeded_share_of_fans() -> None:
     index = _index(explore=0.25)
-    history, categories = np.array([0]), np.array(["Food > Tea"], dtype=object)
+    history, codes, names = np.array([0]), np.array([0]), ["Food > Tea"]
     shown = [
-        bool(index.picks(Visitor(f"u:{i}", history, categories), np.zeros(2), Filters(), 20))
+        bool(index.picks(Visitor(f"u:{i}", history, codes, names), np.zeros(2), Filters(), 20))
         for i in range(400)
     ]
     assert 0.15 < np.mean(shown) < 0.35  # the share asked for, give or take the draw
     again = [
-        bool(index.picks(Visitor(f"u:{i}", history, categories), np.zeros(2), Filters(), 20))
+        bool(index.picks(Visitor(f"u:{i}", history, codes, names), np.zeros(2), Filters(), 20))
         for i in range(400)
     ]
     assert shown == again  # the same visitor gets the same answer

@@ -119,7 +119,8 @@ class Visitor:
 
     key: str  # "u:<id>" or "s:<id>": seeds the exploration draw
     history: np.ndarray  # model item indices: training and live items, newest last
-    categories: np.ndarray  # the model catalogue's category of each history item (object)
+    codes: np.ndarray  # the catalogue view's category code of each history item (-1: none)
+    names: list[str]  # the view's category names (`CatalogueView.categories`)
     focus: str | None = None  # the category asked for, or of the current page
     blocked: frozenset[str] = frozenset()  # ids never to propose (seen, bought, excluded, the page)
 
@@ -175,6 +176,10 @@ class NewItemIndex:
     code: np.ndarray = field(init=False)  # int64 per item, -1 = none
     top_names: list[str] = field(init=False)
     top_code: np.ndarray = field(init=False)
+    # Model item x new item cosines (each new item's closest model items): a request reads the
+    # rows of its recent items, a similar list the row of its item; no sparse algebra per request.
+    near: sp.csr_matrix = field(init=False)
+    _maps: tuple[list[str], np.ndarray, np.ndarray] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.position = {item: j for j, item in enumerate(self.ids)}
@@ -183,6 +188,27 @@ class NewItemIndex:
         tops = pd.Series([_top_level(c) for c in self.category], dtype=object)
         top_codes, top_names = pd.factorize(tops, use_na_sentinel=True)
         self.top_code, self.top_names = top_codes.astype(np.int64), [str(n) for n in top_names]
+        self.near = _reverse_neighbours(self.space.known, self.vectors)
+
+    def _name_maps(self, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """For each of a catalogue view's category names, its index in ``self.names`` and in
+        ``self.top_names`` (-1: no new item there); computed once per view."""
+        maps = self._maps
+        if maps is not None and maps[0] is names:
+            return maps[1], maps[2]
+        exact_of = {name: i for i, name in enumerate(self.names)}
+        top_of = {name: i for i, name in enumerate(self.top_names)}
+        exact = np.array([exact_of.get(name, -1) for name in names], dtype=np.int64)
+        top = np.array([top_of.get(_top_level(name) or "", -1) for name in names], dtype=np.int64)
+        self._maps = (names, exact, top)
+        return exact, top
+
+    def _near_row(self, item: int) -> tuple[np.ndarray, np.ndarray]:
+        """(new item positions, cosines) close in content to the model's item ``item``."""
+        if not 0 <= item < self.near.shape[0]:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        start, end = self.near.indptr[item], self.near.indptr[item + 1]
+        return self.near.indices[start:end], self.near.data[start:end]
 
     def _per_item(self, per_name: list[float] | np.ndarray, codes: np.ndarray) -> np.ndarray:
         """A value per category name spread onto the items (0 for items without a category)."""
@@ -293,29 +319,24 @@ class NewItemIndex:
         """Per new item: the visitor's liking of its category, or its content cosine with their
         recent items, whichever is larger (0..1)."""
         out = np.zeros(len(self.ids))
-        if len(visitor.categories):
-            names, counts = np.unique(
-                np.array([c for c in visitor.categories if isinstance(c, str)], dtype=object),
-                return_counts=True,
-            )
-            if len(names):
-                share = dict(zip(names.tolist(), (counts / counts.max()).tolist(), strict=True))
-                tops: dict[str, float] = {}
-                for name, value in share.items():
-                    top = _top_level(name) or ""
-                    tops[top] = max(tops.get(top, 0.0), value)
-                exact = self._per_item([share.get(c, 0.0) for c in self.names], self.code)
-                same_top = self._per_item([0.5 * tops.get(t, 0.0) for t in self.top_names], self.top_code)
-                out = np.maximum(exact, same_top)
+        codes = visitor.codes[visitor.codes >= 0]
+        if len(codes):
+            counts = np.bincount(codes, minlength=len(visitor.names)).astype(np.float64)
+            present = np.flatnonzero(counts)
+            share = counts[present] / counts.max()
+            exact_of, top_of = self._name_maps(visitor.names)
+            per_name = np.zeros(len(self.names) + 1)  # the extra last cell: items without a category
+            exact = exact_of[present]
+            per_name[exact[exact >= 0]] = share[exact >= 0]
+            per_top = np.zeros(len(self.top_names) + 1)
+            top = top_of[present]
+            np.maximum.at(per_top, top[top >= 0], share[top >= 0])
+            out = np.maximum(per_name[self.code], 0.5 * per_top[self.top_code])
         if visitor.focus:
             out = np.maximum(out, self._under(visitor.focus).astype(np.float64))
-        recent = visitor.history[-self.tuning.recent :]
-        recent = recent[(recent >= 0) & (recent < self.space.known.shape[0])]
-        if len(recent) and self.vectors.shape[1]:
-            profile = np.asarray(self.space.known[recent].sum(axis=0)).ravel()
-            norm = float(np.linalg.norm(profile))
-            if norm > 0:
-                out = np.maximum(out, self.vectors @ (profile / norm))
+        for item in visitor.history[-self.tuning.recent :].tolist():
+            near, cosine = self._near_row(item)
+            out[near] = np.maximum(out[near], cosine)
         return out
 
     def picks(self, visitor: Visitor, evidence: np.ndarray, filters: Filters, n: int) -> list[Pick]:
@@ -323,24 +344,26 @@ class NewItemIndex:
         if not self.ids or n <= 0:
             return []
         keep = self.eligible(filters, visitor.blocked)
-        if not keep.any():
+        prior = self.prior(evidence)
+        # Affinity is at most 1: without an item whose prior reaches min_score, and without an
+        # exploration draw for this visitor, there is nothing to pick (the cheap common case).
+        explores = self.tuning.explore > 0 and _draw(visitor.key, "explore") < self.tuning.explore
+        if not (keep & (prior >= self.tuning.min_score)).any() and not explores:
             return []
         affinity = self.affinity(visitor)
-        prior = self.prior(evidence)
         score = np.where(keep, affinity * prior, 0.0)
         chosen: list[Pick] = []
         for j in np.argsort(-score, kind="stable")[: self.tuning.per_page].tolist():
             if score[j] < self.tuning.min_score:
                 break
             chosen.append(Pick(self.ids[j], int(n * (1.0 - score[j])), float(score[j])))
-        if len(chosen) < self.tuning.per_page and self.tuning.explore > 0:
-            # Items with no evidence yet: a seeded share of the visitors who like their category see
-            # one at the page's end, so that some first events can come at all.
+        if explores and len(chosen) < self.tuning.per_page:
+            # Items with no evidence yet: a seeded share of the visitors (``explore``) get one of
+            # those of a category they like at the page's end, so that first events can come at all.
             fresh = np.flatnonzero(keep & (np.asarray(evidence) <= 0) & (affinity >= 0.5))
-            for j in fresh.tolist():
-                if _draw(visitor.key, self.ids[j]) < self.tuning.explore:
-                    chosen.append(Pick(self.ids[j], n - 1, 0.0))
-                    break
+            if len(fresh):
+                j = int(fresh[int(_draw(visitor.key, "which") * len(fresh))])
+                chosen.append(Pick(self.ids[j], n - 1, 0.0))
         return chosen
 
     def similar_to_known(self, item: int, evidence: np.ndarray, filters: Filters, k: int) -> list[Pick]:
@@ -348,7 +371,9 @@ class NewItemIndex:
         score = cosine x (1 + prior) / 2, so they rise with their events."""
         if not self.ids or not 0 <= item < self.space.known.shape[0] or not self.vectors.shape[1]:
             return []
-        cosine = np.asarray((self.vectors @ self.space.known[item].T).todense()).ravel()
+        cosine = np.zeros(len(self.ids))
+        near, values = self._near_row(item)
+        cosine[near] = values
         return self._similar(cosine, evidence, filters, k)
 
     def similar_to_new(self, item_id: str, evidence: np.ndarray, filters: Filters, k: int) -> list[Pick]:
@@ -380,6 +405,32 @@ class NewItemIndex:
         best = np.argsort(-cosine, kind="stable")[:k]
         best = best[cosine[best] > 0]
         return best.astype(np.int64), cosine[best]
+
+
+def _reverse_neighbours(
+    known: sp.csr_matrix, vectors: sp.csr_matrix, per_item: int = 500, floor: float = 0.05
+) -> sp.csr_matrix:
+    """Model items x new items: each new item's ``per_item`` closest model items (cosine at least
+    ``floor``), the rest left out."""
+    shape = (known.shape[0], vectors.shape[0])
+    if not shape[0] or not shape[1] or not known.shape[1]:
+        return sp.csr_matrix(shape, dtype=np.float64)
+    cosine = (known @ vectors.T).tocsc()
+    rows, cols, values = [], [], []
+    for j in range(shape[1]):
+        start, end = cosine.indptr[j], cosine.indptr[j + 1]
+        row, value = cosine.indices[start:end], cosine.data[start:end]
+        keep = value >= floor
+        row, value = row[keep], value[keep]
+        if len(value) > per_item:
+            best = np.argpartition(-value, per_item - 1)[:per_item]
+            row, value = row[best], value[best]
+        rows.append(row)
+        cols.append(np.full(len(row), j))
+        values.append(value)
+    return sp.csr_matrix(
+        (np.concatenate(values).astype(np.float64), (np.concatenate(rows), np.concatenate(cols))), shape=shape
+    )
 
 
 def _values(rows: pd.DataFrame, name: str) -> np.ndarray:

@@ -223,7 +223,7 @@ def _new_item_picks(
         min_price=q.min_price if q.min_price is not None else rules.min_price,
         max_price=q.max_price if q.max_price is not None else rules.max_price,
     )
-    who = Visitor(visitor, history, view.category[history], focus, frozenset(blocked))
+    who = Visitor(visitor, history, view.category_code[history], view.categories, focus, frozenset(blocked))
     return fresh.picks(who, svc.new_item_counters.evidence(fresh.ids), filters, n)
 
 
