@@ -261,3 +261,20 @@ def test_insert_picks_puts_new_items_at_their_ranks() -> None:
     out = insert_picks(entries, [Pick("x", 1, 0.9), Pick("y", 99, 0.1)], 5)
     assert [e["item_id"] for e in out] == ["0", "x", "1", "2", "3"]
     assert out[1]["sources"] == ["new_item"]
+
+
+def test_an_items_file_ingested_while_serving_is_taken_in(
+    store_url: str, models_dir: Path, setting: dict[str, Any]
+) -> None:
+    from fusionrec.data.ingest import ingest_items
+
+    with TestClient(create_app(make_settings(store_url, models_dir))) as client:
+        service = client.app.state.service
+        assert service.refresh_catalogue() is False  # nothing changed since start-up
+        row = {"item_id": NEW, **setting["body"]}
+        table = pa.Table.from_pylist([row])
+        service.on_writer(lambda: ingest_items(service.store, table))  # as `fusionrec ingest --items` does
+        assert service.refresh_catalogue() is True
+        assert NEW in service.new_items(service.registry.active).position
+        buy(client, setting["buyers"], NEW)
+        assert share(client, setting["fans"], NEW) >= 0.5

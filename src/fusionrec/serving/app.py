@@ -147,6 +147,7 @@ def create_app(settings: ServingSettings | None = None, *, service: Service | No
             every(settings.exposure_flush_s, svc.flush_exposures),
             every(settings.trending_refresh_s, svc.preparation.refresh_trending),
             every(settings.erasure_refresh_s, svc.refresh_erased),
+            every(settings.catalogue_refresh_s, svc.refresh_catalogue),
         ]
         if settings.redis_url:  # events stored while Redis was down reach the live state when it returns
             chores.append(every(max(settings.redis_retry_s, 1.0), svc.replay_missed))

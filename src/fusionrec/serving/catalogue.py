@@ -7,6 +7,7 @@ the attribute arrays aligned with a model version's item indices (memoised per v
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -134,6 +135,14 @@ class Catalogue:
             )
             self._views[key] = (item_ids, view)
             return view
+
+
+def fingerprint(table: pa.Table) -> str:
+    """A digest of a catalogue table's content (its Arrow IPC bytes): whether it changed."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return hashlib.blake2b(sink.getvalue().to_pybytes(), digest_size=16).hexdigest()
 
 
 def _column(frame: pd.DataFrame, name: str) -> pd.Series:

@@ -611,6 +611,22 @@ def put_into(loaded: LoadedVersion, catalogue: Catalogue, item_id: str) -> None:
     loaded.extras[EXTRAS_KEY] = index.with_item(item_id, row, loaded.item_index, view.category, popularity)
 
 
+def refresh_index(loaded: LoadedVersion, catalogue: Catalogue) -> None:
+    """``loaded``'s index rebuilt on a changed ``catalogue`` (its content space kept: fitting
+    it again is the start-up's cost, placing the new items in it is cheap)."""
+    index: NewItemIndex | None = loaded.extras.get(EXTRAS_KEY)
+    if index is None:
+        return
+    frame = catalogue.frame
+    new = [item for item in frame.index.astype(str) if item not in loaded.item_index]
+    view = catalogue.view(loaded.item_ids)
+    popularity = np.asarray(loaded.model.answering.popularity_, dtype=np.float64)
+    rows = frame.loc[new] if new else frame.iloc[:0]
+    loaded.extras[EXTRAS_KEY] = NewItemIndex._of(
+        index.version, index.space, rows, view.category, popularity, index.tuning
+    )
+
+
 def evidence_of(
     events: pd.DataFrame, ids: Mapping[str, int], weights: Mapping[str, float]
 ) -> dict[str, float]:

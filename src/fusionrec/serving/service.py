@@ -34,7 +34,7 @@ from fusionrec.data.validate import ID_FIELDS, check_events
 from fusionrec.monitoring.metrics import ServiceMetrics
 from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.cache import AnswerCache, MemoryCache, RedisCache
-from fusionrec.serving.catalogue import Catalogue
+from fusionrec.serving.catalogue import Catalogue, fingerprint
 from fusionrec.serving.erasure import erase_stored
 from fusionrec.serving.experiments import ExposureBuffer
 from fusionrec.serving.logs import printable
@@ -48,6 +48,7 @@ from fusionrec.serving.new_items import (
     build_for,
     evidence_of,
     put_into,
+    refresh_index,
 )
 from fusionrec.serving.online import MemoryOnlineState, OnlineState, RedisOnlineState, session_key, user_key
 from fusionrec.serving.preparation import VersionPreparation
@@ -110,6 +111,7 @@ class Service:
         self.shared_cache = MemoryCache(settings.cache_ttl_s, 10_000)  # popular lists: per process is enough
         self.exposures = ExposureBuffer()
         self.catalogue = Catalogue()
+        self._catalogue_print = ""  # `fingerprint` of the store's items when last read
         self.erased: set[str] = set()
         self._unpurged: set[str] = set()  # erased elsewhere, not yet matched in the live state
         self._erasure_lock = threading.Lock()
@@ -157,7 +159,8 @@ class Service:
             return
         self._started = True
         self.on_writer(lambda: ensure_analytics_tables(self.store))
-        self.catalogue = Catalogue.from_arrow(self.on_writer(self.store.items_arrow))
+        items = self.on_writer(self.store.items_arrow)
+        self.catalogue, self._catalogue_print = Catalogue.from_arrow(items), fingerprint(items)
         self.erased = self.on_writer(self.store.erased_hashes)
         self.preparation.refresh_trending()
         report = self.registry.activate_newest()
@@ -391,6 +394,23 @@ class Service:
         self.shared_cache.clear()
         self.cache.clear()  # a hidden or sold-out item must vanish from every cached answer
         return self.catalogue.get(item_id) or merged
+
+    def refresh_catalogue(self) -> bool:
+        """Take in the store's catalogue when it changed since it was last read (an items file
+        ingested, a PUT on another worker): the new items join each loaded version's index.
+        Runs every ``catalogue_refresh_s``; whether it changed."""
+        items = self.on_writer(self.store.items_arrow)
+        printed = fingerprint(items)
+        if printed == self._catalogue_print:
+            return False
+        catalogue = Catalogue.from_arrow(items)
+        catalogue.revision = self.catalogue.revision + 1
+        self.catalogue, self._catalogue_print = catalogue, printed
+        for loaded in self.registry.loaded():
+            refresh_index(loaded, catalogue)
+        self.shared_cache.clear()
+        self.cache.clear()
+        return True
 
     def identify(self, session_id: str, user_id: str) -> dict[str, Any]:
         if self.is_erased(user_id):
