@@ -131,7 +131,7 @@ class ServingSettings(BaseSettings):
     erasure_refresh_s: float = Field(5.0, gt=0)
     # The catalogue is read again from the store this often, and taken in when it changed: an items
     # file ingested, or a PUT on another worker (new items then join the new-item index).
-    catalogue_refresh_s: float = Field(30.0, gt=0)
+    catalogue_refresh_s: float = Field(10.0, gt=0)
     # Stream: consume a Redis stream in the service itself (redis://host:port/stream).
     stream_url: str | None = None
     rules: RulesConfig = Field(default_factory=RulesConfig)
