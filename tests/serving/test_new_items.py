@@ -278,3 +278,15 @@ def test_an_items_file_ingested_while_serving_is_taken_in(
         assert NEW in service.new_items(service.registry.active).position
         buy(client, setting["buyers"], NEW)
         assert share(client, setting["fans"], NEW) >= 0.5
+
+
+def test_after_a_restart_the_counters_start_from_the_stored_events(
+    store_url: str, models_dir: Path, setting: dict[str, Any]
+) -> None:
+    with TestClient(create_app(make_settings(store_url, models_dir))) as client:
+        client.put(f"/v1/items/{NEW}", json=setting["body"])
+        buy(client, setting["buyers"], NEW)
+    with TestClient(create_app(make_settings(store_url, models_dir))) as client:  # in-process counters
+        counters = client.app.state.service.new_item_counters
+        assert counters.evidence([NEW])[0] == pytest.approx(5 * 8.0)
+        assert share(client, setting["fans"], NEW) >= 0.5
