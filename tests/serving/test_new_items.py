@@ -290,3 +290,32 @@ def test_after_a_restart_the_counters_start_from_the_stored_events(
         counters = client.app.state.service.new_item_counters
         assert counters.evidence([NEW])[0] == pytest.approx(5 * 8.0)
         assert share(client, setting["fans"], NEW) >= 0.5
+
+
+def test_precomputed_vectors_join_the_content_space() -> None:
+    """An item known only by its image embedding still has neighbours (and they it)."""
+    catalogue = pd.DataFrame(
+        {
+            "vectors": [
+                {"image": [1.0, 0.0, 0.0]},
+                {"image": [0.0, 1.0, 0.0]},
+                None,
+                {"image": [0.9, 0.1, 0.0]},
+            ],
+            "title": [None, None, "a plain mug", None],
+        },
+        index=pd.Index(["a", "b", "c", "n1"], name="item_id"),
+    )
+    index = NewItemIndex.build(
+        "v1",
+        catalogue,
+        np.array(["a", "b", "c"], dtype=object),
+        {"a": 0, "b": 1, "c": 2},
+        np.full(3, None, dtype=object),
+        np.ones(3),
+        Tuning(),
+    )
+    assert [p.item_id for p in index.similar_to_known(0, np.zeros(1), Filters(), 10)] == ["n1"]
+    assert index.similar_to_known(1, np.zeros(1), Filters(), 10) == []  # centred: b points away
+    items, _ = index.content_neighbours("n1", 3)
+    assert items.tolist()[0] == 0

@@ -19,8 +19,8 @@ them), and at answer time `NewItemIndex.picks` proposes a bounded few of them fo
   position) for a seeded share of the visitors who like its category.
 
 Insertion by rank, not by score, because the model's scores have no common scale with ``a * p``.
-The content matrix is generic (`ContentSpace.known` and ``vectors``, L2-normalised rows, sparse or
-dense), so a precomputed item embedding can replace or join the TF-IDF blocks later.
+An item's precomputed vectors (the catalogue's ``vectors``: an image embedding ...) join the
+TF-IDF blocks as one more block, so a new item known only by its image still has neighbours.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
+from fusionrec.data import item_vectors
+from fusionrec.data.item_vectors import VECTORS_COLUMN
 from fusionrec.data.schema import CATEGORY_SEPARATOR
 from fusionrec.models.content import item_texts, item_tokens
 from fusionrec.serving.redis_client import RedisGuard, RedisUnavailableError
@@ -69,6 +71,9 @@ class ContentSpace:
 
     vectorizers: tuple[tuple[str, TfidfVectorizer], ...]  # field -> fitted vectoriser
     known: sp.csr_matrix
+    # The items' own precomputed vectors (``vectors`` column: an image embedding ...), one block
+    # beside the TF-IDF ones: name -> its mean over the catalogue (`item_vectors.embed` centres).
+    vector_means: tuple[tuple[str, np.ndarray], ...] = ()
 
     @classmethod
     def fit(cls, catalogue: pd.DataFrame, item_ids: np.ndarray) -> ContentSpace:
@@ -87,24 +92,67 @@ class ContentSpace:
             except ValueError:  # sklearn: "empty vocabulary" when no item has this field
                 continue
             fitted.append((name, vectorizer))
-        space = cls(tuple(fitted), sp.csr_matrix((len(item_ids), 0), dtype=np.float32))
+        means = _vector_means(catalogue)
+        space = cls(tuple(fitted), sp.csr_matrix((len(item_ids), 0), dtype=np.float32), means)
         rows = catalogue.reindex(pd.Index(np.asarray(item_ids).astype(str)))
-        return cls(space.vectorizers, space.transform(rows))
+        return cls(space.vectorizers, space.transform(rows), means)
 
     @property
     def n_features(self) -> int:
-        return int(sum(len(v.vocabulary_) for _, v in self.vectorizers))
+        words = sum(len(v.vocabulary_) for _, v in self.vectorizers)
+        return int(words + sum(len(mean) for _, mean in self.vector_means))
 
     def transform(self, rows: pd.DataFrame) -> sp.csr_matrix:
         """L2-normalised vectors of catalogue ``rows``: each field's block normalised, then stacked."""
-        if not self.vectorizers or not len(rows):
+        if not (self.vectorizers or self.vector_means) or not len(rows):
             return sp.csr_matrix((len(rows), self.n_features), dtype=np.float32)
         documents = _documents(rows)
         blocks = [
             normalize(vectorizer.transform(documents[name]).astype(np.float32), norm="l2", axis=1)
             for name, vectorizer in self.vectorizers
         ]
+        if self.vector_means:
+            blocks.append(sp.csr_matrix(_vector_block(rows, self.vector_means)))
         return normalize(sp.hstack(blocks, format="csr"), norm="l2", axis=1).tocsr()
+
+
+def _cells(rows: pd.DataFrame) -> list[dict[str, Any] | None]:
+    """Each row's precomputed vectors as a plain dict (None: none or unreadable)."""
+    if VECTORS_COLUMN not in rows.columns:
+        return [None] * len(rows)
+    out: list[dict[str, Any] | None] = []
+    for cell in rows[VECTORS_COLUMN].tolist():
+        try:
+            out.append(item_vectors.cell_mapping(cell))
+        except ValueError:
+            out.append(None)
+    return out
+
+
+def _vector_means(catalogue: pd.DataFrame) -> tuple[tuple[str, np.ndarray], ...]:
+    """Each vector name's mean over the catalogue items that carry it with the usual length."""
+    cells = [c for c in _cells(catalogue) if c]
+    means = []
+    for name, dim in sorted(item_vectors.dims_of(cells).items()):
+        values = [np.asarray(c[name], dtype=np.float32).ravel() for c in cells if c.get(name) is not None]
+        values = [v for v in values if v.shape == (dim,)]
+        if values:
+            means.append((name, np.mean(values, axis=0).astype(np.float32)))
+    return tuple(means)
+
+
+def _vector_block(rows: pd.DataFrame, means: tuple[tuple[str, np.ndarray], ...]) -> np.ndarray:
+    """Rows' vectors centred and normalised as `item_vectors.embed` does (zeros where absent)."""
+    names, by_name = [name for name, _ in means], dict(means)
+    width = sum(len(mean) for _, mean in means)
+    block = np.zeros((len(rows), width), dtype=np.float32)
+    for i, cell in enumerate(_cells(rows)):
+        if cell:
+            try:
+                block[i] = item_vectors.embed(cell, names, by_name)
+            except ValueError:  # a length other than the catalogue's: left out, not mistaken
+                continue
+    return block
 
 
 def _documents(rows: pd.DataFrame) -> dict[str, list[Any]]:
