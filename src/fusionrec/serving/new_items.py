@@ -678,10 +678,13 @@ def refresh_index(loaded: LoadedVersion, catalogue: Catalogue) -> None:
 def evidence_of(
     events: pd.DataFrame, ids: Mapping[str, int], weights: Mapping[str, float]
 ) -> dict[str, float]:
-    """Weighted events per new item of ``ids`` in ``events`` (item_id, event_type columns)."""
-    items = events["item_id"].astype(str)
-    hit = items.map(ids).notna().to_numpy()
-    if not hit.any():
-        return {}
-    weight = events["event_type"][hit].map(weights).fillna(0.0).to_numpy(np.float64)
-    return pd.Series(weight, index=items[hit].to_numpy()).groupby(level=0).sum().to_dict()
+    """Weighted events per new item of ``ids`` in ``events`` (item_id, event_type columns).
+
+    A plain loop of dict lookups: a live batch is often one event, where pandas' per-call
+    overhead would be most of the cost."""
+    out: dict[str, float] = {}
+    for item, kind in zip(events["item_id"].tolist(), events["event_type"].tolist(), strict=True):
+        key = str(item)
+        if key in ids:
+            out[key] = out.get(key, 0.0) + weights.get(kind, 0.0)
+    return out
