@@ -88,6 +88,9 @@ def test_a_new_item_reaches_its_category_fans_after_its_first_purchases(
         assert client.put(f"/v1/items/{NEW}", json=setting["body"]).status_code == 200
         # No events yet: an exploration slot for a few fans at most, never pushed to everyone.
         assert share(client, setting["fans"], NEW) <= 0.2
+        assert NEW not in ids(
+            client.get("/v1/popular", params={"category": setting["category"], "k": K}).json()
+        )
         assert share(client, setting["strangers"], NEW) == 0.0
         buy(client, setting["buyers"], NEW)
         # Five purchases: the item is in the top-20 of at least half of the 30 users most active in
@@ -102,6 +105,13 @@ def test_a_new_item_reaches_its_category_fans_after_its_first_purchases(
         # The template (its closest neighbour in content) lists it among its similar items.
         similar = client.get(f"/v1/items/{setting['template']}/similar", params={"k": 10}).json()
         assert NEW in ids(similar)
+        # It rises into its category's popular list too (and a guest's popular-in-category answer).
+        popular = client.get("/v1/popular", params={"category": setting["category"], "k": K}).json()
+        assert NEW in ids(popular)
+        guest = client.get(
+            "/v1/recommendations", params={"session_id": "g-cat", "category": setting["category"], "k": K}
+        )
+        assert NEW in ids(guest.json())
         # A buyer has it in their bought items: it is not recommended back to them.
         assert NEW not in ids(
             client.get("/v1/recommendations", params={"user_id": setting["buyers"][0], "k": K}).json()

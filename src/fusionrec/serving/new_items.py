@@ -414,6 +414,19 @@ class NewItemIndex:
                 chosen.append(Pick(self.ids[j], n - 1, 0.0))
         return chosen
 
+    def popular(self, evidence: np.ndarray, filters: Filters, k: int) -> list[Pick]:
+        """New items for a popular list of ``k`` (within the filters' category): by their prior
+        alone, at rank ``floor(k * (1 - p))`` once ``p`` reaches ``min_score``."""
+        if not self.ids or k <= 0:
+            return []
+        score = np.where(self.eligible(filters), self.prior(evidence), 0.0)
+        order = np.argsort(-score, kind="stable")[: self.tuning.per_page].tolist()
+        return [
+            Pick(self.ids[j], int(k * (1.0 - score[j])), float(score[j]))
+            for j in order
+            if score[j] >= self.tuning.min_score
+        ]
+
     def similar_to_known(self, item: int, evidence: np.ndarray, filters: Filters, k: int) -> list[Pick]:
         """New items close in content to the model's item ``item``, ranked for a list of ``k``:
         score = cosine x (1 + prior) / 2, so they rise with their events."""
@@ -529,6 +542,9 @@ class NewItemCounters(ABC):
     def evidence(self, ids: Sequence[str]) -> np.ndarray:
         """float64[len(ids)]: the weighted events of each item (0 for none)."""
 
+    def refresh(self) -> None:  # noqa: B027 - only a shared store has anything to read
+        """Read other workers' counts when due (off the event loop: it may wait on Redis)."""
+
     @property
     @abstractmethod
     def revision(self) -> int:
@@ -620,10 +636,12 @@ class RedisNewItemCounters(NewItemCounters):
         local = self._local
         return np.fromiter((local.get(i, 0.0) for i in ids), dtype=np.float64, count=len(ids))
 
-    @property
-    def revision(self) -> int:
+    def refresh(self) -> None:
         if self._read_ids and time.monotonic() - self._read_at > self.refresh_s:
             self.evidence(self._read_ids)  # other workers' events: read at most every refresh_s
+
+    @property
+    def revision(self) -> int:
         return self._revision
 
 

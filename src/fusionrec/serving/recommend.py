@@ -75,6 +75,7 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
         degraded.append("arm_version")
     if loaded is None:
         return _no_model(svc, q, assignment.variant)
+    svc.new_item_counters.refresh()  # the revision below must be current (a worker thread here)
     key = "|".join(
         str(x)
         for x in (
@@ -426,7 +427,7 @@ def cached_popular(svc: Service, category: str | None, k: int) -> dict[str, Any]
 
 
 def _popular_key(svc: Service, loaded: LoadedVersion, category: str | None, k: int) -> str:
-    return f"{loaded.version}|{svc.catalogue.revision}|{category}|{k}"
+    return f"{loaded.version}|{svc.catalogue.revision}|{svc.new_item_counters.revision}|{category}|{k}"
 
 
 def popular(svc: Service, category: str | None, k: int) -> dict[str, Any]:
@@ -434,6 +435,7 @@ def popular(svc: Service, category: str | None, k: int) -> dict[str, Any]:
     loaded = svc.registry.active
     if loaded is None:
         return {"items": [], "model_version": None, "degraded": True, "fallback": "none"}
+    svc.new_item_counters.refresh()  # `cached_popular` (on the event loop) reads no Redis
     key = _popular_key(svc, loaded, category, k)
     hit = svc.shared_cache.get("popular", key)
     if hit is not None:
@@ -449,11 +451,25 @@ def popular(svc: Service, category: str | None, k: int) -> dict[str, Any]:
         svc.settings.rules.model_copy(update={"pins": []}),
         RuleRequest(n=k, category=category),
     )
+    entries = [
+        {"item_id": str(loaded.item_ids[i]), "score": round(float(s), 6), "sources": ["trending"]}
+        for i, s in zip(items.tolist(), scores.tolist(), strict=True)
+    ]
+    fresh = svc.new_items(loaded)
+    if fresh is not None:  # new items rise into the popular lists with their first events
+        rules = svc.settings.rules
+        filters = Filters(
+            drop_hidden=rules.drop_hidden,
+            drop_out_of_stock=rules.drop_out_of_stock,
+            category=category,
+            exclude_categories=rules.exclude_categories,
+            min_price=rules.min_price,
+            max_price=rules.max_price,
+        )
+        picks = fresh.popular(svc.new_item_counters.evidence(fresh.ids), filters, k)
+        entries = insert_picks(entries, picks, k)
     answer = {
-        "items": [
-            {"item_id": str(loaded.item_ids[i]), "score": round(float(s), 6), "sources": ["trending"]}
-            for i, s in zip(items.tolist(), scores.tolist(), strict=True)
-        ],
+        "items": entries,
         "model_version": loaded.version,
         "degraded": False,
         "fallback": None,
