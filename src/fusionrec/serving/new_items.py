@@ -171,6 +171,8 @@ class Visitor:
     names: list[str]  # the view's category names (`CatalogueView.categories`)
     focus: str | None = None  # the category asked for, or of the current page
     blocked: frozenset[str] = frozenset()  # ids never to propose (seen, bought, excluded, the page)
+    # The items whose content neighbours count (None: the last `Tuning.recent` of ``history``).
+    recent: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -382,7 +384,8 @@ class NewItemIndex:
             out = np.maximum(per_name[self.code], 0.5 * per_top[self.top_code])
         if visitor.focus:
             out = np.maximum(out, self._under(visitor.focus).astype(np.float64))
-        for item in visitor.history[-self.tuning.recent :].tolist():
+        recent = visitor.recent if visitor.recent is not None else visitor.history[-self.tuning.recent :]
+        for item in recent.tolist():
             near, cosine = self._near_row(item)
             out[near] = np.maximum(out[near], cosine)
         return out

@@ -210,7 +210,11 @@ def _new_item_picks(
     n: int,
 ) -> list[Pick]:
     """The new items this visitor's page gets, with their ranks (`NewItemIndex.picks`)."""
-    history = np.concatenate([loaded.user_items(user).astype(np.int64), np.asarray(live, dtype=np.int64)])
+    trained = loaded.user_items(user).astype(np.int64)
+    history = np.concatenate([trained, np.asarray(live, dtype=np.int64)])
+    # The content neighbours of the live items, newest last; without any, of the training items
+    # (which carry no order: the first 20, a bounded sample).
+    recent = np.asarray(live[-fresh.tuning.recent :], dtype=np.int64) if live else trained[:20]
     blocked = {*q.exclude, *((q.context,) if q.context else ())}
     if rules.exclude_seen:
         blocked.update(state.seen)
@@ -224,7 +228,8 @@ def _new_item_picks(
         min_price=q.min_price if q.min_price is not None else rules.min_price,
         max_price=q.max_price if q.max_price is not None else rules.max_price,
     )
-    who = Visitor(visitor, history, view.category_code[history], view.categories, focus, frozenset(blocked))
+    codes = view.category_code[history]
+    who = Visitor(visitor, history, codes, view.categories, focus, frozenset(blocked), recent)
     return fresh.picks(who, svc.new_item_counters.evidence(fresh.ids), filters, n)
 
 
