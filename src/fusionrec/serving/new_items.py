@@ -385,10 +385,22 @@ class NewItemIndex:
         if visitor.focus:
             out = np.maximum(out, self._under(visitor.focus).astype(np.float64))
         recent = visitor.recent if visitor.recent is not None else visitor.history[-self.tuning.recent :]
-        for item in recent.tolist():
-            near, cosine = self._near_row(item)
-            out[near] = np.maximum(out[near], cosine)
+        near, cosine = self._near_rows(np.asarray(recent, dtype=np.int64))
+        np.maximum.at(out, near, cosine)
         return out
+
+    def _near_rows(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of ``near`` of the model's ``items``, concatenated (a few numpy calls, however
+        many items)."""
+        items = items[(items >= 0) & (items < self.near.shape[0])]
+        starts, ends = self.near.indptr[items], self.near.indptr[items + 1]
+        lengths = ends - starts
+        total = int(lengths.sum())
+        if not total:
+            return np.zeros(0, dtype=np.int64), np.zeros(0)
+        shift = np.repeat(starts - np.cumsum(np.r_[0, lengths[:-1]]), lengths)
+        at = shift + np.arange(total)
+        return self.near.indices[at], self.near.data[at]
 
     def picks(self, visitor: Visitor, evidence: np.ndarray, filters: Filters, n: int) -> list[Pick]:
         """At most ``tuning.per_page`` new items for a page of ``n`` ranked items, with their ranks."""
