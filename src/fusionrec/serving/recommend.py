@@ -7,7 +7,9 @@ takes one (fused pipelines always do), plus item-to-item neighbours of the last 
 (unknown visitor, failure) the fallback chain answers: popular in the category (asked for, or of
 the current item), then trending; so it does for known users while their pre-scored lists are
 computed at start-up (flagged ``degraded_causes: ["precomputing"]``), unless
-``score_while_precomputing``.
+``score_while_precomputing``. Items put into the catalogue since the model was trained (new
+items, `serving.new_items`) are inserted by rank into the ranked list, the similar lists of their
+neighbours and the popular lists, and a new item's page is seeded by its closest items in content.
 """
 
 from __future__ import annotations
