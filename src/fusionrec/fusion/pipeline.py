@@ -400,10 +400,25 @@ class MultiSourceRecommender(Recommender):
         self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None
     ) -> tuple[Candidates, np.ndarray]:
         """The candidates of ``users`` and their combined scores (the serving path's core)."""
+        candidates, _, values = self.trace(users, histories)
+        return candidates, values
+
+    def trace(
+        self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None
+    ) -> tuple[Candidates, np.ndarray | None, np.ndarray]:
+        """`score_candidates` with the feature matrix the combiner read (None without features)."""
         users = np.asarray(users, dtype=np.int64)
         candidates = self._candidates(users, histories)
         X = self._features(users, candidates, histories) if self.needs_features else None
-        return candidates, self._combine(X, candidates)
+        return candidates, X, self._combine(X, candidates)
+
+    def score_parts(
+        self, X: np.ndarray | None, candidates: Candidates
+    ) -> tuple[list[str], np.ndarray] | None:
+        """What each part adds to each candidate's combined score: ``(names, float[n, len(names)])``,
+        the names being features (a ranker's per-feature contributions) or source labels (a
+        weighted fusion); None when the combiner cannot split its score."""
+        return None
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         candidates, values = self.score_candidates(users)
@@ -546,6 +561,18 @@ class FusionRecommender(MultiSourceRecommender):
 
     def _contributions(self, X: np.ndarray) -> np.ndarray | None:
         return self._ranker.contributions(X)
+
+    def score_parts(
+        self, X: np.ndarray | None, candidates: Candidates
+    ) -> tuple[list[str], np.ndarray] | None:
+        """The ranker's per-feature contributions (SHAP values for the tree rankers)."""
+        if X is None:
+            return None
+        contributions = self._contributions(X)
+        if contributions is None:
+            return None
+        names = self.feature_names()
+        return names, np.asarray(contributions)[:, : len(names)]
 
     def feature_importance(self) -> dict[str, float]:
         """The ranker's feature importance (gain for the tree rankers), highest first."""
