@@ -93,10 +93,10 @@ class _WeightedFusion(MultiSourceRecommender):
         return (self._terms(candidates) @ self.weights_).astype(np.float32)
 
     def score_parts(
-        self, X: np.ndarray | None, candidates: Candidates
+        self, X: np.ndarray | None, candidates: Candidates, rows: np.ndarray
     ) -> tuple[list[str], np.ndarray] | None:
-        """Each source's weighted term: the combined score is their sum."""
-        return list(candidates.sources), self._terms(candidates) * self.weights_[None, :]
+        """Each source's weighted term (normalised within the user's candidates): they sum to the score."""
+        return list(candidates.sources), self._terms(candidates)[rows] * self.weights_[None, :]
 
     def weights(self) -> dict[str, float]:
         """The (tuned or given) weight of each source."""

@@ -146,7 +146,7 @@ def explain_items(
     candidates, X, values = model.trace(users, histories)
     at = {int(i): n for n, i in enumerate(candidates.item.tolist())}
     rows = np.array([at[int(i)] for i in items if int(i) in at], dtype=np.int64)
-    parts = model.score_parts(None if X is None else X[rows], candidates.take(_mask(len(candidates), rows)))
+    parts = model.score_parts(X, candidates, rows)
     part_of = {int(r): n for n, r in enumerate(rows.tolist())}
     events = HistoryEvents(getattr(model, "_context", None), user, bought)
     ctx: FeatureContext = model._context
@@ -188,12 +188,6 @@ def explain_items(
             )
         )
     return out
-
-
-def _mask(n: int, rows: np.ndarray) -> np.ndarray:
-    mask = np.zeros(n, dtype=bool)
-    mask[rows] = True
-    return mask
 
 
 def _drivers(names: Sequence[str], contributions: np.ndarray, sources: Sequence[str]) -> dict[str, float]:

@@ -413,11 +413,12 @@ class MultiSourceRecommender(Recommender):
         return candidates, X, self._combine(X, candidates)
 
     def score_parts(
-        self, X: np.ndarray | None, candidates: Candidates
+        self, X: np.ndarray | None, candidates: Candidates, rows: np.ndarray
     ) -> tuple[list[str], np.ndarray] | None:
-        """What each part adds to each candidate's combined score: ``(names, float[n, len(names)])``,
-        the names being features (a ranker's per-feature contributions) or source labels (a
-        weighted fusion); None when the combiner cannot split its score."""
+        """What each part adds to the combined score of the candidates at ``rows`` (of a `trace`):
+        ``(names, float[len(rows), len(names)])``, the names being features (a ranker's
+        per-feature contributions) or source labels (a weighted fusion); None when the combiner
+        cannot split its score."""
         return None
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
@@ -563,12 +564,12 @@ class FusionRecommender(MultiSourceRecommender):
         return self._ranker.contributions(X)
 
     def score_parts(
-        self, X: np.ndarray | None, candidates: Candidates
+        self, X: np.ndarray | None, candidates: Candidates, rows: np.ndarray
     ) -> tuple[list[str], np.ndarray] | None:
         """The ranker's per-feature contributions (SHAP values for the tree rankers)."""
-        if X is None:
+        if X is None or len(rows) == 0:
             return None
-        contributions = self._contributions(X)
+        contributions = self._contributions(X[rows])
         if contributions is None:
             return None
         names = self.feature_names()

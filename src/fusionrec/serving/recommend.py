@@ -21,6 +21,7 @@ import numpy as np
 
 from fusionrec.serving.business_rules import RuleRequest, among, apply_rules, repurchase_blocked
 from fusionrec.serving.experiments import DEFAULT, assign
+from fusionrec.serving.explain import explain_answer
 from fusionrec.serving.online import VisitorState, session_key, user_key
 from fusionrec.serving.preparation import PRECOMPUTING
 from fusionrec.serving.redis_client import RedisUnavailableError
@@ -47,6 +48,7 @@ class RecQuery:
     max_price: float | None = None
     device: str | None = None  # mobile, desktop ... (context of the request, like placement)
     channel: str | None = None  # web, app, email ...
+    explain: bool = False  # add a reason and the trace behind it to each item
 
 
 def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
@@ -88,6 +90,7 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
             q.max_price,
             q.device,
             q.channel,
+            q.explain,
         )
     )
     cached = svc.cache.get(visitor, key) if not degraded else None
@@ -140,12 +143,11 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
         scores = np.r_[scores, more_scores * 0.0][:n]
         scored.sources = scored.sources.merged(extra.sources)
     page_items, page_scores = items[q.offset : n], scores[q.offset : n]
+    page_labels = scored.sources.labels(page_items)
     answer = {
         "items": [
             {"item_id": str(loaded.item_ids[i]), "score": round(s, 6), "sources": labels}
-            for i, s, labels in zip(
-                page_items.tolist(), page_scores.tolist(), scored.sources.labels(page_items), strict=True
-            )
+            for i, s, labels in zip(page_items.tolist(), page_scores.tolist(), page_labels, strict=True)
         ],
         "model_version": loaded.version,
         "variant": assignment.variant,
@@ -154,6 +156,14 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
         "fallback": scored.fallback,
         "cached": False,
     }
+    if q.explain:
+        bought = [loaded.item_index[i] for i in state.bought if i in loaded.item_index]
+        try:
+            reasons = explain_answer(svc, loaded, user, live, bought, page_items.tolist(), page_labels)
+            answer["items"] = [{**entry, **why} for entry, why in zip(answer["items"], reasons, strict=True)]
+        except Exception as error:  # the list itself is fine: answer it, flagged
+            logger.error("explaining %s failed (%s)", loaded.version, type(error).__name__)
+            degraded.append("explain")
     if degraded:
         answer["degraded_causes"] = degraded
         for cause in degraded:
@@ -165,6 +175,49 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
     answer = dict(answer)
     answer["exposure_id"] = _expose(svc, visitor, user_id, session_id, q, assignment, loaded.version, answer)
     return answer
+
+
+class UnknownIdError(LookupError):
+    """An id an explanation cannot be given for (the message names it)."""
+
+
+def explain_one(svc: Service, user_id: str | None, session_id: str | None, item_id: str) -> dict[str, Any]:
+    """Why ``item_id`` ranks where it does for the visitor (recommended or not): the model version
+    their recommendations come from, traced with their live history. `UnknownIdError` for an item
+    the model does not know, or a visitor with neither training nor live history."""
+    try:
+        visitor = svc.online.resolve(user_id, session_id)
+        state = svc.online.get(visitor)
+    except RedisUnavailableError:
+        visitor = user_key(user_id) if user_id is not None else session_key(str(session_id))
+        state = VisitorState()
+    resolved_user = visitor[2:] if visitor.startswith("u:") else None
+    assignment = assign(svc.settings.experiments, resolved_user, session_id, None)
+    try:
+        loaded = svc.registry.get(assignment.model_version)
+    except RegistryError:
+        loaded = svc.registry.active
+    if loaded is None:
+        raise UnknownIdError("no model version is active")
+    item = loaded.item_index.get(item_id)
+    if item is None:
+        raise UnknownIdError(f"item_id {item_id!r} is not known to model version {loaded.version}")
+    erased = svc.is_erased(resolved_user)
+    user = loaded.user_index.get(resolved_user, -1) if resolved_user is not None and not erased else -1
+    live = [loaded.item_index[i] for i in state.items if i in loaded.item_index]
+    if user < 0 and not live:
+        who = f"user_id {user_id!r}" if user_id is not None else f"session_id {session_id!r}"
+        raise UnknownIdError(f"{who} has no history to explain (unknown to model version {loaded.version})")
+    bought = [loaded.item_index[i] for i in state.bought if i in loaded.item_index]
+    explained = explain_answer(svc, loaded, user, live, bought, [item], None)[0]
+    return {
+        "user_id": user_id,
+        "session_id": session_id,
+        "item_id": item_id,
+        "model_version": loaded.version,
+        "sources": list(explained["explanation"]["source_ranks"]),
+        **explained,
+    }
 
 
 def _expose(
