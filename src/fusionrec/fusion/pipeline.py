@@ -462,12 +462,20 @@ class MultiSourceRecommender(Recommender):
         }
 
     def explain(self, user: int, item: int, top: int = 8) -> dict[str, Any]:
-        """Why ``item`` is (or is not) recommended to ``user``: proposing sources and main features."""
+        """Why ``item`` is (or is not) recommended to ``user``: proposing sources, main features and
+        the reason (`fusion.explanations`, its sentence naming items by id)."""
+        from fusionrec.fusion.explanations import explain_items, sentence  # it builds on this module
+
         self._check_fitted()
+        (explained,) = explain_items(self, user, [item])
+        reason = {
+            **explained.to_dict()["reason"],
+            "text": sentence(explained.reason, item, lambda i: str(self.item_ids_[i]), lambda i: None),
+        }
         candidates, values = self.score_candidates(np.array([user], dtype=np.int64))
         where = np.flatnonzero(candidates.item == item)
         if len(where) == 0:
-            return {"user": int(user), "item": int(item), "candidate": False, "sources": {}}
+            return {"user": int(user), "item": int(item), "candidate": False, "sources": {}, "reason": reason}
         i = int(where[0])
         rank = int((values > values[i]).sum()) + 1
         sources = {
@@ -482,6 +490,7 @@ class MultiSourceRecommender(Recommender):
             "score": float(values[i]),
             "rank": rank,
             "sources": sources,
+            "reason": reason,
         }
         if self.needs_features:
             names = self.feature_names()
