@@ -65,6 +65,7 @@ def test_models_without_terms_say_so(shop: Dataset) -> None:
     assert model.history_terms(0, None, 0) is None
     (explanation,) = explain_model_items(model, 0, [0])
     assert explanation.reason.kind == "popular"
+    assert explanation.reason.shoppers == int((shop.matrix(binary=True)[:, 0] > 0).sum())
 
 
 def check_model_reasons(model: MultiSourceRecommender, shop: Dataset) -> set[str]:
@@ -135,6 +136,7 @@ def test_an_item_no_source_proposed_is_not_a_candidate(fused: FusionRecommender,
         (Reason("history", "ease", 7, BOUGHT), "Because you bought item 7"),
         (Reason("covisit", "covisit_recent", 7, CARTED), "Often chosen together with item 7 in your cart"),
         (Reason("popular", "pop_7d", window="this week"), "Popular in Tea this week"),
+        (Reason("popular", "most_popular", window="", shoppers=1200), "Popular in Tea (1,200 shoppers)"),
         (Reason("category", "category_affinity"), "Because you often shop in Tea"),
         (Reason("repeat", "pair_events", 3, BOUGHT), "You bought this before"),
         (Reason("none"), "Not among your recommendations: no source proposed it"),

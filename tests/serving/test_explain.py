@@ -195,3 +195,29 @@ def test_the_openapi_document_describes_the_explanation(client: TestClient) -> N
     item = spec["components"]["schemas"]["RecommendedItem"]["properties"]
     assert "reason" in item and "explanation" in item
     assert "named_item" in spec["components"]["schemas"]["ItemExplanation"]["properties"]
+
+
+def test_a_single_item_knn_model_names_the_history_item_behind_each_score(
+    store_url: str, models_dir: Path, known_user: str
+) -> None:
+    with TestClient(create_app(make_settings(store_url, models_dir, precompute_users=100_000))) as client:
+        service = client.app.state.service
+        deadline = time.time() + 120
+        while "precomputed" not in service.registry.active.extras:
+            assert time.time() < deadline
+            time.sleep(0.1)
+        loaded = service.registry.active
+        model = loaded.model.answering
+        assert model.name == "item_knn"
+        answer = get(client, user_id=known_user, k=10, explain="true")
+        history = loaded.user_items(loaded.user_index[known_user]).astype(np.int32)
+        reasons = [entry for entry in answer["items"] if entry["explanation"]["driver"] == "history"]
+        assert reasons
+        for entry in reasons:
+            named = loaded.item_index[entry["explanation"]["named_item"]]
+            item = loaded.item_index[entry["item_id"]]
+            assert named in history.tolist()
+            before = model.score_histories([history])[0, item]
+            after = model.score_histories([history[history != named]])[0, item]
+            assert after < before
+        assert len({entry["reason"] for entry in answer["items"]}) > 1

@@ -71,6 +71,7 @@ class Reason:
     item: int | None = None  # the history item it names (index)
     event: str | None = None  # what the user did with that item: viewed, added to cart, bought
     window: str | None = None  # popular: today, this week, this month, "" (all time)
+    shoppers: int | None = None  # popular (all time): the distinct users who chose the item
 
 
 @dataclass
@@ -249,7 +250,8 @@ def _driver_reason(c: _Context, driver: str) -> Reason | None:
             key=lambda name: -_order(name),
             default="pop_all",
         )
-        return Reason("popular", window, window=POPULARITY_WINDOWS[window])
+        shoppers = int(c.ctx.item_pop[c.item, 0]) if window == "pop_all" else None
+        return Reason("popular", window, window=POPULARITY_WINDOWS[window], shoppers=shoppers)
     if driver == "repeat" and value("pair_events", 0.0) > 0:
         event = BOUGHT if value("bought", 0.0) > 0 else CARTED if value("carted", 0.0) > 0 else VIEWED
         return Reason("repeat", "pair_events", c.item, event)
@@ -278,7 +280,7 @@ def _source_reason(c: _Context, label: str) -> Reason | None:
     if label == REPEAT:
         return Reason("repeat", REPEAT, c.item, c.events(c.item))
     if label == POPULAR_IN_CATEGORY:
-        return Reason("popular", POPULAR_IN_CATEGORY, window="")
+        return Reason("popular", POPULAR_IN_CATEGORY, window="", shoppers=int(c.ctx.item_pop[c.item, 0]))
     source = c.model.source_models.get(label)
     if source is None:
         return None
@@ -286,16 +288,18 @@ def _source_reason(c: _Context, label: str) -> Reason | None:
     found = top_history_item(source, c.user, history, c.item)
     if found is not None:
         return Reason("history", label, found[0], c.events(found[0]))
-    return model_reason(source, label)
+    return model_reason(source, label, c.item)
 
 
-def model_reason(model: Recommender, label: str) -> Reason:
-    """The reason a model without per-history-item terms can honestly give: popularity or generic."""
+def model_reason(model: Recommender, label: str, item: int) -> Reason:
+    """The reason a model without per-history-item terms can honestly give: popularity (with the
+    item's distinct users, for the all-time models) or generic."""
     if model.name in POPULARITY_MODELS:
         window = getattr(getattr(model, "config", None), "window_days", None)
-        kind = "trending" if model.name == "trending" else "popular"
-        text = POPULARITY_MODELS[model.name] if window in (None, 7.0) else f"in the last {window:g} days"
-        return Reason(kind, label, window=text)
+        if model.name == "trending":
+            text = POPULARITY_MODELS[model.name] if window in (None, 7.0) else f"in the last {window:g} days"
+            return Reason("trending", label, window=text)
+        return Reason("popular", label, window="", shoppers=int(model.popularity_[item]))
     return Reason("source", label)
 
 
@@ -342,7 +346,7 @@ def explain_model_items(
         if found is not None:
             reason = Reason("history", model.name, found[0], events(found[0]))
         else:
-            reason = model_reason(model, model.name)
+            reason = model_reason(model, model.name, item)
         out.append(Explanation(item, reason, sources={model.name: {}}))
     return out
 
@@ -372,7 +376,8 @@ def sentence(
     if kind in ("popular", "trending"):
         where = f" in {cat}" if cat else ""
         when = f" {reason.window}" if reason.window else ""
-        return f"{'Trending' if kind == 'trending' else 'Popular'}{where}{when}"
+        count = f" ({reason.shoppers:,} shoppers)" if reason.shoppers else ""
+        return f"{'Trending' if kind == 'trending' else 'Popular'}{where}{when}{count}"
     if kind == "repeat":
         return {BOUGHT: "You bought this before", CARTED: "You added this to your cart before"}.get(
             reason.event or VIEWED, "You viewed this before"
