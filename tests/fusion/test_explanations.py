@@ -84,6 +84,10 @@ def check_model_reasons(model: MultiSourceRecommender, shop: Dataset) -> set[str
         for e in explained:
             assert e.candidate and e.sources
             kinds.add(e.reason.kind)
+            if e.reason.events is not None:  # popular in a window: the item's events in it, counted here
+                days = {"today": 1, "this week": 7, "this month": 30}[e.reason.window]
+                recent = shop.timestamp >= shop.timestamp.max() - days * 86_400
+                assert e.reason.events == int((shop.item_idx[recent] == e.item).sum()) > 0
             if e.reason.kind != "history":
                 continue
             history_reasons += 1
@@ -100,7 +104,8 @@ def check_model_reasons(model: MultiSourceRecommender, shop: Dataset) -> set[str
 
 
 def test_fused_reasons_name_items_that_drive_the_score(fused: FusionRecommender, shop: Dataset) -> None:
-    check_model_reasons(fused, shop)
+    kinds = check_model_reasons(fused, shop)
+    assert {"history", "popular"} <= kinds  # the seeded shop gives both (and more)
 
 
 def test_blend_reasons_come_from_its_weighted_sources(blended: BlendRecommender, shop: Dataset) -> None:
@@ -136,6 +141,10 @@ def test_an_item_no_source_proposed_is_not_a_candidate(fused: FusionRecommender,
         (Reason("history", "ease", 7, BOUGHT), "Because you bought item 7"),
         (Reason("covisit", "covisit_recent", 7, CARTED), "Often chosen together with item 7 in your cart"),
         (Reason("popular", "pop_7d", window="this week"), "Popular in Tea this week"),
+        (
+            Reason("popular", "pop_7d", window="this week", events=14),
+            "Popular in Tea this week: viewed or bought 14 times",
+        ),
         (Reason("popular", "most_popular", window="", shoppers=1200), "Popular in Tea (1,200 shoppers)"),
         (Reason("category", "category_affinity"), "Because you often shop in Tea"),
         (Reason("repeat", "pair_events", 3, BOUGHT), "You bought this before"),

@@ -72,6 +72,7 @@ class Reason:
     event: str | None = None  # what the user did with that item: viewed, added to cart, bought
     window: str | None = None  # popular: today, this week, this month, "" (all time)
     shoppers: int | None = None  # popular (all time): the distinct users who chose the item
+    events: int | None = None  # popular in a window: the item's events (views, carts, orders) in it
 
 
 @dataclass
@@ -250,8 +251,12 @@ def _driver_reason(c: _Context, driver: str) -> Reason | None:
             key=lambda name: -_order(name),
             default="pop_all",
         )
-        shoppers = int(c.ctx.item_pop[c.item, 0]) if window == "pop_all" else None
-        return Reason("popular", window, window=POPULARITY_WINDOWS[window], shoppers=shoppers)
+        # item_pop columns: distinct users all time, then events per window (1, 7, 30 days)
+        column = ("pop_all", "pop_1d", "pop_7d", "pop_30d").index(window)
+        count = int(c.ctx.item_pop[c.item, column])
+        if window == "pop_all":
+            return Reason("popular", window, window="", shoppers=count)
+        return Reason("popular", window, window=POPULARITY_WINDOWS[window], events=count)
     if driver == "repeat" and value("pair_events", 0.0) > 0:
         event = BOUGHT if value("bought", 0.0) > 0 else CARTED if value("carted", 0.0) > 0 else VIEWED
         return Reason("repeat", "pair_events", c.item, event)
@@ -377,6 +382,8 @@ def sentence(
         where = f" in {cat}" if cat else ""
         when = f" {reason.window}" if reason.window else ""
         count = f" ({reason.shoppers:,} shoppers)" if reason.shoppers else ""
+        if reason.events:
+            count = f": viewed or bought {reason.events:,} times"
         return f"{'Trending' if kind == 'trending' else 'Popular'}{where}{when}{count}"
     if kind == "repeat":
         return {BOUGHT: "You bought this before", CARTED: "You added this to your cart before"}.get(
