@@ -165,10 +165,12 @@ def explain_items(
         }
         value_of = dict(zip(model.feature_names(), X[row].tolist(), strict=True)) if X is not None else {}
         features: list[dict[str, Any]] = []
+        part_values: dict[str, float] = {}
         drivers: dict[str, float] = {}
         if parts is not None:
             names, matrix = parts
             contributions = matrix[part_of[row]]
+            part_values = dict(zip(names, contributions.tolist(), strict=True))
             order = np.argsort(-np.abs(contributions))[:top]
             features = [
                 {"name": names[j], "value": value_of.get(names[j]), "contribution": float(contributions[j])}
@@ -177,7 +179,7 @@ def explain_items(
             drivers = _drivers(names, contributions, candidates.sources)
         else:  # no split of the score: the proposing sources, best rank first
             drivers = {label: -float(p["rank"]) for label, p in proposed.items()}
-        context = _Context(model, ctx, user, history, item, value_of, events, proposed)
+        context = _Context(model, ctx, user, history, item, value_of, events, proposed, part_values)
         reason = _reason(context, drivers)
         out.append(
             Explanation(
@@ -215,6 +217,7 @@ class _Context:
     values: dict[str, float]
     events: HistoryEvents
     proposed: dict[str, dict[str, float]]
+    parts: dict[str, float]  # feature -> its contribution to this item's score ({} when unknown)
 
 
 def _reason(c: _Context, drivers: dict[str, float]) -> Reason:
@@ -246,14 +249,14 @@ def _driver_reason(c: _Context, driver: str) -> Reason | None:
         if value("category_affinity", 0.0) > 0:
             return Reason("category", "category_affinity")
     if driver == "popular":
-        window = max(
-            (name for name in ("pop_1d", "pop_7d", "pop_30d") if value(name, 0.0) > 0),
-            key=lambda name: -_order(name),
-            default="pop_all",
-        )
         # item_pop columns: distinct users all time, then events per window (1, 7, 30 days)
-        column = ("pop_all", "pop_1d", "pop_7d", "pop_30d").index(window)
-        count = int(c.ctx.item_pop[c.item, column])
+        columns = ("pop_all", "pop_1d", "pop_7d", "pop_30d")
+        counts = {name: int(c.ctx.item_pop[c.item, n]) for n, name in enumerate(columns)}
+        # The window whose count adds most to the score (else the narrowest with events in it).
+        windows = [name for name in columns[1:] if counts[name] > 0]
+        adding = [name for name in windows if c.parts.get(name, 0.0) > 0]
+        window = max(adding, key=lambda name: c.parts[name]) if adding else (windows or ["pop_all"])[0]
+        count = counts[window]
         if window == "pop_all":
             return Reason("popular", window, window="", shoppers=count)
         return Reason("popular", window, window=POPULARITY_WINDOWS[window], events=count)
@@ -272,11 +275,6 @@ def _driver_reason(c: _Context, driver: str) -> Reason | None:
         if np.isfinite(age) and age <= NEW_ITEM_DAYS:
             return Reason("new", "item_age_days")
     return None
-
-
-def _order(name: str) -> int:
-    """The narrower window first: it says more ("today" over "this month")."""
-    return ("pop_1d", "pop_7d", "pop_30d").index(name)
 
 
 def _source_reason(c: _Context, label: str) -> Reason | None:
@@ -383,7 +381,7 @@ def sentence(
         when = f" {reason.window}" if reason.window else ""
         count = f" ({reason.shoppers:,} shoppers)" if reason.shoppers else ""
         if reason.events:
-            count = f": viewed or bought {reason.events:,} times"
+            count = f": viewed or bought {reason.events:,} time{'s' if reason.events > 1 else ''}"
         return f"{'Trending' if kind == 'trending' else 'Popular'}{where}{when}{count}"
     if kind == "repeat":
         return {BOUGHT: "You bought this before", CARTED: "You added this to your cart before"}.get(
