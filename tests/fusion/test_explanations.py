@@ -153,3 +153,16 @@ def test_an_item_no_source_proposed_is_not_a_candidate(fused: FusionRecommender,
 )
 def test_sentences(reason: Reason, expected: str) -> None:
     assert sentence(reason, 3, lambda i: f"item {i}", lambda i: "Tea") == expected
+
+
+def test_a_combiner_that_cannot_split_its_score_is_explained_by_its_best_ranked_source(
+    fused: FusionRecommender, shop: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(FusionRecommender, "score_parts", lambda self, X, candidates, rows: None)
+    user = busy_users(shop, 1)[0]
+    candidates, values = fused.score_candidates(np.array([user]))
+    top = candidates.item[np.argsort(-values)[:10]].tolist()
+    for e in explain_items(fused, user, top):
+        assert e.features == [] and e.reason.source in e.sources
+        best = min(e.sources, key=lambda label: e.sources[label]["rank"])
+        assert e.reason.source == best or e.reason.kind == "history"

@@ -93,7 +93,7 @@ def check_reasons_drive_scores(client: TestClient, user: int, live: list[int], a
             assert after < before, (entry, before, after)
             checked += 1
         if why["driver"] == "covisit":
-            covisit = model._context.covisit
+            covisit = model.feature_context.covisit
             assert covisit[loaded.item_index[named], loaded.item_index[entry["item_id"]]] > 0
     return checked
 

@@ -150,8 +150,9 @@ def explain_items(
     rows = np.array([at[int(i)] for i in items if int(i) in at], dtype=np.int64)
     parts = model.score_parts(X, candidates, rows)
     part_of = {int(r): n for n, r in enumerate(rows.tolist())}
-    events = HistoryEvents(getattr(model, "_context", None), user, bought)
-    ctx: FeatureContext = model._context
+    ctx = model.feature_context
+    events = HistoryEvents(ctx, user, bought)
+    feature_names = model.feature_names()
     out = []
     for item in (int(i) for i in items):
         row = at.get(item)
@@ -163,7 +164,7 @@ def explain_items(
             for s, label in enumerate(candidates.sources)
             if not np.isnan(candidates.ranks[row, s])
         }
-        value_of = dict(zip(model.feature_names(), X[row].tolist(), strict=True)) if X is not None else {}
+        value_of = dict(zip(feature_names, X[row].tolist(), strict=True)) if X is not None else {}
         features: list[dict[str, Any]] = []
         part_values: dict[str, float] = {}
         drivers: dict[str, float] = {}
@@ -177,8 +178,8 @@ def explain_items(
                 for j in order
             ]
             drivers = _drivers(names, contributions, candidates.sources)
-        else:  # no split of the score: the proposing sources, best rank first
-            drivers = {label: -float(p["rank"]) for label, p in proposed.items()}
+        else:  # no split of the score: the proposing sources, the best rank first
+            drivers = {f"source:{label}": 1.0 / p["rank"] for label, p in proposed.items()}
         context = _Context(model, ctx, user, history, item, value_of, events, proposed, part_values)
         reason = _reason(context, drivers)
         out.append(

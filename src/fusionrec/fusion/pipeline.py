@@ -192,6 +192,11 @@ class MultiSourceRecommender(Recommender):
         """The fitted candidate sources by label (read-only view; refit on all data after training)."""
         return dict(self._sources)
 
+    @property
+    def feature_context(self) -> FeatureContext:
+        """The fitted feature context (popularity windows, user x item counts, co-visitation)."""
+        return self._context
+
     def _fit_sources(self, dataset: Dataset) -> dict[str, Recommender]:
         sources = {}
         for done, source in enumerate(self.config.sources):

@@ -67,7 +67,7 @@ def explain_answer(
         else:
             found = explain_model_items(model, user, by_model, history, bought=bought)
         explained = {e.item: e for e in found}
-    events = HistoryEvents(getattr(model, "_context", None), user, bought)
+    events = HistoryEvents(model.feature_context if fused else None, user, bought)
     out = []
     for item, names in zip(items, labels, strict=True):
         explanation = explained.get(int(item))
