@@ -139,6 +139,7 @@ def test_an_item_no_source_proposed_is_not_a_candidate(fused: FusionRecommender,
         (Reason("history", "item_knn", 7, "viewed"), "Because you viewed item 7"),
         (Reason("history", "ease", 7, CARTED), "Because you added item 7 to your cart"),
         (Reason("history", "ease", 7, BOUGHT), "Because you bought item 7"),
+        (Reason("history", "ease", 7, None), "Because you looked at item 7"),
         (Reason("covisit", "covisit_recent", 7, CARTED), "Often chosen together with item 7 in your cart"),
         (Reason("popular", "pop_7d", window="this week"), "Popular in Tea this week"),
         (

@@ -221,3 +221,21 @@ def test_a_single_item_knn_model_names_the_history_item_behind_each_score(
             after = model.score_histories([history[history != named]])[0, item]
             assert after < before
         assert len({entry["reason"] for entry in answer["items"]}) > 1
+
+
+def test_a_known_user_with_live_events_is_explained_with_them(client: TestClient, known_user: str) -> None:
+    loaded = client.app.state.service.registry.active
+    user = loaded.user_index[known_user]
+    own = set(loaded.user_items(user).tolist())
+    fresh = [i for i in np.argsort(-loaded.model.popularity_).tolist() if i not in own][:2]
+    for item in fresh:
+        event = {"user_id": known_user, "item_id": str(loaded.item_ids[item]), "event_type": "add_to_cart"}
+        assert client.post("/v1/events", json=event).status_code == 202
+    answer = get(client, user_id=known_user, k=10, explain="true")
+    assert check_reasons_drive_scores(client, user, fresh, answer) >= 1
+    named = {e["explanation"]["named_item"]: e for e in answer["items"]}
+    for item in fresh:  # the online state keeps no event types: no sentence claims a view of a cart
+        entry = named.get(str(loaded.item_ids[item]))
+        if entry is not None and entry["explanation"]["driver"] == "history":
+            assert entry["explanation"]["named_event"] is None
+            assert entry["reason"].startswith("Because you looked at ")

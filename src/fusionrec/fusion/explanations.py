@@ -58,6 +58,7 @@ FEATURE_DRIVERS = {
 # a reason only when no driver of the item itself adds to the score.
 PROFILE_DRIVERS = {"category", "price"}
 NEW_ITEM_DAYS = 30.0
+_PAIR_EVENTS = ((BOUGHT, "bought"), (CARTED, "carted"), (VIEWED, "viewed"))  # event, pair feature
 POPULARITY_MODELS = {"most_popular": "", "popular_in_category": "", "trending": "this week"}
 
 
@@ -93,19 +94,21 @@ class Explanation:
 
 class HistoryEvents:
     """What a user did with each of their items (bought > added to cart > viewed), from the
-    pipeline's training counts and the purchases given at request time."""
+    pipeline's training counts and the purchases given at request time; None when unknown (a live
+    event other than a purchase: the online state keeps no event types, so no sentence claims one).
+    """
 
     def __init__(self, context: FeatureContext | None, user: int, bought: Collection[int] = ()) -> None:
         self._context = context
         self._user = user if context is not None and 0 <= user < context.bought.shape[0] else -1
         self._bought = set(bought)
 
-    def __call__(self, item: int) -> str:
+    def __call__(self, item: int) -> str | None:
         if item in self._bought or self._count("bought", item) > 0:
             return BOUGHT
         if self._count("carted", item) > 0:
             return CARTED
-        return VIEWED
+        return VIEWED if self._count("viewed", item) > 0 else None
 
     def _count(self, matrix: str, item: int) -> float:
         if self._user < 0 or self._context is None:
@@ -262,7 +265,7 @@ def _driver_reason(c: _Context, driver: str) -> Reason | None:
             return Reason("popular", window, window="", shoppers=count)
         return Reason("popular", window, window=POPULARITY_WINDOWS[window], events=count)
     if driver == "repeat" and value("pair_events", 0.0) > 0:
-        event = BOUGHT if value("bought", 0.0) > 0 else CARTED if value("carted", 0.0) > 0 else VIEWED
+        event = next((e for e, f in _PAIR_EVENTS if value(f, 0.0) > 0), None)
         return Reason("repeat", "pair_events", c.item, event)
     if driver == "price":
         trend = value("price_trend", np.nan)
@@ -357,7 +360,12 @@ def explain_model_items(
 
 # --- sentences -------------------------------------------------------------------------------
 
-_EVENT_PHRASES = {VIEWED: "you viewed {}", CARTED: "you added {} to your cart", BOUGHT: "you bought {}"}
+_EVENT_PHRASES = {
+    VIEWED: "you viewed {}",
+    CARTED: "you added {} to your cart",
+    BOUGHT: "you bought {}",
+    None: "you looked at {}",  # any event with the item: its type is not known
+}
 
 
 def sentence(
@@ -367,12 +375,12 @@ def sentence(
     kind = reason.kind
     cat = category(item)
     if kind == "history" and reason.item is not None:
-        return "Because " + _EVENT_PHRASES[reason.event or VIEWED].format(name(reason.item))
+        return "Because " + _EVENT_PHRASES[reason.event].format(name(reason.item))
     if kind == "covisit" and reason.item is not None:
         other = name(reason.item)
         if reason.event == CARTED:
             return f"Often chosen together with {other} in your cart"
-        return f"Often chosen together with {other}, which you {reason.event or VIEWED}"
+        return f"Often chosen together with {other}, which you {reason.event or 'looked at'}"
     if kind == "category" and cat:
         if reason.item is not None:
             return f"More from {cat}, like {name(reason.item)}"
@@ -385,9 +393,11 @@ def sentence(
             count = f": viewed or bought {reason.events:,} time{'s' if reason.events > 1 else ''}"
         return f"{'Trending' if kind == 'trending' else 'Popular'}{where}{when}{count}"
     if kind == "repeat":
-        return {BOUGHT: "You bought this before", CARTED: "You added this to your cart before"}.get(
-            reason.event or VIEWED, "You viewed this before"
-        )
+        return {
+            BOUGHT: "You bought this before",
+            CARTED: "You added this to your cart before",
+            VIEWED: "You viewed this before",
+        }.get(reason.event or "", "You looked at this before")
     if kind == "offer":
         return "On offer: cheaper than its usual price"
     if kind == "price":

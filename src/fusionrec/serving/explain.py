@@ -60,6 +60,11 @@ def explain_answer(
     if labels is None:
         labels = [sorted(own)] * len(items)
     by_model = [i for i, names in zip(items, labels, strict=True) if own & set(names)]
+    if not fused:  # no event counts in a single model: the stored purchases name what was bought
+        purchases = loaded.extras.get("purchases")
+        if purchases is not None and 0 <= user < purchases.shape[0]:
+            row = purchases.indices[purchases.indptr[user] : purchases.indptr[user + 1]]
+            bought = [*bought, *row.tolist()]
     explained: dict[int, Explanation] = {}
     if by_model and (user >= 0 or history is not None):
         if fused:
