@@ -7,7 +7,8 @@ takes one (fused pipelines always do), plus item-to-item neighbours of the last 
 (unknown visitor, failure) the fallback chain answers: popular in the category (asked for, or of
 the current item), then trending; so it does for known users while their pre-scored lists are
 computed at start-up (flagged ``degraded_causes: ["precomputing"]``), unless
-``score_while_precomputing``.
+``score_while_precomputing``. With ``explain`` each item shown gets a reason and its trace
+(`serving.explain`), computed after the page is chosen; `explain_one` explains any one item.
 """
 
 from __future__ import annotations
