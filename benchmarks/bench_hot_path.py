@@ -12,6 +12,7 @@ or items, and reports the median and 95th percentile of the thread CPU time and 
 * guest: an event of a new session, then `recommend` for that session (the recommendation timed)
 * popular: `popular` (the shared cache on: what a repeated request costs)
 * similar: `related(..., "similar")` (cycling over the first 2,000 items), and its cached answer
+* explained: `recommend` with ``explain=true`` for the known users (a reason per item; not a hot path)
 
 ``--http`` runs the same scenarios through a real server instead (`run_http`), with ``/healthz``
 as the floor of a request through the same middleware.
@@ -138,6 +139,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out["similar"] = timed(lambda i: related(svc, items[i % len(items)], 10, "similar"), n)
     if cached_related is not None:  # as the route answers: the cached answer when there is one
         out["similar_cached"] = timed(lambda i: cached_related(svc, items[i % len(items)], 10, "similar"), n)
+    if "explain" in RecQuery.__dataclass_fields__:  # absent before explanations
+        # Known users with explain=true: the pre-scored list, then one trace for its 10 items.
+        out["explained"] = timed(
+            lambda i: recommend(svc, RecQuery(user_id=users[i % len(users)], explain=True)), n
+        )
     svc.close()
     return out
 

@@ -107,7 +107,9 @@ def test_fusion_explains_and_reports(fitted: Recommender, shop: Dataset) -> None
     trace = fitted.explain(0, int(items[0, 0]))
     assert trace["candidate"] and trace["rank"] == 1 and trace["sources"]
     assert len(trace["features"]) == 8
-    assert fitted.explain(0, int(np.flatnonzero(fitted.seen_[0].toarray().ravel())[0]))["candidate"] is False
+    assert trace["reason"]["kind"] != "none" and trace["reason"]["text"]
+    seen = fitted.explain(0, int(np.flatnonzero(fitted.seen_[0].toarray().ravel())[0]))
+    assert seen["candidate"] is False and seen["reason"]["kind"] == "none"
     assert fitted.train_groups_ > 0 and 0 < fitted.train_recall_ <= 1
 
 

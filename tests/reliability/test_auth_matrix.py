@@ -23,6 +23,7 @@ BAD = "x" * 24
 # The scope each route needs; None = open to anyone (probes, the docs' static files).
 SCOPES: dict[tuple[str, str], str | None] = {
     ("GET", "/v1/recommendations"): "read",
+    ("GET", "/v1/recommendations/explain"): "read",
     ("GET", "/v1/items/{item_id}/similar"): "read",
     ("GET", "/v1/items/{item_id}/bought-together"): "read",
     ("GET", "/v1/popular"): "read",

@@ -102,6 +102,15 @@ def test_a_new_item_reaches_its_category_fans_after_its_first_purchases(
         answer = client.get("/v1/recommendations", params={"user_id": setting["fans"][0], "k": K}).json()
         entry = next(e for e in answer["items"] if e["item_id"] == NEW)
         assert entry["sources"] == ["new_item"]
+        # Explained, it says what put it there (the model never saw it), beside the model's reasons.
+        explained = client.get(
+            "/v1/recommendations", params={"user_id": setting["fans"][0], "k": K, "explain": "true"}
+        ).json()
+        reasons = {e["item_id"]: e for e in explained["items"]}
+        assert reasons[NEW]["reason"].startswith("New in") and reasons[NEW]["explanation"]["driver"] == "new"
+        assert all(
+            e["reason"] and e["explanation"]["driver"] != "new" for i, e in reasons.items() if i != NEW
+        )
         # The template (its closest neighbour in content) lists it among its similar items.
         similar = client.get(f"/v1/items/{setting['template']}/similar", params={"k": 10}).json()
         assert NEW in ids(similar)

@@ -92,6 +92,12 @@ class _WeightedFusion(MultiSourceRecommender):
     def _combine(self, X: np.ndarray | None, candidates: Candidates) -> np.ndarray:
         return (self._terms(candidates) @ self.weights_).astype(np.float32)
 
+    def score_parts(
+        self, X: np.ndarray | None, candidates: Candidates, rows: np.ndarray
+    ) -> tuple[list[str], np.ndarray] | None:
+        """Each source's weighted term (normalised within the user's candidates): they sum to the score."""
+        return list(candidates.sources), self._terms(candidates)[rows] * self.weights_[None, :]
+
     def weights(self) -> dict[str, float]:
         """The (tuned or given) weight of each source."""
         return {label: float(w) for label, w in zip(self.config.source_labels(), self.weights_, strict=True)}

@@ -192,6 +192,11 @@ class MultiSourceRecommender(Recommender):
         """The fitted candidate sources by label (read-only view; refit on all data after training)."""
         return dict(self._sources)
 
+    @property
+    def feature_context(self) -> FeatureContext:
+        """The fitted feature context (popularity windows, user x item counts, co-visitation)."""
+        return self._context
+
     def _fit_sources(self, dataset: Dataset) -> dict[str, Recommender]:
         sources = {}
         for done, source in enumerate(self.config.sources):
@@ -400,10 +405,26 @@ class MultiSourceRecommender(Recommender):
         self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None
     ) -> tuple[Candidates, np.ndarray]:
         """The candidates of ``users`` and their combined scores (the serving path's core)."""
+        candidates, _, values = self.trace(users, histories)
+        return candidates, values
+
+    def trace(
+        self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None
+    ) -> tuple[Candidates, np.ndarray | None, np.ndarray]:
+        """`score_candidates` with the feature matrix the combiner read (None without features)."""
         users = np.asarray(users, dtype=np.int64)
         candidates = self._candidates(users, histories)
         X = self._features(users, candidates, histories) if self.needs_features else None
-        return candidates, self._combine(X, candidates)
+        return candidates, X, self._combine(X, candidates)
+
+    def score_parts(
+        self, X: np.ndarray | None, candidates: Candidates, rows: np.ndarray
+    ) -> tuple[list[str], np.ndarray] | None:
+        """What each part adds to the combined score of the candidates at ``rows`` (of a `trace`):
+        ``(names, float[len(rows), len(names)])``, the names being features (a ranker's
+        per-feature contributions) or source labels (a weighted fusion); None when the combiner
+        cannot split its score."""
+        return None
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
         candidates, values = self.score_candidates(users)
@@ -446,12 +467,20 @@ class MultiSourceRecommender(Recommender):
         }
 
     def explain(self, user: int, item: int, top: int = 8) -> dict[str, Any]:
-        """Why ``item`` is (or is not) recommended to ``user``: proposing sources and main features."""
+        """Why ``item`` is (or is not) recommended to ``user``: proposing sources, main features and
+        the reason (`fusion.explanations`, its sentence naming items by id)."""
+        from fusionrec.fusion.explanations import explain_items, sentence  # it builds on this module
+
         self._check_fitted()
+        (explained,) = explain_items(self, user, [item])
+        reason = {
+            **explained.to_dict()["reason"],
+            "text": sentence(explained.reason, item, lambda i: str(self.item_ids_[i]), lambda i: None),
+        }
         candidates, values = self.score_candidates(np.array([user], dtype=np.int64))
         where = np.flatnonzero(candidates.item == item)
         if len(where) == 0:
-            return {"user": int(user), "item": int(item), "candidate": False, "sources": {}}
+            return {"user": int(user), "item": int(item), "candidate": False, "sources": {}, "reason": reason}
         i = int(where[0])
         rank = int((values > values[i]).sum()) + 1
         sources = {
@@ -466,6 +495,7 @@ class MultiSourceRecommender(Recommender):
             "score": float(values[i]),
             "rank": rank,
             "sources": sources,
+            "reason": reason,
         }
         if self.needs_features:
             names = self.feature_names()
@@ -546,6 +576,18 @@ class FusionRecommender(MultiSourceRecommender):
 
     def _contributions(self, X: np.ndarray) -> np.ndarray | None:
         return self._ranker.contributions(X)
+
+    def score_parts(
+        self, X: np.ndarray | None, candidates: Candidates, rows: np.ndarray
+    ) -> tuple[list[str], np.ndarray] | None:
+        """The ranker's per-feature contributions (SHAP values for the tree rankers)."""
+        if X is None or len(rows) == 0:
+            return None
+        contributions = self._contributions(X[rows])
+        if contributions is None:
+            return None
+        names = self.feature_names()
+        return names, np.asarray(contributions)[:, : len(names)]
 
     def feature_importance(self) -> dict[str, float]:
         """The ranker's feature importance (gain for the tree rankers), highest first."""

@@ -22,7 +22,9 @@ from fusionrec.models.base import ModelConfig, Recommender
 from fusionrec.models.itemtools import (
     check_items,
     fill_unscored,
+    history_row,
     request_history_matrix,
+    row_terms,
     top_neighbours,
     user_history_matrix,
 )
@@ -73,6 +75,17 @@ class _ItemToItemRecommender(Recommender):
 
     def _score_weights(self, weights: sp.csr_matrix) -> np.ndarray:
         return fill_unscored((weights @ self.item_item_).toarray(), self.popularity_)
+
+    def history_terms(
+        self, user: int, history: np.ndarray | None, item: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each recent item's term ``weight(j) * item_item_[j, item]`` (see `Recommender`); an item
+        whose terms sum to 0 or less is scored by the popularity fill instead."""
+        cfg = self.config
+        row = history_row(
+            self.history_, user, history, last_n=cfg.last_n, half_life=cfg.recency_half_life, binary=False
+        )
+        return None if row is None else row_terms(row, self.item_item_, item)
 
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Each item's ``k`` strongest neighbours ``(items int32[n, k], scores)``, padded with -1."""

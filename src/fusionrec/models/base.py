@@ -219,6 +219,19 @@ class Recommender(ABC):
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
         raise ModelError(f"{self.name} does not implement _score_histories")
 
+    def history_terms(
+        self, user: int, history: np.ndarray | None, item: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The history items behind ``item``'s score and each one's term of it: ``(items, terms)``.
+
+        For models whose score is a sum over the user's items (item-kNN, EASE, RP3beta,
+        co-visitation: ``score = sum_j x_uj * W[j, item]``), the terms sum to the score that
+        `score` (``history`` None: the training row of ``user``) or `score_histories` gives, so
+        removing an item from the history removes its term. None for models without such a
+        structure (explanations then stay generic).
+        """
+        return None
+
     def recommend_from_history(
         self, histories: Sequence[np.ndarray], k: int = 10, *, exclude_history: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ from scipy.linalg import lapack
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.models.base import ModelConfig, ModelError, Recommender
-from fusionrec.models.itemtools import request_history_matrix
+from fusionrec.models.itemtools import history_row, request_history_matrix, row_terms
 
 log = logging.getLogger(__name__)
 BLOCK_BYTES = 256 * 2**20
@@ -94,3 +94,10 @@ class EASE(Recommender):
         return np.asarray(
             request_history_matrix(histories, self.n_items_, binary=True) @ self.weights_, dtype=np.float32
         )
+
+    def history_terms(
+        self, user: int, history: np.ndarray | None, item: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each history item's term ``x_uj * weights_[j, item]`` of the score (see `Recommender`)."""
+        row = history_row(self.user_items_, user, history)
+        return None if row is None else row_terms(row, self.weights_, item)

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.models.base import ModelConfig, Recommender
-from fusionrec.models.itemtools import request_history_matrix
+from fusionrec.models.itemtools import history_row, request_history_matrix, row_terms
 from fusionrec.models.knn import strongest_in_rows, top_k_rows
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,13 @@ class RP3Beta(Recommender):
             (request_history_matrix(histories, self.n_items_, binary=True) @ self.weights_).toarray(),
             dtype=np.float32,
         )
+
+    def history_terms(
+        self, user: int, history: np.ndarray | None, item: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each history item's term ``x_uj * weights_[j, item]`` of the score (see `Recommender`)."""
+        row = history_row(self.user_items_, user, history)
+        return None if row is None else row_terms(row, self.weights_, item)
 
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` items a walk from each of ``items`` reaches most: ``(items int32[n, k], scores)``."""

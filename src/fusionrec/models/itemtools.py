@@ -116,6 +116,46 @@ def _distinct_items_matrix(histories: Sequence[np.ndarray], n_items: int) -> sp.
     return sp.csr_matrix((data, indices, indptr), shape=(len(rows), n_items))
 
 
+def history_row(
+    stored: sp.csr_matrix,
+    user: int,
+    history: np.ndarray | None,
+    *,
+    last_n: int | None = None,
+    half_life: float | None = None,
+    binary: bool = True,
+) -> sp.csr_matrix | None:
+    """The one-row history a model scores: ``history`` as `request_history_matrix` builds it (the
+    model's own ``last_n``, ``half_life``, ``binary``), else ``user``'s row of ``stored``; None for
+    an unknown user without a history."""
+    if history is not None:
+        return request_history_matrix(
+            [np.asarray(history, dtype=np.int64)],
+            stored.shape[1],
+            last_n=last_n,
+            half_life=half_life,
+            binary=binary,
+        )
+    if 0 <= user < stored.shape[0]:
+        return stored[[user]].tocsr()
+    return None
+
+
+def row_terms(
+    row: sp.csr_matrix, weights: sp.spmatrix | np.ndarray, item: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The terms ``row[j] * weights[j, item]`` of ``(row @ weights)[item]``, one per item ``j``
+    of the one-row ``row``: ``(items int64, terms float32)``, zero terms left out."""
+    items = row.indices.astype(np.int64)
+    if sp.issparse(weights):
+        column = np.asarray(weights[items][:, [item]].todense()).ravel()
+    else:
+        column = np.asarray(weights[items, item]).ravel()
+    terms = (row.data * column).astype(np.float32)
+    keep = terms != 0
+    return items[keep], terms[keep]
+
+
 def fill_unscored(scores: np.ndarray, popularity: np.ndarray) -> np.ndarray:
     """Give items without a positive score a popularity-ordered score below every scored item.
 

@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.models.base import ModelConfig, ModelError, Recommender
-from fusionrec.models.itemtools import request_history_matrix, top_neighbours
+from fusionrec.models.itemtools import history_row, request_history_matrix, row_terms, top_neighbours
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,13 @@ class ItemKNN(Recommender):
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
         rows = request_history_matrix(histories, self.n_items_, binary=True)
         return np.asarray((rows @ self.similarity_).toarray(), dtype=np.float32)
+
+    def history_terms(
+        self, user: int, history: np.ndarray | None, item: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Each history item's term ``x_uj * similarity_[j, item]`` of the score (see `Recommender`)."""
+        row = history_row(self.user_items_, user, history)
+        return None if row is None else row_terms(row, self.similarity_, item)
 
     def similar_items(self, items: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar items to each of ``items``: ``(items int32[n, k], scores)``."""

@@ -10,6 +10,8 @@ computed at start-up (flagged ``degraded_causes: ["precomputing"]``), unless
 ``score_while_precomputing``. Items put into the catalogue since the model was trained (new
 items, `serving.new_items`) are inserted by rank into the ranked list, the similar lists of their
 neighbours and the popular lists, and a new item's page is seeded by its closest items in content.
+With ``explain`` each item shown gets a reason and its trace (`serving.explain`), computed after
+the page is chosen; `explain_one` explains any one item.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 
 from fusionrec.serving.business_rules import RuleRequest, among, apply_rules, repurchase_blocked
 from fusionrec.serving.experiments import DEFAULT, assign
+from fusionrec.serving.explain import explain_answer, explain_entries
 from fusionrec.serving.new_items import SOURCE as NEW_ITEM
 from fusionrec.serving.new_items import Filters, NewItemIndex, Pick, Visitor
 from fusionrec.serving.online import VisitorState, session_key, user_key
@@ -52,6 +55,7 @@ class RecQuery:
     max_price: float | None = None
     device: str | None = None  # mobile, desktop ... (context of the request, like placement)
     channel: str | None = None  # web, app, email ...
+    explain: bool = False  # add a reason and the trace behind it to each item
 
 
 def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
@@ -95,6 +99,7 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
             q.device,
             q.channel,
             svc.new_item_counters.revision,  # a new item's first purchases show without waiting
+            q.explain,
         )
     )
     cached = svc.cache.get(visitor, key) if not degraded else None
@@ -184,6 +189,13 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
         "fallback": scored.fallback,
         "cached": False,
     }
+    if q.explain:
+        bought = [loaded.item_index[i] for i in state.bought if i in loaded.item_index]
+        try:
+            answer["items"] = explain_entries(svc, loaded, user, live, bought, answer["items"])
+        except Exception as error:  # the list itself is fine: answer it, flagged
+            logger.error("explaining %s failed (%s)", loaded.version, type(error).__name__)
+            degraded.append("explain")
     if degraded:
         answer["degraded_causes"] = degraded
         for cause in degraded:
@@ -244,6 +256,49 @@ def insert_picks(entries: list[dict[str, Any]], picks: list[Pick], n: int) -> li
         score = out[at]["score"] if at < len(out) else (out[-1]["score"] if out else 0.0)
         out.insert(at, {"item_id": pick.item_id, "score": score, "sources": [NEW_ITEM]})
     return out[:n]
+
+
+class UnknownIdError(LookupError):
+    """An id an explanation cannot be given for (the message names it)."""
+
+
+def explain_one(svc: Service, user_id: str | None, session_id: str | None, item_id: str) -> dict[str, Any]:
+    """Why ``item_id`` ranks where it does for the visitor (recommended or not): the model version
+    their recommendations come from, traced with their live history. `UnknownIdError` for an item
+    the model does not know, or a visitor with neither training nor live history."""
+    try:
+        visitor = svc.online.resolve(user_id, session_id)
+        state = svc.online.get(visitor)
+    except RedisUnavailableError:
+        visitor = user_key(user_id) if user_id is not None else session_key(str(session_id))
+        state = VisitorState()
+    resolved_user = visitor[2:] if visitor.startswith("u:") else None
+    assignment = assign(svc.settings.experiments, resolved_user, session_id, None)
+    try:
+        loaded = svc.registry.get(assignment.model_version)
+    except RegistryError:
+        loaded = svc.registry.active
+    if loaded is None:
+        raise UnknownIdError("no model version is active")
+    item = loaded.item_index.get(item_id)
+    if item is None:
+        raise UnknownIdError(f"item_id {item_id!r} is not known to model version {loaded.version}")
+    erased = svc.is_erased(resolved_user)
+    user = loaded.user_index.get(resolved_user, -1) if resolved_user is not None and not erased else -1
+    live = [loaded.item_index[i] for i in state.items if i in loaded.item_index]
+    if user < 0 and not live:
+        who = f"user_id {user_id!r}" if user_id is not None else f"session_id {session_id!r}"
+        raise UnknownIdError(f"{who} has no history to explain (unknown to model version {loaded.version})")
+    bought = [loaded.item_index[i] for i in state.bought if i in loaded.item_index]
+    explained = explain_answer(svc, loaded, user, live, bought, [item], None)[0]
+    return {
+        "user_id": user_id,
+        "session_id": session_id,
+        "item_id": item_id,
+        "model_version": loaded.version,
+        "sources": list(explained["explanation"]["source_ranks"]),
+        **explained,
+    }
 
 
 def _expose(

@@ -10,15 +10,23 @@ from fastapi.concurrency import run_in_threadpool
 from fusionrec.serving.item_fields import ITEM_FIELDS, UnknownFieldsError, parse_fields, with_item_fields
 from fusionrec.serving.recommend import (
     RecQuery,
+    UnknownIdError,
     cached_popular,
     cached_related,
+    explain_one,
     popular,
     recommend,
     related,
 )
 from fusionrec.serving.redis_client import RedisUnavailableError
 from fusionrec.serving.routes.query import only_declared_query
-from fusionrec.serving.routes.schemas import FastJSON, IdentifyIn, RecommendationsOut, RelatedOut
+from fusionrec.serving.routes.schemas import (
+    ExplainOut,
+    FastJSON,
+    IdentifyIn,
+    RecommendationsOut,
+    RelatedOut,
+)
 from fusionrec.serving.security import require, require_json
 from fusionrec.serving.service import Service
 
@@ -81,11 +89,15 @@ async def get_recommendations(
     min_price: Annotated[float | None, Query(ge=0)] = None,
     max_price: Annotated[float | None, Query(ge=0)] = None,
     fields: ItemFields = (),
+    explain: Annotated[
+        bool,
+        Query(description="add to each item a `reason` sentence and the `explanation` trace behind it"),
+    ] = False,
 ) -> FastJSON:
     """Top-``k`` items for a user (``user_id``) or a guest (``session_id``).
 
     ``placement``, ``device`` and ``channel`` describe where the list is shown; an unknown query
-    parameter is a 422 that lists the allowed ones.
+    parameter is a 422 that lists the allowed ones. ``explain=true`` adds why each item is there.
     """
     if user_id is None and session_id is None:
         raise HTTPException(422, detail=[{"loc": ["query", "user_id"], "msg": "give user_id or session_id"}])
@@ -112,9 +124,34 @@ async def get_recommendations(
         max_price,
         device=device,
         channel=channel,
+        explain=explain,
     )
     answer = await run_in_threadpool(recommend, svc, query)
     return FastJSON(with_item_fields(answer, svc.catalogue, fields))
+
+
+@router.get(
+    "/recommendations/explain",
+    response_model=ExplainOut,
+    dependencies=[Depends(require("read")), Depends(only_declared_query)],
+    responses={404: {"description": "unknown item, or a visitor without any history"}},
+)
+async def explain_recommendation(
+    svc: Annotated[Service, Depends(service)],
+    item_id: Annotated[str, Query(min_length=1, max_length=256, description="the item to explain")],
+    user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
+    session_id: Annotated[str | None, Query(min_length=1, max_length=256, description="for guests")] = None,
+) -> FastJSON:
+    """Why ``item_id`` ranks where it does for a user or guest, whether it was recommended or not.
+
+    The same trace as ``explain=true`` on recommendations, with the visitor's live history.
+    """
+    if user_id is None and session_id is None:
+        raise HTTPException(422, detail=[{"loc": ["query", "user_id"], "msg": "give user_id or session_id"}])
+    try:
+        return FastJSON(await run_in_threadpool(explain_one, svc, user_id, session_id, item_id))
+    except UnknownIdError as error:
+        raise HTTPException(404, detail=str(error)) from None
 
 
 @router.post("/identify", dependencies=[Depends(require("write")), Depends(require_json)])

@@ -16,6 +16,31 @@ class FastJSON(JSONResponse):
         return orjson.dumps(content)
 
 
+class FeaturePart(BaseModel):
+    name: str = Field(description="a ranking feature (or a source label, for weighted fusions)")
+    value: float | None = Field(None, description="its value for this item; null when missing")
+    contribution: float = Field(description="what it adds to the item's score (SHAP value for tree rankers)")
+
+
+class ItemExplanation(BaseModel):
+    """The trace behind ``reason`` (with ``explain=true``)."""
+
+    driver: str = Field(
+        description="what the reason comes from: history, covisit, category, popular, trending, repeat, "
+        "offer, price, new, source (a model without per-item terms: generic) or none (not proposed)"
+    )
+    driven_by: str | None = Field(None, description="the candidate source or feature behind it")
+    named_item: str | None = Field(
+        None, description="the visitor's item the reason names; removing it lowers this item's score"
+    )
+    named_event: str | None = Field(None, description="viewed, added to cart or bought (the named item)")
+    candidate: bool = Field(description="false when no source proposed the item for this visitor")
+    rank: int | None = Field(None, description="rank among the visitor's candidates (1 = best)")
+    model_score: float | None = Field(None, description="the model's combined score of the item")
+    source_ranks: dict[str, int] = Field(description="each proposing source's rank of the item")
+    features: list[FeaturePart] = Field(description="the largest parts of the score, largest first")
+
+
 class RecommendedItem(BaseModel):
     """One recommended item; the catalogue fields appear only when asked for with ``fields=``."""
 
@@ -30,6 +55,14 @@ class RecommendedItem(BaseModel):
     in_stock: bool | None = Field(None, description="with fields=in_stock")
     image_url: str | None = Field(None, description="with fields=image_url (from the item's attributes)")
     url: str | None = Field(None, description="with fields=url (from the item's attributes)")
+    reason: str | None = Field(
+        None,
+        description="with explain=true: a short sentence from the part that drives the item's score "
+        "('Because you viewed X', 'Popular in Y this week', 'Often chosen together with Z ...')",
+    )
+    explanation: ItemExplanation | None = Field(
+        None, description="with explain=true: the trace behind reason"
+    )
 
 
 class RecommendationsOut(BaseModel):
@@ -44,6 +77,18 @@ class RecommendationsOut(BaseModel):
     )
     cached: bool = False
     exposure_id: str | None = Field(None, description="id of the logged exposure of this answer")
+
+
+class ExplainOut(BaseModel):
+    """Why one item ranks where it does for one visitor (recommended or not)."""
+
+    user_id: str | None
+    session_id: str | None
+    item_id: str
+    model_version: str
+    sources: list[str] = Field(description="the candidate sources that proposed the item (empty: none)")
+    reason: str
+    explanation: ItemExplanation
 
 
 class RelatedOut(BaseModel):
