@@ -17,6 +17,12 @@ Parts (``--part``):
   the model's top-20 with the new items of `NewItemIndex.picks` inserted at their ranks (default
   settings, no tuning). HR/NDCG@20 on the new-item users, and on every test user (what the
   insertions cost the warm lists). -> ``content_amazon-beauty_live.json``
+* ``beauty-hybrid``: the same split and the same new items for the ``hybrid`` deep model (LSTM
+  over content-aware item vectors). Its epochs are a fixed budget given on the command line
+  (``--hybrid-epochs``), not tuned: one fit on train + validation per part (warm, new items), no
+  grid, because one epoch costs about a minute of CPU on this data. Warm users are scored both as
+  known users (their training sequence and user embedding) and from their history alone (the
+  unknown-user path of ``fusionrec evaluate``). -> ``hybrid_amazon-beauty.json``
 * ``rules``: the synthetic shop of `fusionrec.data.synthetic`: rules mined from purchase
   baskets are compared with the complementary pairs the generator planted (``planted.json``);
   timings of mining and co-visitation. -> ``association_synthetic.json``
@@ -25,7 +31,7 @@ Parts (``--part``):
   module and the baselines on what users use next, and on the new items among it.
   -> ``content_synthetic.json``
 
-Usage: ``python benchmarks/bench_content.py --part beauty`` (or ``live``, ``rules``, ``synthetic-models``, ``all``).
+Usage: ``python benchmarks/bench_content.py --part beauty`` (or ``live``, ``beauty-hybrid``, ``rules``, ``synthetic-models``, ``all``).
 """
 
 from __future__ import annotations
@@ -297,6 +303,83 @@ def bench_live_new_items(model_name: str) -> dict[str, Any]:
     return out
 
 
+def bench_beauty_hybrid(epochs: int, params: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """The ``hybrid`` model on the warm and new-item protocols of `bench_beauty`, fixed epochs.
+
+    Each fitted model is also scored with ``new_item_offset`` switched off (a scoring-time option).
+    Parts not run keep their earlier results in the JSON."""
+    root = data_root() / "amazon-beauty"
+    source = read_format("s3rec", root)
+    data = Dataset.from_frame(source.events, source.items)
+    split = leave_last_out(data)
+    rng = np.random.default_rng(SEED)
+    cold = np.zeros(data.n_items, dtype=bool)
+    cold[rng.choice(data.n_items, size=round(COLD_SHARE * data.n_items), replace=False)] = True
+    params = {"epochs": epochs, **params}
+    path = RESULTS / "hybrid_amazon-beauty.json"
+    out: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    out |= {
+        "dataset": "amazon-beauty",
+        "model": "hybrid",
+        "params": params,
+        "protocol": "as content_amazon-beauty.json (same split, same new items, seed 2024); "
+        f"hybrid fit once on train + validation for a fixed {epochs} epochs (not tuned)",
+        "machine": machine()
+        | {"threads": 1, "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
+    }
+    runs = {
+        "warm": (split.train_full, None),
+        "new_items": (
+            split.train_full.select(~cold[split.train_full.item_idx]),
+            _users_with_target(split.test, cold),
+        ),
+    }
+    for part, (train, users_filter) in runs.items():
+        if part not in parts:
+            continue
+        started, cpu = time.perf_counter(), time.process_time()
+        model = create_model("hybrid", **params).fit(train)
+        fit_s, fit_cpu = time.perf_counter() - started, time.process_time() - cpu
+        result = _score_hybrid(model, train, split, users_filter, cold)
+        model.config = model.config.model_copy(update={"new_item_offset": False})
+        result["without_new_item_offset"] = _score_hybrid(model, train, split, users_filter, cold)
+        result |= {
+            "fit_seconds": round(fit_s, 1),
+            "fit_cpu_seconds": round(fit_cpu, 1),
+            "fit_report": model.fit_report(),
+        }
+        out[part] = result
+        log.info("hybrid %s: %s", part, result)
+        write("hybrid_amazon-beauty.json", out)  # after each part, so a long run leaves results
+    return out
+
+
+def _score_hybrid(
+    model: Any, train: Dataset, split: Any, users_filter: np.ndarray | None, cold: np.ndarray
+) -> dict[str, Any]:
+    """Test metrics of a fitted hybrid: as known users, and from each user's history alone."""
+    from fusionrec.evaluation.protocol import rank
+
+    metrics = evaluate(model, train, split.test, users_filter)
+    recs = metrics.pop("_recs")
+    result: dict[str, Any] = {"test_known_user": metrics}
+    if users_filter is not None:
+        result["test_known_user"]["new_item_share@20"] = float(cold[recs[recs >= 0]].mean())
+    # The unknown-user path: each user's whole history given at request time.
+    truth_all = split.test.matrix(binary=True)
+    users = np.flatnonzero(np.diff(truth_all.indptr) > 0)
+    if users_filter is not None:
+        users = users[users_filter[users]]
+    indptr, items = train.sequences()
+    histories = [items[indptr[u] : indptr[u + 1]] for u in users]
+    recs = rank(model, users, max(KS), exclude=train.matrix(binary=True)[users], histories=histories)
+    history_metrics = evaluate_rankings(recs, truth_all[users], ks=KS, metrics=["HR", "NDCG"])
+    result["test_history_only"] = {k: float(v) for k, v in history_metrics.items()}
+    if users_filter is not None:
+        result["test_history_only"]["new_item_share@20"] = float(cold[recs[recs >= 0]].mean())
+    return result
+
+
 def _users_with_target(part: Dataset, cold: np.ndarray) -> np.ndarray:
     """Boolean per user: their held-out item in ``part`` is a new (cold) item."""
     mask = np.zeros(part.n_users, dtype=bool)
@@ -452,9 +535,18 @@ def write(name: str, payload: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--part", choices=["beauty", "live", "rules", "synthetic-models", "all"], default="all"
+        "--part",
+        choices=["beauty", "live", "beauty-hybrid", "rules", "synthetic-models", "all"],
+        default="all",
     )
     parser.add_argument("--live-model", default="item_knn")
+    parser.add_argument("--models", nargs="+", default=list(GRIDS))
+    parser.add_argument("--synthetic-events", type=int, default=2_000_000)
+    parser.add_argument("--hybrid-epochs", type=int, default=12)
+    parser.add_argument("--hybrid-parts", nargs="+", default=["warm", "new_items"])
+    parser.add_argument(
+        "--hybrid-set", default="{}", help='JSON of hybrid hyperparameters, e.g. {"learning_rate": 3e-3}'
+    )
     parser.add_argument("--models", nargs="+", default=list(GRIDS))
     parser.add_argument("--synthetic-events", type=int, default=2_000_000)
     args = parser.parse_args()
@@ -464,6 +556,8 @@ def main() -> None:
             write("content_amazon-beauty.json", bench_beauty(args.models))
         if args.part in ("live", "all"):
             write("content_amazon-beauty_live.json", bench_live_new_items(args.live_model))
+        if args.part == "beauty-hybrid":
+            bench_beauty_hybrid(args.hybrid_epochs, json.loads(args.hybrid_set), args.hybrid_parts)
         if args.part in ("rules", "all"):
             write("association_synthetic.json", bench_synthetic(args.synthetic_events))
         if args.part in ("synthetic-models", "all"):

@@ -67,6 +67,8 @@ PARAMS: dict[str, dict[str, dict[str, Any]]] = {
             "patience": 5,
         },
         "session_knn": {},
+        # The hybrid reads the item attributes of Beauty_item2attributes.json (as tags).
+        "hybrid": {"learning_rate": 3e-3, "epochs": 40, "eval_every": 2, "patience": 3},
     },
     "diginetica": {
         "most_popular": {},
@@ -80,12 +82,16 @@ PARAMS: dict[str, dict[str, dict[str, Any]]] = {
         "session_knn": {},
         "sasrec": {"dropout": 0.3, "attention_dropout": 0.3, "epochs": 60, "eval_every": 2, "patience": 5},
         "gru4rec": {"dropout": 0.3, "epochs": 60, "eval_every": 2, "patience": 5},
+        "hybrid": {"epochs": 60, "eval_every": 2, "patience": 3},
     },
 }
 
 
 def load_beauty(root: Path) -> Dataset:
-    """Beauty.txt: one user a line, ``user item item ...`` in time order (positions as seconds)."""
+    """Beauty.txt: one user a line, ``user item item ...`` in time order (positions as seconds);
+    the items' attribute ids (Beauty_item2attributes.json) as tags, which only the hybrid reads."""
+    from fusionrec.data.formats import read_format
+
     users, items, positions = [], [], []
     for line in (root / "amazon-beauty" / "Beauty.txt").read_text().split("\n"):
         parts = line.split()
@@ -96,7 +102,7 @@ def load_beauty(root: Path) -> Dataset:
         positions.extend(range(len(parts) - 1))
     frame = pd.DataFrame({"user_id": users, "item_id": items, "event_type": "purchase"})
     frame["timestamp"] = pd.to_datetime(1_400_000_000 + np.asarray(positions), unit="s", utc=True)
-    return Dataset.from_frame(frame)
+    return Dataset.from_frame(frame, read_format("s3rec", root / "amazon-beauty").items)
 
 
 def load_sessions(name: str, root: Path) -> Dataset:
@@ -184,7 +190,7 @@ def run(
     }
     for name in models:
         params = {**PARAMS[dataset].get(name, {}), **overrides.get(name, {})}
-        if name in ("sasrec", "gru4rec"):
+        if name in ("sasrec", "gru4rec", "hybrid"):
             params["threads"] = threads
         model = create_model(name, **params)
         started = time.perf_counter()

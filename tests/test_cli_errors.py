@@ -98,12 +98,11 @@ def shop_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 # --- missing extras -------------------------------------------------------------------------------
 
 
-def test_missing_torch_names_the_deep_extra(tmp_path: Path) -> None:
-    result = fusionrec(
-        "evaluate", "--dataset", "synthetic", "--models", "sasrec", cwd=tmp_path, block="torch"
-    )
+@pytest.mark.parametrize("model", ["sasrec", "hybrid"])
+def test_missing_torch_names_the_deep_extra(tmp_path: Path, model: str) -> None:
+    result = fusionrec("evaluate", "--dataset", "synthetic", "--models", model, cwd=tmp_path, block="torch")
     assert_only_error(
-        result, "model 'sasrec' needs torch", "pip install 'fusionrec[deep]'", "make install-all"
+        result, f"model '{model}' needs torch", "pip install 'fusionrec[deep]'", "make install-all"
     )
 
 

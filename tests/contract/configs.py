@@ -26,6 +26,10 @@ CONTRACT_MODELS: dict[str, tuple[dict[str, object], bool]] = {
         {"embedding_dim": 16, "hidden_dim": 16, "epochs": 60, "learning_rate": 5e-3, "dropout": 0.1},
         True,
     ),
+    "hybrid": (
+        {"embedding_dim": 16, "hidden_dim": 16, "epochs": 60, "learning_rate": 5e-3, "dropout": 0.1},
+        True,
+    ),
     "session_knn": ({"k": 10}, True),
     "gf_cf": ({"n_components": 4}, True),
     "cheby_cf": ({"n_components": 4}, True),

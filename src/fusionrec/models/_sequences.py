@@ -60,6 +60,13 @@ def histories_to_csr(histories: Sequence[np.ndarray], n_items: int) -> tuple[np.
     return indptr, items
 
 
+def chunk_owners(indptr: np.ndarray, max_len: int) -> np.ndarray:
+    """The row (user) of each window of `training_chunks`, in the same order."""
+    lengths = np.diff(indptr)
+    n_chunks = np.where(lengths >= 2, -(-(lengths - 1) // max_len), 0)
+    return np.repeat(np.arange(len(lengths), dtype=np.int64), n_chunks)
+
+
 def training_chunks(indptr: np.ndarray, items: np.ndarray, max_len: int) -> np.ndarray:
     """Cut every sequence into windows of ``max_len + 1`` items (input + shifted target).
 

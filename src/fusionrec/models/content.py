@@ -123,6 +123,23 @@ def item_texts(features: pd.DataFrame) -> list[str]:
     ]
 
 
+def item_token_lists(features: pd.DataFrame) -> list[list[str]]:
+    """Each item's content as one token list: ``category:``, ``brand:`` and ``tag:`` tokens (as
+    `item_tokens`, tags with the JSON attributes), then the title and description words in reading
+    order (the TF-IDF text analyser). For models that read an item's tokens as a sequence."""
+    analyse = TfidfVectorizer(strip_accents="unicode").build_analyzer()
+    fields = item_tokens(features)
+    return [
+        [f"category:{t}" for t in category]
+        + [f"brand:{t}" for t in brand]
+        + [f"tag:{t}" for t in tags]
+        + list(analyse(text))
+        for category, brand, tags, text in zip(
+            fields["category"], fields["brand"], fields["tags"], item_texts(features), strict=True
+        )
+    ]
+
+
 def _identity(tokens: list[str]) -> list[str]:
     return tokens
 

@@ -92,6 +92,7 @@ MODEL_PATHS = _ModelPaths(
         "association_rules": "fusionrec.models.association:AssociationRulesRecommender",
         "sasrec": "fusionrec.models.sequential_sasrec:SASRec",
         "gru4rec": "fusionrec.models.sequential_gru:GRU4Rec",
+        "hybrid": "fusionrec.models.sequential_hybrid:Hybrid",
         "session_knn": "fusionrec.models.session_knn:SessionKNN",
     }
 )

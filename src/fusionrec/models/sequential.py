@@ -4,6 +4,9 @@
 windows, the training loop (full softmax cross-entropy over all items at every position, or
 sampled softmax with logQ correction), validation HR/NDCG@10 with early stopping, scoring the
 user's training sequence or a history given at request time, and weights saved as numpy arrays.
+Two hooks let a network build its item vectors from more than an id (`_item_table`, the hybrid's
+content tower) and read the user (`_encode`, the hybrid's user embedding); SASRec and GRU4Rec keep
+the defaults, their tied item embedding and the item tokens alone.
 
 Items are fed to the networks as tokens ``item + 1``; token 0 is padding. Windows are
 left-aligned and right-padded, and every network is causal, so padding never reaches a real
@@ -22,7 +25,13 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from fusionrec.data.dataset import Dataset
-from fusionrec.models._sequences import histories_to_csr, last_windows, positive_sequences, training_chunks
+from fusionrec.models._sequences import (
+    chunk_owners,
+    histories_to_csr,
+    last_windows,
+    positive_sequences,
+    training_chunks,
+)
 from fusionrec.models._torch import (
     STATE_PREFIX,
     load_module_arrays,
@@ -33,6 +42,7 @@ from fusionrec.models._torch import (
 )
 from fusionrec.models._validation import EarlyStopping, ValidationFitMixin
 from fusionrec.models.base import ModelConfig, Recommender
+from fusionrec.progress import step
 
 torch = require_torch()
 F = torch.nn.functional
@@ -85,12 +95,24 @@ class TorchSequentialRecommender(ValidationFitMixin, Recommender):
         """A module with ``encode(tokens [B, L]) -> hidden [B, L, d]`` and ``item_embedding``
         (an ``nn.Embedding`` of ``n_items + 1`` tokens whose weights also give the output logits)."""
 
+    def _item_table(self, net: torch.nn.Module) -> torch.Tensor:
+        """Vectors of every token ``[n_items + 1, d]`` (row 0: padding): the inputs and, without
+        row 0, the output weights. Computed once per batch, so a content tower runs once."""
+        return net.item_embedding.weight
+
+    def _encode(
+        self, net: torch.nn.Module, tokens: torch.Tensor, users: torch.Tensor, table: torch.Tensor
+    ) -> torch.Tensor:
+        """Hidden states ``[B, L, d]``; ``users`` are user tokens (index + 1, 0 = unknown)."""
+        return net.encode(tokens)
+
     # --- fitting -----------------------------------------------------------------------------
 
     def _fit(self, dataset: Dataset) -> None:
         cfg = self.config
         self.seq_indptr_, self.seq_items_ = positive_sequences(dataset)
         chunks = training_chunks(self.seq_indptr_, self.seq_items_, cfg.max_len) + 1  # pad -1 -> token 0
+        owners = chunk_owners(self.seq_indptr_, cfg.max_len) + 1  # user tokens; 0 = unknown user
         device = resolve_device(cfg.device, cpu_fallback=True)
         rng = np.random.default_rng(cfg.seed)
         with seeded(cfg.seed, cfg.threads):
@@ -112,7 +134,7 @@ class TorchSequentialRecommender(ValidationFitMixin, Recommender):
             stopper = EarlyStopping(cfg.patience)
             best_state, started, cpu_started = None, time.perf_counter(), time.process_time()
             for epoch in range(1, cfg.epochs + 1):
-                loss = self._train_epoch(net, optimizer, chunks, rng, sampler, device)
+                loss = self._train_epoch(net, optimizer, chunks, owners, rng, sampler, device)
                 message = f"{self.name} epoch {epoch}/{cfg.epochs} loss {loss:.4f}"
                 stop = False
                 if validation is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
@@ -128,6 +150,7 @@ class TorchSequentialRecommender(ValidationFitMixin, Recommender):
                     if improved:
                         best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
                 logger.info("%s (%.1fs)", message, time.perf_counter() - started)
+                step(f"{self.name} epochs", epoch, cfg.epochs, f"loss {loss:.4f}")
                 if stop:
                     logger.info(
                         "%s: early stop at epoch %d, best epoch %d", self.name, epoch, stopper.best_epoch
@@ -158,6 +181,7 @@ class TorchSequentialRecommender(ValidationFitMixin, Recommender):
         net: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
         chunks: np.ndarray,
+        owners: np.ndarray,
         rng: np.random.Generator,
         sampler: torch.Tensor | None,
         device: torch.device,
@@ -177,9 +201,11 @@ class TorchSequentialRecommender(ValidationFitMixin, Recommender):
             tokens = torch.as_tensor(chunks[rows, :width], device=device)
             inputs, targets = tokens[:, :-1], tokens[:, 1:]
             valid = targets > 0
-            hidden = net.encode(inputs)[valid]
+            table = self._item_table(net)
+            users = torch.as_tensor(self._training_users(owners[rows], rng), device=device)
+            hidden = self._encode(net, inputs, users, table)[valid]
             target = targets[valid] - 1
-            loss = self._loss(net, hidden, target, sampler)
+            loss = self._loss(table[1:], hidden, target, sampler)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -187,10 +213,13 @@ class TorchSequentialRecommender(ValidationFitMixin, Recommender):
             count += len(target)
         return total / max(count, 1)
 
+    def _training_users(self, users: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The user tokens a training batch sees (the hybrid hides some: user-embedding dropout)."""
+        return users
+
     def _loss(
-        self, net: torch.nn.Module, hidden: torch.Tensor, target: torch.Tensor, sampler: torch.Tensor | None
+        self, items: torch.Tensor, hidden: torch.Tensor, target: torch.Tensor, sampler: torch.Tensor | None
     ) -> torch.Tensor:
-        items = net.item_embedding.weight[1:]
         if sampler is None:
             return F.cross_entropy(hidden @ items.T, target)
         negatives = torch.multinomial(sampler, self.config.n_negatives, replacement=True)
@@ -230,6 +259,7 @@ class TorchSequentialRecommender(ValidationFitMixin, Recommender):
         new_windows, new_lengths = last_windows(v_indptr, v_items, new, width, drop_last=1)
         return {
             "windows": np.vstack([old_windows, new_windows]),
+            "users": np.concatenate([returning + 1, np.zeros(len(new), dtype=np.int64)]),
             "lengths": np.concatenate([old_lengths, new_lengths]),
             "targets": np.concatenate([v_items[v_indptr[returning]], v_items[v_indptr[new + 1] - 1]]),
             "mask": sp.vstack([self.seen_[returning], sp.csr_matrix((len(new), self.n_items_))]).tocsr(),
@@ -241,9 +271,12 @@ class TorchSequentialRecommender(ValidationFitMixin, Recommender):
         ranks = []
         step = self.config.score_batch_size
         with torch.no_grad():
+            table = self._item_table(net)
             for start in range(0, len(task["targets"]), step):
                 part = slice(start, start + step)
-                logits = self._logits(net, task["windows"][part], task["lengths"][part], device)
+                logits = self._logits(
+                    net, table, task["windows"][part], task["lengths"][part], task["users"][part], device
+                )
                 mask = task["mask"][part].tocoo()
                 logits[
                     torch.as_tensor(mask.row, device=device), torch.as_tensor(mask.col, device=device)
@@ -265,24 +298,36 @@ class TorchSequentialRecommender(ValidationFitMixin, Recommender):
     # --- scoring -----------------------------------------------------------------------------
 
     def _logits(
-        self, net: torch.nn.Module, windows: np.ndarray, lengths: np.ndarray, device: Any
+        self,
+        net: torch.nn.Module,
+        table: torch.Tensor,
+        windows: np.ndarray,
+        lengths: np.ndarray,
+        users: np.ndarray,
+        device: Any,
     ) -> torch.Tensor:
-        """Logits over all items after the last item of each right-padded window (items, pad -1)."""
+        """Logits over all items after the last item of each right-padded window (items, pad -1);
+        ``users`` are user tokens (0 = unknown), ``table`` is `_item_table`."""
         tokens = torch.as_tensor(windows + 1, device=device)
-        hidden = net.encode(tokens)
+        hidden = self._encode(net, tokens, torch.as_tensor(users, device=device), table)
         last = hidden[torch.arange(len(lengths), device=device), torch.as_tensor(lengths - 1, device=device)]
-        return last @ net.item_embedding.weight[1:].T
+        return last @ table[1:].T
 
-    def _score_windows(self, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def _score_windows(
+        self, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray, users: np.ndarray
+    ) -> np.ndarray:
         # Always the full max_len width, so a row's score does not depend on its batch.
         windows, lengths = last_windows(indptr, items, rows, self.config.max_len)
         out = np.empty((len(rows), self.n_items_), dtype=np.float32)
         step = self.config.score_batch_size
         self._net.eval()
         with torch.no_grad():
+            table = self._item_table(self._net)
             for start in range(0, len(rows), step):
                 part = slice(start, start + step)
-                out[part] = self._logits(self._net, windows[part], lengths[part], "cpu").numpy()
+                out[part] = self._logits(
+                    self._net, table, windows[part], lengths[part], users[part], "cpu"
+                ).numpy()
         return out
 
     def _score_users(self, users: np.ndarray) -> np.ndarray:
@@ -290,7 +335,7 @@ class TorchSequentialRecommender(ValidationFitMixin, Recommender):
         scores = self.fallback_scores(len(users))
         has = np.diff(self.seq_indptr_)[users] > 0  # users whose only events were negative
         if has.any():
-            scores[has] = self._score_windows(self.seq_indptr_, self.seq_items_, users[has])
+            scores[has] = self._score_windows(self.seq_indptr_, self.seq_items_, users[has], users[has] + 1)
         return scores
 
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
@@ -298,7 +343,8 @@ class TorchSequentialRecommender(ValidationFitMixin, Recommender):
         scores = self.fallback_scores(len(histories))  # histories of unknown items only
         has = np.flatnonzero(np.diff(indptr) > 0)
         if len(has):
-            scores[has] = self._score_windows(indptr, items, has)
+            # Request-time histories carry no user identity: the unknown-user token 0.
+            scores[has] = self._score_windows(indptr, items, has, np.zeros(len(has), dtype=np.int64))
         return scores
 
     # --- persistence -------------------------------------------------------------------------

@@ -1,0 +1,225 @@
+"""The hybrid model: sequence order, content-only new items, item vectors, persistence, live histories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch", reason="the hybrid model needs fusionrec[deep]")
+
+from fusionrec.data.dataset import Dataset
+from fusionrec.data.split import leave_last_out
+from fusionrec.evaluation.protocol import refit_on_full
+from fusionrec.models.base import Recommender
+from fusionrec.models.registry import create_model
+
+FAST = {
+    "embedding_dim": 16,
+    "hidden_dim": 32,
+    "user_dim": 8,
+    "token_dim": 8,
+    "n_filters": 8,
+    "epochs": 40,
+    "learning_rate": 1e-2,
+    "dropout": 0.0,
+    "batch_size": 64,
+}
+N_ITEMS = 12
+GROUPS = ("red", "blue")
+PER_GROUP = 8
+
+
+def events_frame(rows: list[tuple[str, str, int]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    frame["event_type"] = "view"
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="s", utc=True)
+    return frame
+
+
+# --- a planted sequence: only an order-aware model can know the next item ----------------------
+
+
+@pytest.fixture(scope="module")
+def cycle() -> Dataset:
+    rng = np.random.default_rng(3)
+    rows = []
+    for user in range(80):
+        start = int(rng.integers(N_ITEMS))
+        rows += [
+            (f"u{user:03d}", f"i{(start + s) % N_ITEMS:02d}", 1_700_000_000 + user * 100 + s)
+            for s in range(8)
+        ]
+    return Dataset.from_frame(events_frame(rows))
+
+
+@pytest.fixture(scope="module")
+def fitted_cycle(cycle: Dataset) -> Recommender:
+    return create_model("hybrid", **FAST).fit(cycle)
+
+
+def item(dataset: Dataset, number: int) -> int:
+    return int(dataset.items.index([f"i{number % N_ITEMS:02d}"])[0])
+
+
+def test_learns_the_planted_sequence_from_live_histories(fitted_cycle: Recommender, cycle: Dataset) -> None:
+    histories = [np.array([item(cycle, s), item(cycle, s + 1), item(cycle, s + 2)]) for s in range(N_ITEMS)]
+    top, _ = fitted_cycle.recommend_from_history(histories, k=1)
+    assert (top[:, 0] == [item(cycle, s + 3) for s in range(N_ITEMS)]).mean() >= 0.9
+
+
+def test_known_users_are_scored_from_their_training_sequence(
+    fitted_cycle: Recommender, cycle: Dataset
+) -> None:
+    indptr, items = cycle.sequences()
+    users = np.arange(cycle.n_users)
+    last = items[indptr[users + 1] - 1]
+    successor = [item(cycle, int(cycle.items.ids[i][1:]) + 1) for i in last]
+    # Seen items masked (as in serving): the user embedding has learned the user's own items,
+    # which the next item never is here, so it only distracts (chance: 1 in 4 unseen items).
+    top, _ = fitted_cycle.recommend(users, k=1)
+    assert (top[:, 0] == successor).mean() >= 0.8
+
+
+def test_live_histories_ignore_unknown_items(fitted_cycle: Recommender, cycle: Dataset) -> None:
+    clean = fitted_cycle.score_histories([np.array([item(cycle, 0), item(cycle, 1)])])
+    noisy = fitted_cycle.score_histories([np.array([item(cycle, 0), -1, item(cycle, 1), 99_999])])
+    np.testing.assert_allclose(clean, noisy, rtol=1e-6)
+    only_unknown = fitted_cycle.score_histories([np.array([-1, 10_000])])
+    np.testing.assert_array_equal(only_unknown[0], fitted_cycle.popularity_)
+
+
+def test_save_load_round_trip(fitted_cycle: Recommender, cycle: Dataset, tmp_path: Path) -> None:
+    fitted_cycle.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    history = [np.array([item(cycle, 4), item(cycle, 5)])]
+    np.testing.assert_array_equal(loaded.score_histories(history), fitted_cycle.score_histories(history))
+    users = np.arange(5)
+    np.testing.assert_array_equal(loaded.score(users), fitted_cycle.score(users))
+
+
+def test_early_stopping_and_refit(cycle: Dataset) -> None:
+    split = leave_last_out(cycle)
+    model = create_model("hybrid", **{**FAST, "epochs": 60, "eval_every": 1, "patience": 2})
+    model.fit(split.train, validation=split.validation)
+    assert model.epochs_trained_ < 60 and max(model.training_curve_["hr@10"]) > 0.9
+    refit = refit_on_full(model, split)
+    assert refit.config.epochs == model.best_epoch_
+
+
+# --- content: items of two colour groups; users stay in one group -------------------------------
+
+
+def catalogue(with_tags: bool, with_vectors: bool) -> pd.DataFrame:
+    """Items ``<group><n>``; the last of each group is new (no events). The group is told by a
+    tag, by an ``image_embedding`` vector, or both."""
+    rng = np.random.default_rng(0)
+    centres = {"red": np.array([1.0, 0.0, 0.0, 0.5]), "blue": np.array([0.0, 1.0, 0.5, 0.0])}
+    rows = []
+    for group in GROUPS:
+        for n in range(PER_GROUP + 1):
+            row: dict[str, object] = {"item_id": f"{group}{n}", "title": f"item {n}"}
+            if with_tags:
+                row["tags"] = [group]
+            if with_vectors:
+                noisy = centres[group] + rng.normal(0, 0.05, size=4)
+                row["vectors"] = {"image_embedding": noisy.tolist()}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def group_events() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    rows = []
+    for user in range(60):
+        group = GROUPS[user % 2]
+        picks = rng.choice(PER_GROUP, size=6, replace=False)  # never the new item PER_GROUP
+        rows += [(f"u{user:02d}", f"{group}{p}", 1_700_000_000 + user * 100 + s) for s, p in enumerate(picks)]
+    return events_frame(rows)
+
+
+def new_item_preference(model: Recommender, data: Dataset) -> tuple[float, float]:
+    """(share of users whose own group's new item outscores the other group's, mean share of the
+    other group's items, warm ones included, that it outscores; chance is 0.5 for both)."""
+    new = {g: int(data.items.index([f"{g}{PER_GROUP}"])[0]) for g in GROUPS}
+    users = np.arange(data.n_users)
+    scores = model.score(users)
+    wins, percentiles = [], []
+    for user, row in zip(users, scores, strict=True):
+        own = GROUPS[int(data.users.ids[user][1:]) % 2]
+        other = GROUPS[1 - GROUPS.index(own)]
+        wins.append(row[new[own]] > row[new[other]])
+        others = data.items.index([f"{other}{n}" for n in range(PER_GROUP + 1)])
+        percentiles.append((row[others] < row[new[own]]).mean())
+    return float(np.mean(wins)), float(np.mean(percentiles))
+
+
+PARAMS_CONTENT = {**FAST, "epochs": 30, "min_token_items": 1}
+
+
+@pytest.mark.parametrize(("tags", "vectors"), [(True, False), (False, True)])
+def test_new_items_are_scored_from_content_alone(tags: bool, vectors: bool) -> None:
+    data = Dataset.from_frame(group_events(), catalogue(tags, vectors))
+    model = create_model("hybrid", **PARAMS_CONTENT).fit(data)
+    assert model.cold_items_.sum() == 2  # the two new items: content only, no id embedding
+    wins, percentile = new_item_preference(model, data)
+    assert wins >= 0.9, "a new item must be scored by its content"
+    assert percentile >= 0.75  # chance is 0.5: the content places it among the user's group
+
+
+def test_vectors_are_read_by_name() -> None:
+    data = Dataset.from_frame(group_events(), catalogue(with_tags=False, with_vectors=True))
+    model = create_model("hybrid", **{**PARAMS_CONTENT, "epochs": 1}).fit(data)
+    assert model.vector_names_ == ["image_embedding"] and model.vector_dims_ == [4]
+    assert model.fit_report()["item_vectors"] == ["image_embedding"]
+    without = create_model("hybrid", **{**PARAMS_CONTENT, "epochs": 1, "item_vectors": []}).fit(data)
+    assert without.vector_names_ == []
+    with pytest.raises(ValueError, match="no item carries the vector 'photo'"):
+        create_model("hybrid", **{**PARAMS_CONTENT, "epochs": 1, "item_vectors": ["photo"]}).fit(data)
+
+
+def test_new_items_with_the_same_content_score_the_same() -> None:
+    # Without tags or vectors the two new items share their only content (the words "item 8")
+    # and have no id embedding, so nothing can tell them apart.
+    data = Dataset.from_frame(group_events(), catalogue(with_tags=False, with_vectors=False))
+    model = create_model("hybrid", **{**PARAMS_CONTENT, "epochs": 5}).fit(data)
+    new = data.items.index([f"{g}{PER_GROUP}" for g in GROUPS])
+    scores = model.score(np.arange(data.n_users))
+    np.testing.assert_allclose(scores[:, new[0]], scores[:, new[1]], rtol=1e-5)
+
+
+def test_even_kernel_widths_are_rejected() -> None:
+    with pytest.raises(ValueError, match="kernel_sizes"):
+        create_model("hybrid", kernel_sizes=[2])
+
+
+def test_hybrid_is_a_source_of_the_fused_pipeline() -> None:
+    from fusionrec.data.synthetic import generate_frames
+
+    events, items, users = generate_frames(n_events=20_000, seed=3)
+    shop = Dataset.from_frame(events, items, users)
+    sources = [
+        {"model": "hybrid", "n": 20, "params": {**FAST, "epochs": 2}},
+        {"model": "most_popular", "n": 20},
+    ]
+    ranker = {"params": {"n_estimators": 20, "min_data_in_leaf": 10, "num_leaves": 7}}
+    fused = create_model("fusion", sources=sources, ranker=ranker, train_users=300).fit(shop)
+    items_, _ = fused.recommend(np.arange(20), k=10)
+    assert (items_ >= 0).all()
+    assert fused.timings_["fit:hybrid"] > 0
+
+
+def test_new_item_offset_moves_only_new_items_by_the_mean_id_uplift() -> None:
+    data = Dataset.from_frame(group_events(), catalogue(with_tags=True, with_vectors=False))
+    model = create_model("hybrid", **{**PARAMS_CONTENT, "epochs": 5}).fit(data)
+    users = np.arange(data.n_users)
+    with_offset = model.score(users)
+    model.config = model.config.model_copy(update={"new_item_offset": False})
+    without = model.score(users)
+    new = model.cold_items_
+    np.testing.assert_allclose(with_offset[:, ~new], without[:, ~new], rtol=1e-6)
+    shift = with_offset[:, new] - without[:, new]
+    np.testing.assert_allclose(shift, shift[:, :1].repeat(new.sum(), axis=1), rtol=1e-4, atol=1e-5)
+    assert np.abs(shift).max() > 0
