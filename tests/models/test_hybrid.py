@@ -213,7 +213,7 @@ def test_hybrid_is_a_source_of_the_fused_pipeline() -> None:
 
 def test_new_item_offset_moves_only_new_items_by_the_mean_id_uplift() -> None:
     data = Dataset.from_frame(group_events(), catalogue(with_tags=True, with_vectors=False))
-    model = create_model("hybrid", **{**PARAMS_CONTENT, "epochs": 5}).fit(data)
+    model = create_model("hybrid", **{**PARAMS_CONTENT, "epochs": 5, "new_item_offset": True}).fit(data)
     users = np.arange(data.n_users)
     with_offset = model.score(users)
     model.config = model.config.model_copy(update={"new_item_offset": False})
