@@ -548,8 +548,6 @@ def main() -> None:
     parser.add_argument(
         "--hybrid-set", default="{}", help='JSON of hybrid hyperparameters, e.g. {"learning_rate": 3e-3}'
     )
-    parser.add_argument("--models", nargs="+", default=list(GRIDS))
-    parser.add_argument("--synthetic-events", type=int, default=2_000_000)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     with threadpool_limits(2):
