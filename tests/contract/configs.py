@@ -40,6 +40,7 @@ CONTRACT_MODELS: dict[str, tuple[dict[str, object], bool]] = {
     ),
     "trending": ({"window_days": 1.0}, False),
     "popular_in_category": ({}, False),
+    "popular_segment": ({}, False),
     "repeat_purchase": ({"half_life_days": 30.0}, False),
     "tifu_knn": ({"neighbours": 10, "groups": 3}, True),
     "item_knn": ({"neighbours": 20}, True),

@@ -351,3 +351,30 @@ def test_promotions_are_left_out_by_default(tmp_path: Path) -> None:
     summary = generate_shop(tmp_path, n_events=5_000, seed=2, progress=False)
     assert not (tmp_path / "promotions.parquet").exists() and summary.planted.promotions == []
     assert generate_frames(n_events=5_000, seed=2).promotions is None
+
+
+def test_attribute_tastes_is_opt_in_and_ties_age_band_to_the_favourite_department() -> None:
+    from fusionrec.data.synthetic import AGE_BANDS
+
+    plain = generate_frames(n_events=20_000, seed=5)
+    off = generate_frames(n_events=20_000, seed=5, config=ShopConfig(attribute_tastes=0.0))
+    planted = generate_frames(n_events=20_000, seed=5, config=ShopConfig(attribute_tastes=0.9))
+    assert off.users.equals(plain.users)
+    assert planted.events.equals(plain.events) and planted.items.equals(plain.items)  # behaviour as it was
+    departments = plain.summary.planted.departments  # in the tree's order: department d -> band d % 6
+
+    def matching_share(frames: object) -> float:
+        events = frames.events.to_pandas()  # type: ignore[attr-defined]
+        items = frames.items.to_pandas()[["item_id", "category"]]  # type: ignore[attr-defined]
+        views = events.dropna(subset=["user_id", "item_id"]).merge(items, on="item_id")
+        views["department"] = views["category"].str.split(CATEGORY_SEPARATOR).str[0]
+        favourite = views.groupby("user_id")["department"].agg(lambda d: d.value_counts().index[0])
+        users = frames.users.to_pandas().set_index("user_id")  # type: ignore[attr-defined]
+        age = users["attributes"].map(lambda a: json.loads(a)["age_band"]).reindex(favourite.index)
+        expected = favourite.map(lambda d: AGE_BANDS[departments.index(d) % len(AGE_BANDS)])
+        return float((age == expected).mean())
+
+    # Independent: about 1 in 6 by chance; planted: most users (a favourite department is not
+    # always the planted primary one, so not all).
+    assert matching_share(plain) < 0.3
+    assert matching_share(planted) > 0.6

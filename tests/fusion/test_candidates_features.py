@@ -203,3 +203,72 @@ def test_price_trend_compares_the_last_week_with_the_items_usual_price() -> None
     assert X[at[0, milk], col["price_trend"]] == pytest.approx(1.0 / (5.0 / 3.0))
     assert np.isnan(X[at[0, tea], col["price_trend"]])  # no sale in the last 7 days
     assert X[at[0, bread], col["price_trend"]] == pytest.approx(1.0)
+
+
+def test_user_attribute_features_only_with_attributes_and_their_values() -> None:
+    from attribute_data import OLD_ITEMS, YOUNG_ITEMS, planted_shop
+    from fusionrec.data.user_attributes import (
+        SegmentLift,
+        dataset_codes,
+        informative_encoder,
+    )
+    from fusionrec.fusion.features import attribute_feature_names
+
+    events, users = planted_shop()
+    plain = Dataset.from_frame(events)
+    assert FeatureContext.build(plain).attribute_features == []
+
+    dataset = Dataset.from_frame(events, users=users)
+    encoder = informative_encoder(dataset.user_features, dataset.matrix(binary=True))
+    assert encoder.names == ("age",)  # region is noise: no feature of its own
+    ctx = FeatureContext.build(dataset, attributes=encoder)
+    assert ctx.attribute_features == attribute_feature_names(["age"])
+    assert ctx.attribute_features == ["user_attr_age", "segment_lift_age", "segment_lift"]
+
+    young, guest = int(dataset.users.index(["u0"])[0]), -1
+    items = dataset.items.index(np.array([YOUNG_ITEMS[0], OLD_ITEMS[0]])).astype(np.int32)
+    lists = {"x": (np.stack([items, items]), np.ones((2, 2), dtype=np.float32))}
+    cands = union(lists, 2, dataset.n_items)
+    X = ctx.features(np.array([young, guest]), cands)
+    names = FeatureContext.feature_names(["x"]) + ctx.attribute_features
+    assert X.shape == (len(cands), len(names))
+    col = {n: i for i, n in enumerate(names)}
+    segments = SegmentLift.build(
+        dataset_codes(dataset.user_features, encoder), dataset.matrix(binary=True), encoder.sizes()
+    )
+    code = encoder.encode(['{"age": "young"}'])
+    expected = segments.scores(code)[0] - segments.log_share  # the mean log lift, one attribute
+    mine = cands.row == 0
+    assert (X[mine, col["user_attr_age"]] == code[0, 0]).all()
+    np.testing.assert_allclose(X[mine, col["segment_lift_age"]], expected[cands.item[mine]], rtol=1e-5)
+    np.testing.assert_allclose(X[mine, col["segment_lift"]], X[mine, col["segment_lift_age"]])
+    lift = dict(zip(cands.item[mine], X[mine, col["segment_lift_age"]], strict=True))
+    assert lift[items[0]] > 0 > lift[items[1]]  # young users take y-items, not o-items
+    # A guest (unknown to training) has no attributes: missing, never a made-up segment.
+    assert np.isnan(X[~mine][:, [col[n] for n in ctx.attribute_features]]).all()
+    # Saved and loaded as plain arrays; a context saved before attributes existed loads without.
+    loaded = FeatureContext.from_arrays(ctx.to_arrays())
+    np.testing.assert_array_equal(loaded.features(np.array([young, guest]), cands), X)
+    older = {k: v for k, v in ctx.to_arrays().items() if "attribute" not in k and "segment" not in k}
+    assert FeatureContext.from_arrays(older).attribute_features == []
+
+
+def test_fusion_ranker_reads_attribute_features_only_when_the_data_has_them() -> None:
+    from attribute_data import planted_shop
+    from fusionrec.models.registry import create_model
+
+    events, users = planted_shop(n_young=150, n_old=200)
+    sources = [{"model": "most_popular", "n": 20}, {"model": "popular_segment", "n": 20}]
+    config = {
+        "sources": sources,
+        "holdout": {"mode": "last", "items": 1, "min_history": 1},
+        "ranker": {"params": {"n_estimators": 10, "min_data_in_leaf": 5, "num_leaves": 7}},
+    }
+    plain = create_model("fusion", **config).fit(Dataset.from_frame(events))
+    assert plain.feature_names() == FeatureContext.feature_names(["most_popular", "popular_segment"])
+    with_attributes = create_model("fusion", **config).fit(Dataset.from_frame(events, users=users))
+    assert with_attributes.feature_names()[-3:] == ["user_attr_age", "segment_lift_age", "segment_lift"]
+    switched_off = create_model("fusion", **config, user_attributes=False).fit(
+        Dataset.from_frame(events, users=users)
+    )
+    assert switched_off.feature_names() == plain.feature_names()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -96,3 +98,49 @@ def test_invalid_parameters_are_rejected() -> None:
         MostPopular(half_life_days=0)
     with pytest.raises(ValidationError):
         Trending(window_days=-1)
+
+
+# --- popular in the user's segment -------------------------------------------------------------
+
+
+def test_segment_popular_learns_the_planted_segment_preference(tmp_path: Path) -> None:
+    from attribute_data import OLD_ITEMS, YOUNG_ITEMS, planted_shop
+    from fusionrec.models.popular import SegmentPopular
+    from fusionrec.models.registry import create_model
+
+    events, users = planted_shop()
+    dataset = Dataset.from_frame(events, users=users)
+    model = create_model("popular_segment").fit(dataset)
+    assert isinstance(model, SegmentPopular)
+    assert model.attribute_names == ["age", "region"]
+    cold = model.score_attributes(['{"age": "young", "region": "north"}', {"age": "old"}, None])
+    tops = [set(dataset.items.id(np.argsort(-row)[:10])) for row in cold]
+    assert tops[0] == set(YOUNG_ITEMS)
+    assert tops[1] == set(OLD_ITEMS)
+    # Without attributes: exactly most popular's order (ties by lower id).
+    popular = MostPopular().fit(dataset)
+    np.testing.assert_array_equal(
+        np.lexsort((np.arange(dataset.n_items), -cold[2]))[:10],
+        popular.recommend(np.array([-1]), 10, exclude=None)[0][0],
+    )
+    # Known users are scored from their own attributes (a fused source), and it saves and loads.
+    young_user = int(dataset.users.index(["u0"])[0])
+    assert set(dataset.items.id(np.argsort(-model.score(np.array([young_user]))[0])[:10])) == set(YOUNG_ITEMS)
+    loaded = SegmentPopular.load(model.save(tmp_path / "segment"))
+    np.testing.assert_allclose(
+        loaded.score_attributes([{"age": "young"}]), model.score_attributes([{"age": "young"}])
+    )
+
+
+def test_segment_popular_without_attributes_is_most_popular() -> None:
+    from attribute_data import planted_shop
+    from fusionrec.models.popular import SegmentPopular
+
+    events, _ = planted_shop()
+    dataset = Dataset.from_frame(events)
+    model = SegmentPopular().fit(dataset)
+    assert model.attribute_names == []
+    assert not model.has_segment({"age": "young"})
+    ranked = model.recommend(np.array([0, 1]), 10, exclude=None)[0]
+    expected = MostPopular().fit(dataset).recommend(np.array([0, 1]), 10, exclude=None)[0]
+    np.testing.assert_array_equal(ranked, expected)

@@ -52,6 +52,15 @@ def generate(
             help="Plant an image_embedding of this many floats per item (a noisy view of its hidden factors); 0: none.",
         ),
     ] = 0,
+    attribute_tastes: Annotated[
+        float,
+        typer.Option(
+            "--attribute-tastes",
+            min=0.0,
+            max=1.0,
+            help="Share of users whose age band follows their favourite department (0: independent, the default).",
+        ),
+    ] = 0.0,
     json_path: JsonOption = None,
 ) -> None:
     """Generate a synthetic shop (catalogue, customers, sessions) as Parquet.
@@ -61,7 +70,9 @@ def generate(
     from fusionrec.data.synthetic import ShopConfig, generate_shop
 
     with user_errors():
-        config = ShopConfig(promotions=promotions, image_vectors=image_vectors)
+        config = ShopConfig(
+            promotions=promotions, image_vectors=image_vectors, attribute_tastes=attribute_tastes
+        )
         summary = generate_shop(out_dir, n_events=events, seed=seed, config=config)
     result = summary.to_dict() if hasattr(summary, "to_dict") else dict(vars(summary))
     print_table(

@@ -138,6 +138,10 @@ class ShopConfig(BaseModel):
     # noisy projection of the hidden item factors, see `_synthetic_vectors`. Off by default too.
     image_vectors: int = Field(0, ge=0, le=1024)
     image_noise: float = Field(1.0, ge=0.0)  # noise sd over signal sd, per dimension
+    # Share of users whose age band follows the department of their (early) primary taste:
+    # department d -> AGE_BANDS[d % 6], so that segment models have a real relation to learn.
+    # Off by default (age band independent of taste, the shop as it was); only users.parquet changes.
+    attribute_tastes: float = Field(0.0, ge=0.0, le=1.0)
     chunk_events: int = Field(250_000, ge=1_000)  # events per generation window, at most (bounds memory)
 
     @model_validator(mode="after")
@@ -541,7 +545,8 @@ def _generate(
         planted=planted,
     )
     calendar = promotions_table(promos, catalogue.table.column("item_id")) if promos else None
-    return summary, catalogue.table, _user_table(np.random.default_rng([seed, 3]), users), calendar
+    user_table = _user_table(np.random.default_rng([seed, 3]), users, tree.cat_dept, cfg.attribute_tastes)
+    return summary, catalogue.table, user_table, calendar
 
 
 def _vector_cells(vectors: np.ndarray) -> pa.Array:
@@ -614,12 +619,23 @@ AGE_BANDS = ("18-24", "25-34", "35-44", "45-54", "55-64", "65+")
 AGE_SHARE = np.array([0.14, 0.28, 0.24, 0.17, 0.11, 0.06])
 
 
-def _user_table(rng: np.random.Generator, users: Users) -> pa.Table:
-    """user_id and a JSON attributes object: signup time, country, age band, preferred channel."""
+def _user_table(
+    rng: np.random.Generator, users: Users, cat_dept: np.ndarray, attribute_tastes: float = 0.0
+) -> pa.Table:
+    """user_id and a JSON attributes object: signup time, country, age band, preferred channel.
+
+    Country, age band and channel are independent of taste unless ``attribute_tastes`` > 0: then
+    that share of users gets the age band of their primary department (``d % 6``). Its draw
+    comes after the others, so the default table is unchanged.
+    """
     n = users.n_users
     signup = pc.strftime(pa.array(users.signup_us, type=UTC_TIMESTAMP), format="%Y-%m-%dT%H:%M:%SZ")
     country = np.asarray(COUNTRIES, dtype=object)[rng.choice(len(COUNTRIES), n, p=COUNTRY_SHARE)]
     age = np.asarray(AGE_BANDS, dtype=object)[rng.choice(len(AGE_BANDS), n, p=AGE_SHARE)]
+    if attribute_tastes > 0:
+        planted = rng.random(n) < attribute_tastes
+        department = cat_dept[users.prim[:, 0]]
+        age[planted] = np.asarray(AGE_BANDS, dtype=object)[department[planted] % len(AGE_BANDS)]
     channel = np.asarray(CHANNELS, dtype=object)[users.channel]
     attrs = (
         '{"signup_at": "'

@@ -176,6 +176,9 @@ class FusionSettings(_Strict):
     # Every source scores every candidate, not only the items it proposed (their ranks stay
     # missing): the ranker sees, say, GF-CF's view of an item that only iALS proposed.
     score_all_candidates: bool = False
+    # Ranking features from the users' attributes (users.parquet), when the training users have
+    # any: each attribute's value and the candidate's lift in the user's segment of it.
+    user_attributes: bool = True
 
     def source_labels(self) -> list[str]:
         """The candidate lists' names: the sources, then the extra lists that are switched on."""
@@ -194,12 +197,15 @@ class FusionSettings(_Strict):
             raise ValueError(f"sources: duplicate source names {duplicates}; give each a distinct `name`")
         if self.extra.repeat and self.exclude_seen:
             raise ValueError("extra.repeat proposes the user's own past items: set exclude_seen = false")
-        from fusionrec.fusion.features import FeatureContext
+        from fusionrec.fusion.features import FeatureContext, is_attribute_feature
 
         known = FeatureContext.feature_names(
             self.source_labels(), vectors=True
         )  # vectors: if the catalogue has them
-        unknown = [name for name in self.drop_features if name not in known]
+        # The attribute features depend on the data (checked when the context exists).
+        unknown = [
+            name for name in self.drop_features if name not in known and not is_attribute_feature(name)
+        ]
         if unknown:
             raise ValueError(f"drop_features: unknown features {unknown}; available: {', '.join(known)}")
         if len(set(self.drop_features)) >= len(known):

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
 from fusionrec.data.item_vectors import normalised_matrix, vector_names
+from fusionrec.data.user_attributes import AttributeEncoder, SegmentLift, dataset_codes
 from fusionrec.fusion.candidates import Candidates
 from fusionrec.mining.neighbours import prune_rows
 
@@ -63,6 +64,35 @@ PAIR_FEATURES = (
 # Present only when the catalogue has item vectors: the cosine between the candidate's vectors and
 # the recency-weighted mean of the vectors of the user's recent items (NaN where either has none).
 VECTOR_FEATURES = ("vector_similarity",)
+# User-attribute features, present only when the training users have attributes: per attribute
+# key its value code (a LightGBM categorical) and the candidate's log lift within the user's
+# segment of that key, then the lifts' mean (the `popular_segment` model's score less log g_i).
+ATTRIBUTE_CODE_PREFIX = "user_attr_"
+SEGMENT_LIFT_PREFIX = "segment_lift_"
+SEGMENT_LIFT = "segment_lift"
+CATEGORICAL_PREFIXES = (ATTRIBUTE_CODE_PREFIX,)  # features the tree rankers treat as categories
+
+
+def attribute_feature_names(attributes: Sequence[str]) -> list[str]:
+    """The names of the attribute features for these attribute keys (none for no keys)."""
+    if not attributes:
+        return []
+    keys = [_feature_key(a) for a in attributes]
+    return [
+        *(ATTRIBUTE_CODE_PREFIX + k for k in keys),
+        *(SEGMENT_LIFT_PREFIX + k for k in keys),
+        SEGMENT_LIFT,
+    ]
+
+
+def is_attribute_feature(name: str) -> bool:
+    """Whether ``name`` is one of the data-dependent user-attribute features."""
+    return name == SEGMENT_LIFT or name.startswith((ATTRIBUTE_CODE_PREFIX, SEGMENT_LIFT_PREFIX))
+
+
+def _feature_key(attribute: str) -> str:
+    """An attribute key as a feature-name part: LightGBM refuses JSON punctuation in names."""
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in attribute)
 
 
 @dataclass
@@ -94,13 +124,32 @@ class FeatureContext:
     # float32[n_items, d]: the items' vectors, centred and normalised (`normalised_matrix`); zero
     # rows where absent, d = 0 when the catalogue has none (then no vector feature at all)
     item_vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    # User attributes (all empty when the training users have none; a context saved before they
+    # existed loads with none). Segment row of attribute a, code c: segment_offsets[a] + c.
+    attribute_names: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))  # unicode[A]
+    user_attribute_codes: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 0), dtype=np.int32)
+    )  # int32[n_users, A]; -1 = missing
+    segment_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    segment_base: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    # segment rows x items: log lift above segment_base (`fusionrec.data.user_attributes.SegmentLift`)
+    segment_lift: sp.csr_matrix = field(default_factory=lambda: sp.csr_matrix((0, 0), dtype=np.float32))
 
     # --- construction ------------------------------------------------------------------------
 
     @classmethod
     def build(
-        cls, dataset: Dataset, *, recent_items: int = 5, covisit_window: int = 3, covisit_neighbours: int = 50
+        cls,
+        dataset: Dataset,
+        *,
+        recent_items: int = 5,
+        covisit_window: int = 3,
+        covisit_neighbours: int = 50,
+        attributes: AttributeEncoder | None = None,
     ) -> FeatureContext:
+        """From the training data. ``attributes``: the user-attribute vocabulary, fitted once on
+        all the training users (so that the label-window contexts code values as the final one
+        does); None or empty: no attribute features."""
         n_users, n_items = dataset.n_users, dataset.n_items
         ts = dataset.timestamp
         end = int(ts.max()) if len(ts) else 0
@@ -171,6 +220,17 @@ class FeatureContext:
         indptr, sequence = dataset.sequences()
         recent, last_item = _recent_matrix(indptr, sequence, n_items, recent_items)
         covisit = _sequence_neighbour_counts(indptr, sequence, n_items, covisit_window, covisit_neighbours)
+        attribute_parts: dict[str, Any] = {}
+        if attributes is not None and attributes.n_attributes:
+            codes = dataset_codes(dataset.user_features, attributes)
+            segments = SegmentLift.build(codes, dataset.matrix(binary=True), attributes.sizes())
+            attribute_parts = {
+                "attribute_names": np.asarray(attributes.names, dtype=str),
+                "user_attribute_codes": codes,
+                "segment_offsets": segments.offsets,
+                "segment_base": segments.base,
+                "segment_lift": segments.lift,
+            }
         return cls(
             end=np.array([end], dtype=np.int64),
             item_pop=np.stack(pops, axis=1).astype(np.float32),
@@ -193,6 +253,7 @@ class FeatureContext:
             item_vectors=normalised_matrix(dataset)
             if vector_names(dataset)
             else np.zeros((n_items, 0), np.float32),
+            **attribute_parts,
         )
 
     # --- persistence -------------------------------------------------------------------------
@@ -222,7 +283,10 @@ class FeatureContext:
         missing = [
             f.name
             for f in fields(cls)
-            if f.name not in arrays and f"{f.name}__shape" not in arrays and f.default_factory is MISSING
+            if f.name not in arrays
+            and f"{f.name}__shape" not in arrays
+            and f.default is MISSING
+            and f.default_factory is MISSING
         ]
         if missing:
             raise ValueError(
@@ -271,7 +335,8 @@ class FeatureContext:
 
     @staticmethod
     def feature_names(sources: Sequence[str], *, vectors: bool = False) -> list[str]:
-        """The feature columns for ``sources``; ``vectors``: with `VECTOR_FEATURES` (`has_vectors`)."""
+        """The feature columns for ``sources``; ``vectors``: with `VECTOR_FEATURES` (`has_vectors`).
+        A context's `attribute_features` come after them."""
         return [
             *(f"{s}_score" for s in sources),
             *(f"{s}_rank" for s in sources),
@@ -282,6 +347,11 @@ class FeatureContext:
             *(VECTOR_FEATURES if vectors else ()),
         ]
 
+    @property
+    def attribute_features(self) -> list[str]:
+        """This context's user-attribute feature names (empty when the users had no attributes)."""
+        return attribute_feature_names([str(a) for a in self.attribute_names])
+
     def features(
         self,
         users: np.ndarray,
@@ -290,7 +360,8 @@ class FeatureContext:
         *,
         relative: bool = False,
     ) -> np.ndarray:
-        """``float32[len(candidates), n_features]`` in the order of `feature_names`.
+        """``float32[len(candidates), n_features]`` in the order of `feature_names`, then
+        `attribute_features`.
 
         ``users`` are the training user indices of the candidate rows (-1 for visitors unknown
         to training); ``histories`` (live item sequences, oldest first) replace the stored recent
@@ -408,6 +479,8 @@ class FeatureContext:
             if histories is None:
                 similarity[~known] = np.nan
             blocks.append(similarity[:, None])
+        if len(self.attribute_names):
+            blocks.append(self._attribute_block(safe_user, known, item))
         return np.column_stack(blocks).astype(np.float32)
 
     def _vector_similarity(
@@ -422,6 +495,24 @@ class FeatureContext:
         # Item rows are unit length or zero; no vector on either side is unknown, not "unlike".
         missing = (norms[row_of_user, 0] == 0) | ~candidate.any(axis=1)
         return np.where(missing, np.nan, similarity).astype(np.float32)
+
+    def _attribute_block(self, user: np.ndarray, known: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """Per attribute the user's value code and the item's log lift in that segment, then the
+        lifts' mean; NaN for unknown users (guests) and for a user's missing attributes."""
+        codes = self.user_attribute_codes[user].astype(np.int64)
+        codes[~known] = -1
+        has = codes >= 0
+        rows = self.segment_offsets[:-1][None, :] + np.maximum(codes, 0)
+        lifts = np.full(codes.shape, np.nan, dtype=np.float32)
+        for a in range(codes.shape[1]):
+            on = has[:, a]
+            if on.any():
+                lifts[on, a] = self.segment_base[rows[on, a]] + _gather(
+                    self.segment_lift, rows[on, a], item[on]
+                )
+        with np.errstate(invalid="ignore"):
+            total = np.where(has.any(axis=1), np.nansum(lifts, axis=1) / has.sum(axis=1), np.nan)
+        return np.column_stack([np.where(has, codes, np.nan), lifts, total]).astype(np.float32)
 
 
 # --- helpers ---------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
+from fusionrec.data.user_attributes import AttributeEncoder, informative_encoder
 from fusionrec.evaluation.metrics import grouped_ndcg
 from fusionrec.fusion.candidates import (
     Candidates,
@@ -218,12 +219,21 @@ class MultiSourceRecommender(Recommender):
             recent_items=cfg.recent_items,
             covisit_window=cfg.covisit_window,
             covisit_neighbours=cfg.covisit_neighbours,
+            attributes=self._attributes,
         )
 
     def _fit(self, dataset: Dataset) -> None:
         cfg = self.config
         self.timings_: dict[str, float] = {}
         started = time.perf_counter()
+        # One attribute vocabulary for every label window and the final context (a value code
+        # means the same to the ranker in training and in serving), of the attributes that
+        # separate tastes in the training data; none where the users have no such attributes.
+        self._attributes = (
+            informative_encoder(dataset.user_features, dataset.matrix(binary=True))
+            if cfg.user_attributes
+            else AttributeEncoder.empty()
+        )
         windows = label_windows(dataset, cfg.holdout, cfg.seed)
         groups = [
             self._window_groups(before, window, cfg.seed + k) for k, (before, window) in enumerate(windows)
@@ -387,7 +397,10 @@ class MultiSourceRecommender(Recommender):
     def _all_feature_names(self) -> list[str]:
         context = getattr(self, "_context", None)
         vectors = context is not None and context.has_vectors
-        return FeatureContext.feature_names(self.config.source_labels(), vectors=vectors)
+        return [
+            *FeatureContext.feature_names(self.config.source_labels(), vectors=vectors),
+            *(context.attribute_features if context is not None else []),
+        ]
 
     def _kept_columns(self) -> np.ndarray | None:
         """Column indices left after ``drop_features`` (None: all of them)."""

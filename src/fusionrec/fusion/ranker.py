@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from fusionrec.fusion.config import RankerConfig
+from fusionrec.fusion.features import CATEGORICAL_PREFIXES
 
 
 class RankerError(RuntimeError):
@@ -98,12 +99,15 @@ class LightGBMRanker(Ranker):
             }
         )
         self.feature_names = list(feature_names)
+        # Attribute value codes are categories, not quantities (age band 3 is not "more" than 2).
+        categorical = [n for n in self.feature_names if n.startswith(CATEGORICAL_PREFIXES)]
         data = lgb.Dataset(
             X,
             label=labels,
             group=group_sizes,
             weight=weights,
             feature_name=self.feature_names,
+            categorical_feature=categorical or "auto",
             free_raw_data=True,
         )
         self.booster_ = lgb.train(params, data, num_boost_round=rounds)

@@ -1,10 +1,13 @@
-"""Popularity recommenders: most popular (optionally time-decayed), trending, popular in category.
+"""Popularity recommenders: most popular (optionally time-decayed), trending, popular in category,
+popular in the user's attribute segment.
 
 Most popular is the reference baseline and everyone's fallback. Ties are broken by the base
 class's rule: lower item index (lower item id) first.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -13,6 +16,7 @@ from pydantic import Field
 
 from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
 from fusionrec.data.schema import CATEGORY_SEPARATOR
+from fusionrec.data.user_attributes import AttributeEncoder, SegmentLift, dataset_codes, dataset_encoder
 from fusionrec.models.base import ModelConfig, Recommender
 
 
@@ -198,3 +202,81 @@ class PopularInCategory(Recommender):
         known = codes >= 0
         in_category[:, known] = shares[:, codes[known]]
         return ((in_category + self.config.fallback_weight) * self.item_popularity_).astype(np.float32)
+
+
+# --- popular in the user's segment -------------------------------------------------------------
+
+
+class SegmentPopularConfig(ModelConfig):
+    # Pseudo-users pulling a segment's item shares towards the global share (small segments say
+    # little); None estimates one per attribute from the data (an uninformative one is ignored).
+    shrinkage: float | None = Field(default=None, gt=0)
+    min_users: int = Field(default=20, ge=1)  # rarer attribute values are pooled into one segment
+    max_values: int = Field(default=32, ge=2)  # values kept per attribute (the rest pooled)
+    attributes: list[str] | None = None  # the attribute keys to use (None: every usable one)
+
+
+class SegmentPopular(Recommender):
+    """Popular among the users who share the user's attribute values (age band, region, ...).
+
+    ``score(u, i) = log g_i + mean_a log(s_{a,i} / g_i)``: the item's global share ``g_i`` times
+    the geometric mean of its lifts in the user's attribute segments, each segment's share shrunk
+    towards the global one, attributes that do not separate tastes left out
+    (`fusionrec.data.user_attributes.SegmentLift`). A user without usable attributes gets global
+    popularity, so the model backs off to `MostPopular` by itself. It answers users
+    that have attributes but no history through `score_attributes` (the serving cold-start path
+    and the cold-start benchmark use it), and known users from their own attributes, so it is
+    also a candidate source of the fused pipeline.
+    """
+
+    name = "popular_segment"
+    Config = SegmentPopularConfig
+    config: SegmentPopularConfig
+
+    def _fit(self, dataset: Dataset) -> None:
+        cfg = self.config
+        encoder = dataset_encoder(
+            dataset.user_features, min_users=cfg.min_users, max_values=cfg.max_values, only=cfg.attributes
+        )
+        self._set_encoder(encoder)
+        self.user_codes_ = dataset_codes(dataset.user_features, encoder)
+        self._build_segments()
+
+    def _set_encoder(self, encoder: AttributeEncoder) -> None:
+        self.attribute_names_ = np.asarray(encoder.names, dtype=object)
+        self.attribute_sizes_ = encoder.sizes()
+        self.attribute_values_ = np.asarray([v for vs in encoder.values for v in vs], dtype=object)
+        self._encoder = encoder
+
+    def _build_segments(self) -> None:
+        self._segments = SegmentLift.build(
+            self.user_codes_, self.seen_, self.attribute_sizes_, self.config.shrinkage
+        )
+
+    def _load_state(self, state: dict[str, object]) -> None:
+        super()._load_state(state)
+        bounds = np.concatenate([[0], np.cumsum(self.attribute_sizes_)]).astype(np.int64)
+        values = [str(v) for v in self.attribute_values_]
+        self._encoder = AttributeEncoder(
+            tuple(str(n) for n in self.attribute_names_),
+            tuple(tuple(values[bounds[a] : bounds[a + 1]]) for a in range(len(self.attribute_names_))),
+        )
+        self._build_segments()
+
+    @property
+    def attribute_names(self) -> list[str]:
+        """The attribute keys the segments are built on (empty: the data has no usable attributes)."""
+        return list(self._encoder.names)
+
+    def _score_users(self, users: np.ndarray) -> np.ndarray:
+        return self._segments.scores(self.user_codes_[users])
+
+    def score_attributes(self, attributes: Sequence[object]) -> np.ndarray:
+        """``float32[len(attributes), n_items]`` for visitors described only by their attributes
+        (JSON object strings or dicts; None for none): users with no history, or not in training."""
+        self._check_fitted()
+        return self._segments.scores(self._encoder.encode(list(attributes)))
+
+    def has_segment(self, attributes: object) -> bool:
+        """Whether ``attributes`` put a visitor in at least one of the model's segments."""
+        return bool((self._encoder.encode([attributes]) >= 0).any()) if self._encoder.n_attributes else False

@@ -74,6 +74,7 @@ MODEL_PATHS = _ModelPaths(
         "neumf": "fusionrec.models.neural:NeuMF",
         "trending": "fusionrec.models.popular:Trending",
         "popular_in_category": "fusionrec.models.popular:PopularInCategory",
+        "popular_segment": "fusionrec.models.popular:SegmentPopular",
         "repeat_purchase": "fusionrec.models.repeat:RepeatPurchase",
         "tifu_knn": "fusionrec.models.tifu_knn:TIFUKNN",
         "item_knn": "fusionrec.models.knn:ItemKNN",

@@ -21,6 +21,7 @@ from fusionrec.models.popular import trending_scores
 from fusionrec.monitoring.metrics import ServiceMetrics
 from fusionrec.serving.cache import MemoryCache
 from fusionrec.serving.registry import LoadedVersion
+from fusionrec.serving.segments import build_segment_fallback
 from fusionrec.serving.settings import ServingSettings
 from fusionrec.serving.similarity import Cooccurrence, ItemNeighbours, NeighbourLookup
 
@@ -78,6 +79,8 @@ class VersionPreparation:
         popularity = np.asarray(model.popularity_, dtype=np.float64)
         loaded.extras["popularity"] = popularity / max(popularity.max(initial=0.0), 1.0)
         self._attach_trending(loaded)
+        users = self.on_writer(self.store.users_arrow)
+        loaded.extras["segments"] = build_segment_fallback(users, loaded.user_index, model.seen_)
 
     def _attach_trending(self, loaded: LoadedVersion) -> None:
         frame = self.trending_frame.reindex(loaded.item_ids)
@@ -96,6 +99,10 @@ class VersionPreparation:
         active = self.active()
         if active is not None:
             self._attach_trending(active)
+            segments = active.extras.get("segments")
+            if segments is not None:  # users who signed up since: their attributes answer them
+                users = self.on_writer(self.store.users_arrow)
+                segments.refresh(users, active.user_index, active.model.answering.seen_)
         self.shared_cache.clear()
 
     def on_swap(self, loaded: LoadedVersion) -> None:

@@ -5,7 +5,8 @@ Candidates come from the active model (a fused pipeline's own candidates and sou
 takes one (fused pipelines always do), plus item-to-item neighbours of the last items (source
 ``session``) so an event changes the next answer without retraining. When the model cannot answer
 (unknown visitor, failure) the fallback chain answers: popular in the category (asked for, or of
-the current item), then trending; so it does for known users while their pre-scored lists are
+the current item), popular in the user's attribute segment (a registered user with attributes
+but no training history, `fusionrec.serving.segments`), then trending; so it does for known users while their pre-scored lists are
 computed at start-up (flagged ``degraded_causes: ["precomputing"]``), unless
 ``score_while_precomputing``. Items put into the catalogue since the model was trained (new
 items, `serving.new_items`) are inserted by rank into the ranked list, the similar lists of their
@@ -33,6 +34,7 @@ from fusionrec.serving.preparation import PRECOMPUTING
 from fusionrec.serving.redis_client import RedisUnavailableError
 from fusionrec.serving.registry import LoadedVersion, RegistryError
 from fusionrec.serving.scored import Provenance, Scored, merge, top
+from fusionrec.serving.segments import LABEL as SEGMENT_LABEL
 from fusionrec.serving.service import Service
 
 logger = logging.getLogger(__name__)
@@ -138,7 +140,10 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
         scored = alike if scored is None else merge(alike, scored, 1.0)
     if scored is None:  # cold start or failure: the fallback chain
         category = q.category or _context_category(svc, view, context, q.context)
-        scored = _fallback(loaded, view, category, wanted)
+        if category is None and user_id is not None and not svc.is_erased(user_id):
+            scored = _segment_fallback(loaded, user_id, wanted)
+        if scored is None:
+            scored = _fallback(loaded, view, category, wanted)
     blocked = _blocked(svc, loaded, q, user, state, rules, view, context)
     request = RuleRequest(
         n=n,
@@ -421,6 +426,17 @@ def _fallback(loaded: LoadedVersion, view: Any, category: str | None, wanted: in
             return Scored(best, trending[best], Provenance(best, (label,)), label)
     best = top(trending, wanted)
     return Scored(best, trending[best], Provenance(best, ("trending",)), "trending")
+
+
+def _segment_fallback(loaded: LoadedVersion, user_id: str, wanted: int) -> Scored | None:
+    """Popular among the users who share a history-less user's attributes; None when the user
+    has no attributes in an informative segment (the other fallbacks answer then)."""
+    segments = loaded.extras.get("segments")
+    scores = segments.scores(user_id) if segments is not None else None
+    if scores is None:
+        return None
+    best = top(scores, wanted)
+    return Scored(best, scores[best].astype(np.float64), Provenance(best, (SEGMENT_LABEL,)), SEGMENT_LABEL)
 
 
 def _blocked(

@@ -289,6 +289,9 @@ class VersionRegistry:
             loaded = [*self._loaded.values(), *([self._active] if self._active else [])]
             for version in loaded:  # their precomputed lists are reached through this lookup only
                 version.user_index.pop(user_id, None)
+                segments = version.extras.get("segments")
+                if segments is not None:  # a user without history: their attributes, kept for cold start
+                    segments.attributes.pop(user_id, None)
             return self.repository.erase_user(user_id)
 
     def forget_hashed_users(self, hashes: set[str]) -> set[str]:
