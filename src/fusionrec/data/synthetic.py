@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -177,14 +178,14 @@ class Planted(BaseModel):
     image_vectors: dict[str, object] = Field(default_factory=dict)
 
     def to_json(self) -> str:
-        """planted.json's text; a shop without image vectors leaves their keys out (so the default
-        shop's file is byte for byte what it was before they existed)."""
-        exclude = (
-            None
-            if self.config.image_vectors
-            else {"image_vectors": True, "config": {"image_vectors", "image_noise"}}
-        )
-        return self.model_dump_json(indent=1, exclude=exclude) + "\n"
+        """planted.json's text; a shop without image vectors or attribute tastes leaves their keys
+        out (so the default shop's file is byte for byte what it was before they existed)."""
+        exclude: dict[str, Any] = {}
+        if not self.config.image_vectors:
+            exclude = {"image_vectors": True, "config": {"image_vectors", "image_noise"}}
+        if not self.config.attribute_tastes:
+            exclude["config"] = {*exclude.get("config", set()), "attribute_tastes"}
+        return self.model_dump_json(indent=1, exclude=exclude or None) + "\n"
 
 
 class ShopSummary(BaseModel):
