@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from attribute_data import OLD_ITEMS, YOUNG_ITEMS, planted_shop
@@ -76,3 +77,21 @@ def test_no_attributes_means_an_empty_encoder() -> None:
         dataset.n_users,
         0,
     )
+
+
+def test_segments_are_compared_with_the_users_who_report_the_attribute() -> None:
+    # Users with attributes (a coin-flip "region") take y-items; as many users without any take
+    # o-items. Against everybody every region segment would look different (it only has y-item
+    # people); against the users who report a region, the regions do not differ.
+    events, _ = planted_shop(n_young=120, n_old=120)
+    rng = np.random.default_rng(1)
+    users = [
+        (f"u{u}", json.dumps({"region": "north" if rng.random() < 0.5 else "south"})) for u in range(120)
+    ]
+    frame_users = pd.DataFrame(users, columns=["user_id", "attributes"])
+    dataset = Dataset.from_frame(events, users=frame_users)
+    encoder = dataset_encoder(dataset.user_features)
+    assert encoder.names == ("region",)
+    codes = dataset_codes(dataset.user_features, encoder)
+    segments = SegmentLift.build(codes, dataset.matrix(binary=True), encoder.sizes())
+    assert not np.isfinite(segments.shrinkage[0]) or segments.shrinkage[0] > 1000

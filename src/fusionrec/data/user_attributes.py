@@ -204,8 +204,8 @@ class SegmentLift:
     """How much more (log scale) each item is taken up within each attribute segment than overall.
 
     Segment row ``r = offsets[a] + code`` is the users whose attribute ``a`` has that code. With
-    ``g_i`` the item's smoothed share of all users and ``n_r`` the segment's users, the segment
-    share is shrunk towards ``g_i`` with ``m_a`` pseudo-users, ``s_ri = (count_ri + m_a g_i) /
+    ``g_i`` the item's smoothed share of the users who report attribute ``a`` and ``n_r`` the
+    segment's users, the segment share is shrunk towards ``g_i`` with ``m_a`` pseudo-users, ``s_ri = (count_ri + m_a g_i) /
     (n_r + m_a)``, and ``log(s_ri / g_i) = base[r] + lift[r, i]``: ``base[r] = log(m_a / (n_r +
     m_a))`` for every item the segment never took, the sparse ``lift`` the rest. A small segment
     therefore says little, and a large one the truth.
@@ -218,7 +218,7 @@ class SegmentLift:
     offsets: np.ndarray  # int64[n_attributes + 1]
     base: np.ndarray  # float32[n_rows]
     lift: sp.csr_matrix  # float32 n_rows x n_items
-    log_share: np.ndarray  # float32[n_items]: log g_i
+    log_share: np.ndarray  # float32[n_items]: log of the item's smoothed share of all users
     shrinkage: np.ndarray  # float64[n_attributes]: m_a (inf: the attribute is ignored)
 
     @classmethod
@@ -241,9 +241,18 @@ class SegmentLift:
         counts.sort_indices()
         segment_users = np.asarray(members.sum(axis=0)).ravel()
         attribute_of_row = np.repeat(np.arange(len(sizes)), sizes)
+        # Each attribute's segments are compared with the users who report it, not with everybody:
+        # where only some users have attributes (dunnhumby: a third), those users may differ from
+        # the rest as a group, and that would make every key look informative.
+        reporting = sp.csr_matrix(((codes >= 0) & active[:, None]).astype(np.float32))
+        population = np.asarray((reporting.T @ binary).todense(), dtype=np.float64)  # A x items
+        population_users = np.asarray(reporting.sum(axis=0)).ravel().astype(np.float64)
         if shrinkage is None:
             m_attr = estimate_shrinkage(
-                counts, segment_users, popularity / max(n_active, 1.0), attribute_of_row
+                counts,
+                segment_users,
+                population / np.maximum(population_users, 1.0)[:, None],
+                attribute_of_row,
             )
         else:
             m_attr = np.full(len(sizes), float(shrinkage))
@@ -252,7 +261,8 @@ class SegmentLift:
         m_safe = np.where(informative, m, 1.0)
         base = np.where(informative, np.log(m_safe / (segment_users + m_safe)), 0.0)
         rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
-        g = share[counts.indices]
+        population_share = (population + 0.5) / (population_users + 1.0)[:, None]
+        g = population_share[attribute_of_row[rows], counts.indices]
         mr = m_safe[rows]
         with np.errstate(divide="ignore"):
             value = np.log(counts.data + mr * g) - np.log(segment_users[rows] + mr) - np.log(g) - base[rows]
@@ -324,41 +334,43 @@ def membership(codes: np.ndarray, offsets: np.ndarray, keep: np.ndarray | None =
 
 
 def estimate_shrinkage(
-    counts: sp.csr_matrix, segment_users: np.ndarray, share: np.ndarray, attribute_of_row: np.ndarray
+    counts: sp.csr_matrix, segment_users: np.ndarray, shares: np.ndarray, attribute_of_row: np.ndarray
 ) -> np.ndarray:
     """Per attribute the pseudo-users ``m`` of a beta-binomial model of the segments' item shares.
 
-    If a segment's true share of item i is drawn around the overall share ``g`` with variance
+    ``shares``: ``[n_attributes, n_items]``, each item's share among the users who report the
+    attribute. If a segment's true share of item i is drawn around that share ``g`` with variance
     ``rho g(1-g)`` (``rho = 1/(m+1)``), then ``E[n (p - g)^2 / (g(1-g))] = 1 + rho (n - 1)`` for a
     segment of ``n`` users with observed share ``p``. Solving over every (segment, item) pair of
-    the attribute, each weighted by ``g`` (method of moments), gives ``rho``; ``rho <= 0`` (segments differ no more than
-    sampling does) gives ``m = inf``. The overall share ``g`` is estimated too, so a small
-    positive ``rho`` is expected by chance; it gives a large ``m``, a small effect.
+    the attribute, each weighted by ``g`` (method of moments), gives ``rho``; ``rho <= 0``
+    (segments differ no more than sampling does) gives ``m = inf``. ``g`` is estimated too, so a
+    small positive ``rho`` is expected by chance; it gives a large ``m``, a small effect.
     """
-    n_attributes = int(attribute_of_row.max()) + 1 if len(attribute_of_row) else 0
-    g = np.clip(share, 0.0, 1.0)
-    usable = (g > 0) & (g < 1)
-    variance = np.where(usable, g * (1.0 - g), 1.0)
-    # Pairs weighted by the item's share: the popular items are the ones a segment list ranks,
-    # and a rare item's term (one buyer in a small segment) is mostly the buyer's own volume.
-    w = np.where(usable, g, 0.0)
-    # Every pair as if the segment never took the item, then the pairs it did take corrected.
-    n = segment_users.astype(np.float64)
-    zero_terms = n * float(np.sum(w * g * g / variance))
-    rows = np.repeat(np.arange(counts.shape[0]), np.diff(counts.indptr))
-    cols = counts.indices
-    gi = g[cols]
-    safe_n = np.maximum(n[rows], 1.0)
-    correction = w[cols] * ((counts.data / safe_n - gi) ** 2 - gi * gi) * safe_n / variance[cols]
-    statistic = zero_terms + np.bincount(rows, weights=correction, minlength=len(n))
-    total = float(w.sum())
-    excess = statistic - total * (n > 0)  # minus E[...] under no difference, 1 per pair
-    weight = np.maximum(n - 1.0, 0.0) * total
+    n_attributes = len(shares)
     out = np.full(n_attributes, np.inf)
     for a in range(n_attributes):
-        on = attribute_of_row == a
-        denominator = weight[on].sum()
-        rho = excess[on].sum() / denominator if denominator > 0 else 0.0
+        on = np.flatnonzero(attribute_of_row == a)
+        g = np.clip(shares[a], 0.0, 1.0)
+        usable = (g > 0) & (g < 1)
+        variance = np.where(usable, g * (1.0 - g), 1.0)
+        # Pairs weighted by the item's share: the popular items are the ones a segment list ranks,
+        # and a rare item's term (one buyer in a small segment) is mostly the buyer's own volume.
+        w = np.where(usable, g, 0.0)
+        # Every pair as if the segment never took the item, then the pairs it did take corrected.
+        n = segment_users[on].astype(np.float64)
+        zero_terms = n * float(np.sum(w * g * g / variance))
+        part = counts[on]
+        rows = np.repeat(np.arange(len(on)), np.diff(part.indptr))
+        gi = g[part.indices]
+        safe_n = np.maximum(n[rows], 1.0)
+        correction = (
+            w[part.indices] * ((part.data / safe_n - gi) ** 2 - gi * gi) * safe_n / variance[part.indices]
+        )
+        statistic = zero_terms + np.bincount(rows, weights=correction, minlength=len(on))
+        total = float(w.sum())
+        excess = statistic - total * (n > 0)  # minus E[...] under no difference, 1 per pair
+        denominator = float((np.maximum(n - 1.0, 0.0) * total).sum())
+        rho = float(excess.sum()) / denominator if denominator > 0 else 0.0
         if rho > 0:
             out[a] = max(1.0 / rho - 1.0, 1.0)
     return out
