@@ -155,8 +155,7 @@ def fused(
     bucket_of: np.ndarray | None = None
     for variant in variants:
         config = dict(params)
-        if variant == "without":
-            config["user_attributes"] = False
+        config["user_attributes"] = variant != "without"  # the features are off by default
         if variant == "with+source":
             config["sources"] = [*config["sources"], {"model": "popular_segment", "n": 30}]
         model = create_model("fusion", **config)

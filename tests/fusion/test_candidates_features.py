@@ -266,9 +266,9 @@ def test_fusion_ranker_reads_attribute_features_only_when_the_data_has_them() ->
     }
     plain = create_model("fusion", **config).fit(Dataset.from_frame(events))
     assert plain.feature_names() == FeatureContext.feature_names(["most_popular", "popular_segment"])
-    with_attributes = create_model("fusion", **config).fit(Dataset.from_frame(events, users=users))
-    assert with_attributes.feature_names()[-3:] == ["user_attr_age", "segment_lift_age", "segment_lift"]
-    switched_off = create_model("fusion", **config, user_attributes=False).fit(
+    with_attributes = create_model("fusion", **config, user_attributes=True).fit(
         Dataset.from_frame(events, users=users)
     )
-    assert switched_off.feature_names() == plain.feature_names()
+    assert with_attributes.feature_names()[-3:] == ["user_attr_age", "segment_lift_age", "segment_lift"]
+    by_default = create_model("fusion", **config).fit(Dataset.from_frame(events, users=users))
+    assert by_default.feature_names() == plain.feature_names()  # off unless asked for

@@ -177,8 +177,10 @@ class FusionSettings(_Strict):
     # missing): the ranker sees, say, GF-CF's view of an item that only iALS proposed.
     score_all_candidates: bool = False
     # Ranking features from the users' attributes (users.parquet), when the training users have
-    # any: each attribute's value and the candidate's lift in the user's segment of it.
-    user_attributes: bool = True
+    # any: each attribute's value and the candidate's lift in the user's segment of it. Off by
+    # default: on the synthetic shop with a planted relation and on dunnhumby they gave users with
+    # a history no gain (docs/benchmarks.md); a user's own history already shows their taste.
+    user_attributes: bool = False
 
     def source_labels(self) -> list[str]:
         """The candidate lists' names: the sources, then the extra lists that are switched on."""
