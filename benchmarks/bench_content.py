@@ -156,7 +156,9 @@ def run_model(name: str, tune: tuple[Dataset, Dataset], final: tuple[Dataset, Da
     }
 
 
-def bench_beauty(models: list[str]) -> dict[str, Any]:
+def beauty_new_item_split() -> tuple[Dataset, Any, np.ndarray]:
+    """amazon-beauty, its leave-one-out split, and the items that lose their interactions in the
+    new-item protocol (COLD_SHARE of them, seeded)."""
     root = data_root() / "amazon-beauty"
     source = read_format("s3rec", root)
     data = Dataset.from_frame(source.events, source.items)
@@ -164,6 +166,11 @@ def bench_beauty(models: list[str]) -> dict[str, Any]:
     rng = np.random.default_rng(SEED)
     cold = np.zeros(data.n_items, dtype=bool)
     cold[rng.choice(data.n_items, size=round(COLD_SHARE * data.n_items), replace=False)] = True
+    return data, split, cold
+
+
+def bench_beauty(models: list[str]) -> dict[str, Any]:
+    data, split, cold = beauty_new_item_split()
 
     out: dict[str, Any] = {
         "dataset": "amazon-beauty",
@@ -218,13 +225,7 @@ def bench_live_new_items(model_name: str) -> dict[str, Any]:
 
     from fusionrec.serving.new_items import Filters, NewItemIndex, Tuning, Visitor
 
-    root = data_root() / "amazon-beauty"
-    source = read_format("s3rec", root)
-    data = Dataset.from_frame(source.events, source.items)
-    split = leave_last_out(data)
-    rng = np.random.default_rng(SEED)
-    cold = np.zeros(data.n_items, dtype=bool)
-    cold[rng.choice(data.n_items, size=round(COLD_SHARE * data.n_items), replace=False)] = True
+    data, split, cold = beauty_new_item_split()
     full = split.train_full
     cold_full = full.select(~cold[full.item_idx])
     started = time.perf_counter()
@@ -309,13 +310,7 @@ def bench_beauty_hybrid(epochs: int, params: dict[str, Any], parts: list[str]) -
     Each fitted model is scored with ``new_item_offset`` on (``test_*``) and off
     (``without_new_item_offset``); it is a scoring-time option. The recorded run had it on.
     Parts not run keep their earlier results in the JSON."""
-    root = data_root() / "amazon-beauty"
-    source = read_format("s3rec", root)
-    data = Dataset.from_frame(source.events, source.items)
-    split = leave_last_out(data)
-    rng = np.random.default_rng(SEED)
-    cold = np.zeros(data.n_items, dtype=bool)
-    cold[rng.choice(data.n_items, size=round(COLD_SHARE * data.n_items), replace=False)] = True
+    _, split, cold = beauty_new_item_split()
     params = {"epochs": epochs, "new_item_offset": True, **params}
     path = RESULTS / "hybrid_amazon-beauty.json"
     out: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}

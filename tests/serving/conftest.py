@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,18 @@ def make_settings(store_url: str, models_dir: Path, **overrides: Any) -> Serving
 @pytest.fixture
 def client(store_url: str, models_dir: Path) -> Iterator[TestClient]:
     with TestClient(create_app(make_settings(store_url, models_dir))) as test_client:
+        yield test_client
+
+
+def precomputed_client(store_url: str, models_dir: Path) -> Iterator[TestClient]:
+    """A test service whose known users' lists are all pre-scored before the first request."""
+    settings = make_settings(store_url, models_dir, precompute_users=100_000)
+    with TestClient(create_app(settings)) as test_client:
+        service = test_client.app.state.service
+        deadline = time.time() + 120
+        while "precomputed" not in service.registry.active.extras:
+            assert time.time() < deadline, "the known users' lists were not scored in time"
+            time.sleep(0.1)
         yield test_client
 
 

@@ -20,7 +20,7 @@ from fusionrec.data.dataset import Dataset
 from fusionrec.fusion.artifacts import ModelRepository
 from fusionrec.serving.app import create_app
 from fusionrec.training import TrainingSpec, train_version
-from serving.conftest import make_settings
+from serving.conftest import make_settings, precomputed_client
 
 READ = "r" * 24
 
@@ -41,14 +41,7 @@ def fused_models(shop: tuple[pa.Table, pa.Table], tmp_path_factory: pytest.TempP
 
 @pytest.fixture
 def client(store_url: str, fused_models: Path) -> Iterator[TestClient]:
-    settings = make_settings(store_url, fused_models, precompute_users=100_000)
-    with TestClient(create_app(settings)) as test_client:
-        service = test_client.app.state.service
-        deadline = time.time() + 120
-        while "precomputed" not in service.registry.active.extras:
-            assert time.time() < deadline, "the known users' lists were not scored in time"
-            time.sleep(0.1)
-        yield test_client
+    yield from precomputed_client(store_url, fused_models)
 
 
 def get(client: TestClient, path: str = "/v1/recommendations", **params: object) -> dict:

@@ -7,7 +7,6 @@ users (served from pre-scored lists until their first live event) and for guests
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +17,8 @@ from fastapi.testclient import TestClient
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.fusion.artifacts import ModelRepository
-from fusionrec.serving.app import create_app
 from fusionrec.training import TrainingSpec, train_version
-from serving.conftest import make_settings
+from serving.conftest import precomputed_client
 
 FUSED_SOURCES = {"ease", "rp3beta", "item_knn"}  # the default pipeline's source labels
 
@@ -39,14 +37,7 @@ def fused_models(shop: tuple[pa.Table, pa.Table], tmp_path_factory: pytest.TempP
 
 @pytest.fixture
 def client(store_url: str, fused_models: Path) -> Iterator[TestClient]:
-    settings = make_settings(store_url, fused_models, precompute_users=100_000)
-    with TestClient(create_app(settings)) as test_client:
-        service = test_client.app.state.service
-        deadline = time.time() + 120
-        while "precomputed" not in service.registry.active.extras:
-            assert time.time() < deadline, "the known users' lists were not scored in time"
-            time.sleep(0.1)
-        yield test_client
+    yield from precomputed_client(store_url, fused_models)
 
 
 def top(client: TestClient, **params: str) -> dict:
