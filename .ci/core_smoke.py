@@ -34,6 +34,7 @@ EXTRA_ONLY = {
     "fusionrec.models.sequential": "deep",
     "fusionrec.models.sequential_gru": "deep",
     "fusionrec.models.sequential_sasrec": "deep",
+    "fusionrec.models.sequential_hybrid": "deep",
 }
 EVENTS = "20000"
 
