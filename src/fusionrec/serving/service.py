@@ -38,12 +38,10 @@ from fusionrec.serving.catalogue import Catalogue, fingerprint
 from fusionrec.serving.erasure import erase_stored
 from fusionrec.serving.experiments import ExposureBuffer
 from fusionrec.serving.logs import printable
+from fusionrec.serving.new_item_counters import MemoryNewItemCounters, NewItemCounters, RedisNewItemCounters
 from fusionrec.serving.new_items import (
     EXTRAS_KEY,
-    MemoryNewItemCounters,
-    NewItemCounters,
     NewItemIndex,
-    RedisNewItemCounters,
     Tuning,
     build_for,
     evidence_of,
