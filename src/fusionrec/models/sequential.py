@@ -308,10 +308,21 @@ class TorchSequentialRecommender(ValidationFitMixin, Recommender):
     ) -> torch.Tensor:
         """Logits over all items after the last item of each right-padded window (items, pad -1);
         ``users`` are user tokens (0 = unknown), ``table`` is `_item_table`."""
+        return self._last_hidden(net, table, windows, lengths, users, device) @ table[1:].T
+
+    def _last_hidden(
+        self,
+        net: torch.nn.Module,
+        table: torch.Tensor,
+        windows: np.ndarray,
+        lengths: np.ndarray,
+        users: np.ndarray,
+        device: Any,
+    ) -> torch.Tensor:
+        """The network's state after the last item of each window (what `_logits` scores with)."""
         tokens = torch.as_tensor(windows + 1, device=device)
         hidden = self._encode(net, tokens, torch.as_tensor(users, device=device), table)
-        last = hidden[torch.arange(len(lengths), device=device), torch.as_tensor(lengths - 1, device=device)]
-        return last @ table[1:].T
+        return hidden[torch.arange(len(lengths), device=device), torch.as_tensor(lengths - 1, device=device)]
 
     def _score_windows(
         self, indptr: np.ndarray, items: np.ndarray, rows: np.ndarray, users: np.ndarray

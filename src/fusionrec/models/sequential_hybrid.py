@@ -263,9 +263,7 @@ class Hybrid(TorchSequentialRecommender):
         new item is treated as an average item of its content. Measured, that mean is negative
         (the id part lifts a few items and lowers most), so the option is off by default.
         """
-        tokens = torch.as_tensor(windows + 1, device=device)
-        hidden = net.encode(tokens, torch.as_tensor(users, device=device), table)
-        last = hidden[torch.arange(len(lengths), device=device), torch.as_tensor(lengths - 1, device=device)]
+        last = self._last_hidden(net, table, windows, lengths, users, device)
         logits = last @ table[1:].T
         new = net.id_keep[1:] == 0
         if self.config.new_item_offset and bool(new.any()) and not bool(new.all()):
