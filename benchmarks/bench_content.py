@@ -98,6 +98,7 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "threads": 2,
         "python": platform.python_version(),
+        "load_average": os.getloadavg(),
         "note": "2-core VM shared with other jobs; times are wall-clock",
     }
 

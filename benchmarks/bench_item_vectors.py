@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from bench_content import machine
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.split import temporal_split
 from fusionrec.data.synthetic import ShopConfig, generate_frames
@@ -55,17 +54,6 @@ FUSION_SOURCES = [
     {"model": "content_vectors", "n": 50, "params": {"tfidf_weight": 1.0}},
 ]
 log = logging.getLogger("bench_item_vectors")
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "threads": 2,
-        "python": platform.python_version(),
-        "load_average": os.getloadavg(),
-        "note": "2-core VM shared with other jobs; times are wall-clock",
-    }
 
 
 class Split:
