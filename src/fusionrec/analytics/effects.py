@@ -74,6 +74,7 @@ class Effect:
     treated: int  # treated units (items; channel-days for a campaign)
     controls: int
     control_rule: str
+    subject: str  # what the verdicts name, e.g. "promoted items", "email traffic"
     conversion: Lift
     revenue: Lift
     discount: float | None = None
@@ -245,6 +246,7 @@ def promotion_effect(
         treated=n_treated,
         controls=int((panel["post"] == 0).sum()) - n_treated,
         control_rule=rule + ", within the promoted items' range of pre-period views",
+        subject=subject,
         **_lifts(panel, ("purchases", "views"), cluster="item_id", subject=subject, level=level),
         discount=promotion.discount,
         notes=notes,
@@ -298,19 +300,14 @@ def with_placebo_checks(
         placebos.append(placebo)
     if not placebos:
         return effect
-    subject = (
-        "promoted items"
-        if effect.kind == "promotion"
-        else effect.target.removeprefix("channel ") + " traffic"
-    )
     note = (
         f"intervals include the shocks the treated units share, measured on {len(placebos)} earlier "
         f"window(s) of {length.days} days"
     )
     return replace(
         effect,
-        conversion=with_shared_shocks(effect.conversion, [p.conversion for p in placebos], subject),
-        revenue=with_shared_shocks(effect.revenue, [p.revenue for p in placebos], subject),
+        conversion=with_shared_shocks(effect.conversion, [p.conversion for p in placebos], effect.subject),
+        revenue=with_shared_shocks(effect.revenue, [p.revenue for p in placebos], effect.subject),
         placebo_windows=len(placebos),
         notes=[*effect.notes, note],
     )
@@ -409,6 +406,7 @@ def campaign_effect(
         treated=int(treated.sum()),
         controls=int((~treated).sum()),
         control_rule="the other channels' days",
+        subject=subject,
         **_lifts(panel, ("purchase_sessions", "sessions"), cluster="period", subject=subject, level=level),
         notes=notes,
     )
