@@ -76,12 +76,13 @@ def fit_cost(model: str, profile: DataProfile) -> float:
     scored = float(min(users, MAX_SCORED_USERS))
     scoring = scored * items * 1e-7  # most_popular's whole trial: gowalla 33 s, amazon-beauty 8 s
     item_item = float(items) ** 2 * 1.1e-7
+    user_user = float(users) ** 2 * 1.2e-7
     costs = {
         "item_knn": item_item,
         "rp3beta": item_item,
         "content_tfidf": item_item,
-        "user_knn": float(users) ** 2 * 1.2e-7,
-        "tifu_knn": float(users) ** 2 * 1.2e-7 + profile.events * 1e-6,
+        "user_knn": user_user,
+        "tifu_knn": user_user + profile.events * 1e-6,
         "ials": pairs * 5e-7 * 64,
         "covisitation": profile.events * 2e-5,  # amazon-beauty 12 s, dunnhumby 17 s
         # Measured on amazon-beauty (12k items, 22k users, 2 cores): EASE 21-63 s.
