@@ -167,21 +167,15 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
         items = np.r_[items, more][:n]
         scores = np.r_[scores, more_scores * 0.0][:n]
         scored.sources = scored.sources.merged(extra.sources)
-    if fresh is None:
-        page_items, page_scores = items[q.offset : n], scores[q.offset : n]
-        entries = [
-            {"item_id": str(loaded.item_ids[i]), "score": round(s, 6), "sources": labels}
-            for i, s, labels in zip(
-                page_items.tolist(), page_scores.tolist(), scored.sources.labels(page_items), strict=True
-            )
-        ]
-    else:
-        entries = [
-            {"item_id": str(loaded.item_ids[i]), "score": round(s, 6), "sources": labels}
-            for i, s, labels in zip(
-                items.tolist(), scores.tolist(), scored.sources.labels(items), strict=True
-            )
-        ]
+    # New items go in by rank among the first n before the page is cut from them.
+    shown = slice(q.offset, n) if fresh is None else slice(0, n)
+    entries = [
+        {"item_id": str(loaded.item_ids[i]), "score": round(s, 6), "sources": labels}
+        for i, s, labels in zip(
+            items[shown].tolist(), scores[shown].tolist(), scored.sources.labels(items[shown]), strict=True
+        )
+    ]
+    if fresh is not None:
         category = q.category or _context_category(svc, view, context, q.context)
         picks = _new_item_picks(svc, fresh, loaded, view, q, visitor, user, state, live, rules, category, n)
         entries = insert_picks(entries, picks, n)[q.offset : n]
