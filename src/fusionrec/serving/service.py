@@ -180,9 +180,10 @@ class Service:
             if len(index):
                 logger.info("version %s: %d catalogue items it does not know", loaded.version, len(index))
 
-    def new_items(self, loaded: LoadedVersion) -> NewItemIndex | None:
-        """``loaded``'s index of new items; None when it holds none (or the feature is off)."""
-        index: NewItemIndex | None = loaded.extras.get(EXTRAS_KEY)
+    def new_items(self, loaded: LoadedVersion | None) -> NewItemIndex | None:
+        """``loaded``'s index of new items; None when it holds none (or the feature is off, or no
+        version is loaded)."""
+        index: NewItemIndex | None = loaded.extras.get(EXTRAS_KEY) if loaded is not None else None
         return index if index is not None and len(index) else None
 
     def close(self) -> None:
@@ -311,8 +312,7 @@ class Service:
 
     def _count_new_items(self, events: pd.DataFrame) -> None:
         """The active version's new items' events, weighted, into their live counters."""
-        active = self.registry.active
-        index = self.new_items(active) if active is not None else None
+        index = self.new_items(self.registry.active)
         if index is None:
             return
         evidence = evidence_of(events, index.position, self.event_types.signed_weights())
@@ -324,8 +324,7 @@ class Service:
     def _seed_new_item_counters(self) -> None:
         """At start-up, in-process counters start from the new items' stored events (Redis keeps
         its counters across restarts, so they are not counted twice there)."""
-        active = self.registry.active
-        index = self.new_items(active) if active is not None else None
+        index = self.new_items(self.registry.active)
         if index is None or not isinstance(self.new_item_counters, MemoryNewItemCounters):
             return
         stored = self.on_writer(lambda: self.store.item_event_counts(index.ids)).to_pandas()
