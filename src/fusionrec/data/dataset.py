@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 SECONDS_PER_DAY = 86_400.0
 ANONYMOUS_PREFIX = "session:"  # user key for events that only carry a session id
+# Event columns that say where an event happened: a recommendation request names them too, and the
+# fused ranker learns from them when the items taken differ between them (`fusion.request_context`).
+CONTEXT_COLUMNS = ("channel", "device")
 
 
 class DatasetError(ValueError):
@@ -111,6 +114,9 @@ class Dataset:
     item_features: pd.DataFrame  # row i describes item i
     user_features: pd.DataFrame  # row u describes user u
     session_idx: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # -1 = none
+    # Where each event happened (`CONTEXT_COLUMNS` the events carry, as pandas categoricals, NA
+    # where unknown): one row per event; no columns when the events carry none.
+    event_context: pd.DataFrame = field(default_factory=pd.DataFrame)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # --- shape ---------------------------------------------------------------------------
@@ -198,6 +204,11 @@ class Dataset:
             price=self.price[mask],
             source_row=self.source_row[mask],
             session_idx=self.session_idx[mask] if len(self.session_idx) else self.session_idx,
+            event_context=(
+                self.event_context[mask].reset_index(drop=True)
+                if len(self.event_context.columns)
+                else self.event_context
+            ),
             _cache={},
         )
 
@@ -289,6 +300,7 @@ class Dataset:
             item_features=feature_frame(item_table, "item_id", item_vocab, ITEM_COLUMNS),
             user_features=feature_frame(user_table, "user_id", user_vocab, USER_COLUMNS),
             session_idx=ordered(sessions),
+            event_context=_event_context(table, order),
         )
 
     @classmethod
@@ -302,7 +314,16 @@ class Dataset:
         the same stored events give the same Dataset (order of equal timestamps, session codes,
         ``source_row``) in every process.
         """
-        columns = ["user_id", "item_id", "event_type", "timestamp", "session_id", "quantity", "price"]
+        columns = [
+            "user_id",
+            "item_id",
+            "event_type",
+            "timestamp",
+            "session_id",
+            "quantity",
+            "price",
+            *CONTEXT_COLUMNS,
+        ]
         # Read unsorted and sorted in Arrow: cheaper in memory than the store sorting every
         # column on a text key. No local name holds the read, so its columns are freed as sorted.
         return cls.from_frame(
@@ -397,6 +418,21 @@ def _unix_seconds(column: pa.ChunkedArray) -> np.ndarray:
         return column.cast(pa.int64()).to_numpy()
     parsed = pd.to_datetime(column.to_pandas(), utc=True)
     return parsed.astype("int64").to_numpy() // 1_000_000_000
+
+
+def _event_context(table: pa.Table, order: np.ndarray | None) -> pd.DataFrame:
+    """The `CONTEXT_COLUMNS` that have a value somewhere, as categoricals in event order."""
+    columns = {}
+    for name in CONTEXT_COLUMNS:
+        if name not in table.column_names or table[name].null_count == table.num_rows:
+            continue
+        encoded = _dictionary_encode(table[name].cast(pa.string()))
+        values = pd.Categorical.from_codes(
+            encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64),
+            categories=pd.Index(encoded.dictionary.to_pylist(), dtype=object),
+        )
+        columns[name] = values if order is None else values[order]
+    return pd.DataFrame(columns)
 
 
 def _float_column(table: pa.Table, name: str) -> np.ndarray:

@@ -200,13 +200,16 @@ class FusionSettings(_Strict):
         if self.extra.repeat and self.exclude_seen:
             raise ValueError("extra.repeat proposes the user's own past items: set exclude_seen = false")
         from fusionrec.fusion.features import FeatureContext, is_attribute_feature
+        from fusionrec.fusion.request_context import is_context_feature
 
         known = FeatureContext.feature_names(
             self.source_labels(), vectors=True
         )  # vectors: if the catalogue has them
-        # The attribute features depend on the data (checked when the context exists).
+        # The attribute and context features depend on the data (checked when the context exists).
         unknown = [
-            name for name in self.drop_features if name not in known and not is_attribute_feature(name)
+            name
+            for name in self.drop_features
+            if name not in known and not is_attribute_feature(name) and not is_context_feature(name)
         ]
         if unknown:
             raise ValueError(f"drop_features: unknown features {unknown}; available: {', '.join(known)}")

@@ -20,6 +20,7 @@ from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
 from fusionrec.data.item_vectors import normalised_matrix, vector_names
 from fusionrec.data.user_attributes import AttributeEncoder, SegmentLift, dataset_codes
 from fusionrec.fusion.candidates import Candidates
+from fusionrec.fusion.request_context import ContextLift, context_feature_names
 from fusionrec.mining.neighbours import prune_rows
 
 POPULARITY_WINDOWS = (1, 7, 30)  # days before the end of the training data
@@ -134,6 +135,15 @@ class FeatureContext:
     segment_base: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     # segment rows x items: log lift above segment_base (`fusionrec.data.user_attributes.SegmentLift`)
     segment_lift: sp.csr_matrix = field(default_factory=lambda: sp.csr_matrix((0, 0), dtype=np.float32))
+    # Request context (`fusion.request_context`): the device / channel columns whose values take
+    # different items, their vocabularies (`AttributeEncoder` arrays), and each item's lift per
+    # value (segment row offsets[a] + code). Empty when the events show no such difference.
+    context_names: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))  # unicode[C]
+    context_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    context_values: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))
+    context_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    context_base: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    context_lift: sp.csr_matrix = field(default_factory=lambda: sp.csr_matrix((0, 0), dtype=np.float32))
 
     # --- construction ------------------------------------------------------------------------
 
@@ -146,10 +156,12 @@ class FeatureContext:
         covisit_window: int = 3,
         covisit_neighbours: int = 50,
         attributes: AttributeEncoder | None = None,
+        contexts: AttributeEncoder | None = None,
     ) -> FeatureContext:
         """From the training data. ``attributes``: the user-attribute vocabulary, fitted once on
         all the training users (so that the label-window contexts code values as the final one
-        does); None or empty: no attribute features."""
+        does); None or empty: no attribute features. ``contexts``: the request-context columns and
+        vocabularies (`request_context.fit_encoder`, fitted once likewise); None or empty: none."""
         n_users, n_items = dataset.n_users, dataset.n_items
         ts = dataset.timestamp
         end = int(ts.max()) if len(ts) else 0
@@ -231,6 +243,17 @@ class FeatureContext:
                 "segment_base": segments.base,
                 "segment_lift": segments.lift,
             }
+        if contexts is not None and contexts.n_attributes:
+            lift = ContextLift.build(dataset, contexts)
+            encoded = contexts.to_arrays("context_")
+            attribute_parts.update(
+                {
+                    **encoded,
+                    "context_offsets": lift.offsets,
+                    "context_base": lift.base,
+                    "context_lift": lift.lift,
+                }
+            )
         return cls(
             end=np.array([end], dtype=np.int64),
             item_pop=np.stack(pops, axis=1).astype(np.float32),
@@ -348,6 +371,24 @@ class FeatureContext:
         ]
 
     @property
+    def context_encoder(self) -> AttributeEncoder:
+        """The request-context columns and their values (empty: no context features)."""
+        return AttributeEncoder.from_arrays(
+            {
+                "context_names": self.context_names,
+                "context_sizes": self.context_sizes,
+                "context_values": self.context_values,
+            },
+            "context_",
+        )
+
+    @property
+    def context_features(self) -> list[str]:
+        """This context's request-context feature names (empty when devices and channels did not
+        differ in the items taken)."""
+        return context_feature_names([str(c) for c in self.context_names])
+
+    @property
     def attribute_features(self) -> list[str]:
         """This context's user-attribute feature names (empty when the users had no attributes)."""
         return attribute_feature_names([str(a) for a in self.attribute_names])
@@ -359,15 +400,18 @@ class FeatureContext:
         histories: Sequence[np.ndarray] | None = None,
         *,
         relative: bool = False,
+        contexts: np.ndarray | None = None,
     ) -> np.ndarray:
         """``float32[len(candidates), n_features]`` in the order of `feature_names`, then
-        `attribute_features`.
+        `attribute_features`, then `context_features`.
 
         ``users`` are the training user indices of the candidate rows (-1 for visitors unknown
         to training); ``histories`` (live item sequences, oldest first) replace the stored recent
         items for the session features, as in serving. ``relative``: source scores divided by
         the source's best score among the row's candidates, and the count features (item
         popularity, user events and items) divided by their mean over the catalogue / users.
+        ``contexts``: ``int32[len(users), n_context_columns]``, where each row's list is shown
+        (`request_context`; -1 or None: unknown).
         """
         users = np.asarray(users, dtype=np.int64)
         n_users = self.user_stats.shape[0]
@@ -481,6 +525,14 @@ class FeatureContext:
             blocks.append(similarity[:, None])
         if len(self.attribute_names):
             blocks.append(self._attribute_block(safe_user, known, item))
+        if len(self.context_names):
+            codes = (
+                np.asarray(contexts, dtype=np.int32)[candidates.row]
+                if contexts is not None
+                else np.full((n, len(self.context_names)), -1, dtype=np.int32)
+            )
+            lift = ContextLift(self.context_offsets, self.context_base, self.context_lift)
+            blocks.append(lift.block(codes, item))
         return np.column_stack(blocks).astype(np.float32)
 
     def _vector_similarity(

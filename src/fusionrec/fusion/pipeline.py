@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,12 +42,19 @@ from fusionrec.fusion.candidates import (
 from fusionrec.fusion.config import POPULAR_IN_CATEGORY, REPEAT, FusionConfig, HoldoutConfig, RankerConfig
 from fusionrec.fusion.features import FeatureContext
 from fusionrec.fusion.ranker import Ranker, make_ranker
+from fusionrec.fusion.request_context import fit_encoder as context_encoder
+from fusionrec.fusion.request_context import latest_codes, request_codes
 from fusionrec.fusion.source_cache import fit_source
 from fusionrec.models.base import ModelError, Recommender, add_to_manifest, top_k
 from fusionrec.models.itemtools import request_history_matrix
 from fusionrec.progress import step
 
 log = logging.getLogger(__name__)
+
+# Label-window users whose context (device, channel) the ranker is not told, so that it also ranks
+# well for a request that names none (the pre-scored lists).
+CONTEXT_UNKNOWN_SHARE = 0.3
+
 SOURCES_DIR = "sources"
 FEATURES_FILE = "features.npz"
 # Most bytes of dense source scores one candidate batch may hold with score_all_candidates.
@@ -220,6 +227,7 @@ class MultiSourceRecommender(Recommender):
             covisit_window=cfg.covisit_window,
             covisit_neighbours=cfg.covisit_neighbours,
             attributes=self._attributes,
+            contexts=self._contexts,
         )
 
     def _fit(self, dataset: Dataset) -> None:
@@ -234,6 +242,8 @@ class MultiSourceRecommender(Recommender):
             if cfg.user_attributes
             else AttributeEncoder.empty()
         )
+        # Likewise one vocabulary of the devices and channels whose items differ (none: no feature).
+        self._contexts = context_encoder(dataset)
         windows = label_windows(dataset, cfg.holdout, cfg.seed)
         groups = [
             self._window_groups(before, window, cfg.seed + k) for k, (before, window) in enumerate(windows)
@@ -278,6 +288,7 @@ class MultiSourceRecommender(Recommender):
         self._context = self._build_context(before)
         self._seen = before.matrix(binary=True)
         labels = label_matrix(window, cfg.gains)
+        contexts = self._window_contexts(window, seed)
         has_items = np.diff(self._seen.indptr) > 0
         users = np.flatnonzero((np.diff(labels.indptr) > 0) & has_items)
         if len(users) > cfg.train_users:
@@ -298,7 +309,9 @@ class MultiSourceRecommender(Recommender):
             has_positive = np.bincount(candidates.row, weights=grade > 0, minlength=len(batch)) > 0
             keep = has_positive[candidates.row]
             candidates = candidates.take(keep)
-            X_parts.append(self._features(batch, candidates) if self.needs_features else None)
+            X_parts.append(
+                self._features(batch, candidates, contexts=contexts[batch]) if self.needs_features else None
+            )
             label_parts.append(grade[keep])
             row_weight = (1.0 + np.log1p(revenue[batch])) if revenue is not None else np.ones(len(batch))
             weight_parts.append(row_weight[candidates.row].astype(np.float32))
@@ -314,6 +327,15 @@ class MultiSourceRecommender(Recommender):
             recall=recall_hits / max(recall_total, 1.0),
             n_labels=recall_total,
         )
+
+    def _window_contexts(self, window: Dataset, seed: int) -> np.ndarray:
+        """Per user where they took their latest label-window item (`request_context.latest_codes`),
+        unknown for a seeded share of them: most answers are pre-scored with no request at hand,
+        and the ranker must rank well without a context too."""
+        codes = latest_codes(window, self._contexts)
+        blank = np.random.default_rng(seed).random(len(codes)) < CONTEXT_UNKNOWN_SHARE
+        codes[blank] = -1
+        return codes
 
     # --- candidates, features, scores ------------------------------------------------------------
 
@@ -388,9 +410,16 @@ class MultiSourceRecommender(Recommender):
         return top_k(scores, k)
 
     def _features(
-        self, users: np.ndarray, candidates: Candidates, histories: Sequence[np.ndarray] | None = None
+        self,
+        users: np.ndarray,
+        candidates: Candidates,
+        histories: Sequence[np.ndarray] | None = None,
+        *,
+        contexts: np.ndarray | None = None,
     ) -> np.ndarray:
-        X = self._context.features(users, candidates, histories, relative=self.config.relative_features)
+        X = self._context.features(
+            users, candidates, histories, relative=self.config.relative_features, contexts=contexts
+        )
         keep = self._kept_columns()
         return X if keep is None else X[:, keep]
 
@@ -400,6 +429,7 @@ class MultiSourceRecommender(Recommender):
         return [
             *FeatureContext.feature_names(self.config.source_labels(), vectors=vectors),
             *(context.attribute_features if context is not None else []),
+            *(context.context_features if context is not None else []),
         ]
 
     def _kept_columns(self) -> np.ndarray | None:
@@ -415,19 +445,39 @@ class MultiSourceRecommender(Recommender):
         return names if keep is None else [names[i] for i in keep]
 
     def score_candidates(
-        self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None
+        self,
+        users: np.ndarray,
+        histories: Sequence[np.ndarray] | None = None,
+        context: Mapping[str, str | None] | None = None,
     ) -> tuple[Candidates, np.ndarray]:
-        """The candidates of ``users`` and their combined scores (the serving path's core)."""
-        candidates, _, values = self.trace(users, histories)
+        """The candidates of ``users`` and their combined scores (the serving path's core).
+        ``context``: where the list is shown (``device``, ``channel``), for every user."""
+        candidates, _, values = self.trace(users, histories, context)
         return candidates, values
 
+    @property
+    def context_columns(self) -> tuple[str, ...]:
+        """The request-context columns the ranker reads (`request_context`; empty: none)."""
+        context = getattr(self, "_context", None)
+        if context is None or not self.needs_features:  # a blend reads no features
+            return ()
+        return tuple(str(c) for c in context.context_names)
+
     def trace(
-        self, users: np.ndarray, histories: Sequence[np.ndarray] | None = None
+        self,
+        users: np.ndarray,
+        histories: Sequence[np.ndarray] | None = None,
+        context: Mapping[str, str | None] | None = None,
     ) -> tuple[Candidates, np.ndarray | None, np.ndarray]:
         """`score_candidates` with the feature matrix the combiner read (None without features)."""
         users = np.asarray(users, dtype=np.int64)
         candidates = self._candidates(users, histories)
-        X = self._features(users, candidates, histories) if self.needs_features else None
+        X = None
+        if self.needs_features:
+            codes = None
+            if context and self.context_columns:
+                codes = np.tile(request_codes(context, self._context.context_encoder), (len(users), 1))
+            X = self._features(users, candidates, histories, contexts=codes)
         return candidates, X, self._combine(X, candidates)
 
     def score_parts(

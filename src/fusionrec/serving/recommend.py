@@ -135,7 +135,7 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
         if len(near):
             alike = Scored(near, cosine, Provenance(near, (CONTENT,)))
             live.extend(near[: svc.settings.realtime_items].tolist())
-    scored = _score(svc, loaded, user, live, wanted, degraded)
+    scored = _score(svc, loaded, user, live, wanted, degraded, {"device": q.device, "channel": q.channel})
     if alike is not None:
         scored = alike if scored is None else merge(alike, scored, 1.0)
     if scored is None:  # cold start or failure: the fallback chain
@@ -325,12 +325,21 @@ def _expose(
 
 
 def _score(
-    svc: Service, loaded: LoadedVersion, user: int, live: list[int], wanted: int, degraded: list[str]
+    svc: Service,
+    loaded: LoadedVersion,
+    user: int,
+    live: list[int],
+    wanted: int,
+    degraded: list[str],
+    where: dict[str, str | None] | None = None,
 ) -> Scored | None:
-    """Model candidates (with live history) merged with live item-to-item candidates; None if none."""
+    """Model candidates (with live history) merged with live item-to-item candidates; None if none.
+    ``where``: the request's device and channel, which a ranker that learned from them reads (the
+    pre-scored lists know neither, so such a request is scored now)."""
     name = loaded.model.name
     personal: Scored | None = None
-    precomputed = loaded.extras.get("precomputed")
+    context = _request_context(loaded, where)
+    precomputed = loaded.extras.get("precomputed") if context is None else None
     if (
         precomputed is None
         and not live
@@ -343,7 +352,7 @@ def _score(
     try:
         hit = precomputed.get(user) if precomputed is not None and not live else None
         # No live events since training: the batch-scored list; otherwise score now.
-        personal = Scored(*hit) if hit is not None else _score_live(loaded, user, live, wanted)
+        personal = Scored(*hit) if hit is not None else _score_live(loaded, user, live, wanted, context)
     except Exception as error:  # a failing model must not fail the request: the fallback answers
         logger.error(
             "model %s (%s) failed (%s); answering from the fallback",
@@ -366,7 +375,17 @@ def _score(
     return merge(personal, session, weight)
 
 
-def _score_live(loaded: LoadedVersion, user: int, live: list[int], wanted: int) -> Scored | None:
+def _request_context(loaded: LoadedVersion, where: dict[str, str | None] | None) -> dict[str, str] | None:
+    """The request's values of the context columns the model's ranker reads, or None (none named,
+    or a model that reads none)."""
+    columns = getattr(loaded.model.answering, "context_columns", ())
+    named = {c: v for c, v in (where or {}).items() if c in columns and v is not None}
+    return named or None
+
+
+def _score_live(
+    loaded: LoadedVersion, user: int, live: list[int], wanted: int, context: dict[str, str] | None = None
+) -> Scored | None:
     """Score one visitor now: with the live history when the model takes one, else by user index.
 
     A fused pipeline (`scores_candidates`, also when ``auto`` chose it) takes the history whatever
@@ -383,7 +402,7 @@ def _score_live(loaded: LoadedVersion, user: int, live: list[int], wanted: int) 
         if user < 0 and history is None:
             return None
         candidates, values = model.score_candidates(  # type: ignore[attr-defined]
-            np.array([user], dtype=np.int64), [history] if history is not None else None
+            np.array([user], dtype=np.int64), [history] if history is not None else None, context
         )
         items = candidates.item.astype(np.int64)
         sources = Provenance(items, candidates.sources, candidates.proposed())

@@ -1,0 +1,138 @@
+"""Where a list is shown (the request's ``device`` and ``channel``) as ranking features.
+
+Events carry the device and channel they happened on (`Dataset.event_context`). When the items
+taken on one device differ from those taken on another by more than chance, the fused ranker gets,
+per such column, the candidate's log lift on the request's value: how much more the item is taken
+there than overall (`SegmentLift`, with every event a member of its device's and channel's
+segment). The same user can then get a different list on the app than on the web. Columns whose
+values all take the same items, as far as the data can tell (`estimate_shrinkage` gives them no
+weight), give no feature at all, so a shop whose devices do not differ pays nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from fusionrec.data.dataset import CONTEXT_COLUMNS, Dataset
+from fusionrec.data.user_attributes import AttributeEncoder, SegmentLift
+
+MIN_EVENTS = 50  # a device or channel value with fewer events is not a segment of its own
+LIFT_SUFFIX = "_lift"  # feature name: the column, then this (``device_lift``)
+
+
+def context_feature_names(columns: tuple[str, ...] | list[str]) -> list[str]:
+    """The feature names of these context columns (none for none)."""
+    return [f"{column}{LIFT_SUFFIX}" for column in columns]
+
+
+def is_context_feature(name: str) -> bool:
+    """Whether ``name`` is one of the data-dependent request-context features."""
+    return name in context_feature_names(list(CONTEXT_COLUMNS))
+
+
+def fit_encoder(dataset: Dataset) -> AttributeEncoder:
+    """The context columns whose values take different items, each with its values (those with
+    `MIN_EVENTS` events or more, by frequency); empty when the events carry none that differ."""
+    frame = dataset.event_context
+    names, values = [], []
+    for column in CONTEXT_COLUMNS:
+        if column not in frame.columns:
+            continue
+        counts = frame[column].value_counts()
+        kept = sorted((str(v) for v, n in counts.items() if n >= MIN_EVENTS), key=lambda v: (-counts[v], v))
+        if len(kept) >= 2:
+            names.append(column)
+            values.append(tuple(kept))
+    encoder = AttributeEncoder(tuple(names), tuple(values))
+    if not names:
+        return encoder
+    lift = _segment_lift(dataset, encoder)
+    return encoder.restrict([n for n, m in zip(encoder.names, lift.shrinkage, strict=True) if np.isfinite(m)])
+
+
+def event_codes(frame: pd.DataFrame, encoder: AttributeEncoder) -> np.ndarray:
+    """``int32[n_events, n_columns]``: each event's value code per encoder column (-1: unknown)."""
+    codes = np.full((len(frame), encoder.n_attributes), -1, dtype=np.int32)
+    for a, (column, vocabulary) in enumerate(zip(encoder.names, encoder.values, strict=True)):
+        if column not in frame.columns:
+            continue
+        values = frame[column]
+        categorical = values.cat if isinstance(values.dtype, pd.CategoricalDtype) else None
+        if categorical is None:
+            values = values.astype("category")
+            categorical = values.cat
+        lookup = {value: code for code, value in enumerate(vocabulary)}
+        of_category = np.array(
+            [lookup.get(str(c), -1) for c in categorical.categories] + [-1], dtype=np.int32
+        )
+        # Categorical codes are -1 for NA, which indexes the trailing -1.
+        codes[:, a] = of_category[categorical.codes.to_numpy()]
+    return codes
+
+
+def request_codes(context: Mapping[str, str | None] | None, encoder: AttributeEncoder) -> np.ndarray:
+    """``int32[n_columns]``: a request's value codes (-1 for a column it does not name, or a value
+    the training data did not have)."""
+    context = context or {}
+    return np.array(
+        [
+            {value: code for code, value in enumerate(vocabulary)}.get(str(context.get(column)), -1)
+            if context.get(column) is not None
+            else -1
+            for column, vocabulary in zip(encoder.names, encoder.values, strict=True)
+        ],
+        dtype=np.int32,
+    )
+
+
+def latest_codes(window: Dataset, encoder: AttributeEncoder) -> np.ndarray:
+    """``int32[n_users, n_columns]``: per user the context of their latest event in ``window``
+    (the label window a ranker learns from: where the user took what it is labelled by)."""
+    codes = np.full((window.n_users, encoder.n_attributes), -1, dtype=np.int32)
+    if window.n_events == 0 or encoder.n_attributes == 0:
+        return codes
+    events = event_codes(window.event_context, encoder)
+    # Events are in time order: the last write per user wins.
+    codes[window.user_idx] = events
+    return codes
+
+
+@dataclass(frozen=True)
+class ContextLift:
+    """Per context column and value, each item's log lift: segment row ``offsets[a] + code`` is
+    ``base[row] + lift[row, item]`` (`SegmentLift`, over events)."""
+
+    offsets: np.ndarray  # int64[n_columns + 1]
+    base: np.ndarray  # float32[n_rows]
+    lift: sp.csr_matrix  # float32 n_rows x n_items
+
+    @classmethod
+    def build(cls, dataset: Dataset, encoder: AttributeEncoder) -> ContextLift:
+        segments = _segment_lift(dataset, encoder)
+        return cls(segments.offsets, segments.base, segments.lift)
+
+    def block(self, codes: np.ndarray, item: np.ndarray) -> np.ndarray:
+        """``float32[len(item), n_columns]``: each candidate's lift on its row's value per column
+        (``codes``: ``int32[len(item), n_columns]``); NaN where the value is unknown."""
+        lifts = np.full(codes.shape, np.nan, dtype=np.float32)
+        rows = self.offsets[:-1][None, :] + np.maximum(codes, 0)
+        for a in range(codes.shape[1]):
+            on = codes[:, a] >= 0
+            if on.any():
+                picked = np.asarray(self.lift[rows[on, a], item[on]]).ravel()
+                lifts[on, a] = self.base[rows[on, a]] + picked
+        return lifts
+
+
+def _segment_lift(dataset: Dataset, encoder: AttributeEncoder) -> SegmentLift:
+    """Every event as one member of its values' segments, taking its one item."""
+    n = dataset.n_events
+    taken = sp.csr_matrix(
+        (np.ones(n, dtype=np.float32), (np.arange(n), dataset.item_idx)), shape=(n, dataset.n_items)
+    )
+    return SegmentLift.build(event_codes(dataset.event_context, encoder), taken, encoder.sizes())
