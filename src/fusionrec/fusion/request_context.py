@@ -3,7 +3,7 @@
 Events carry the device and channel they happened on (`Dataset.event_context`). When the items
 taken on one device differ from those taken on another by more than chance, the fused ranker gets,
 per such column, the candidate's log lift on the request's value: how much more the item is taken
-there than overall (`SegmentLift`, with every event a member of its device's and channel's
+there than overall (`SegmentLift`, with every visit a member of its device's and channel's
 segment). The same user can then get a different list on the app than on the web. Columns whose
 values all take the same items, as far as the data can tell (`estimate_shrinkage` gives them no
 weight), give no feature at all, so a shop whose devices do not differ pays nothing.
@@ -130,9 +130,18 @@ class ContextLift:
 
 
 def _segment_lift(dataset: Dataset, encoder: AttributeEncoder) -> SegmentLift:
-    """Every event as one member of its values' segments, taking its one item."""
-    n = dataset.n_events
+    """Segments of visits: each session (a user's events where there is none) on each value is one
+    member, taking each of its items once. Members are visits, not events: a visit's items share
+    its device and its taste (one category browsed), and counted one by one they would look like
+    a device effect on any data."""
+    codes = event_codes(dataset.event_context, encoder)
+    has_session = len(dataset.session_idx) == dataset.n_events
+    sessions = dataset.session_idx if has_session else np.full(dataset.n_events, -1, dtype=np.int64)
+    unit = np.where(sessions >= 0, sessions, int(sessions.max(initial=-1)) + 1 + dataset.user_idx)
+    keys = np.column_stack([unit, codes]).astype(np.int64)
+    members, first, member_of_event = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     taken = sp.csr_matrix(
-        (np.ones(n, dtype=np.float32), (np.arange(n), dataset.item_idx)), shape=(n, dataset.n_items)
+        (np.ones(dataset.n_events, dtype=np.float32), (member_of_event.ravel(), dataset.item_idx)),
+        shape=(len(members), dataset.n_items),
     )
-    return SegmentLift.build(event_codes(dataset.event_context, encoder), taken, encoder.sizes())
+    return SegmentLift.build(codes[first], taken, encoder.sizes())
