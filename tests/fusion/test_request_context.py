@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from fusionrec.data.dataset import Dataset
+from fusionrec.data.synthetic import generate_frames
 from fusionrec.fusion.pipeline import FusionRecommender
 from fusionrec.fusion.request_context import event_codes, fit_encoder, latest_codes, request_codes
 
@@ -109,3 +110,10 @@ def test_the_context_survives_save_and_load(tmp_path: Path) -> None:
             loaded.score_candidates(users, context={"device": device})[1],
             rtol=1e-6,
         )
+
+
+def test_the_synthetic_shop_draws_devices_apart_from_taste() -> None:
+    """Its visits' items share a category and a device: counted per event that looked like a
+    device effect; counted per visit it is none."""
+    events, items, _ = generate_frames(n_events=30_000, seed=7)
+    assert fit_encoder(Dataset.from_frame(events, items)).names == ()

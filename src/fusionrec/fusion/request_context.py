@@ -37,7 +37,9 @@ def is_context_feature(name: str) -> bool:
 
 def fit_encoder(dataset: Dataset) -> AttributeEncoder:
     """The context columns whose values take different items, each with its values (those with
-    `MIN_EVENTS` events or more, by frequency); empty when the events carry none that differ."""
+    `MIN_EVENTS` events or more, by frequency); empty when the events carry none that differ.
+    Fitted on the visits (`_visits`), with the beta-binomial estimate of how much more the values'
+    item shares differ than sampling makes them (`estimate_shrinkage`)."""
     frame = dataset.event_context
     names, values = [], []
     for column in CONTEXT_COLUMNS:
@@ -51,8 +53,15 @@ def fit_encoder(dataset: Dataset) -> AttributeEncoder:
     encoder = AttributeEncoder(tuple(names), tuple(values))
     if not names:
         return encoder
-    lift = _segment_lift(dataset, encoder)
-    return encoder.restrict([n for n, m in zip(encoder.names, lift.shrinkage, strict=True) if np.isfinite(m)])
+    codes, taken = _visits(dataset, encoder)
+    shrinkage = SegmentLift.build(codes, taken, encoder.sizes()).shrinkage
+    # A column counts when its largest value's own visits outweigh the prior (m pseudo-visits): its
+    # lifts then keep more than half of what the data shows. A larger m is a difference chance
+    # alone makes likely, and only gives the ranker noise.
+    largest = [np.bincount(codes[:, a][codes[:, a] >= 0]).max(initial=0) for a in range(len(names))]
+    return encoder.restrict(
+        [n for n, m, most in zip(encoder.names, shrinkage, largest, strict=True) if m < most]
+    )
 
 
 def event_codes(frame: pd.DataFrame, encoder: AttributeEncoder) -> np.ndarray:
@@ -130,10 +139,16 @@ class ContextLift:
 
 
 def _segment_lift(dataset: Dataset, encoder: AttributeEncoder) -> SegmentLift:
-    """Segments of visits: each session (a user's events where there is none) on each value is one
-    member, taking each of its items once. Members are visits, not events: a visit's items share
-    its device and its taste (one category browsed), and counted one by one they would look like
-    a device effect on any data."""
+    """`SegmentLift` over the visits (`_visits`)."""
+    codes, taken = _visits(dataset, encoder)
+    return SegmentLift.build(codes, taken, encoder.sizes())
+
+
+def _visits(dataset: Dataset, encoder: AttributeEncoder) -> tuple[np.ndarray, sp.csr_matrix]:
+    """Each session (a user's events where there is none) on each value is one member, taking each
+    of its items once: ``(int32[n_members, n_columns] codes, members x items)``. Members are
+    visits, not events: a visit's items share its device and its taste (one category browsed), and
+    counted one by one they would look like a device effect on any data."""
     codes = event_codes(dataset.event_context, encoder)
     has_session = len(dataset.session_idx) == dataset.n_events
     sessions = dataset.session_idx if has_session else np.full(dataset.n_events, -1, dtype=np.int64)
@@ -144,4 +159,4 @@ def _segment_lift(dataset: Dataset, encoder: AttributeEncoder) -> SegmentLift:
         (np.ones(dataset.n_events, dtype=np.float32), (member_of_event.ravel(), dataset.item_idx)),
         shape=(len(members), dataset.n_items),
     )
-    return SegmentLift.build(codes[first], taken, encoder.sizes())
+    return codes[first], taken
