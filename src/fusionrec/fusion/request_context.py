@@ -5,8 +5,8 @@ taken on one device differ from those taken on another by more than chance, the 
 per such column, the candidate's log lift on the request's value: how much more the item is taken
 there than overall (`SegmentLift`, with every visit a member of its device's and channel's
 segment). The same user can then get a different list on the app than on the web. Columns whose
-values all take the same items, as far as the data can tell (`estimate_shrinkage` gives them no
-weight), give no feature at all, so a shop whose devices do not differ pays nothing.
+values take the same items, as far as the data can tell (`fit_encoder`), give no feature at all,
+so a shop whose devices do not differ pays nothing.
 """
 
 from __future__ import annotations
@@ -71,10 +71,9 @@ def event_codes(frame: pd.DataFrame, encoder: AttributeEncoder) -> np.ndarray:
         if column not in frame.columns:
             continue
         values = frame[column]
-        categorical = values.cat if isinstance(values.dtype, pd.CategoricalDtype) else None
-        if categorical is None:
+        if not isinstance(values.dtype, pd.CategoricalDtype):
             values = values.astype("category")
-            categorical = values.cat
+        categorical = values.cat
         lookup = {value: code for code, value in enumerate(vocabulary)}
         of_category = np.array(
             [lookup.get(str(c), -1) for c in categorical.categories] + [-1], dtype=np.int32
