@@ -16,15 +16,17 @@ from fusionrec.serving.recommend import (
     explain_one,
     popular,
     recommend,
+    recommend_inline,
     related,
 )
 from fusionrec.serving.redis_client import RedisUnavailableError
-from fusionrec.serving.routes.query import only_declared_query
+from fusionrec.serving.routes.query import only_declared_query, parse_query, query_parameters
 from fusionrec.serving.routes.schemas import (
     ExplainOut,
     FastJSON,
     IdentifyIn,
     RecommendationsOut,
+    RecommendationsQuery,
     RelatedOut,
 )
 from fusionrec.serving.security import require, require_json
@@ -65,68 +67,47 @@ ItemFields = Annotated[tuple[str, ...], Depends(wanted_fields)]
     "/recommendations",
     response_model=RecommendationsOut,
     dependencies=[Depends(require("read")), Depends(only_declared_query)],
+    openapi_extra={"parameters": query_parameters(RecommendationsQuery)},
 )
-async def get_recommendations(
-    svc: Annotated[Service, Depends(service)],
-    user_id: Annotated[str | None, Query(min_length=1, max_length=256)] = None,
-    session_id: Annotated[str | None, Query(min_length=1, max_length=256, description="for guests")] = None,
-    k: Annotated[int, Query(ge=1, le=1000)] = 10,
-    offset: Annotated[int, Query(ge=0, le=100_000, description="skip this many (pages never repeat)")] = 0,
-    category: Annotated[
-        str | None, Query(max_length=512, description="only items in this category path")
-    ] = None,
-    exclude: Annotated[list[str], Query(description="item ids to leave out (repeat or comma-separate)")] = [],  # noqa: B006
-    placement: Annotated[
-        str | None, Query(max_length=64, description="home, product, cart, email ...")
-    ] = None,
-    context: Annotated[str | None, Query(max_length=256, description="the current item id")] = None,
-    device: Annotated[
-        str | None, Query(min_length=1, max_length=64, description="mobile, desktop, tablet ...")
-    ] = None,
-    channel: Annotated[
-        str | None, Query(min_length=1, max_length=64, description="web, app, email ...")
-    ] = None,
-    min_price: Annotated[float | None, Query(ge=0)] = None,
-    max_price: Annotated[float | None, Query(ge=0)] = None,
-    fields: ItemFields = (),
-    explain: Annotated[
-        bool,
-        Query(description="add to each item a `reason` sentence and the `explanation` trace behind it"),
-    ] = False,
-) -> FastJSON:
+async def get_recommendations(request: Request) -> FastJSON:
     """Top-``k`` items for a user (``user_id``) or a guest (``session_id``).
 
     ``placement``, ``device`` and ``channel`` describe where the list is shown; an unknown query
     parameter is a 422 that lists the allowed ones. ``explain=true`` adds why each item is there.
     """
-    if user_id is None and session_id is None:
+    # The hot path: its parameters are one model validated in one call (`RecommendationsQuery`).
+    svc: Service = request.app.state.service
+    params = parse_query(RecommendationsQuery, request.query_params)
+    if params.user_id is None and params.session_id is None:
         raise HTTPException(422, detail=[{"loc": ["query", "user_id"], "msg": "give user_id or session_id"}])
-    if k > svc.settings.max_k:
+    if params.k > svc.settings.max_k:
         raise HTTPException(
             422, detail=[{"loc": ["query", "k"], "msg": f"k must be at most {svc.settings.max_k}"}]
         )
-    if offset > svc.settings.max_offset:
+    if params.offset > svc.settings.max_offset:
         raise HTTPException(
             422,
             detail=[{"loc": ["query", "offset"], "msg": f"offset must be at most {svc.settings.max_offset}"}],
         )
-    excluded = [part for value in exclude for part in value.split(",") if part]
+    fields = await wanted_fields(params.fields)
+    excluded = [part for value in params.exclude for part in value.split(",") if part]
     query = RecQuery(
-        user_id,
-        session_id,
-        k,
-        offset,
-        category,
+        params.user_id,
+        params.session_id,
+        params.k,
+        params.offset,
+        params.category,
         excluded,
-        placement,
-        context,
-        min_price,
-        max_price,
-        device=device,
-        channel=channel,
-        explain=explain,
+        params.placement,
+        params.context,
+        params.min_price,
+        params.max_price,
+        device=params.device,
+        channel=params.channel,
+        explain=params.explain,
     )
-    answer = await run_in_threadpool(recommend, svc, query)
+    # A pre-scored list is answered on the event loop; scoring takes a worker thread.
+    answer = recommend_inline(svc, query) or await run_in_threadpool(recommend, svc, query)
     return FastJSON(with_item_fields(answer, svc.catalogue, fields))
 
 

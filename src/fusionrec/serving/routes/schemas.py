@@ -8,12 +8,40 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from starlette.responses import JSONResponse
 
+from fusionrec.serving.item_fields import ITEM_FIELDS
+
 
 class FastJSON(JSONResponse):
     """JSON via orjson (numpy-free dicts of plain values): cheaper on the hot path."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+class RecommendationsQuery(BaseModel):
+    """The query parameters of ``GET /v1/recommendations`` (validated in one call: `parse_query`)."""
+
+    user_id: str | None = Field(None, min_length=1, max_length=256)
+    session_id: str | None = Field(None, min_length=1, max_length=256, description="for guests")
+    k: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=100_000, description="skip this many (pages never repeat)")
+    category: str | None = Field(None, max_length=512, description="only items in this category path")
+    exclude: list[str] = Field([], description="item ids to leave out (repeat or comma-separate)")
+    placement: str | None = Field(None, max_length=64, description="home, product, cart, email ...")
+    context: str | None = Field(None, max_length=256, description="the current item id")
+    device: str | None = Field(None, min_length=1, max_length=64, description="mobile, desktop, tablet ...")
+    channel: str | None = Field(None, min_length=1, max_length=64, description="web, app, email ...")
+    min_price: float | None = Field(None, ge=0)
+    max_price: float | None = Field(None, ge=0)
+    fields: str | None = Field(
+        None,
+        max_length=256,
+        description=f"item fields to add to each item, comma-separated: {', '.join(ITEM_FIELDS)}",
+        examples=["title,price,image_url,url"],
+    )
+    explain: bool = Field(
+        False, description="add to each item a `reason` sentence and the `explanation` trace behind it"
+    )
 
 
 class FeaturePart(BaseModel):
