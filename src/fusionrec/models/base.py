@@ -411,7 +411,10 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = np.where(np.isnan(scores), -np.inf, scores)
     if k == 0:
         return np.empty((n_rows, 0), dtype=np.int32), np.empty((n_rows, 0), dtype=np.float32)
-    kth = np.partition(scores, n_cols - k, axis=1)[:, n_cols - k][:, None]
+    # The k-th largest value, selected from the front of the negated scores: numpy's introselect
+    # near the end of a row full of equal values (the zeros of a sparse source's scores) takes
+    # ~1 ms on 14k items, from the front ~0.08 ms; the value is the same.
+    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1][:, None]
     greater = scores > kth
     equal = scores == kth
     room = k - greater.sum(axis=1)
