@@ -231,4 +231,18 @@ def strongest_in_rows(weights: sp.csr_matrix, items: np.ndarray, k: int) -> tupl
     items = np.asarray(items, dtype=np.int64)
     if ((items < 0) | (items >= n_items)).any():
         raise ModelError(f"item indices must be in [0, {n_items})")
-    return top_neighbours(weights[items].toarray(), items, min(k, n_items))
+    k = min(k, n_items)
+    if weights.format != "csr" or not weights.has_canonical_format:
+        return top_neighbours(weights[items].toarray(), items, k)
+    # Only the rows' stored entries can be positive: rank those instead of a dense row of every
+    # item (what `top_neighbours` returns: best first, ties to the lower index, -1 / -inf padded).
+    out_items = np.full((len(items), k), -1, dtype=np.int32)
+    out_scores = np.full((len(items), k), -np.inf, dtype=np.float32)
+    for r, item in enumerate(items.tolist()):
+        start, end = weights.indptr[item], weights.indptr[item + 1]
+        cols, values = weights.indices[start:end], weights.data[start:end].astype(np.float32)
+        keep = (values > 0) & (cols != item)
+        cols, values = cols[keep], values[keep]
+        order = np.lexsort((cols, -values))[:k]
+        out_items[r, : len(order)], out_scores[r, : len(order)] = cols[order], values[order]
+    return out_items, out_scores
