@@ -7,7 +7,15 @@ import pytest
 import scipy.sparse as sp
 from pydantic import ValidationError
 
-from fusionrec.models.knn import ItemKNN, UserKNN, similarity_matrix, top_k_rows, weight_features
+from fusionrec.models.itemtools import top_neighbours
+from fusionrec.models.knn import (
+    ItemKNN,
+    UserKNN,
+    similarity_matrix,
+    strongest_in_rows,
+    top_k_rows,
+    weight_features,
+)
 from models.classic_data import matrix_dataset
 
 
@@ -82,3 +90,21 @@ def test_jaccard_with_weighting_is_rejected() -> None:
         ItemKNN(similarity="jaccard", weighting="bm25")
     with pytest.raises(ValidationError):
         UserKNN(neighbours=0)
+
+
+def test_strongest_in_rows_equals_the_top_of_the_dense_rows() -> None:
+    # From the rows' stored entries only: the same list as ranking a dense row of every item
+    # (positive scores, the item itself left out, ties to the lower index, -1 padded).
+    rng = np.random.default_rng(0)
+    for seed in range(40):
+        n = int(rng.integers(2, 300))
+        weights = sp.random(
+            n, n, density=float(rng.random() * 0.3), format="csr", dtype=np.float32, random_state=seed
+        )
+        weights.data = np.round(weights.data * 4) - 1  # ties, stored zeros and negative entries
+        items = rng.integers(0, n, int(rng.integers(1, 20)))
+        k = int(rng.integers(1, n + 5))
+        got = strongest_in_rows(weights, items, k)
+        expected = top_neighbours(weights[items].toarray(), items, min(k, n))
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])

@@ -29,3 +29,19 @@ def test_nan_scores_rank_last_and_never_break_the_shape() -> None:
     items, values = top_k(np.array([[np.nan, 2.0, 1.0]], dtype=np.float32), 3)
     assert items.tolist() == [[1, 2, -1]]
     assert values[0, :2].tolist() == [2.0, 1.0]
+
+
+def test_top_k_of_a_sparse_sources_row_full_of_zeros_matches_a_full_sort() -> None:
+    # A sparse source's dense row: a few hundred positive scores among thousands of zeros (and
+    # -inf where excluded), the case the k-th value is selected for from the front of the row.
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        scores = np.zeros((2, 3000), dtype=np.float32)
+        for row in scores:
+            row[rng.choice(3000, int(rng.integers(0, 300)), replace=False)] = (
+                rng.integers(1, 5, 1)[0] * rng.random()
+            )
+        scores[rng.random(scores.shape) < 0.05] = -np.inf
+        k = int(rng.integers(1, 400))
+        items, _ = top_k(scores, k)
+        np.testing.assert_array_equal(items, reference_top_k(scores, k))

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
+
+from fusionrec.serving.recommend import RecQuery, recommend, recommend_inline
+from fusionrec.serving.routes.schemas import RecommendationsQuery
+from serving.conftest import precomputed_client
 
 
 def test_device_and_channel_are_request_parameters(client: TestClient, known_user: str) -> None:
@@ -61,3 +67,39 @@ def test_a_guest_on_a_new_items_page_gets_items_like_it(client: TestClient) -> N
     index = loaded.item_index
     assert all(categories[index[entry["item_id"]]] == category for entry in answer["items"])
     assert all("content" in entry["sources"] for entry in answer["items"])
+
+
+def test_every_parameter_is_documented_and_repeated_excludes_all_apply(
+    client: TestClient, known_user: str
+) -> None:
+    spec = client.get("/openapi.json").json()
+    documented = {p["name"] for p in spec["paths"]["/v1/recommendations"]["get"]["parameters"]}
+    assert set(RecommendationsQuery.model_fields) <= documented
+    first = client.get("/v1/recommendations", params={"user_id": known_user, "k": 4}).json()["items"]
+    ids = [entry["item_id"] for entry in first]
+    # Repeated and comma-separated: every one is left out.
+    params = [("user_id", known_user), ("k", "4"), ("exclude", ids[0]), ("exclude", f"{ids[1]},{ids[2]}")]
+    again = client.get("/v1/recommendations", params=params)
+    assert again.status_code == 200, again.text
+    assert not {entry["item_id"] for entry in again.json()["items"]} & set(ids[:3])
+    bad = client.get("/v1/recommendations", params={"user_id": known_user, "k": "0", "min_price": "-1"})
+    assert bad.status_code == 422
+    assert [e["loc"] for e in bad.json()["detail"]] == [["query", "k"], ["query", "min_price"]]
+
+
+def test_a_prescored_answer_on_the_event_loop_is_the_threads_answer(
+    store_url: str, models_dir: Path, known_user: str
+) -> None:
+    for client in precomputed_client(store_url, models_dir):
+        service = client.app.state.service
+        query = RecQuery(user_id=known_user, k=7)
+        inline = recommend_inline(service, query)
+        assert inline is not None
+        service.cache.clear()  # the thread's answer is scored again, not read from the cache
+        threaded = recommend(service, query)
+        assert [e["item_id"] for e in inline["items"]] == [e["item_id"] for e in threaded["items"]]
+        # An event since training: the model scores (a worker thread), nothing inline.
+        item = str(service.registry.active.item_ids[0])
+        service.ingest([{"user_id": known_user, "item_id": item, "event_type": "view"}])
+        assert recommend_inline(service, query) is None
+        assert recommend_inline(service, RecQuery(user_id=known_user, explain=True)) is None
