@@ -610,6 +610,23 @@ def cached_related(svc: Service, item_id: str, k: int, kind: str) -> dict[str, A
     return hit
 
 
+def related_inline(svc: Service, item_id: str, k: int, kind: str) -> dict[str, Any] | None:
+    """`related`'s answer when it is cheap enough for the event loop, else None (nothing done):
+    the cached answer, or a known item's when its neighbours are cheap (`ItemNeighbours.cheap`)
+    and nothing is read from Redis (the new items' counters live there then)."""
+    hit = cached_related(svc, item_id, k, kind)
+    if hit is not None or svc.redis is not None:
+        return hit
+    loaded = svc.registry.active
+    index = loaded.item_index.get(item_id) if loaded is not None else None
+    if index is None:
+        return None
+    provider = loaded.extras["neighbours" if kind == "similar" else "bought_together"]
+    if not provider.cheap(index) or (kind != "similar" and not loaded.extras["neighbours"].cheap(index)):
+        return None  # a bought-together list may fall back to the similar items
+    return related(svc, item_id, k, kind)
+
+
 def _related_key(svc: Service, loaded: LoadedVersion, k: int) -> str:
     # The cache's LRU is over its first key (one per item here), its second holds a few variants.
     return f"{loaded.version}|{svc.catalogue.revision}|{k}"

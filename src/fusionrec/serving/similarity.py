@@ -10,6 +10,7 @@ on demand for the items actually asked about, and memoised (bounded).
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 
@@ -22,6 +23,10 @@ from fusionrec.models.base import top_k
 NeighbourLookup = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]]
 
 MAX_USERS_PER_ITEM = 5_000  # co-occurrence of very popular items: a deterministic sample of their users
+# A row computed within this much thread CPU on average (over at least CHEAP_AFTER rows) is cheap
+# enough to compute on the event loop: less than the worker-thread hop it would otherwise take.
+CHEAP_ROW_S = 0.0003
+CHEAP_AFTER = 20
 
 
 class Cooccurrence:
@@ -64,10 +69,21 @@ class ItemNeighbours:
         self.cache_size = cache
         self._cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._lock = threading.Lock()
+        self._computed = 0  # rows computed, and the thread CPU they took (`cheap`)
+        self._seconds = 0.0
 
     @property
     def available(self) -> bool:
         return self.lookup is not None or self.cooccurrence is not None
+
+    def cheap(self, item: int) -> bool:
+        """Whether `neighbours` of ``item`` is cheap: memoised, or rows have been computed in under
+        `CHEAP_ROW_S` of CPU on average (a model's stored item x item list, not a dense pass or a
+        co-occurrence count over thousands of users). Measured, not assumed per model."""
+        with self._lock:
+            if item in self._cache:
+                return True
+            return self._computed >= CHEAP_AFTER and self._seconds < CHEAP_ROW_S * self._computed
 
     def neighbours(self, item: int) -> tuple[np.ndarray, np.ndarray]:
         """``(items int32[<=k], scores float32)`` best first; empty when the item has none."""
@@ -76,6 +92,7 @@ class ItemNeighbours:
             if hit is not None:
                 self._cache.move_to_end(item)
                 return hit
+        started = time.thread_time()
         if self.lookup is not None:
             items, scores = self.lookup(np.array([item]), self.k)
             items, scores = items[0], scores[0]
@@ -88,6 +105,8 @@ class ItemNeighbours:
         valid = (items >= 0) & np.isfinite(scores) & (items != item)
         result = (items[valid].astype(np.int32), scores[valid].astype(np.float32))
         with self._lock:
+            self._computed += 1
+            self._seconds += time.thread_time() - started
             self._cache[item] = result
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)

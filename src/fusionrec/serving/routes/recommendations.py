@@ -12,12 +12,12 @@ from fusionrec.serving.recommend import (
     RecQuery,
     UnknownIdError,
     cached_popular,
-    cached_related,
     explain_one,
     popular,
     recommend,
     recommend_inline,
     related,
+    related_inline,
 )
 from fusionrec.serving.redis_client import RedisUnavailableError
 from fusionrec.serving.routes.query import only_declared_query, parse_query, query_parameters
@@ -154,8 +154,8 @@ async def similar(
     fields: ItemFields = (),
 ) -> FastJSON:
     """Items like ``item_id`` (new items: popular in their category)."""
-    # A cached answer is a dict lookup: answered on the event loop, without a thread hop.
-    answer = cached_related(svc, item_id, k, "similar") or await run_in_threadpool(
+    # A cached or cheap answer on the event loop (`related_inline`), else in a worker thread.
+    answer = related_inline(svc, item_id, k, "similar") or await run_in_threadpool(
         related, svc, item_id, k, "similar"
     )
     if answer is None:
@@ -173,7 +173,8 @@ async def bought_together(
     fields: ItemFields = (),
 ) -> FastJSON:
     """Items bought in the same baskets as ``item_id`` (fallback: similar items)."""
-    answer = cached_related(svc, item_id, k, "bought_together") or await run_in_threadpool(
+    # A cached or cheap answer on the event loop (`related_inline`), else in a worker thread.
+    answer = related_inline(svc, item_id, k, "bought_together") or await run_in_threadpool(
         related, svc, item_id, k, "bought_together"
     )
     if answer is None:
