@@ -72,9 +72,9 @@ def recommend_inline(svc: Service, q: RecQuery) -> dict[str, Any] | None:
 
     For the event loop: a known user's pre-scored list (or a cached answer) with the rules costs
     about a tenth of a millisecond, less than the worker-thread hop `recommend` needs when it
-    scores. Scoring (live events, a page's context, a list not pre-scored yet) and explanations
-    return None, and so does everything while the live state, cache and counters are in Redis (a
-    network read must not block the loop).
+    scores. Scoring (live events, a page's context, a device or channel the ranker reads, a list
+    not pre-scored yet) and explanations return None, and so does everything while the live
+    state, cache and counters are in Redis (a network read must not block the loop).
     """
     if svc.redis is not None or q.explain:
         return None
@@ -143,7 +143,8 @@ def _recommend(svc: Service, q: RecQuery, *, inline: bool) -> dict[str, Any] | N
     n = q.offset + q.k
     user = loaded.user_index.get(user_id, -1) if user_id is not None and not svc.is_erased(user_id) else -1
     live = [loaded.item_index[i] for i in state.items if i in loaded.item_index]
-    if inline and (live or q.context or not _prescored(loaded, user)):
+    where = {"device": q.device, "channel": q.channel}
+    if inline and (live or q.context or _request_context(loaded, where) or not _prescored(loaded, user)):
         return None  # the model scores: in a worker thread (`recommend`)
     context = loaded.item_index.get(q.context) if q.context else None
     if context is not None:
@@ -158,7 +159,7 @@ def _recommend(svc: Service, q: RecQuery, *, inline: bool) -> dict[str, Any] | N
         if len(near):
             alike = Scored(near, cosine, Provenance(near, (CONTENT,)))
             live.extend(near[: svc.settings.realtime_items].tolist())
-    scored = _score(svc, loaded, user, live, wanted, degraded, {"device": q.device, "channel": q.channel})
+    scored = _score(svc, loaded, user, live, wanted, degraded, where)
     if alike is not None:
         scored = alike if scored is None else merge(alike, scored, 1.0)
     if scored is None:  # cold start or failure: the fallback chain
@@ -349,7 +350,7 @@ def _expose(
 
 def _prescored(loaded: LoadedVersion, user: int) -> bool:
     """Whether ``user`` has a pre-scored list in ``loaded`` (what `_score` answers with when the
-    visitor has no live history)."""
+    visitor has no live history and the request names no context the ranker reads)."""
     precomputed = loaded.extras.get("precomputed")
     return user >= 0 and precomputed is not None and precomputed.get(user) is not None
 
