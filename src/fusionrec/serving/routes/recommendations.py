@@ -78,6 +78,7 @@ async def get_recommendations(request: Request) -> FastJSON:
     # The hot path: its parameters are one model validated in one call (`RecommendationsQuery`).
     svc: Service = request.app.state.service
     params = parse_query(RecommendationsQuery, request.query_params)
+    fields = await wanted_fields(params.fields)  # first, as when it was a dependency
     if params.user_id is None and params.session_id is None:
         raise HTTPException(422, detail=[{"loc": ["query", "user_id"], "msg": "give user_id or session_id"}])
     if params.k > svc.settings.max_k:
@@ -89,7 +90,6 @@ async def get_recommendations(request: Request) -> FastJSON:
             422,
             detail=[{"loc": ["query", "offset"], "msg": f"offset must be at most {svc.settings.max_offset}"}],
         )
-    fields = await wanted_fields(params.fields)
     excluded = [part for value in params.exclude for part in value.split(",") if part]
     query = RecQuery(
         params.user_id,
