@@ -35,7 +35,9 @@ def _events(seed: int = 5) -> pd.DataFrame:
         item = (0 if device == "app" else HALF) + min(int(rng.zipf(1.5)) - 1, HALF - 1)
         when = start + pd.Timedelta(minutes=12 * n)
         rows.append((f"u{user}", f"i{item}", "view", when, device, f"s{user}-{n // 40}"))
-    return pd.DataFrame(rows, columns=["user_id", "item_id", "event_type", "timestamp", "device", "session_id"])
+    return pd.DataFrame(
+        rows, columns=["user_id", "item_id", "event_type", "timestamp", "device", "session_id"]
+    )
 
 
 @pytest.fixture(scope="module")
