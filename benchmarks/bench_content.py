@@ -308,11 +308,11 @@ def bench_live_new_items(model_name: str) -> dict[str, Any]:
 def bench_beauty_hybrid(epochs: int, params: dict[str, Any], parts: list[str]) -> dict[str, Any]:
     """The ``hybrid`` model on the warm and new-item protocols of `bench_beauty`, fixed epochs.
 
-    Each fitted model is scored with ``new_item_offset`` on (``test_*``) and off
-    (``without_new_item_offset``); it is a scoring-time option. The recorded run had it on.
-    Parts not run keep their earlier results in the JSON."""
+    Each fitted model is scored with its ``new_item_scoring`` (default "rank", ``test_*``) and with
+    "content" (``with_content_logits``: new items keep their raw content-only logits); it is a
+    scoring-time option. Parts not run keep their earlier results in the JSON."""
     _, split, cold = beauty_new_item_split()
-    params = {"epochs": epochs, "new_item_offset": True, **params}
+    params = {"epochs": epochs, **params}
     path = RESULTS / "hybrid_amazon-beauty.json"
     out: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
     out |= {
@@ -338,8 +338,8 @@ def bench_beauty_hybrid(epochs: int, params: dict[str, Any], parts: list[str]) -
         model = create_model("hybrid", **params).fit(train)
         fit_s, fit_cpu = time.perf_counter() - started, time.process_time() - cpu
         result = _score_hybrid(model, train, split, users_filter, cold)
-        model.config = model.config.model_copy(update={"new_item_offset": False})
-        result["without_new_item_offset"] = _score_hybrid(model, train, split, users_filter, cold)
+        model.config = model.config.model_copy(update={"new_item_scoring": "content"})
+        result["with_content_logits"] = _score_hybrid(model, train, split, users_filter, cold)
         result |= {
             "fit_seconds": round(fit_s, 1),
             "fit_cpu_seconds": round(fit_cpu, 1),

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("torch", reason="the hybrid model needs fusionrec[deep]")
+torch = pytest.importorskip("torch", reason="the hybrid model needs fusionrec[deep]")
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.split import leave_last_out
 from fusionrec.evaluation.protocol import refit_on_full
+from fusionrec.models._sequences import last_windows
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import create_model
 
@@ -211,15 +212,26 @@ def test_hybrid_is_a_source_of_the_fused_pipeline() -> None:
     assert fused.timings_["fit:hybrid"] > 0
 
 
-def test_new_item_offset_moves_only_new_items_by_the_mean_id_uplift() -> None:
+def test_new_items_rank_among_warm_items_as_their_content_ranks_them() -> None:
     data = Dataset.from_frame(group_events(), catalogue(with_tags=True, with_vectors=False))
-    model = create_model("hybrid", **{**PARAMS_CONTENT, "epochs": 5, "new_item_offset": True}).fit(data)
+    model = create_model("hybrid", **{**PARAMS_CONTENT, "epochs": 5}).fit(data)
     users = np.arange(data.n_users)
-    with_offset = model.score(users)
-    model.config = model.config.model_copy(update={"new_item_offset": False})
-    without = model.score(users)
+    ranked = model.score(users)  # default new_item_scoring="rank"
+    model.config = model.config.model_copy(update={"new_item_scoring": "content"})
+    raw = model.score(users)
     new = model.cold_items_
-    np.testing.assert_allclose(with_offset[:, ~new], without[:, ~new], rtol=1e-6)
-    shift = with_offset[:, new] - without[:, new]
-    np.testing.assert_allclose(shift, shift[:, :1].repeat(new.sum(), axis=1), rtol=1e-4, atol=1e-5)
-    assert np.abs(shift).max() > 0
+    np.testing.assert_allclose(ranked[:, ~new], raw[:, ~new], rtol=1e-6)  # warm items untouched
+    # Every item's content-only logit (ids off for all) for each user.
+    net = model._net
+    with torch.no_grad():
+        table = net.item_table()
+        windows, lengths = last_windows(model.seq_indptr_, model.seq_items_, users, model.config.max_len)
+        last = model._last_hidden(net, table, windows, lengths, users + 1, "cpu")
+        content = (last @ net.item_table(ids=False)[1:].T).numpy()
+    np.testing.assert_allclose(raw[:, new], content[:, new], rtol=1e-5, atol=1e-6)
+    for user in users:
+        for i in np.flatnonzero(new):
+            # Below as many warm items in the ranking as its content-only logit is below.
+            below_content = (content[user, ~new] < content[user, i]).sum()
+            below_ranked = (ranked[user, ~new] < ranked[user, i]).sum()
+            assert below_ranked == below_content
