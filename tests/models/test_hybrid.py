@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-torch = pytest.importorskip("torch", reason="the hybrid model needs fusionrec[deep]")
+pytest.importorskip("torch", reason="the hybrid model needs fusionrec[deep]")
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.split import leave_last_out
@@ -16,6 +16,8 @@ from fusionrec.evaluation.protocol import refit_on_full
 from fusionrec.models._sequences import last_windows
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import create_model
+
+torch = pytest.importorskip("torch")
 
 FAST = {
     "embedding_dim": 16,

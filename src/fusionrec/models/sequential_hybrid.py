@@ -21,7 +21,9 @@ the whole catalogue at once.
 are left out of the training softmax: they did not exist for the users of the log, so they are not
 evidence of dislike, and their content tokens learn only from items people did use. In training
 each item loses its id embedding with probability ``id_dropout`` per batch, so the tower learns to
-score items from content alone. User token 0 is a learned "unknown user" row: request-time histories
+score items from content alone. Scored beside warm items, whose logits carry their id part, a new
+item is placed by rank (``new_item_scoring="rank"``): where its content-only logit falls among the
+warm items' content-only logits, there it falls among their full logits. User token 0 is a learned "unknown user" row: request-time histories
 (serving, the evaluation protocols that pass histories) use it, and training hides the user with
 probability ``user_dropout`` so that path is trained too.
 """
@@ -157,7 +159,10 @@ class HybridNet(nn.Module):
         first, d = self.item_mlp[0], ids.shape[1]
         text = self._text_cnn()
         at = d + text.shape[1]
-        h = F.linear(ids, first.weight[:, :d]) + F.linear(text, first.weight[:, d:at], first.bias)[self.token_row]
+        h = (
+            F.linear(ids, first.weight[:, :d])
+            + F.linear(text, first.weight[:, d:at], first.bias)[self.token_row]
+        )
         for i, projection in enumerate(self.vector_projections):
             part = projection(getattr(self, f"vectors_{i}")) * self.present[:, i : i + 1]
             h = h + F.linear(part, first.weight[:, at + i * d : at + (i + 1) * d])
