@@ -237,3 +237,16 @@ def test_new_items_rank_among_warm_items_as_their_content_ranks_them() -> None:
             below_content = (content[user, ~new] < content[user, i]).sum()
             below_ranked = (ranked[user, ~new] < ranked[user, i]).sum()
             assert below_ranked == below_content
+    # A shallow map is exact at the top only; a new item below it stays below the warm items there.
+    depth = 3
+    model.config = model.config.model_copy(update={"new_item_scoring": "rank", "new_item_rank_depth": depth})
+    shallow = model.score(users)
+    warm = int((~new).sum())
+    for user in users:
+        edge = np.sort(content[user, ~new])[-depth]  # the depth-th largest warm content logit
+        for i in np.flatnonzero(new):
+            below_shallow = (shallow[user, ~new] < shallow[user, i]).sum()
+            if content[user, i] > edge:
+                assert below_shallow == (content[user, ~new] < content[user, i]).sum()
+            elif content[user, i] < edge:
+                assert below_shallow <= warm - depth
