@@ -1,18 +1,33 @@
-"""Load test of `fusionrec serve`: latency percentiles and throughput, client on the same machine.
+"""Load test of `fusionrec serve` against a static floor, client on the same machine.
 
-Protocol: a synthetic shop (``--events``) is ingested into a DuckDB file; two versions are trained
-into a model repository (v0001 = EASE, v0002 = the default fused pipeline); the service runs in
-its own uvicorn process (one worker). An open-loop asyncio client (httpx, keep-alive pool) sends
-requests at a fixed rate (``--rate``) for ``--seconds``, each scenario ``--runs`` times; latency is
-measured per request from send to full response. Scenarios:
+The shop: a synthetic shop of ``--events`` ingested into a DuckDB file with two versions trained
+(v0001 = EASE, v0002 = the default fused pipeline), or, with ``--workdir`` holding a store and a
+trained repository (what ``bench_hot_path.py --workdir`` leaves), that store and version reused.
+The store is copied first, so the benchmark's live events never reach the original.
 
-* fused: GET /v1/recommendations for random known users (cache misses: each user asked once per run)
-* cached: the same 50 users over and over (cache hits)
-* popular: GET /v1/popular
-* ingest: POST /v1/events batches of ``--batch`` events, sequentially: events per second
-* activation: fused load while v0001 and v0002 are activated in turn every second: failed requests
+Parts (``--parts``; results are merged into ``--out``, so parts can run one at a time):
 
-Writes benchmarks/results/serving.json (medians over runs).
+* single: the service in one uvicorn worker. Start-up: seconds from spawning the process to
+  ``/readyz`` 200 (answers may then be flagged "precomputing"), and to pre-scoring finished;
+  resident memory. Then ``--runs`` runs; in each, every scenario is driven to saturation by the
+  same wrk command (``--wrk-*``) against the **static floor** (``serving_floor.py``: a bare
+  FastAPI app under the same uvicorn settings answering the bodies fusionrec gave, captured
+  first, so the same sizes) and then against the service, with the server processes' CPU per
+  request read from /proc; then the open-loop client (httpx, asyncio) at fixed rates: known users
+  at ``--known-rate`` requests/s, live visitors at ``--pair-rate`` pairs/s (an event, then the
+  recommendations: the latency of that recommendation request is reported), each against the
+  floor and the service. Scenarios (`SCENARIOS`): known users (pre-scored), live visitor
+  (an event pipelined before the recommendation request on one connection), guest (a new session
+  with one event, then its recommendations), popular, similar items.
+* redis: the same with ``--workers`` uvicorn workers sharing Redis (127.0.0.1:6379) for the
+  online state and a PostgreSQL copy of the store (a DuckDB file has one writer), for the
+  scenarios of ``--redis-scenarios``.
+* memory: the service loaded in this process; what its arrays hold per user, per item and in
+  item × item matrices (`serving_memory.inventory`), against the growth of resident memory.
+* classic: the earlier protocol (open loop at ``--rate``: fused, cached, popular, activation
+  under load; batched ingestion; calls inside the service without HTTP).
+
+Medians over the runs, each run in the JSON (``--out``, default benchmarks/results/serving.json).
 """
 
 from __future__ import annotations
@@ -22,22 +37,53 @@ import asyncio
 import json
 import os
 import platform
-import socket
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 
+from serving_load import (
+    Server,
+    WrkSettings,
+    cpu_seconds,
+    find_process,
+    rss_bytes,
+    saturate,
+    spawn,
+    wait_ready,
+    write_lines,
+)
+
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "serving.json"
+SCENARIOS = ("known", "live", "guest", "popular", "similar", "event")
+PARTS = ("single", "redis", "memory", "classic")
+MB = 1024 * 1024
 
 
-def prepare(workdir: Path, n_events: int, fused: bool) -> tuple[str, Path, list[str], list[str]]:
+@dataclass
+class Shop:
+    """The store and model repository a benchmark serves, and the ids it asks for."""
+
+    store_url: str
+    models: Path
+    users: list[str]  # users with events: known to the model
+    items: list[str]  # items with events
+    events: int
+    versions: list[str]
+
+
+# --- the shop -------------------------------------------------------------------------------
+
+
+def train_shop(workdir: Path, n_events: int, fused: bool) -> None:
+    """A synthetic shop in ``workdir``: shop.duckdb, models/v0001 (EASE) and v0002 (fused)."""
     from fusionrec.data.dataset import Dataset
     from fusionrec.data.ingest import ingest_frame
     from fusionrec.data.store import open_store
@@ -46,54 +92,207 @@ def prepare(workdir: Path, n_events: int, fused: bool) -> tuple[str, Path, list[
     from fusionrec.training import TrainingSpec, train_version
 
     events, items, _ = generate_frames(n_events=n_events, seed=7)
-    store_url = f"duckdb:///{workdir / 'shop.duckdb'}"
-    with open_store(store_url) as store:
+    with open_store(f"duckdb:///{workdir / 'shop.duckdb'}") as store:
         ingest_frame(store, events)
         store.upsert_items(items)
     dataset = Dataset.from_frame(events, items)
     repo = ModelRepository(workdir / "models")
-    started = time.perf_counter()
-    train_version(dataset, repo, TrainingSpec("ease"), trained_by="bench_serving", valid_days=0)
-    print(f"ease trained in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    if fused:
+    for name in ("ease", "fusion") if fused else ("ease",):
         started = time.perf_counter()
-        train_version(dataset, repo, TrainingSpec("fusion"), trained_by="bench_serving", valid_days=0)
-        print(f"fusion trained in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    users = sorted(set(events.column("user_id").drop_null().to_pylist()))
-    return store_url, workdir / "models", users, items.column("item_id").to_pylist()
+        train_version(dataset, repo, TrainingSpec(name), trained_by="bench_serving", valid_days=0)
+        print(f"{name} trained in {time.perf_counter() - started:.1f} s", file=sys.stderr)
 
 
-def start_server(store_url: str, models: Path, port: int) -> subprocess.Popen:
+def versions_in(models: Path) -> list[str]:
+    return sorted(p.name for p in models.glob("v[0-9]*") if (p / "manifest.json").is_file())
+
+
+def make_shop(args: argparse.Namespace, scratch: Path) -> Shop:
+    """Reuse ``--workdir`` when it holds a trained repository (else train one there or in scratch)."""
+    source = args.workdir or scratch
+    if not versions_in(source / "models"):
+        source.mkdir(parents=True, exist_ok=True)
+        train_shop(source, args.events, not args.no_fusion)
+    store = scratch / "shop.duckdb"
+    if source != scratch:
+        shutil.copyfile(source / "shop.duckdb", store)  # live events go to the copy
+    store_url = f"duckdb:///{store}"
+    users, items, events = read_ids(store_url)
+    return Shop(store_url, source / "models", users, items, events, versions_in(source / "models"))
+
+
+def read_ids(store_url: str) -> tuple[list[str], list[str], int]:
+    """Users and items with events (sorted), and the number of events."""
+    from fusionrec.data.store import open_store
+
+    with open_store(store_url, create=False) as store:
+        users = store.query_arrow("SELECT DISTINCT user_id FROM events WHERE user_id IS NOT NULL")
+        items = store.query_arrow("SELECT DISTINCT item_id FROM events WHERE item_id IS NOT NULL")
+        events = store.counts()["events"]
+    return (
+        sorted(map(str, users.column(0).to_pylist())),
+        sorted(map(str, items.column(0).to_pylist())),
+        events,
+    )
+
+
+def postgres_copy(shop: Shop, url: str) -> str:
+    """The shop's events and items in PostgreSQL at ``url`` (copied once; reused when complete)."""
+    from fusionrec.data.store import open_store
+
+    with open_store(shop.store_url, create=False) as source, open_store(url) as target:
+        if target.counts()["events"] < shop.events:
+            started = time.perf_counter()
+            target.upsert_items(source.items_arrow())
+            events = source.events_arrow()
+            for offset in range(0, events.num_rows, 200_000):
+                target.insert_events(events.slice(offset, 200_000))
+            print(f"copied to PostgreSQL in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return url
+
+
+# --- servers ----------------------------------------------------------------------------------
+
+
+def service_env(shop: Shop, store_url: str, workers: int, redis: str | None, prefix: str) -> dict[str, str]:
     env = {
-        **os.environ,
         "FUSIONREC_SERVING_STORE_URL": store_url,
-        "FUSIONREC_SERVING_MODELS_DIR": str(models),
-        "FUSIONREC_SERVING_MAX_BODY_BYTES": str(64 * 1024 * 1024),
+        "FUSIONREC_SERVING_MODELS_DIR": str(shop.models),
+        "FUSIONREC_SERVING_MAX_BODY_BYTES": str(64 * MB),
+        "FUSIONREC_SERVING_DEV": "true",  # writes and admin calls without a key, on 127.0.0.1
+        "FUSIONREC_SERVING_WORKERS": str(workers),
     }
-    command = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        "fusionrec.serving.app:app_from_env",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    process = subprocess.Popen(command, env=env)
-    deadline = time.time() + 300
-    while time.time() < deadline:
+    if redis:
+        env |= {"FUSIONREC_SERVING_REDIS_URL": redis, "FUSIONREC_SERVING_REDIS_PREFIX": prefix}
+    return env
+
+
+def start_service(env: dict[str, str], workers: int) -> Server:
+    return spawn("fusionrec", ["--factory", "fusionrec.serving.app:app_from_env"], env, workers)
+
+
+def start_floor(answers: Path, workers: int) -> Server:
+    app = ["--app-dir", str(ROOT), "--factory", "serving_floor:app_from_env"]
+    floor = spawn("floor", app, {"BENCH_FLOOR_ANSWERS": str(answers)}, workers)
+    wait_ready(floor, precomputed=False, streak=5 * workers)
+    return floor
+
+
+def start_up(env: dict[str, str], workers: int, probe_user: str) -> tuple[Server, dict[str, Any]]:
+    """Spawn the service and time it: to /readyz 200, and to pre-scoring finished."""
+    server = start_service(env, workers)
+    streak = 5 * workers
+    ready = wait_ready(server, precomputed=False, streak=streak)
+    early = httpx.get(f"{server.url}/v1/recommendations", params={"user_id": probe_user}, timeout=30).json()
+    precomputed = wait_ready(server, precomputed=True, streak=streak)
+    out = {
+        "start_to_ready_s": round(ready, 1),
+        "start_to_precomputed_s": round(precomputed, 1),
+        # What a known user got at ready: the fallback flagged "precomputing" while lists are scored.
+        "answer_at_ready": {k: early.get(k) for k in ("degraded", "degraded_causes", "fallback")},
+        "rss_mb_precomputed": round(rss_bytes(server.pids()) / MB),
+    }
+    return server, out
+
+
+def restart_times(env: dict[str, str], workers: int, times: int) -> list[dict[str, Any]]:
+    """Further start-ups, each stopped at /readyz 200: seconds and resident memory then."""
+    out = []
+    for _ in range(times):
+        server = start_service(env, workers)
         try:
-            ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
-            if ready.status_code == 200 and ready.json().get("precomputed"):  # batch scoring finished
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    process.kill()
-    raise RuntimeError("the service did not become ready")
+            ready = wait_ready(server, precomputed=False, streak=5 * workers)
+            out.append(
+                {"start_to_ready_s": round(ready, 1), "rss_mb_ready": round(rss_bytes(server.pids()) / MB)}
+            )
+        finally:
+            server.stop()
+    return out
+
+
+def capture_answers(server: Server, shop: Shop, path: Path) -> dict[str, int]:
+    """The service's own answers for the floor to repeat (bytes by route)."""
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        event = {"session_id": "bench-capture", "item_id": shop.items[0], "event_type": "view"}
+        answers = {
+            "recommendations": client.get("/v1/recommendations", params={"user_id": shop.users[0], "k": 10}),
+            "events": client.post("/v1/events", json=event),
+            "popular": client.get("/v1/popular", params={"k": 10}),
+            "similar": client.get(f"/v1/items/{shop.items[0]}/similar", params={"k": 10}),
+        }
+    for name, answer in answers.items():
+        answer.raise_for_status()
+        if name == "recommendations" and answer.json().get("degraded"):
+            raise RuntimeError(f"the captured answer is degraded: {answer.text[:200]}")
+    path.write_text(json.dumps({name: answer.text for name, answer in answers.items()}))
+    return {name: len(answer.content) for name, answer in answers.items()}
+
+
+# --- scenarios --------------------------------------------------------------------------------
+
+
+def event_json(visitor: dict[str, str], item: str, event_id: str) -> str:
+    return json.dumps({**visitor, "item_id": item, "event_type": "view", "event_id": event_id})
+
+
+def scenario_lines(scenario: str, users: list[str], items: list[str], tag: str) -> list[str]:
+    """The rotation of one wrk run (see serving_wrk.lua): GET paths, or path + tab + event."""
+    recs = "/v1/recommendations?k=10&"
+    if scenario == "known":
+        return [f"{recs}user_id={u}" for u in users]
+    if scenario == "live":
+        return [
+            f"{recs}user_id={u}\t{event_json({'user_id': u}, items[i % len(items)], f'{tag}-%N%')}"
+            for i, u in enumerate(users)
+        ]
+    if scenario == "guest":
+        session = f"{tag}-g-%N%"
+        return [
+            f"{recs}session_id={session}\t{event_json({'session_id': session}, i, f'{tag}-%N%')}"
+            for i in items
+        ]
+    if scenario == "event":  # the live visitor's event alone (the GET path left empty)
+        return [
+            f"\t{event_json({'user_id': u}, items[i % len(items)], f'{tag}-%N%')}"
+            for i, u in enumerate(users)
+        ]
+    if scenario == "popular":
+        return ["/v1/popular?k=10"]
+    if scenario == "similar":
+        return [f"/v1/items/{i}/similar?k=10" for i in items]
+    raise ValueError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
+
+
+def saturation_run(
+    servers: dict[str, Server],
+    shop: Shop,
+    scenarios: list[str],
+    args: argparse.Namespace,
+    tag: str,
+    seed: int,
+    redis_pid: int | None = None,
+) -> dict[str, Any]:
+    """Each scenario by wrk against the floor, then the service: req/s, CPU per request, ratio."""
+    rng = np.random.default_rng(seed)
+    users = [shop.users[i] for i in rng.permutation(len(shop.users))]
+    items = [shop.items[i] for i in rng.permutation(len(shop.items))]
+    half = len(users) // 2  # known users from the first half, live visitors from the second
+    wrk = WrkSettings(args.wrk_threads, args.wrk_connections, args.wrk_seconds)
+    out: dict[str, Any] = {}
+    for scenario in scenarios:
+        pool = users[half:] if scenario in ("live", "event") else users[:half]
+        lines = write_lines(
+            args.scratch / f"{scenario}.txt", scenario_lines(scenario, pool, items, f"{tag}-{scenario}")
+        )
+        row = {}
+        for name in ("floor", "fusionrec"):
+            row[name] = saturate(
+                servers[name], lines, f"{tag}-{name}", wrk, redis_pid if name == "fusionrec" else None
+            )
+        row["ratio_to_floor"] = round(row["fusionrec"]["requests_per_s"] / row["floor"]["requests_per_s"], 3)
+        out[scenario] = row
+        print(f"{tag} {scenario}: {json.dumps(row)}", file=sys.stderr)
+    return out
 
 
 async def server_histogram(client: httpx.AsyncClient, endpoint: str) -> dict[float, float]:
@@ -121,19 +320,45 @@ def histogram_quantile(before: dict[float, float], after: dict[float, float], q:
     return None
 
 
+def percentiles(seconds: list[float]) -> dict[str, float | None]:
+    ms = np.array(seconds) * 1000
+    return {f"p{q}_ms": round(float(np.percentile(ms, q)), 2) if len(ms) else None for q in (50, 95, 99)}
+
+
 async def open_loop(
-    client: httpx.AsyncClient, paths: list[str], rate: float, seconds: float, side: Any = None
+    client: httpx.AsyncClient,
+    paths: list[str],
+    rate: float,
+    seconds: float,
+    side: Any = None,
+    histogram: bool = True,
+    events: list[str] | None = None,
+    pids: list[int] | None = None,
 ) -> dict[str, Any]:
+    """Requests sent at ``rate`` per second whatever the answers (open loop), latency from the send.
+
+    With ``events``, each send is a pair: ``events[i]`` POSTed, then ``paths[i]`` asked once the
+    event was accepted; the latency reported is that second request's (``pair_`` the whole pair).
+    """
     latencies: list[float] = []
+    pairs: list[float] = []
     errors = 0
     degraded = 0
+    late = 0.0  # how far behind schedule the client sent (it must not be the bottleneck)
 
-    async def one(path: str) -> None:
+    async def one(i: int) -> None:
         nonlocal errors, degraded
         started = time.perf_counter()
         try:
-            response = await client.get(path)
-            latencies.append(time.perf_counter() - started)
+            if events is not None:
+                posted = await client.post(
+                    "/v1/events", content=events[i], headers={"content-type": "application/json"}
+                )
+                errors += posted.status_code != 202
+            asked = time.perf_counter()
+            response = await client.get(paths[i % len(paths)])
+            latencies.append(time.perf_counter() - asked)
+            pairs.append(time.perf_counter() - started)
             if response.status_code != 200:
                 errors += 1
             elif response.json().get("degraded"):
@@ -144,45 +369,205 @@ async def open_loop(
     n = int(rate * seconds)
     tasks = []
     endpoint = paths[0].split("?", 1)[0]
-    before = await server_histogram(client, endpoint)
+    before = await server_histogram(client, endpoint) if histogram else {}
     client_cpu = time.process_time()
+    server_cpu = cpu_seconds(pids or [])
     begin = time.perf_counter()
     side_task = asyncio.create_task(side()) if side is not None else None
     for i in range(n):
         delay = begin + i / rate - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(paths[i % len(paths)])))
+        else:
+            late = max(late, -delay)
+        tasks.append(asyncio.create_task(one(i)))
     await asyncio.gather(*tasks)
     elapsed = time.perf_counter() - begin
     client_cpu = time.process_time() - client_cpu
-    after = await server_histogram(client, endpoint)
+    server_cpu = cpu_seconds(pids or []) - server_cpu
+    after = await server_histogram(client, endpoint) if histogram else {}
     side_result = await side_task if side_task is not None else None
-    ms = np.array(latencies) * 1000
-    return {
+    out = {
         "requests": n,
         "errors": errors,
         "degraded": degraded,
         "throughput_rps": round(len(latencies) / elapsed, 1),
-        "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
-        "p95_ms": round(float(np.percentile(ms, 95)), 2) if len(ms) else None,
-        "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
+        **percentiles(latencies),
         "side": side_result,
         # Where the time goes: the server's own histogram (bucket bounds) and the client's CPU share.
         "server_p50_ms_bucket": histogram_quantile(before, after, 0.50),
         "server_p99_ms_bucket": histogram_quantile(before, after, 0.99),
         "client_cpu_share": round(client_cpu / elapsed, 2),
+        "client_max_late_ms": round(late * 1000, 1),
+    }
+    if pids:  # per request sent (a pair is two)
+        out["server_cpu_ms_per_request"] = round(server_cpu / (n * (2 if events else 1)) * 1000, 3)
+    if events is not None:
+        out |= {f"pair_{k}": v for k, v in percentiles(pairs).items()}
+    return out
+
+
+async def open_loop_run(
+    servers: dict[str, Server], shop: Shop, args: argparse.Namespace, tag: str, seed: int
+) -> dict[str, Any]:
+    """Known users at ``--known-rate`` and live pairs at ``--pair-rate``, floor then service."""
+    rng = np.random.default_rng(seed)
+    users = [shop.users[i] for i in rng.permutation(len(shop.users))]
+    half = len(users) // 2
+    known = [f"/v1/recommendations?k=10&user_id={u}" for u in users[:half][::-1]]  # not the wrk ones
+    visitors = users[half:][::-1]
+    live = [f"/v1/recommendations?k=10&user_id={u}" for u in visitors]
+    n_pairs = int(args.pair_rate * args.open_seconds)
+    items = rng.choice(len(shop.items), n_pairs)
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    out: dict[str, Any] = {}
+    for name in ("floor", "fusionrec"):
+        async with httpx.AsyncClient(base_url=servers[name].url, limits=limits, timeout=10) as client:
+            histogram = name == "fusionrec"
+            pids = servers[name].pids()
+            events = [
+                event_json({"user_id": visitors[i % len(visitors)]}, shop.items[j], f"{tag}-{name}-ol-{i}")
+                for i, j in enumerate(items.tolist())
+            ]
+            out[name] = {
+                "known": await open_loop(
+                    client, known, args.known_rate, args.open_seconds, histogram=histogram, pids=pids
+                ),
+                "live": await open_loop(
+                    client,
+                    live,
+                    args.pair_rate,
+                    args.open_seconds,
+                    histogram=histogram,
+                    events=events,
+                    pids=pids,
+                ),
+            }
+        print(f"{tag} open loop {name}: {json.dumps(out[name])}", file=sys.stderr)
+    return out
+
+
+# --- medians ----------------------------------------------------------------------------------
+
+
+def median_dicts(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per key, the median of the runs' numbers (errors summed); nested dicts alike."""
+    out: dict[str, Any] = {}
+    for key, first in runs[0].items():
+        values = [r.get(key) for r in runs]
+        if isinstance(first, dict):
+            out[key] = median_dicts(values)
+        elif key in ("errors", "requests", "degraded"):
+            out[key] = int(sum(v or 0 for v in values))
+        elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            out[key] = round(float(np.median(values)), 3)
+    return out
+
+
+# --- parts --------------------------------------------------------------------------------------
+
+
+def variant(shop: Shop, store_url: str, args: argparse.Namespace, workers: int, redis: str | None) -> dict:
+    """Start-up, then ``--runs`` runs of saturation and open loop against service and floor."""
+    tag = f"b{int(time.time())}w{workers}"
+    env = service_env(shop, store_url, workers, redis, f"frbench:{tag}:")
+    scenarios = list(args.redis_scenarios if redis else args.scenarios)
+    redis_pid = find_process("redis-server") if redis else None  # its CPU counts too
+    server, startup = start_up(env, workers, shop.users[0])
+    floor = None
+    try:
+        sizes = capture_answers(server, shop, args.scratch / "answers.json")
+        floor = start_floor(args.scratch / "answers.json", workers)
+        startup["floor_rss_mb"] = round(rss_bytes(floor.pids()) / MB)
+        servers = {"floor": floor, "fusionrec": server}
+        runs = []
+        for run in range(args.runs):
+            runs.append(
+                {
+                    "saturation": saturation_run(
+                        servers, shop, scenarios, args, f"{tag}r{run}", run, redis_pid
+                    ),
+                    "open_loop": asyncio.run(
+                        open_loop_run(servers, shop, args, f"{tag}r{run}", seed=100 + run)
+                    ),
+                    "load_average": os.getloadavg(),
+                }
+            )
+        startup["rss_mb_after_runs"] = round(rss_bytes(server.pids()) / MB)
+    finally:
+        server.stop()
+        if floor is not None:
+            floor.stop()
+    startup["restarts"] = restart_times(env, workers, args.restarts)
+    starts = [startup["start_to_ready_s"]] + [r["start_to_ready_s"] for r in startup["restarts"]]
+    startup["start_to_ready_s_median"] = float(np.median(starts))
+    if redis:
+        clear_redis(redis, f"frbench:{tag}:")
+    return {
+        "workers": workers,
+        "store": store_url.split(":", 1)[0],
+        "redis": redis is not None,
+        "answer_bytes": sizes,
+        "startup": startup,
+        "median": median_dicts(runs),
+        "runs": runs,
     }
 
 
-def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("throughput_rps", "p50_ms", "p95_ms", "p99_ms")
-    out: dict[str, Any] = {k: float(np.median([r[k] for r in runs])) for k in keys}
-    out["errors"] = int(sum(r["errors"] for r in runs))
-    out["requests"] = int(sum(r["requests"] for r in runs))
-    out["degraded"] = int(sum(r["degraded"] for r in runs))
-    out["runs"] = runs
-    return out
+def clear_redis(url: str, prefix: str) -> None:
+    """Delete the keys this benchmark left under ``prefix``."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(f"{prefix}*", count=1000))
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start : start + 1000])
+
+
+def memory_part(shop: Shop) -> dict[str, Any]:
+    """The service loaded in this process: resident memory grown and its arrays by kind."""
+    from fusionrec.serving.service import Service
+    from fusionrec.serving.settings import load_settings
+    from serving_memory import inventory
+
+    pid = [os.getpid()]
+    base = rss_bytes(pid)
+    svc = Service(load_settings(None, store_url=shop.store_url, models_dir=shop.models, log_exposures=False))
+    svc.start()
+    try:
+        active = svc.registry.active
+        assert active is not None, "no active version"
+        while "precomputed" not in active.extras:
+            time.sleep(0.5)
+        grown = rss_bytes(pid) - base
+        n_users, n_items = len(active.user_index), len(active.item_ids)
+        kinds = inventory([active, svc.catalogue], n_users, n_items)
+    finally:
+        svc.close()
+    counted = sum(kinds.values())
+    return {
+        "users": n_users,
+        "items": n_items,
+        "rss_grown_mb": round(grown / MB),
+        "arrays_mb": {k: round(v / MB, 1) for k, v in kinds.items()},
+        "not_attributed_mb": round((grown - counted) / MB),
+        "bytes_per_user": round(kinds["user"] / n_users),
+        "bytes_per_item": round(kinds["item"] / n_items),
+        "item_item_bytes_per_item": round(kinds["item_item"] / n_items),
+    }
+
+
+def classic_part(shop: Shop, args: argparse.Namespace) -> dict[str, Any]:
+    """The earlier protocol: open loop at ``--rate`` (fused, cached, popular, activation), ingestion."""
+    env = service_env(shop, shop.store_url, 1, None, "")
+    server = start_service(env, 1)
+    try:
+        wait_ready(server, precomputed=True)
+        results = asyncio.run(classic_scenarios(server.url, shop, args))
+    finally:
+        server.stop()
+    results["in_process"] = service_times(shop, args.inprocess)
+    return results
 
 
 async def ingest(client: httpx.AsyncClient, items: list[str], batch: int, batches: int, seed: int) -> float:
@@ -212,43 +597,47 @@ async def ingest(client: httpx.AsyncClient, items: list[str], batch: int, batche
     return stored / elapsed
 
 
-async def scenarios(
-    port: int, users: list[str], items: list[str], args: argparse.Namespace
-) -> dict[str, Any]:
+async def classic_scenarios(url: str, shop: Shop, args: argparse.Namespace) -> dict[str, Any]:
+    users, items = shop.users, shop.items
     rng = np.random.default_rng(0)
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=10) as client:
         for user in users[:50]:  # warm-up: code paths, not the users measured below
             await client.get("/v1/recommendations", params={"user_id": user, "k": 10})
-        results: dict[str, Any] = {}
-        fused_runs, cached_runs, popular_runs, activation_runs = [], [], [], []
+        runs: dict[str, list[dict[str, Any]]] = {
+            "fused": [],
+            "cached": [],
+            "popular": [],
+            "activation_under_load": [],
+        }
         for _run in range(args.runs):
             order = rng.permutation(len(users))
             paths = [f"/v1/recommendations?user_id={users[i]}&k=10" for i in order]
-            fused_runs.append(await open_loop(client, paths, args.rate, args.seconds))
+            runs["fused"].append(await open_loop(client, paths, args.rate, args.seconds))
             hot = [f"/v1/recommendations?user_id={users[i]}&k=10" for i in order[:50]]
             for path in hot:
                 await client.get(path)
-            cached_runs.append(await open_loop(client, hot, args.rate, args.seconds))
-            popular_runs.append(await open_loop(client, ["/v1/popular?k=10"], args.rate, args.seconds))
+            runs["cached"].append(await open_loop(client, hot, args.rate, args.seconds))
+            runs["popular"].append(await open_loop(client, ["/v1/popular?k=10"], args.rate, args.seconds))
+            if len(shop.versions) < 2:
+                continue  # activation swaps two versions
 
             async def swap() -> dict[str, Any]:
                 swaps, failed = 0, 0
                 for i in range(int(args.seconds)):
                     await asyncio.sleep(1.0)
-                    version = "v0001" if i % 2 == 0 else "v0002"
+                    version = shop.versions[i % 2]
                     response = await client.post(f"/v1/models/{version}/activate", params={"force": True})
                     swaps += 1
                     failed += response.status_code != 200
-                await client.post("/v1/models/v0002/activate", params={"force": True})
+                await client.post(f"/v1/models/{shop.versions[-1]}/activate", params={"force": True})
                 return {"swaps": swaps, "failed_swaps": failed}
 
             paths = [f"/v1/recommendations?user_id={users[i]}&k=10" for i in rng.permutation(len(users))]
-            activation_runs.append(await open_loop(client, paths, args.rate, args.seconds, side=swap))
-        results["fused"] = median_of(fused_runs)
-        results["cached"] = median_of(cached_runs)
-        results["popular"] = median_of(popular_runs)
-        results["activation_under_load"] = median_of(activation_runs)
+            runs["activation_under_load"].append(
+                await open_loop(client, paths, args.rate, args.seconds, side=swap)
+            )
+        results: dict[str, Any] = {name: {**median_dicts(r), "runs": r} for name, r in runs.items() if r}
         rates = [await ingest(client, items, args.batch, args.batches, seed) for seed in range(args.runs)]
         results["ingest"] = {
             "events_per_second": round(float(np.median(rates))),
@@ -275,14 +664,17 @@ def _timed(fn: Any, calls: list[Any]) -> dict[str, float]:
     }
 
 
-def service_times(store_url: str, models: Path, users: list[str], items: list[str], n: int) -> dict[str, Any]:
+def service_times(shop: Shop, n: int) -> dict[str, Any]:
     """Per-request cost inside the service (no HTTP): wall percentiles and CPU per call."""
     from fusionrec.serving.recommend import RecQuery, popular, recommend
     from fusionrec.serving.service import Service
     from fusionrec.serving.settings import load_settings
 
+    users, items = shop.users, shop.items
     svc = Service(
-        load_settings(None, store_url=store_url, models_dir=models, cache_ttl_s=0, log_exposures=False)
+        load_settings(
+            None, store_url=shop.store_url, models_dir=shop.models, cache_ttl_s=0, log_exposures=False
+        )
     )
     svc.start()
     out: dict[str, Any] = {}
@@ -333,52 +725,142 @@ def service_times(store_url: str, models: Path, users: list[str], items: list[st
     return out
 
 
-def main() -> None:
+# --- main -------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--rate", type=float, default=300.0)
-    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--events", type=int, default=50_000, help="size of the synthetic shop trained here")
+    parser.add_argument(
+        "--workdir", type=Path, help="a store and trained repository to reuse (or train into)"
+    )
+    parser.add_argument("--no-fusion", action="store_true", help="serve EASE only (v0002 not trained)")
+    parser.add_argument("--parts", default="single,redis,memory,classic", help=f"of {', '.join(PARTS)}")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--wrk-threads", type=int, default=1)
+    parser.add_argument("--wrk-connections", type=int, default=16)
+    parser.add_argument("--wrk-seconds", type=float, default=10.0)
+    parser.add_argument("--known-rate", type=float, default=300.0, help="open loop, known users: requests/s")
+    parser.add_argument("--pair-rate", type=float, default=150.0, help="open loop, live visitors: pairs/s")
+    parser.add_argument("--open-seconds", type=float, default=10.0)
+    parser.add_argument("--restarts", type=int, default=2, help="further start-ups timed to /readyz")
+    parser.add_argument("--workers", type=int, default=2, help="workers of the redis part")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/fusionrec_bench_serving")
+    parser.add_argument("--redis-scenarios", default="known,live")
+    parser.add_argument("--rate", type=float, default=300.0, help="classic: open-loop requests/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="classic: seconds per scenario")
     parser.add_argument("--batch", type=int, default=5000)
     parser.add_argument("--batches", type=int, default=10)
-    parser.add_argument("--no-fusion", action="store_true", help="serve EASE only (v0002 not trained)")
+    parser.add_argument("--inprocess", type=int, default=300, help="classic: users timed inside the service")
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--inprocess", type=int, default=300, help="users timed inside the service (no HTTP)")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    store_url, models, users, items = prepare(workdir, args.events, not args.no_fusion)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = start_server(store_url, models, port)
-    try:
-        results = asyncio.run(scenarios(port, users, items, args))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    results["in_process"] = service_times(store_url, models, users, items, args.inprocess)
-    load = os.getloadavg()
+    for name, allowed in (("parts", PARTS), ("scenarios", SCENARIOS), ("redis_scenarios", SCENARIOS)):
+        chosen = [s for s in getattr(args, name).split(",") if s]
+        unknown = sorted(set(chosen) - set(allowed))
+        if unknown:
+            parser.error(
+                f"--{name.replace('_', '-')}: unknown {', '.join(unknown)}; expected {', '.join(allowed)}"
+            )
+        setattr(args, name, chosen)
+    return args
+
+
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database of ``url`` when it does not exist."""
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def main() -> None:
+    args = parse_args()
+    args.scratch = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    shop = make_shop(args, args.scratch)
+    load_before = os.getloadavg()
+    results: dict[str, Any] = {}
+    if "memory" in args.parts:
+        results["memory"] = memory_part(shop)
+    if "single" in args.parts:
+        results["single"] = variant(shop, shop.store_url, args, 1, None)
+    if "redis" in args.parts:
+        ensure_database(args.postgres)
+        results["redis"] = variant(shop, postgres_copy(shop, args.postgres), args, args.workers, args.redis)
+    if "classic" in args.parts:
+        results["classic"] = classic_part(shop, args)
+    write_results(args, shop, results, load_before)
+    shutil.rmtree(args.scratch, ignore_errors=True)
+
+
+def write_results(args: argparse.Namespace, shop: Shop, results: dict[str, Any], load_before: Any) -> None:
+    """Merge this invocation's parts into ``--out`` (other parts, from earlier invocations, stay)."""
+    previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    same_shop = previous.get("shop", {}).get("events") == shop.events
+    merged = previous.get("results", {}) if same_shop else {}
+    protocol = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "scratch"}
+    for part in results:
+        merged[part] = results[part] | {
+            "protocol": protocol,
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
     out = {
         "benchmark": "serving",
-        "protocol": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "model_versions": {
-            "v0001": "ease",
-            "v0002": "ease" if args.no_fusion else "fusion (default pipeline)",
+        "shop": {
+            "events": shop.events,
+            "users": len(shop.users),
+            "items": len(shop.items),
+            "versions": {
+                v: json.loads((shop.models / v / "manifest.json").read_text())["pipeline"]["model"]
+                for v in shop.versions
+            },
+            "workdir": str(args.workdir) if args.workdir else None,
         },
-        "users": len(users),
-        "items": len(items),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_average_after": load},
-        "results": results,
+        "wrk": {
+            "threads": args.wrk_threads,
+            "connections": args.wrk_connections,
+            "seconds": args.wrk_seconds,
+        },
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "results": merged,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
-    summary = {
-        k: {m: v.get(m) for m in ("p50_ms", "p99_ms", "errors", "events_per_second") if m in v}
-        for k, v in results.items()
-    }
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary(merged), indent=2))
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of each part."""
+    out: dict[str, Any] = {}
+    for part in ("single", "redis"):
+        if part in results:
+            median = results[part]["median"]
+            out[part] = {
+                "start_to_ready_s": results[part]["startup"]["start_to_ready_s_median"],
+                "saturation": {
+                    s: {
+                        "rps": row["fusionrec"]["requests_per_s"],
+                        "floor_rps": row["floor"]["requests_per_s"],
+                        "ratio": row["ratio_to_floor"],
+                        "cpu_ms": row["fusionrec"]["server_cpu_ms_per_request"],
+                    }
+                    for s, row in median["saturation"].items()
+                },
+                "open_loop": {
+                    s: {k: median["open_loop"]["fusionrec"][s].get(k) for k in ("p50_ms", "p99_ms", "errors")}
+                    for s in ("known", "live")
+                },
+            }
+    if "memory" in results:
+        out["memory"] = {k: v for k, v in results["memory"].items() if k != "protocol"}
+    return out
 
 
 if __name__ == "__main__":
