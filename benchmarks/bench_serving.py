@@ -215,7 +215,7 @@ def capture_answers(server: Server, shop: Shop, path: Path) -> dict[str, int]:
     with httpx.Client(base_url=server.url, timeout=30) as client:
         event = {"session_id": "bench-capture", "item_id": shop.items[0], "event_type": "view"}
         answers = {
-            "recommendations": client.get("/v1/recommendations", params={"user_id": shop.users[0], "k": 10}),
+            "recommendations": client.get("/v1/recommendations", params={"user_id": shop.users[1], "k": 10}),
             "events": client.post("/v1/events", json=event),
             "popular": client.get("/v1/popular", params={"k": 10}),
             "similar": client.get(f"/v1/items/{shop.items[0]}/similar", params={"k": 10}),
@@ -369,6 +369,7 @@ async def open_loop(
     n = int(rate * seconds)
     tasks = []
     endpoint = paths[0].split("?", 1)[0]
+    await asyncio.gather(*(client.get("/readyz") for _ in range(32)))  # the pool's connections open
     before = await server_histogram(client, endpoint) if histogram else {}
     client_cpu = time.process_time()
     server_cpu = cpu_seconds(pids or [])
@@ -750,7 +751,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="workers of the redis part")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/fusionrec_bench_serving")
-    parser.add_argument("--redis-scenarios", default="known,live")
+    parser.add_argument("--redis-scenarios", default="known,live,event")
     parser.add_argument("--rate", type=float, default=300.0, help="classic: open-loop requests/s")
     parser.add_argument("--seconds", type=float, default=10.0, help="classic: seconds per scenario")
     parser.add_argument("--batch", type=int, default=5000)
