@@ -47,7 +47,9 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 
+from serving_client import Connection
 from serving_load import (
     Server,
     WrkSettings,
@@ -334,55 +336,72 @@ async def open_loop(
     histogram: bool = True,
     events: list[str] | None = None,
     pids: list[int] | None = None,
+    connections: int = 64,
+    drain_s: float = 10.0,
 ) -> dict[str, Any]:
-    """Requests sent at ``rate`` per second whatever the answers (open loop), latency from the send.
+    """Requests due at ``rate`` per second whatever the answers (open loop), over ``connections``.
 
-    With ``events``, each send is a pair: ``events[i]`` POSTed, then ``paths[i]`` asked once the
-    event was accepted; the latency reported is that second request's (``pair_`` the whole pair).
+    The requests go over this benchmark's lean client (`serving_client`); ``client`` (httpx) reads
+    the server's metrics and runs ``side``. A request waits in this client's queue when every
+    connection is busy, and its latency counts from the moment it was due, so a server that falls
+    behind shows it. With ``events``, each due item is a pair: ``events[i]`` POSTed, then
+    ``paths[i]`` asked once the event was accepted; ``p*_ms`` is then that second request's own
+    latency and ``pair_p*_ms`` the whole pair's from the moment it was due. A server that cannot
+    keep up would keep the run going for long: what is still queued ``drain_s`` after the last
+    request was due is not sent (``unsent``) and the percentiles are over the answered ones.
     """
     latencies: list[float] = []
     pairs: list[float] = []
-    errors = 0
-    degraded = 0
-    late = 0.0  # how far behind schedule the client sent (it must not be the bottleneck)
+    waits: list[float] = []  # due to sent: time spent in this client's queue
+    counts = {"errors": 0, "degraded": 0, "unsent": 0}
+    queue: asyncio.Queue[tuple[int, float] | None] = asyncio.Queue()
 
-    async def one(i: int) -> None:
-        nonlocal errors, degraded
-        started = time.perf_counter()
-        try:
-            if events is not None:
-                posted = await client.post(
-                    "/v1/events", content=events[i], headers={"content-type": "application/json"}
-                )
-                errors += posted.status_code != 202
-            asked = time.perf_counter()
-            response = await client.get(paths[i % len(paths)])
-            latencies.append(time.perf_counter() - asked)
-            pairs.append(time.perf_counter() - started)
-            if response.status_code != 200:
-                errors += 1
-            elif response.json().get("degraded"):
-                degraded += 1
-        except httpx.HTTPError:
-            errors += 1
+    async def one(conn: Connection, i: int, due: float) -> None:
+        waits.append(time.perf_counter() - due)
+        if events is not None:
+            status, _ = await conn.request("POST", "/v1/events", events[i].encode())
+            counts["errors"] += status != 202
+        asked = time.perf_counter()
+        status, body = await conn.request("GET", paths[i % len(paths)])
+        done = time.perf_counter()
+        latencies.append(done - (asked if events is not None else due))
+        pairs.append(done - due)
+        if status != 200:
+            counts["errors"] += 1
+        elif orjson.loads(body).get("degraded"):
+            counts["degraded"] += 1
+
+    async def worker(conn: Connection) -> None:
+        while (job := await queue.get()) is not None:
+            if time.perf_counter() > stop:
+                counts["unsent"] += 1
+                continue
+            try:
+                await one(conn, *job)
+            except (OSError, asyncio.IncompleteReadError, ValueError):
+                counts["errors"] += 1
+                await conn.close()  # reopened by the next request
+        await conn.close()
 
     n = int(rate * seconds)
-    tasks = []
     endpoint = paths[0].split("?", 1)[0]
-    await asyncio.gather(*(client.get("/readyz") for _ in range(32)))  # the pool's connections open
+    url = client.base_url
+    conns = [await Connection(str(url.host), int(url.port or 80)).open() for _ in range(connections)]
     before = await server_histogram(client, endpoint) if histogram else {}
     client_cpu = time.process_time()
     server_cpu = cpu_seconds(pids or [])
     begin = time.perf_counter()
+    stop = begin + seconds + drain_s
+    workers = [asyncio.create_task(worker(conn)) for conn in conns]
     side_task = asyncio.create_task(side()) if side is not None else None
     for i in range(n):
-        delay = begin + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        else:
-            late = max(late, -delay)
-        tasks.append(asyncio.create_task(one(i)))
-    await asyncio.gather(*tasks)
+        due = begin + i / rate
+        if due > time.perf_counter():
+            await asyncio.sleep(due - time.perf_counter())
+        queue.put_nowait((i, due))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
     elapsed = time.perf_counter() - begin
     client_cpu = time.process_time() - client_cpu
     server_cpu = cpu_seconds(pids or []) - server_cpu
@@ -390,16 +409,17 @@ async def open_loop(
     side_result = await side_task if side_task is not None else None
     out = {
         "requests": n,
-        "errors": errors,
-        "degraded": degraded,
+        "errors": counts["errors"],
+        "degraded": counts["degraded"],
+        "unsent": counts["unsent"],
         "throughput_rps": round(len(latencies) / elapsed, 1),
         **percentiles(latencies),
         "side": side_result,
-        # Where the time goes: the server's own histogram (bucket bounds) and the client's CPU share.
+        # Where the time goes: the server's own histogram (bucket bounds), this client's queue and CPU.
         "server_p50_ms_bucket": histogram_quantile(before, after, 0.50),
         "server_p99_ms_bucket": histogram_quantile(before, after, 0.99),
         "client_cpu_share": round(client_cpu / elapsed, 2),
-        "client_max_late_ms": round(late * 1000, 1),
+        "client_queue_p99_ms": percentiles(waits)["p99_ms"],
     }
     if pids:  # per request sent (a pair is two)
         out["server_cpu_ms_per_request"] = round(server_cpu / (n * (2 if events else 1)) * 1000, 3)
@@ -458,7 +478,7 @@ def median_dicts(runs: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r.get(key) for r in runs]
         if isinstance(first, dict):
             out[key] = median_dicts(values)
-        elif key in ("errors", "requests", "degraded"):
+        elif key in ("errors", "requests", "degraded", "unsent"):
             out[key] = int(sum(v or 0 for v in values))
         elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
             out[key] = round(float(np.median(values)), 3)
