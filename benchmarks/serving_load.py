@@ -204,6 +204,7 @@ def saturate(
         "requests": requests,
         "requests_per_s": round(requests / seconds, 1),
         "errors": errors,
+        "degraded": raw["degraded"],  # answers flagged degraded (a fallback instead of the model)
         "server_cpu_ms_per_request": round(server_cpu / max(requests, 1) * 1000, 3),
         "server_cpu_share": round(server_cpu / seconds, 2),  # cores the server used
         "client_cpu_share": round(client_cpu / seconds, 2),  # cores wrk used

@@ -10,11 +10,12 @@
 local lines = {}
 local counter = 0
 local prefix = ""
-local threads = 0
+local threads = {}
+degraded = 0 -- answers flagged degraded (a fallback), per thread; summed in done()
 
 function setup(thread)
-  threads = threads + 1
-  thread:set("thread_number", threads)
+  threads[#threads + 1] = thread
+  thread:set("thread_number", #threads)
 end
 
 function init(args)
@@ -38,12 +39,23 @@ function request()
   return post .. wrk.format("GET", path)
 end
 
+function response(status, headers, body)
+  if body:find('"degraded":true', 1, true) then
+    degraded = degraded + 1
+  end
+end
+
 function done(summary, latency, requests)
+  local flagged = 0
+  for _, thread in ipairs(threads) do
+    flagged = flagged + thread:get("degraded")
+  end
   local e = summary.errors
   io.write(string.format(
     'WRKJSON {"requests": %d, "duration_us": %d, "connect_errors": %d, "read_errors": %d, '
-      .. '"write_errors": %d, "status_errors": %d, "timeouts": %d, "p50_us": %d, "p99_us": %d}\n',
+      .. '"write_errors": %d, "status_errors": %d, "timeouts": %d, "p50_us": %d, "p99_us": %d, '
+      .. '"degraded": %d}\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(99)
+    latency:percentile(50), latency:percentile(99), flagged
   ))
 end
