@@ -13,12 +13,14 @@ Parts (``--parts``; results are merged into ``--out``, so parts can run one at a
   same wrk command (``--wrk-*``) against the **static floor** (``serving_floor.py``: a bare
   FastAPI app under the same uvicorn settings answering the bodies fusionrec gave, captured
   first, so the same sizes) and then against the service, with the server processes' CPU per
-  request read from /proc; then the open-loop client (httpx, asyncio) at fixed rates: known users
-  at ``--known-rate`` requests/s, live visitors at ``--pair-rate`` pairs/s (an event, then the
+  request read from /proc; then the open-loop client (`serving_client`: asyncio, 64 keep-alive
+  connections, latency from the moment a request was due) at fixed rates: known users at
+  ``--known-rate`` requests/s, live visitors at ``--pair-rate`` pairs/s (an event, then the
   recommendations: the latency of that recommendation request is reported), each against the
   floor and the service. Scenarios (`SCENARIOS`): known users (pre-scored), live visitor
   (an event pipelined before the recommendation request on one connection), guest (a new session
-  with one event, then its recommendations), popular, similar items.
+  with one event, then its recommendations), popular, similar items, and the live visitor's
+  event alone (where the pair's cost goes).
 * redis: the same with ``--workers`` uvicorn workers sharing Redis (127.0.0.1:6379) for the
   online state and a PostgreSQL copy of the store (a DuckDB file has one writer), for the
   scenarios of ``--redis-scenarios``.
