@@ -141,9 +141,10 @@ def read_ids(store_url: str) -> tuple[list[str], list[str], int]:
 
 
 def postgres_copy(shop: Shop, url: str) -> str:
-    """The shop's events and items in PostgreSQL at ``url`` (copied once; reused when complete)."""
+    """The shop's events and items in PostgreSQL at ``url``, a schema per shop size (copied once)."""
     from fusionrec.data.store import open_store
 
+    url = f"{url}?schema=shop_{shop.events}"
     with open_store(shop.store_url, create=False) as source, open_store(url) as target:
         if target.counts()["events"] < shop.events:
             started = time.perf_counter()
@@ -301,7 +302,10 @@ def saturation_run(
 
 async def server_histogram(client: httpx.AsyncClient, endpoint: str) -> dict[float, float]:
     """Cumulative bucket counts of the server's own latency histogram for ``endpoint`` (GET)."""
-    text = (await client.get("/metrics")).text
+    try:
+        text = (await client.get("/metrics")).text
+    except httpx.TransportError:  # a keep-alive connection the server closed while it sat idle
+        text = (await client.get("/metrics")).text
     buckets: dict[float, float] = {}
     for line in text.splitlines():
         mine = f'endpoint="{endpoint}"' in line and 'method="GET"' in line
