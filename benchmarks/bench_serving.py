@@ -810,34 +810,38 @@ def main() -> None:
     args = parse_args()
     args.scratch = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     shop = make_shop(args, args.scratch)
-    load_before = os.getloadavg()
+    parts = {
+        "memory": lambda: memory_part(shop),
+        "single": lambda: variant(shop, shop.store_url, args, 1, None),
+        "redis": lambda: variant(shop, redis_store(shop, args), args, args.workers, args.redis),
+        "classic": lambda: classic_part(shop, args),
+    }
     results: dict[str, Any] = {}
-    if "memory" in args.parts:
-        results["memory"] = memory_part(shop)
-    if "single" in args.parts:
-        results["single"] = variant(shop, shop.store_url, args, 1, None)
-    if "redis" in args.parts:
-        ensure_database(args.postgres)
-        results["redis"] = variant(shop, postgres_copy(shop, args.postgres), args, args.workers, args.redis)
-    if "classic" in args.parts:
-        results["classic"] = classic_part(shop, args)
-    write_results(args, shop, results, load_before)
+    for name in [p for p in PARTS if p in args.parts]:
+        before = os.getloadavg()
+        results[name] = parts[name]() | {
+            "load_average_before": before,
+            "load_average_after": os.getloadavg(),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+    write_results(args, shop, results)
     shutil.rmtree(args.scratch, ignore_errors=True)
 
 
-def write_results(args: argparse.Namespace, shop: Shop, results: dict[str, Any], load_before: Any) -> None:
+def redis_store(shop: Shop, args: argparse.Namespace) -> str:
+    """The PostgreSQL copy of the shop the workers share (a DuckDB file has one writer)."""
+    ensure_database(args.postgres)
+    return postgres_copy(shop, args.postgres)
+
+
+def write_results(args: argparse.Namespace, shop: Shop, results: dict[str, Any]) -> None:
     """Merge this invocation's parts into ``--out`` (other parts, from earlier invocations, stay)."""
     previous = json.loads(args.out.read_text()) if args.out.is_file() else {}
     same_shop = previous.get("shop", {}).get("events") == shop.events
     merged = previous.get("results", {}) if same_shop else {}
     protocol = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "scratch"}
     for part in results:
-        merged[part] = results[part] | {
-            "protocol": protocol,
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        }
+        merged[part] = results[part] | {"protocol": protocol}
     out = {
         "benchmark": "serving",
         "shop": {
