@@ -118,11 +118,23 @@ def make_shop(args: argparse.Namespace, scratch: Path) -> Shop:
         source.mkdir(parents=True, exist_ok=True)
         train_shop(source, args.events, not args.no_fusion)
     store = scratch / "shop.duckdb"
+    store_url = f"duckdb:///{store}"
     if source != scratch:
         shutil.copyfile(source / "shop.duckdb", store)  # live events go to the copy
-    store_url = f"duckdb:///{store}"
+        drop_live_events(store_url, source / "models" / versions_in(source / "models")[-1])
     users, items, events = read_ids(store_url)
     return Shop(store_url, source / "models", users, items, events, versions_in(source / "models"))
+
+
+def drop_live_events(store_url: str, version: Path) -> None:
+    """Remove the events stored after ``version`` was trained (an earlier benchmark's live ones):
+    the service would replay them into its live state, and a known user with live events is
+    scored anew instead of answered from the pre-scored list."""
+    from fusionrec.data.store import open_store
+
+    trained = json.loads((version / "manifest.json").read_text())["created_at"]
+    with open_store(store_url, create=False) as store:
+        store.execute("DELETE FROM events WHERE ingested_at > CAST(:t AS TIMESTAMPTZ)", {"t": trained})
 
 
 def read_ids(store_url: str) -> tuple[list[str], list[str], int]:
@@ -141,10 +153,15 @@ def read_ids(store_url: str) -> tuple[list[str], list[str], int]:
 
 
 def postgres_copy(shop: Shop, url: str) -> str:
-    """The shop's events and items in PostgreSQL at ``url``, a schema per shop size (copied once)."""
+    """The shop's events and items in PostgreSQL at ``url``, in a schema made anew for this run."""
+    import psycopg
+
     from fusionrec.data.store import open_store
 
-    url = f"{url}?schema=shop_{shop.events}"
+    schema = f"shop_{shop.events}"
+    with psycopg.connect(url, autocommit=True) as conn:  # a fresh copy: no live events of earlier runs
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    url = f"{url}?schema={schema}"
     with open_store(shop.store_url, create=False) as source, open_store(url) as target:
         if target.counts()["events"] < shop.events:
             started = time.perf_counter()
@@ -268,6 +285,15 @@ def scenario_lines(scenario: str, users: list[str], items: list[str], tag: str) 
     raise ValueError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
 
 
+def user_pools(shop: Shop, rng: np.random.Generator) -> tuple[list[str], list[str]]:
+    """Known users and live visitors: the same two halves in every run (a known user never has
+    live events, which would make the service score their answer anew), each in ``rng``'s order."""
+    half = len(shop.users) // 2
+    split = np.random.default_rng(0).permutation(len(shop.users))
+    known, live = split[:half], split[half:]
+    return [shop.users[i] for i in rng.permutation(known)], [shop.users[i] for i in rng.permutation(live)]
+
+
 def saturation_run(
     servers: dict[str, Server],
     shop: Shop,
@@ -279,13 +305,12 @@ def saturation_run(
 ) -> dict[str, Any]:
     """Each scenario by wrk against the floor, then the service: req/s, CPU per request, ratio."""
     rng = np.random.default_rng(seed)
-    users = [shop.users[i] for i in rng.permutation(len(shop.users))]
+    known_pool, live_pool = user_pools(shop, rng)
     items = [shop.items[i] for i in rng.permutation(len(shop.items))]
-    half = len(users) // 2  # known users from the first half, live visitors from the second
     wrk = WrkSettings(args.wrk_threads, args.wrk_connections, args.wrk_seconds)
     out: dict[str, Any] = {}
     for scenario in scenarios:
-        pool = users[half:] if scenario in ("live", "event") else users[:half]
+        pool = live_pool if scenario in ("live", "event") else known_pool
         lines = write_lines(
             args.scratch / f"{scenario}.txt", scenario_lines(scenario, pool, items, f"{tag}-{scenario}")
         )
@@ -439,10 +464,9 @@ async def open_loop_run(
 ) -> dict[str, Any]:
     """Known users at ``--known-rate`` and live pairs at ``--pair-rate``, floor then service."""
     rng = np.random.default_rng(seed)
-    users = [shop.users[i] for i in rng.permutation(len(shop.users))]
-    half = len(users) // 2
-    known = [f"/v1/recommendations?k=10&user_id={u}" for u in users[:half][::-1]]  # not the wrk ones
-    visitors = users[half:][::-1]
+    known_pool, live_pool = user_pools(shop, rng)
+    known = [f"/v1/recommendations?k=10&user_id={u}" for u in known_pool[::-1]]  # not wrk's first ones
+    visitors = live_pool[::-1]
     live = [f"/v1/recommendations?k=10&user_id={u}" for u in visitors]
     n_pairs = int(args.pair_rate * args.open_seconds)
     items = rng.choice(len(shop.items), n_pairs)
