@@ -20,7 +20,7 @@ from fusionrec.data.dataset import SECONDS_PER_DAY, Dataset
 from fusionrec.data.item_vectors import normalised_matrix, vector_names
 from fusionrec.data.user_attributes import AttributeEncoder, SegmentLift, dataset_codes
 from fusionrec.fusion.candidates import Candidates
-from fusionrec.fusion.request_context import ContextLift, context_feature_names
+from fusionrec.fusion.request_context import context_feature_names, context_segments
 from fusionrec.mining.neighbours import prune_rows
 
 POPULARITY_WINDOWS = (1, 7, 30)  # days before the end of the training data
@@ -244,14 +244,13 @@ class FeatureContext:
                 "segment_lift": segments.lift,
             }
         if contexts is not None and contexts.n_attributes:
-            lift = ContextLift.build(dataset, contexts)
-            encoded = contexts.to_arrays("context_")
+            segments = context_segments(dataset, contexts)
             attribute_parts.update(
                 {
-                    **encoded,
-                    "context_offsets": lift.offsets,
-                    "context_base": lift.base,
-                    "context_lift": lift.lift,
+                    **contexts.to_arrays("context_"),
+                    "context_offsets": segments.offsets,
+                    "context_base": segments.base,
+                    "context_lift": segments.lift,
                 }
             )
         return cls(
@@ -370,9 +369,10 @@ class FeatureContext:
             *(VECTOR_FEATURES if vectors else ()),
         ]
 
-    @property
+    @cached_property
     def context_encoder(self) -> AttributeEncoder:
-        """The request-context columns and their values (empty: no context features)."""
+        """The request-context columns and their values (empty: no context features); built once
+        per context, as every scored request with a device or channel reads it."""
         return AttributeEncoder.from_arrays(
             {
                 "context_names": self.context_names,
@@ -531,8 +531,9 @@ class FeatureContext:
                 if contexts is not None
                 else np.full((n, len(self.context_names)), -1, dtype=np.int32)
             )
-            lift = ContextLift(self.context_offsets, self.context_base, self.context_lift)
-            blocks.append(lift.block(codes, item))
+            blocks.append(
+                _segment_lifts(self.context_offsets, self.context_base, self.context_lift, codes, item)
+            )
         return np.column_stack(blocks).astype(np.float32)
 
     def _vector_similarity(
@@ -554,20 +555,28 @@ class FeatureContext:
         codes = self.user_attribute_codes[user].astype(np.int64)
         codes[~known] = -1
         has = codes >= 0
-        rows = self.segment_offsets[:-1][None, :] + np.maximum(codes, 0)
-        lifts = np.full(codes.shape, np.nan, dtype=np.float32)
-        for a in range(codes.shape[1]):
-            on = has[:, a]
-            if on.any():
-                lifts[on, a] = self.segment_base[rows[on, a]] + _gather(
-                    self.segment_lift, rows[on, a], item[on]
-                )
+        lifts = _segment_lifts(self.segment_offsets, self.segment_base, self.segment_lift, codes, item)
         with np.errstate(invalid="ignore"):
             total = np.where(has.any(axis=1), np.nansum(lifts, axis=1) / has.sum(axis=1), np.nan)
         return np.column_stack([np.where(has, codes, np.nan), lifts, total]).astype(np.float32)
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def _segment_lifts(
+    offsets: np.ndarray, base: np.ndarray, lift: sp.csr_matrix, codes: np.ndarray, item: np.ndarray
+) -> np.ndarray:
+    """``float32[len(item), n_columns]``: each row's item's log lift in its segment of each column
+    (`SegmentLift`: row ``offsets[a] + code`` is ``base[row] + lift[row, item]``); NaN where the
+    row's code is -1 (unknown)."""
+    lifts = np.full(codes.shape, np.nan, dtype=np.float32)
+    rows = offsets[:-1][None, :] + np.maximum(codes, 0)
+    for a in range(codes.shape[1]):
+        on = codes[:, a] >= 0
+        if on.any():
+            lifts[on, a] = base[rows[on, a]] + _gather(lift, rows[on, a], item[on])
+    return lifts
 
 
 def _positive_mean(values: np.ndarray) -> np.ndarray:

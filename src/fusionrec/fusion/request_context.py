@@ -12,7 +12,6 @@ so a shop whose devices do not differ pays nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -110,35 +109,9 @@ def latest_codes(window: Dataset, encoder: AttributeEncoder) -> np.ndarray:
     return codes
 
 
-@dataclass(frozen=True)
-class ContextLift:
-    """Per context column and value, each item's log lift: segment row ``offsets[a] + code`` is
-    ``base[row] + lift[row, item]`` (`SegmentLift`, over events)."""
-
-    offsets: np.ndarray  # int64[n_columns + 1]
-    base: np.ndarray  # float32[n_rows]
-    lift: sp.csr_matrix  # float32 n_rows x n_items
-
-    @classmethod
-    def build(cls, dataset: Dataset, encoder: AttributeEncoder) -> ContextLift:
-        segments = _segment_lift(dataset, encoder)
-        return cls(segments.offsets, segments.base, segments.lift)
-
-    def block(self, codes: np.ndarray, item: np.ndarray) -> np.ndarray:
-        """``float32[len(item), n_columns]``: each candidate's lift on its row's value per column
-        (``codes``: ``int32[len(item), n_columns]``); NaN where the value is unknown."""
-        lifts = np.full(codes.shape, np.nan, dtype=np.float32)
-        rows = self.offsets[:-1][None, :] + np.maximum(codes, 0)
-        for a in range(codes.shape[1]):
-            on = codes[:, a] >= 0
-            if on.any():
-                picked = np.asarray(self.lift[rows[on, a], item[on]]).ravel()
-                lifts[on, a] = self.base[rows[on, a]] + picked
-        return lifts
-
-
-def _segment_lift(dataset: Dataset, encoder: AttributeEncoder) -> SegmentLift:
-    """`SegmentLift` over the visits (`_visits`)."""
+def context_segments(dataset: Dataset, encoder: AttributeEncoder) -> SegmentLift:
+    """Per context column and value, each item's log lift over the visits (`_visits`): segment
+    row ``offsets[a] + code`` is ``base[row] + lift[row, item]``."""
     codes, taken = _visits(dataset, encoder)
     return SegmentLift.build(codes, taken, encoder.sizes())
 
