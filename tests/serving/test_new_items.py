@@ -249,6 +249,32 @@ def test_picks_rise_with_evidence_and_follow_the_visitors_taste() -> None:
     )
 
 
+def test_affinity_follows_what_the_recent_items_share_not_one_near_copy() -> None:
+    """Three recent "acme rose" items: the new "acme rose lotion" shares their line, the new "plain
+    rose shampoo" is closest to one of them alone. The profile of the three prefers the lotion."""
+    titles = ["acme rose shampoo", "acme rose conditioner", "acme rose serum", "plain towel", "plain soap"]
+    catalogue = pd.DataFrame(
+        {"title": [*titles, "acme rose lotion", "plain rose shampoo"]},
+        index=pd.Index(["a", "b", "c", "d", "e", "lotion", "shampoo"], name="item_id"),
+    )
+    index = NewItemIndex.build(
+        "v1",
+        catalogue,
+        np.array(list("abcde"), dtype=object),
+        {key: i for i, key in enumerate("abcde")},
+        np.full(5, None, dtype=object),
+        np.full(5, 4.0),
+        Tuning(explore=0.0),
+    )
+    closest_single = (index.space.known[[0, 1, 2]] @ index.vectors.T).toarray().max(axis=0)
+    assert closest_single[1] > closest_single[0]  # one item's near copy: the shampoo
+    visitor = Visitor("u:1", np.array([0, 1, 2]), np.full(3, -1), [])
+    affinity = index.affinity(visitor)
+    assert affinity[0] > affinity[1] and affinity.max() <= 1.0
+    picks = index.picks(visitor, np.array([40.0, 40.0]), Filters(), 20)
+    assert [p.item_id for p in picks] == ["lotion", "shampoo"]
+
+
 def test_exploration_gives_an_item_without_events_to_a_seeded_share_of_fans() -> None:
     index = _index(explore=0.25)
     history, codes, names = np.array([0]), np.array([0]), ["Food > Tea"]

@@ -362,8 +362,8 @@ class NewItemIndex:
         return e / (e + self.pseudo)
 
     def affinity(self, visitor: Visitor) -> np.ndarray:
-        """Per new item: the visitor's liking of its category, or its content cosine with their
-        recent items, whichever is larger (0..1)."""
+        """Per new item: the visitor's liking of its category, or its content cosine with the
+        profile of their recent items, whichever is larger (0..1)."""
         out = np.zeros(len(self.ids))
         codes = visitor.codes[visitor.codes >= 0]
         if len(codes):
@@ -381,14 +381,31 @@ class NewItemIndex:
         if visitor.focus:
             out = np.maximum(out, self._under(visitor.focus).astype(np.float64))
         recent = visitor.recent if visitor.recent is not None else visitor.history[-self.tuning.recent :]
-        near, cosine = self._near_rows(np.asarray(recent, dtype=np.int64))
-        np.maximum.at(out, near, cosine)
-        return out
+        return np.maximum(out, self._profile_cosine(np.asarray(recent, dtype=np.int64)))
+
+    def _profile_cosine(self, items: np.ndarray) -> np.ndarray:
+        """Per new item, its cosine with the sum of the model ``items``' content vectors.
+
+        A profile rather than the closest single item: what the recent items share (a brand, a
+        line) outweighs one item's near copy. On the amazon-beauty live check this lifted new-item
+        HR@20 from 0.0426 to 0.0534 and left the warm lists less disturbed (docs/benchmarks.md).
+        The numerator is read off ``near`` (cosines under its floor count as 0); the profile's
+        norm comes from the items' own Gram matrix, a few items square."""
+        out = np.zeros(len(self.ids))
+        items = items[(items >= 0) & (items < self.near.shape[0])]
+        if not len(items):
+            return out
+        vectors = self.space.known[items]
+        norm = float(np.sqrt(max((vectors @ vectors.T).sum(), 0.0)))
+        if norm == 0.0:
+            return out
+        near, cosine = self._near_rows(items)
+        np.add.at(out, near, cosine)
+        return np.minimum(out / norm, 1.0)
 
     def _near_rows(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The rows of ``near`` of the model's ``items``, concatenated (a few numpy calls, however
-        many items)."""
-        items = items[(items >= 0) & (items < self.near.shape[0])]
+        """The rows of ``near`` of the model's ``items`` (valid indices), concatenated (a few numpy
+        calls, however many items)."""
         starts, ends = self.near.indptr[items], self.near.indptr[items + 1]
         lengths = ends - starts
         total = int(lengths.sum())
