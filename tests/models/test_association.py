@@ -272,6 +272,22 @@ def test_covisitation_model_scores_recent_items() -> None:
     assert ds.items.id(recs[0])[0] == "q0"
 
 
+def test_covisitation_one_way_proposes_what_follows_not_what_came_before() -> None:
+    """Every user goes a -> b -> c: one way, b's history proposes c (its follower) and never a."""
+    rows = [(f"u{u}", item, "view", 100 * u + step) for u in range(20) for step, item in enumerate("abc")]
+    ds = Dataset.from_frame(events(rows))
+    a, b, c = ds.items.index(["a", "b", "c"])
+    both = CovisitationRecommender(weighting="binary").fit(ds).score_histories([np.array([b])])[0]
+    ahead = (
+        CovisitationRecommender(weighting="binary", symmetric=False)
+        .fit(ds)
+        .score_histories([np.array([b])])[0]
+    )
+    assert both[a] > 0 and both[c] > 0
+    assert ahead[c] > 0 and ahead[a] < ahead[c]
+    assert CovisitationRecommender(symmetric=False).fit(ds).item_item_[b, a] == 0
+
+
 # --- the synthetic shop's planted complements ----------------------------------------------------------
 
 

@@ -104,6 +104,7 @@ class CovisitationConfig(ItemToItemConfig):
     group: Literal["session", "user"] = "session"
     max_span_events: int | None = Field(default=30, ge=1)
     normalise: Literal["none", "row", "cosine"] = "cosine"
+    symmetric: bool = True  # false: only "b after a" relates a to b (what follows, not what came before)
 
 
 class CovisitationRecommender(_ItemToItemRecommender):
@@ -122,6 +123,7 @@ class CovisitationRecommender(_ItemToItemRecommender):
             cfg.type_weights,
             group=cfg.group,
             max_span_events=cfg.max_span_events,
+            symmetric=cfg.symmetric,
             normalise=cfg.normalise,
         )
 

@@ -180,8 +180,10 @@ def portfolio(
         "past items are not kept eligible on this data (see the plan's exclude_seen)",
     )
     offer(SourceOption("session_knn", n=100), profile.real_clock, "no usable clock for sessions")
+    # Items used together, and (ordered data) only what follows an item within its next few
+    # events: the cheap sequential signal; validation picks.
     offer(
-        SourceOption("covisitation", n=50, min_score=0.0),
+        SourceOption("covisitation", ({}, {"symmetric": False, "max_span_events": 5}), n=50, min_score=0.0),
         profile.ordered_histories,
         "histories carry no order",
     )
