@@ -11,7 +11,10 @@ A request joins a group only when checking its rows beside others' gives each ro
 would get alone: every value is text or null (quantity and price: a JSON number or null), as JSON
 clients send them. Validation reads a column's type from all its rows (text mixed with numbers is
 read as text), so any other request, and one of many rows, is written in a transaction of its
-own, exactly as before.
+own, from the same pandas frame as before. A group's rows go to validation as Arrow columns of
+the types the frame would give them (building the frame cost more than checking the rows); a
+rejected row's JSON is still read from its request's own frame, so quarantine rows and reports
+are those of the request written alone.
 """
 
 from __future__ import annotations
@@ -33,11 +36,12 @@ from fusionrec.data.columns import JSON_TYPES, json_type_faults
 from fusionrec.data.ingest import IngestReport
 from fusionrec.data.schema import EVENT_COLUMNS
 from fusionrec.data.store.base import RowOutcomes
-from fusionrec.data.validate import ID_FIELDS, CheckedBatch, raw_json
+from fusionrec.data.validate import ID_FIELDS, Batch, CheckedBatch, raw_json
 
 GROUP_MAX_ROWS = 64  # a request with more rows is written alone: its fixed costs are shared already
 SMALL_BATCH_ROWS = 256  # up to this many rows, `write_rows` (no staged table); above, `write_batch`
 _NUMBERS = frozenset({"quantity", "price"})
+_EXACT_INT = 2**53
 _REQUIRED = ("event_id", "user_id", "session_id", "item_id", "event_type", "timestamp")
 
 Item = TypeVar("Item")
@@ -139,10 +143,30 @@ def groupable(rows: list[dict[str, Any]]) -> bool:
     for row in rows:
         for key, value in row.items():
             kind = type(value)
-            if value is None or kind is str or (key in _NUMBERS and kind in (int, float)):
+            if value is None or kind is str or (key in _NUMBERS and kind is float):
                 continue
+            if key in _NUMBERS and kind is int and abs(value) <= _EXACT_INT:
+                continue  # a float64 holds it exactly, as the frame's column would
             return False
     return True
+
+
+def arrow_rows(rows: list[dict[str, Any]], row_numbers: np.ndarray | None) -> pa.Table:
+    """`groupable` rows as validation would read them from `event_frame`: text columns as strings,
+    quantity and price as float64 (NaN as null), the required columns always there."""
+    present = {key for row in rows for key in row}.union(_REQUIRED)
+    columns = {
+        name: pa.array(
+            [row.get(name) for row in rows],
+            pa.float64() if name in _NUMBERS else pa.string(),
+            from_pandas=True,
+        )
+        for name in EVENT_COLUMNS
+        if name in present
+    }
+    numbers = row_numbers if row_numbers is not None else np.arange(1, len(rows) + 1)
+    columns["row_number"] = pa.array(numbers, pa.int64())
+    return pa.table(columns)
 
 
 def event_frame(rows: list[dict[str, Any]], row_numbers: np.ndarray | None = None) -> pd.DataFrame:
@@ -191,43 +215,45 @@ class Written:
 
 def write_group(
     requests: Sequence[EventRequest],
-    check: Callable[[pd.DataFrame, str], CheckedBatch],
+    check: Callable[[Batch, str], CheckedBatch],
     write_rows: Callable[[pa.Table, pa.Table], RowOutcomes],
     write_batch: Callable[[pa.Table, pa.Table], Any],
 ) -> list[Written]:
     """Check the requests' rows in one pass, store them in one transaction, report per request.
 
-    ``check(frame, source)`` validates; ``write_rows`` / ``write_batch`` are the store's (the
+    ``check(batch, source)`` validates; ``write_rows`` / ``write_batch`` are the store's (the
     latter for one large request). Rows keep their request's own numbering, and a rejected row's
-    JSON is read from its request's own rows, so reports and quarantine rows are those of the
+    JSON is read from its request's own frame, so reports and quarantine rows are those of the
     request written alone.
     """
     channel = requests[0].channel
     sizes = [len(request.rows) for request in requests]
-    numbers = np.concatenate([np.arange(1, n + 1) for n in sizes]) if sum(sizes) else None
-    frame = event_frame([row for request in requests for row in request.rows], numbers)
-    checked = check(frame, channel)
+    rows = [row for request in requests for row in request.rows]
+    numbers = np.concatenate([np.arange(1, n + 1) for n in sizes]) if rows else None
+    as_arrow = all(request.groupable for request in requests)
+    checked = check(arrow_rows(rows, numbers) if as_arrow else event_frame(rows, numbers), channel)
     bounds = np.cumsum([0, *sizes])
-    if len(requests) == 1:
-        parts = [checked]
-    else:
-        parts = [checked.part(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+    parts = (
+        [checked]
+        if len(requests) == 1
+        else [checked.part(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+    )
+    if as_arrow:
         for request, part in zip(requests, parts, strict=True):
-            if part.quarantine.num_rows:  # a column's type in the group's frame can spell it otherwise
+            if part.quarantine.num_rows:
                 raw = raw_json(event_frame(request.rows), np.flatnonzero(part.rejected))
                 index = part.quarantine.schema.get_field_index("raw")
                 part.quarantine = part.quarantine.set_column(index, "raw", pa.array(raw, pa.string()))
         checked.quarantine = pa.concat_tables([part.quarantine for part in parts])
-    stored_since = datetime.now(UTC)
+    stored_since = datetime.now(UTC)  # the rows' ingested_at is at or after this
     group = WrittenGroup(checked.valid, stored_since)
-    written = []
     if len(requests) == 1 and checked.valid.num_rows > SMALL_BATCH_ROWS:
         result = write_batch(checked.valid, checked.quarantine)
         report = IngestReport(source=channel)
         report.add_batch(checked, result.stored, result.duplicates, result.erased_skipped)
         return [Written(report, group, leader=True)]
     outcomes = write_rows(checked.valid, checked.quarantine)
-    start = 0
+    written, start = [], 0
     for number, part in enumerate(parts):
         result = outcomes.result(start, start + part.valid.num_rows)
         start += part.valid.num_rows

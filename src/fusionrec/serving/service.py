@@ -28,7 +28,7 @@ from fusionrec.data.ingest import IngestReport
 from fusionrec.data.schema import EventTypes
 from fusionrec.data.store import EventStore, open_store
 from fusionrec.data.store.base import id_sha256
-from fusionrec.data.validate import CheckedBatch, check_events
+from fusionrec.data.validate import Batch, CheckedBatch, check_events
 from fusionrec.monitoring.metrics import ServiceMetrics
 from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.cache import AnswerCache, MemoryCache, RedisCache
@@ -249,9 +249,9 @@ class Service:
     def _write_events(self, requests: list[EventRequest]) -> list[Written]:
         """On the writer thread: one group of requests' events, checked and stored together."""
 
-        def check(frame: pd.DataFrame, source: str) -> CheckedBatch:
+        def check(batch: Batch, source: str) -> CheckedBatch:
             return check_events(
-                frame,
+                batch,
                 source=source,
                 event_types=self.event_types,
                 hasher=self._hasher,
