@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 from fastapi.testclient import TestClient
 
 from fusionrec.serving.service import Service
@@ -126,3 +127,30 @@ def test_a_lone_event_is_stored_and_live_at_once(client: TestClient) -> None:
     assert _counts(answer) == (1, 0, 0, 0)
     assert service.online.get("u:u-solo").items == ["i9"]
     assert _counts(client.post("/v1/events", json=_view("solo-1", "u-solo", "i9")).json()) == (0, 1, 0, 0)
+
+
+def test_grouped_rows_are_checked_as_their_request_alone_would_be() -> None:
+    """Every row of the bad-input corpus that may join a group: checked from Arrow columns beside
+    another request's rows, it gets what checking its own request's pandas frame gives it."""
+    from data.test_ingest import BAD_INPUT, GOOD_EVENT
+    from fusionrec.data.schema import EventTypes
+    from fusionrec.data.validate import check_events
+    from fusionrec.serving.event_writes import arrow_rows, event_frame, groupable
+    from reliability.test_bad_input import JSON_ONLY
+
+    def check(batch: Any) -> Any:
+        return check_events(batch, source="http", event_types=EventTypes())
+
+    other = [{**GOOD_EVENT, "price": 3, "session_id": "s9"}, {**GOOD_EVENT, "quantity": 2.5}]
+    grouped = 0
+    for change, _ in [*BAD_INPUT, *JSON_ONLY, ({"price": 12.5}, ""), ({"quantity": None}, "")]:
+        rows = [{**GOOD_EVENT, "item_id": "g"}, {**GOOD_EVENT, **change}]
+        if not groupable(rows):
+            continue
+        grouped += 1
+        alone = check(event_frame(rows))
+        together = check(arrow_rows([*other, *rows], np.array([1, 2, 1, 2]))).part(2, 4)
+        assert together.valid.to_pylist() == alone.valid.to_pylist(), change
+        assert together.reasons == alone.reasons, change
+        assert together.quarantine.drop_columns("raw").equals(alone.quarantine.drop_columns("raw")), change
+    assert grouped >= 10

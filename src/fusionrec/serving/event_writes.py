@@ -143,11 +143,13 @@ def groupable(rows: list[dict[str, Any]]) -> bool:
     for row in rows:
         for key, value in row.items():
             kind = type(value)
-            if value is None or kind is str or (key in _NUMBERS and kind is float):
+            if value is None:
                 continue
-            if key in _NUMBERS and kind is int and abs(value) <= _EXACT_INT:
-                continue  # a float64 holds it exactly, as the frame's column would
-            return False
+            if key not in _NUMBERS:
+                if kind is not str:
+                    return False
+            elif not (kind is float or (kind is int and abs(value) <= _EXACT_INT)):
+                return False  # text numbers are read as text; a float64 holds such an int exactly
     return True
 
 
