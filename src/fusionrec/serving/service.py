@@ -228,22 +228,20 @@ class Service:
         # A live event without a time happened now: the server's clock stamps it (UTC).
         rows = stamped(rows, pd.Timestamp.now(tz="UTC").isoformat())
         written = self._event_writes.submit(EventRequest(rows, channel, groupable(rows)))
-        report = written.report
+        report, group = written.report, written.group
         report.seconds = time.perf_counter() - started
+        if not written.leader:
+            group.applied.wait()  # the first request of the group applies its events to the live state
+        else:
+            try:
+                if group.valid.num_rows:
+                    events = group.valid.select(LIVE_COLUMNS).to_pandas()
+                    self.apply_online(events, stored_since=group.stored_since)
+            finally:
+                group.applied.set()
         self.metrics.events.labels("stored", channel).inc(report.stored)
         self.metrics.events.labels("duplicate", channel).inc(report.duplicates)
         self.metrics.events.labels("quarantined", channel).inc(report.quarantined)
-        group = written.group
-        if not written.leader:
-            group.applied.wait()
-            return report
-        try:
-            if group.valid.num_rows:
-                self.apply_online(
-                    group.valid.select(LIVE_COLUMNS).to_pandas(), stored_since=group.stored_since
-                )
-        finally:
-            group.applied.set()
         return report
 
     def _write_events(self, requests: list[EventRequest]) -> list[Written]:
