@@ -12,6 +12,7 @@ import pytest
 
 from fusionrec.data.schema import EVENT_SCHEMA, ITEM_SCHEMA
 from fusionrec.data.store import SCHEMA_VERSION, EventStore, StoreError, StoreLockedError, open_store
+from fusionrec.data.store.base import WriteResult
 from fusionrec.data.store.duckdb import DuckDBStore
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -403,3 +404,43 @@ def test_events_stored_since_a_time_are_the_later_batches_in_stored_order(store:
     later = store.events_stored_since(since, columns=["event_id", "user_id"])
     assert later.column("event_id").to_pylist() == ["d", "c", "e"]  # by batch, then by event time
     assert store.events_stored_since(datetime.now(UTC)).num_rows == 0
+
+
+def test_write_rows_tells_each_rows_outcome_like_write_batch(store: EventStore) -> None:
+    """A small batch without staging: known ids, repeats in the batch and erased users, per row."""
+    store.insert_events(events([("a", "u1", "i1", "view", 0), ("gone-1", "u9", "i1", "view", 0)]))
+    store.erase_user("u9")
+    batch = events(
+        [
+            ("a", "u2", "i1", "view", 1),  # id stored already
+            ("b", "u2", "i2", "purchase", 2),
+            ("b", "u2", "i2", "purchase", 2),  # repeats the row before it
+            ("c", "u9", "i3", "view", 3),  # an erased user
+            ("d", None, "i4", "view", 4),  # a guest (no user)
+        ]
+    )
+    batch = batch.append_column("session_id", pa.array([None, None, None, None, "s1"]))
+    rejected = [{"source": "http", "row_number": 6, "reason": "unknown event_type", "raw": "{}"}]
+    outcome = store.write_rows(batch, rejected)
+    assert outcome.events == ("duplicate", "stored", "duplicate", "erased", "stored")
+    assert outcome.result() == WriteResult(stored=2, duplicates=2, erased_skipped=1, quarantined=1)
+    assert outcome.result(1, 3) == WriteResult(stored=1, duplicates=1, erased_skipped=0, quarantined=1)
+    stored = {r["event_id"]: r for r in store.events_arrow().to_pylist()}
+    assert set(stored) == {"a", "b", "d"} and stored["a"]["user_id"] == "u1"
+    assert stored["d"]["session_id"] == "s1" and stored["d"]["is_bot"] is False
+    assert stored["b"]["timestamp"] == T0 + timedelta(seconds=2) and stored["b"]["price"] is None
+    assert store.counts()["quarantine"] == 1
+    again = store.write_rows(batch, rejected)  # idempotent: nothing new, the rejected row kept once
+    assert again.events == ("duplicate", "duplicate", "duplicate", "erased", "duplicate")
+    assert again.quarantined == 0 and store.counts()["events"] == 3
+
+
+def test_a_failing_write_rows_stores_nothing_of_that_call(store: EventStore) -> None:
+    good = events([("a", "u1", "i1", "view", 0)])
+    bad = good.set_column(0, "event_id", pa.array(["b"])).set_column(
+        3, "event_type", pa.array([None], pa.string())
+    )
+    with pytest.raises(Exception):  # noqa: B017 - the backend's own NOT NULL error
+        store.write_rows(pa.concat_tables([good, bad]))
+    assert store.counts()["events"] == 0
+    assert store.write_rows(good).events == ("stored",)

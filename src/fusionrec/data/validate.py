@@ -59,6 +59,36 @@ class CheckedBatch:
     types_read: Counter[str] = field(default_factory=Counter)  # events per (normalised) event type
     types_rejected: Counter[str] = field(default_factory=Counter)  # of those, quarantined
     types_unknown: Counter[str] = field(default_factory=Counter)  # of those, not a configured type
+    # Per source row, so that `part` can tell one slice of rows apart (empty when not kept):
+    rejected: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # quarantined
+    row_types: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))  # normalised type
+    unknown: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # type not configured
+    reason_rows: dict[str, np.ndarray] = field(default_factory=dict)  # reason -> the rows it names
+
+    def part(self, start: int, stop: int) -> CheckedBatch:
+        """What checking only the source rows ``start:stop`` would have given (every check is one
+        row's own, so a batch of several requests' rows is checked once, then told apart)."""
+        if len(self.rejected) != self.read:
+            raise ValueError("part: this batch was checked without its per-row outcomes")
+        rejected = self.rejected[start:stop]
+        valid_before = int((~self.rejected[:start]).sum())
+        bad_before = int(self.rejected[:start].sum())
+        kept, bad = int((~rejected).sum()), int(rejected.sum())
+        types = self.row_types.slice(start, stop - start)
+        reasons = Counter({reason: int(rows[start:stop].sum()) for reason, rows in self.reason_rows.items()})
+        return CheckedBatch(
+            valid=self.valid.slice(valid_before, kept),
+            quarantine=self.quarantine.slice(bad_before, bad),
+            read=stop - start,
+            reasons=+reasons,  # unary plus drops the reasons of other rows (count 0)
+            types_read=_value_counts(types),
+            types_rejected=_value_counts(types.filter(pa.array(rejected))),
+            types_unknown=_value_counts(types.filter(pa.array(self.unknown[start:stop]))),
+            rejected=rejected,
+            row_types=types,
+            unknown=self.unknown[start:stop],
+            reason_rows={reason: rows[start:stop] for reason, rows in self.reason_rows.items()},
+        )
 
 
 # Columns that reading adds to a source's own: its row numbers, and the JSON types of text fields.
@@ -142,6 +172,7 @@ class _Problems:
         self.bad = np.zeros(n, dtype=bool)
         self.reason = np.full(n, "", dtype=object)
         self.counts: Counter[str] = Counter()
+        self.rows: dict[str, np.ndarray] = {}  # reason -> mask of the rows it names
 
     def add(self, message: str, mask: np.ndarray) -> None:
         mask = np.asarray(mask, dtype=bool)
@@ -149,6 +180,7 @@ class _Problems:
         if not hits:
             return
         self.counts[message] += hits
+        self.rows[message] = self.rows[message] | mask if message in self.rows else mask.copy()
         current = self.reason[mask]
         self.reason[mask] = np.where(current == "", message, current + "; " + message)
         self.bad |= mask
@@ -157,6 +189,7 @@ class _Problems:
         """A reason of its own per row (e.g. naming the row's item), counted per message."""
         for row, message in messages.items():
             self.counts[message] += 1
+            self.rows.setdefault(message, np.zeros(len(self.bad), dtype=bool))[row] = True
             current = self.reason[row]
             self.reason[row] = message if current == "" else current + "; " + message
             self.bad[row] = True
@@ -327,6 +360,10 @@ def check_events(
         types_read=_value_counts(etype),
         types_rejected=_value_counts(etype.filter(pa.array(problems.bad))),
         types_unknown=_value_counts(etype.filter(pa.array(unknown))),
+        rejected=problems.bad,
+        row_types=etype,
+        unknown=unknown,
+        reason_rows=problems.rows,
     )
 
 

@@ -15,27 +15,26 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from fusionrec.analytics.tables import ensure_analytics_tables, log_exposures
-from fusionrec.data.columns import JSON_TYPES, json_type_faults
 from fusionrec.data.import_options import ImportOptions
 from fusionrec.data.ingest import IngestReport
-from fusionrec.data.schema import EVENT_COLUMNS, EventTypes
+from fusionrec.data.schema import EventTypes
 from fusionrec.data.store import EventStore, open_store
 from fusionrec.data.store.base import id_sha256
-from fusionrec.data.validate import ID_FIELDS, check_events
+from fusionrec.data.validate import Batch, CheckedBatch, check_events
 from fusionrec.monitoring.metrics import ServiceMetrics
 from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.cache import AnswerCache, MemoryCache, RedisCache
 from fusionrec.serving.catalogue import Catalogue, fingerprint
 from fusionrec.serving.erasure import erase_stored
+from fusionrec.serving.event_writes import EventRequest, GroupCommit, Written, groupable, stamped, write_group
 from fusionrec.serving.experiments import ExposureBuffer
 from fusionrec.serving.logs import printable
 from fusionrec.serving.new_item_counters import MemoryNewItemCounters, NewItemCounters, RedisNewItemCounters
@@ -89,6 +88,9 @@ class Service:
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fusionrec-store")
         self.store = store if store is not None else open_store(settings.store_url)
         self._hasher = duckdb.connect()  # vectorised md5 of missing event ids (used in the writer thread)
+        self._event_writes: GroupCommit[EventRequest, Written] = GroupCommit(
+            self.writer, self._write_events, key=lambda request: request.group_key
+        )
         self.redis: RedisGuard | None = None
         self.online: OnlineState
         self.cache: AnswerCache
@@ -217,42 +219,45 @@ class Service:
     # --- events ----------------------------------------------------------------------------------
 
     def ingest(self, rows: list[dict[str, Any]], channel: str = "http") -> IngestReport:
-        """Validate, store (one transaction) and apply to the online state; the same counts as ingest."""
-        frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame(columns=EVENT_COLUMNS)
-        for column in ("event_id", "user_id", "session_id", "item_id", "event_type", "timestamp"):
-            if column not in frame.columns:
-                frame[column] = None
-        # A live event without a time happened now: the server's clock stamps it (UTC).
-        unstamped = frame["timestamp"].isna() | (frame["timestamp"].astype(str).str.strip() == "")
-        if unstamped.any():
-            frame.loc[unstamped, "timestamp"] = pd.Timestamp.now(tz="UTC").isoformat()
-        frame["row_number"] = np.arange(1, len(frame) + 1)
-        frame[JSON_TYPES] = json_type_faults(frame, ID_FIELDS).to_pandas()
-        report = IngestReport(source=channel)
-        started = time.perf_counter()
-        before_commit = datetime.now(UTC)  # the batch's ingested_at is at or after this
+        """Validate, store (one transaction) and apply to the online state; the same counts as ingest.
 
-        def write() -> pa.Table:
-            checked = check_events(
-                frame,
-                source=channel,
+        Requests that arrive together share the validation pass, the transaction and the online
+        update (`event_writes`); each returns once its events are committed and live.
+        """
+        started = time.perf_counter()
+        # A live event without a time happened now: the server's clock stamps it (UTC).
+        rows = stamped(rows, pd.Timestamp.now(tz="UTC").isoformat())
+        written = self._event_writes.submit(EventRequest(rows, channel, groupable(rows)))
+        report, group = written.report, written.group
+        report.seconds = time.perf_counter() - started
+        if not written.leader:
+            group.applied.wait()  # the first request of the group applies its events to the live state
+        else:
+            try:
+                if group.valid.num_rows:
+                    events = group.valid.select(LIVE_COLUMNS).to_pandas()
+                    self.apply_online(events, stored_since=group.stored_since)
+            finally:
+                group.applied.set()
+        self.metrics.events.labels("stored", channel).inc(report.stored)
+        self.metrics.events.labels("duplicate", channel).inc(report.duplicates)
+        self.metrics.events.labels("quarantined", channel).inc(report.quarantined)
+        return report
+
+    def _write_events(self, requests: list[EventRequest]) -> list[Written]:
+        """On the writer thread: one group of requests' events, checked and stored together."""
+
+        def check(batch: Batch, source: str) -> CheckedBatch:
+            return check_events(
+                batch,
+                source=source,
                 event_types=self.event_types,
                 hasher=self._hasher,
                 aliases=self.event_aliases,
                 options=self.import_options,
             )
-            result = self.store.write_batch(checked.valid, checked.quarantine)
-            report.add_batch(checked, result.stored, result.duplicates, result.erased_skipped)
-            return checked.valid
 
-        valid = self.on_writer(write)
-        report.seconds = time.perf_counter() - started
-        self.metrics.events.labels("stored", channel).inc(report.stored)
-        self.metrics.events.labels("duplicate", channel).inc(report.duplicates)
-        self.metrics.events.labels("quarantined", channel).inc(report.quarantined)
-        if valid.num_rows:
-            self.apply_online(valid.select(LIVE_COLUMNS).to_pandas(), stored_since=before_commit)
-        return report
+        return write_group(requests, check, self.store.write_rows, self.store.write_batch)
 
     def apply_online(self, events: pd.DataFrame, stored_since: datetime | None = None) -> None:
         """Feed stored events into the online state, invalidate the visitors' cached answers.

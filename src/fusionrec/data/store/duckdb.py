@@ -63,6 +63,11 @@ class DuckDBStore(EventStore):
         ).fetchall()
         return rows[0][0] if rows else None
 
+    def _fetch(self, statement: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return self._con.execute(
+            sql.render_params(statement, "duckdb"), dict(params) if params else None
+        ).fetchall()
+
     def _read(self, statement: str, schema: pa.Schema, params: Mapping[str, Any] | None = None) -> pa.Table:
         return conform(self.query_arrow(statement, params), schema)
 

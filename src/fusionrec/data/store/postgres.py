@@ -109,6 +109,9 @@ class PostgresStore(EventStore):
         row = self._con.execute(sql.render_params(statement, "postgresql"), params or None).fetchone()
         return row[0] if row else None
 
+    def _fetch(self, statement: str, params: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return self._con.execute(sql.render_params(statement, "postgresql"), params or None).fetchall()
+
     def _read(self, statement: str, schema: pa.Schema, params: Mapping[str, Any] | None = None) -> pa.Table:
         if any(pa.types.is_list(f.type) for f in schema):  # arrays do not round-trip through CSV
             return conform(self.query_arrow(statement, params), schema)

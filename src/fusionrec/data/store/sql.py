@@ -184,6 +184,45 @@ def insert_events(source: str, names: list[str], dialect: Dialect) -> str:
     )
 
 
+def array_source(schema: pa.Schema, dialect: Dialect) -> str:
+    """A relation of ``schema``'s columns given as one array parameter each (``:c0``, ``:c1``, ...),
+    zipped row by row by ``unnest``: a small batch goes in as parameters, without staging a table."""
+    columns = ", ".join(
+        f"unnest(CAST(:c{i} AS {sql_type(f.type, dialect)}[])) AS {q(f.name)}" for i, f in enumerate(schema)
+    )
+    return f"(SELECT {columns})"
+
+
+def known_events_and_erased(dialect: Dialect) -> str:
+    """Rows ``(kind, key)``: the ids of ``:ids`` stored in ``events`` (kind ``event``) and the hashes of
+    ``:hashes`` in ``erased_ids`` (kind ``erased``); both parameters are lists of text."""
+    if dialect == "duckdb":  # no index on event_id: a scan, pruned by the ids' min and max
+        ids = "event_id IN (SELECT unnest(CAST(:ids AS VARCHAR[])))"
+        hashes = "user_sha256 IN (SELECT unnest(CAST(:hashes AS VARCHAR[])))"
+    else:  # = ANY keeps the primary-key indexes in use
+        ids = "event_id = ANY(CAST(:ids AS TEXT[]))"
+        hashes = "user_sha256 = ANY(CAST(:hashes AS TEXT[]))"
+    return (
+        f"SELECT 'event' AS kind, event_id AS key FROM events WHERE {ids} "
+        f"UNION ALL SELECT 'erased' AS kind, user_sha256 AS key FROM erased_ids WHERE {hashes}"
+    )
+
+
+def insert_new_events(source: str, names: list[str], dialect: Dialect) -> str:
+    """Copy rows that a look-up in the same transaction found new (`known_events_and_erased`) into
+    ``events``, returning the ids stored.
+
+    DuckDB has one writer, so the look-up still holds: a plain insert (checking erased users again
+    there cost more than the rest of the statement). PostgreSQL has many: an id stored, or a user
+    erased, by another writer since the look-up is skipped here.
+    """
+    insert = f"INSERT INTO events ({cols(names)}) SELECT {cols(names, 's.')} FROM {source} s"
+    if dialect == "duckdb":
+        return f"{insert} RETURNING event_id"
+    not_erased = f"(s.user_id IS NULL OR NOT {is_erased('s.user_id', dialect)})"
+    return f"{insert} WHERE {not_erased} ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+
+
 def count_erased(source: str, dialect: Dialect) -> str:
     return (
         f"SELECT count(*) FROM {source} s WHERE s.user_id IS NOT NULL AND {is_erased('s.user_id', dialect)}"
