@@ -15,7 +15,7 @@ import scipy.sparse as sp
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.fusion.candidates import _dense_scores, sparse_top_k, weighted_top
-from fusionrec.fusion.features import _gather, _product_gather
+from fusionrec.fusion.features import _gather, _product_gather, _recent_matrix
 from fusionrec.models.base import top_k
 from fusionrec.models.ease import EASE
 from fusionrec.models.graph_walk import RP3Beta
@@ -79,3 +79,24 @@ def test_product_gather_equals_the_scipy_product_to_the_bit() -> None:
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, want)
     assert (got > 0).any()  # the check compared real values, not only zeros
+
+
+def test_recent_matrix_equals_scipys_duplicate_sums() -> None:
+    rng = np.random.default_rng(2)
+    for repeats in (6, 40):  # few distinct items: items two and three times among the last five
+        lengths = rng.integers(0, 9, size=6)
+        indptr = np.r_[0, np.cumsum(lengths)]
+        sequence = rng.integers(repeats, size=indptr[-1]).astype(np.int32)
+        matrix, last = _recent_matrix(indptr, sequence, 40, 5)
+        user_of = np.repeat(np.arange(6), lengths)
+        from_end = indptr[1:][user_of] - np.arange(len(sequence))
+        keep = from_end <= 5
+        want = sp.csr_matrix(
+            (1.0 / from_end[keep].astype(np.float32), (user_of[keep], sequence[keep])), shape=(6, 40)
+        )
+        want.sum_duplicates()
+        assert matrix.dtype == np.float32 and matrix.has_sorted_indices
+        np.testing.assert_array_equal(matrix.toarray(), want.toarray())
+        assert last.tolist() == [
+            int(sequence[e - 1]) if n else -1 for e, n in zip(indptr[1:], lengths, strict=True)
+        ]
