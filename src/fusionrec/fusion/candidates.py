@@ -15,6 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fusionrec.models.base import Recommender, top_k
+from fusionrec.models.itemtools import request_history_matrix
 
 TopLists = tuple[np.ndarray, np.ndarray]  # (items int32[n_rows, k] with -1 padding, scores float32)
 
@@ -61,17 +62,28 @@ def source_lists(
     histories: Sequence[np.ndarray] | None = None,
     min_scores: Mapping[str, float | None] | None = None,
     dense: dict[str, np.ndarray] | None = None,
+    history_rows: sp.csr_matrix | None = None,
 ) -> dict[str, TopLists]:
     """Each source's top-``quota`` lists for ``users`` (or for live ``histories`` where supported).
 
     Items scored at or below a source's ``min_scores`` entry are dropped (item -1). ``dense``, when
     given, receives each source's scores of every item (``float32[len(users), n_items]``, excluded
-    items at -inf), for `fill_scores`.
+    items at -inf), for `fill_scores`. ``history_rows``: the histories' distinct items as
+    ``request_history_matrix(histories, n_items, binary=True)`` builds them, when the caller has
+    them already; else built here once for the sources that score histories as ``rows @ W``
+    (`Recommender.history_weights`).
     """
     lists: dict[str, TopLists] = {}
+    rows = history_rows
     for label, model in models.items():
         if dense is None:
-            lists[label] = _source_list(model, quotas[label], users, exclude, histories)
+            weights = _history_weights(model, histories)
+            if weights is not None:
+                if rows is None:
+                    rows = request_history_matrix(list(histories or ()), model.n_items_, binary=True)
+                lists[label] = weighted_top(rows, weights, quotas[label], exclude)
+            else:
+                lists[label] = _source_list(model, quotas[label], users, exclude, histories)
         else:
             dense[label] = _dense_scores(model, users, exclude, histories)
             lists[label] = top_k(dense[label], quotas[label])
@@ -81,6 +93,72 @@ def source_lists(
             items = np.where(scores > floor, items, -1).astype(np.int32)
             lists[label] = (items, scores)
     return lists
+
+
+def _history_weights(
+    model: Recommender, histories: Sequence[np.ndarray] | None
+) -> np.ndarray | sp.csr_matrix | None:
+    """The model's ``W`` when it scores every one of ``histories`` as ``rows @ W`` (an empty
+    history takes the model's fallback scores instead: then None, the general path)."""
+    if histories is None or not model.supports_history or not all(len(h) for h in histories):
+        return None
+    return model.history_weights()
+
+
+def weighted_top(
+    rows: sp.csr_matrix, weights: np.ndarray | sp.csr_matrix, k: int, exclude: sp.csr_matrix | str | None
+) -> TopLists:
+    """`top_k` of the scores ``rows @ weights`` (float32), items nonzero in a CSR ``exclude`` at
+    -inf: what `_source_list` gives for a source whose `Recommender.history_weights` is
+    ``weights``. A sparse ``weights`` gives sparse score rows, ranked by their stored entries."""
+    mask = exclude if sp.issparse(exclude) else None
+    product = rows @ weights
+    if sp.issparse(product):
+        return sparse_top_k(product.tocsr(), k, mask)
+    scores = np.asarray(product, dtype=np.float32)
+    if mask is not None:
+        mask_out(scores, mask)
+    return top_k(scores, k)
+
+
+def sparse_top_k(scores: sp.csr_matrix, k: int, mask: sp.csr_matrix | None = None) -> TopLists:
+    """`top_k` of ``scores`` as float32 (absent entries 0), items nonzero in ``mask`` at -inf.
+
+    A row with at least ``k`` positive entries outside the mask has its top among them (every
+    absent entry, a 0, ranks below), ordered as `top_k` orders them (higher score first, ties to
+    the lower item); a row with fewer, or with a NaN, is ranked densely by `top_k` itself.
+    """
+    scores = scores.tocsr()
+    n_rows, n_cols = scores.shape
+    k = min(k, n_cols)
+    items = np.empty((n_rows, k), dtype=np.int32)
+    values = np.empty((n_rows, k), dtype=np.float32)
+    for r in range(n_rows):
+        start, end = scores.indptr[r], scores.indptr[r + 1]
+        cols = scores.indices[start:end]
+        data = scores.data[start:end].astype(np.float32)
+        if mask is not None:
+            lo, hi = mask.indptr[r], mask.indptr[r + 1]
+            masked = np.sort(mask.indices[lo:hi][mask.data[lo:hi] != 0])
+            if len(masked):  # membership by binary search: np.isin costs more on one short row
+                at = np.minimum(np.searchsorted(masked, cols), len(masked) - 1)
+                keep = masked[at] != cols
+                cols, data = cols[keep], data[keep]
+        positive = data > 0
+        if int(positive.sum()) >= k and not np.isnan(data).any():
+            cols, data = cols[positive], data[positive]
+            if len(data) > k:  # the k-th largest value first: only its ties and above are sorted
+                kept = data >= -np.partition(-data, k - 1)[k - 1]
+                cols, data = cols[kept], data[kept]
+            order = np.lexsort((cols, -data))[:k]
+            items[r], values[r] = cols[order], data[order]
+            continue
+        row = np.zeros((1, n_cols), dtype=np.float32)
+        row[0, cols] = data
+        if mask is not None:
+            mask_out(row, mask[r])
+        items[r], values[r] = top_k(row, k)
+    return items, values
 
 
 def _source_list(

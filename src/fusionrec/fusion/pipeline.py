@@ -363,11 +363,11 @@ class MultiSourceRecommender(Recommender):
     def _candidates_of(self, users: np.ndarray, histories: Sequence[np.ndarray] | None) -> Candidates:
         cfg = self.config
         exclude: Any = None
+        rows = None  # the histories' distinct items: the exclusion and the sources' input alike
+        if histories is not None:
+            rows = request_history_matrix(list(histories), self._context.covisit.shape[0], binary=True)
         if cfg.exclude_seen:
-            if histories is None:
-                exclude = "seen"
-            else:
-                exclude = request_history_matrix(list(histories), self._context.covisit.shape[0], binary=True)
+            exclude = "seen" if histories is None else rows
         dense: dict[str, np.ndarray] | None = {} if cfg.score_all_candidates else None
         lists = source_lists(
             self._sources,
@@ -377,17 +377,18 @@ class MultiSourceRecommender(Recommender):
             histories=histories,
             min_scores={s.label: s.min_score for s in cfg.sources},
             dense=dense,
+            history_rows=rows,
         )
         known = (users >= 0) & (users < self._seen.shape[0])
         safe = np.where(known, users, 0)
-        seen_rows = self._seen[safe] if exclude is not None else None
         if cfg.extra.repeat:
             counts = self._context.viewed + self._context.carted + self._context.bought
             if counts.nnz == 0:  # event types outside view/cart/purchase (e.g. ratings)
                 counts = self._seen
-            rows = sp.diags(known.astype(np.float32)) @ counts[safe]
-            lists[REPEAT] = top_rows(rows.tocsr(), cfg.extra.repeat)
+            repeated = sp.diags(known.astype(np.float32)) @ counts[safe]
+            lists[REPEAT] = top_rows(repeated.tocsr(), cfg.extra.repeat)
         if cfg.extra.popular_in_category:
+            seen_rows = self._seen[safe] if exclude is not None else None
             lists[POPULAR_IN_CATEGORY] = self._popular_in_category(safe, known, seen_rows)
         candidates = union(lists, len(users), self._context.covisit.shape[0])
         if dense:

@@ -219,6 +219,17 @@ class Recommender(ABC):
     def _score_histories(self, histories: list[np.ndarray]) -> np.ndarray:
         raise ModelError(f"{self.name} does not implement _score_histories")
 
+    def history_weights(self) -> np.ndarray | sp.csr_matrix | None:
+        """The items x items matrix ``W`` with `score_histories` equal to ``rows @ W`` (``rows``:
+        the histories' distinct items, 1 each, as `request_history_matrix` builds them with
+        ``binary=True``), cast to float32; None where scoring is anything else.
+
+        Serving builds that one history matrix once per request for every source that has
+        such a ``W`` (`fusion.candidates.source_lists`), and a sparse ``W`` scores into a sparse
+        row whose top items need no pass over every item.
+        """
+        return None
+
     def history_terms(
         self, user: int, history: np.ndarray | None, item: int
     ) -> tuple[np.ndarray, np.ndarray] | None:

@@ -95,6 +95,10 @@ class EASE(Recommender):
             request_history_matrix(histories, self.n_items_, binary=True) @ self.weights_, dtype=np.float32
         )
 
+    def history_weights(self) -> np.ndarray:
+        """``weights_``: `_score_histories` is the binary history rows times it (see `Recommender`)."""
+        return self.weights_
+
     def history_terms(
         self, user: int, history: np.ndarray | None, item: int
     ) -> tuple[np.ndarray, np.ndarray] | None:

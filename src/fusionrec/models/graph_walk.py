@@ -74,6 +74,10 @@ class RP3Beta(Recommender):
             dtype=np.float32,
         )
 
+    def history_weights(self) -> sp.csr_matrix:
+        """``weights_``: `_score_histories` is the binary history rows times it (see `Recommender`)."""
+        return self.weights_
+
     def history_terms(
         self, user: int, history: np.ndarray | None, item: int
     ) -> tuple[np.ndarray, np.ndarray] | None:

@@ -184,6 +184,10 @@ class ItemKNN(Recommender):
         rows = request_history_matrix(histories, self.n_items_, binary=True)
         return np.asarray((rows @ self.similarity_).toarray(), dtype=np.float32)
 
+    def history_weights(self) -> sp.csr_matrix:
+        """``similarity_``: `_score_histories` is the binary history rows times it (see `Recommender`)."""
+        return self.similarity_
+
     def history_terms(
         self, user: int, history: np.ndarray | None, item: int
     ) -> tuple[np.ndarray, np.ndarray] | None:

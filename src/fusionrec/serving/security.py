@@ -102,26 +102,44 @@ def require(scope: str, *, publishable: bool = False, cookie: bool = False) -> C
     ``cookie`` (the dashboard's pages), the key may come from the cookie `/dashboard/login` sets."""
 
     async def check(request: Request, key: str | None = Security(api_key_header)) -> None:
-        keys: ApiKeys = request.app.state.api_keys
-        if key is None and cookie:
-            key = request.cookies.get(DASHBOARD_COOKIE)
-        scopes = keys.scopes(key)
-        if scopes == PUBLISHABLE:  # checked first: such a key is refused even where no key is needed
-            keys.check_publishable(publishable, request.headers.get("origin"))
-            return
-        if keys.open_to_anyone(scope):
-            return
-        if not keys.enabled:
-            raise HTTPException(401, detail=NO_KEYS, headers={"WWW-Authenticate": "ApiKey"})
-        if scopes is None:
-            raise HTTPException(
-                401, detail="missing or unknown API key", headers={"WWW-Authenticate": "ApiKey"}
-            )
-        if scope not in scopes and "admin" not in scopes:
-            raise HTTPException(403, detail=f"this API key lacks the {scope!r} scope")
+        check_key(request, scope, key, publishable=publishable, cookie=cookie)
 
     check.__name__ = f"require_{scope}"
     return check
+
+
+def check_key(
+    request: Request, scope: str, key: str | None, *, publishable: bool = False, cookie: bool = False
+) -> None:
+    """What `require` checks, as a plain call: ``key`` (the API key header's value, None when
+    absent) must carry ``scope``; a 401 or 403 otherwise."""
+    keys: ApiKeys = request.app.state.api_keys
+    if key is None and cookie:
+        key = request.cookies.get(DASHBOARD_COOKIE)
+    scopes = keys.scopes(key)
+    if scopes == PUBLISHABLE:  # checked first: such a key is refused even where no key is needed
+        keys.check_publishable(publishable, request.headers.get("origin"))
+        return
+    if keys.open_to_anyone(scope):
+        return
+    if not keys.enabled:
+        raise HTTPException(401, detail=NO_KEYS, headers={"WWW-Authenticate": "ApiKey"})
+    if scopes is None:
+        raise HTTPException(401, detail="missing or unknown API key", headers={"WWW-Authenticate": "ApiKey"})
+    if scope not in scopes and "admin" not in scopes:
+        raise HTTPException(403, detail=f"this API key lacks the {scope!r} scope")
+
+
+def require_inline(request: Request, scope: str) -> None:
+    """`require` (no publishable key, no cookie) called by a hot route itself: FastAPI's
+    resolution of a route's dependencies cost more than the route's own work. Such a route
+    declares `KEY_SECURITY` in its ``openapi_extra``, so that its documentation names the key."""
+    check_key(request, scope, request.headers.get(API_KEY_HEADER))
+
+
+# The OpenAPI security requirement a `require` dependency adds to a route (FastAPI names the
+# scheme after the header class), for the routes that call `require_inline` instead.
+KEY_SECURITY = [{"APIKeyHeader": []}]
 
 
 async def require_json(request: Request) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from fusionrec.serving.item_fields import ITEM_FIELDS, UnknownFieldsError, parse_fields, with_item_fields
 from fusionrec.serving.recommend import (
@@ -24,16 +26,18 @@ from fusionrec.serving.routes.query import only_declared_query, parse_query, que
 from fusionrec.serving.routes.schemas import (
     ExplainOut,
     FastJSON,
+    FieldsQuery,
     IdentifyIn,
+    ItemPath,
     RecommendationsOut,
     RecommendationsQuery,
     RelatedOut,
+    RelatedQuery,
 )
-from fusionrec.serving.security import require, require_json
+from fusionrec.serving.security import KEY_SECURITY, require, require_inline, require_json
 from fusionrec.serving.service import Service
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
-Id = Annotated[str, Path(min_length=1, max_length=256)]
 Fields = Annotated[
     str | None,
     Query(
@@ -146,40 +150,69 @@ async def identify(body: IdentifyIn, svc: Annotated[Service, Depends(service)]) 
         raise HTTPException(503, detail="online state unavailable; retry") from None
 
 
-@router.get("/items/{item_id}/similar", response_model=RelatedOut, dependencies=[Depends(require("read"))])
-async def similar(
-    item_id: Id,
-    svc: Annotated[Service, Depends(service)],
-    k: Annotated[int, Query(ge=1, le=200)] = 10,
-    fields: ItemFields = (),
-) -> FastJSON:
+# Similar and bought-together items are hot read paths: a route with FastAPI parameters and
+# dependencies (key, service, fields) spent most of its time resolving them. These take the
+# request alone and check in the order FastAPI did: the key (401/403), the ``fields``
+# (a dependency of their own: its 422 first), then the path and ``k`` in one 422. The
+# parameters are documented through ``openapi_extra``.
+_ITEM_PATH = {
+    "name": "item_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+}
+_RELATED_DOCS = {
+    "parameters": [_ITEM_PATH, *query_parameters(RelatedQuery), *query_parameters(FieldsQuery)],
+    "security": KEY_SECURITY,
+}
+
+
+async def _related_request(request: Request) -> tuple[str, int, tuple[str, ...]]:
+    """The item id, ``k`` and fields of a similar or bought-together request; a 422 otherwise."""
+    errors: list[Any] = []
+    fields: tuple[str, ...] = ()
+    try:
+        raw = parse_query(FieldsQuery, request.query_params).fields
+    except RequestValidationError as error:
+        errors += list(error.errors())
+    else:
+        fields = await wanted_fields(raw)
+    item_id = request.path_params["item_id"]
+    try:
+        ItemPath(item_id=item_id)
+    except ValidationError as error:
+        errors += [{**e, "loc": ("path", *e["loc"])} for e in error.errors(include_url=False)]
+    k = 0
+    try:
+        k = parse_query(RelatedQuery, request.query_params).k
+    except RequestValidationError as error:
+        errors += list(error.errors())
+    if errors:
+        raise RequestValidationError(errors)
+    return item_id, k, fields
+
+
+async def _related_answer(request: Request, kind: str) -> FastJSON:
+    require_inline(request, "read")
+    svc: Service = request.app.state.service
+    item_id, k, fields = await _related_request(request)
+    # A cached or cheap answer on the event loop (`related_inline`), else in a worker thread.
+    answer = related_inline(svc, item_id, k, kind) or await run_in_threadpool(related, svc, item_id, k, kind)
+    if answer is None:
+        raise HTTPException(404, detail=f"unknown item {item_id!r}")
+    return FastJSON(with_item_fields(answer, svc.catalogue, fields))
+
+
+@router.get("/items/{item_id}/similar", response_model=RelatedOut, openapi_extra=_RELATED_DOCS)
+async def similar(request: Request) -> FastJSON:
     """Items like ``item_id`` (new items: popular in their category)."""
-    # A cached or cheap answer on the event loop (`related_inline`), else in a worker thread.
-    answer = related_inline(svc, item_id, k, "similar") or await run_in_threadpool(
-        related, svc, item_id, k, "similar"
-    )
-    if answer is None:
-        raise HTTPException(404, detail=f"unknown item {item_id!r}")
-    return FastJSON(with_item_fields(answer, svc.catalogue, fields))
+    return await _related_answer(request, "similar")
 
 
-@router.get(
-    "/items/{item_id}/bought-together", response_model=RelatedOut, dependencies=[Depends(require("read"))]
-)
-async def bought_together(
-    item_id: Id,
-    svc: Annotated[Service, Depends(service)],
-    k: Annotated[int, Query(ge=1, le=200)] = 10,
-    fields: ItemFields = (),
-) -> FastJSON:
+@router.get("/items/{item_id}/bought-together", response_model=RelatedOut, openapi_extra=_RELATED_DOCS)
+async def bought_together(request: Request) -> FastJSON:
     """Items bought in the same baskets as ``item_id`` (fallback: similar items)."""
-    # A cached or cheap answer on the event loop (`related_inline`), else in a worker thread.
-    answer = related_inline(svc, item_id, k, "bought_together") or await run_in_threadpool(
-        related, svc, item_id, k, "bought_together"
-    )
-    if answer is None:
-        raise HTTPException(404, detail=f"unknown item {item_id!r}")
-    return FastJSON(with_item_fields(answer, svc.catalogue, fields))
+    return await _related_answer(request, "bought_together")
 
 
 @router.get("/popular", response_model=RelatedOut, dependencies=[Depends(require("read"))])

@@ -44,6 +44,30 @@ class RecommendationsQuery(BaseModel):
     )
 
 
+class RelatedQuery(BaseModel):
+    """The ``k`` of similar and bought-together items (`parse_query`); other names are ignored,
+    as they always were on these routes."""
+
+    k: int = Field(10, ge=1, le=200)
+
+
+class FieldsQuery(BaseModel):
+    """The ``fields`` query parameter, read before the others (it was a dependency of its own)."""
+
+    fields: str | None = Field(
+        None,
+        max_length=256,
+        description=f"item fields to add to each item, comma-separated: {', '.join(ITEM_FIELDS)}",
+        examples=["title,price,image_url,url"],
+    )
+
+
+class ItemPath(BaseModel):
+    """The ``item_id`` path parameter of the item routes answered without FastAPI's parameters."""
+
+    item_id: str = Field(min_length=1, max_length=256)
+
+
 class FeaturePart(BaseModel):
     name: str = Field(description="a ranking feature (or a source label, for weighted fusions)")
     value: float | None = Field(None, description="its value for this item; null when missing")
