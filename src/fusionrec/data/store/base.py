@@ -69,6 +69,15 @@ class RowOutcomes:
         return WriteResult(part.count(STORED), part.count(DUPLICATE), part.count(ERASED), self.quarantined)
 
 
+def _event_rows(events: pa.Table | pd.DataFrame) -> pa.Table:
+    """Events on `EVENT_SCHEMA`, an unset bot flag stored as false."""
+    table = _as_table(events, EVENT_SCHEMA)
+    if table.column("is_bot").null_count:
+        index = table.schema.get_field_index("is_bot")
+        table = table.set_column(index, "is_bot", pc.fill_null(table.column("is_bot"), False))
+    return table
+
+
 def _as_table(rows: pa.Table | pd.DataFrame | Iterable[Mapping[str, Any]], schema: pa.Schema) -> pa.Table:
     """Coerce rows onto ``schema`` (missing nullable columns become nulls; extra columns are dropped)."""
     if isinstance(rows, pd.DataFrame):
@@ -209,28 +218,18 @@ class EventStore(ABC):
         quarantine: pa.Table | pd.DataFrame | Iterable[Mapping[str, Any]] | None = None,
     ) -> WriteResult:
         """Store events (known ids and erased users skipped) and rejected rows, in one transaction."""
-        stored = duplicates = erased = quarantined = 0
+        stored = duplicates = erased = 0
         with self._lock, self._transaction():
             if events is not None:
-                table = _as_table(events, EVENT_SCHEMA)
+                table = _event_rows(events)
                 if table.num_rows:
-                    if table.column("is_bot").null_count:
-                        table = table.set_column(
-                            table.schema.get_field_index("is_bot"),
-                            "is_bot",
-                            pc.fill_null(table.column("is_bot"), False),
-                        )
                     with self._stage(table, "events") as staged:
                         erased = int(self._scalar(sql.count_erased(staged, self.dialect)) or 0)
                         stored = max(
                             self._execute(sql.insert_events(staged, table.column_names, self.dialect)), 0
                         )
                     duplicates = table.num_rows - stored - erased
-            if quarantine is not None:
-                rows = _as_table(quarantine, sql.QUARANTINE_SCHEMA)
-                if rows.num_rows:
-                    with self._stage(rows, "quarantine") as staged:
-                        quarantined = max(self._execute(sql.insert_quarantine(staged)), 0)
+            quarantined = self._write_quarantine(quarantine)
         return WriteResult(stored, duplicates, erased, quarantined)
 
     def write_rows(self, events: pa.Table, quarantine: pa.Table | pd.DataFrame | None = None) -> RowOutcomes:
@@ -242,15 +241,11 @@ class EventStore(ABC):
         stored. Staging a table costs milliseconds whatever its size, which only a large batch
         (`write_batch`) earns back.
         """
-        table = _as_table(events, EVENT_SCHEMA)
-        if table.column("is_bot").null_count:
-            index = table.schema.get_field_index("is_bot")
-            table = table.set_column(index, "is_bot", pc.fill_null(table.column("is_bot"), False))
+        table = _event_rows(events)
         ids = table.column("event_id").to_pylist()
         users = table.column("user_id").to_pylist()
         hashes = {user: id_sha256(user) for user in set(users) if user is not None}
         outcomes: list[str] = []
-        quarantined = 0
         with self._lock, self._transaction():
             if ids:
                 found = self._fetch(
@@ -278,12 +273,18 @@ class EventStore(ABC):
                     for row in fresh:  # PostgreSQL: another writer stored it after the look-up
                         if ids[row] not in stored:
                             outcomes[row] = DUPLICATE
-            if quarantine is not None:
-                rejected = _as_table(quarantine, sql.QUARANTINE_SCHEMA)
-                if rejected.num_rows:
-                    with self._stage(rejected, "quarantine") as staged:
-                        quarantined = max(self._execute(sql.insert_quarantine(staged)), 0)
+            quarantined = self._write_quarantine(quarantine)
         return RowOutcomes(tuple(outcomes), quarantined)
+
+    def _write_quarantine(self, rows: pa.Table | pd.DataFrame | Iterable[Mapping[str, Any]] | None) -> int:
+        """Store rejected rows inside the caller's transaction; how many were new."""
+        if rows is None:
+            return 0
+        table = _as_table(rows, sql.QUARANTINE_SCHEMA)
+        if not table.num_rows:
+            return 0
+        with self._stage(table, "quarantine") as staged:
+            return max(self._execute(sql.insert_quarantine(staged)), 0)
 
     def insert_events(self, table: pa.Table | pd.DataFrame) -> int:
         """Store canonical events; return how many were new (known ``event_id``s are ignored)."""
