@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from fusionrec.serving.item_fields import ITEM_FIELDS, UnknownFieldsError, parse_fields, with_item_fields
+from fusionrec.serving.item_fields import UnknownFieldsError, parse_fields, with_item_fields
 from fusionrec.serving.recommend import (
     RecQuery,
     UnknownIdError,
@@ -24,6 +24,8 @@ from fusionrec.serving.recommend import (
 from fusionrec.serving.redis_client import RedisUnavailableError
 from fusionrec.serving.routes.query import only_declared_query, parse_query, query_parameters
 from fusionrec.serving.routes.schemas import (
+    FIELDS_DESCRIPTION,
+    FIELDS_EXAMPLES,
     ExplainOut,
     FastJSON,
     FieldsQuery,
@@ -40,11 +42,7 @@ from fusionrec.serving.service import Service
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 Fields = Annotated[
     str | None,
-    Query(
-        max_length=256,
-        description=f"item fields to add to each item, comma-separated: {', '.join(ITEM_FIELDS)}",
-        examples=["title,price,image_url,url"],
-    ),
+    Query(max_length=256, description=FIELDS_DESCRIPTION, examples=FIELDS_EXAMPLES),
 ]
 
 

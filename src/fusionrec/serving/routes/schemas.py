@@ -18,6 +18,14 @@ class FastJSON(JSONResponse):
         return orjson.dumps(content)
 
 
+# The ``fields`` query parameter of every route that lists items (also `recommendations.Fields`).
+FIELDS_DESCRIPTION = f"item fields to add to each item, comma-separated: {', '.join(ITEM_FIELDS)}"
+FIELDS_EXAMPLES = ["title,price,image_url,url"]
+ItemFieldsParam = Annotated[
+    str | None, Field(max_length=256, description=FIELDS_DESCRIPTION, examples=FIELDS_EXAMPLES)
+]
+
+
 class RecommendationsQuery(BaseModel):
     """The query parameters of ``GET /v1/recommendations`` (validated in one call: `parse_query`)."""
 
@@ -33,12 +41,7 @@ class RecommendationsQuery(BaseModel):
     channel: str | None = Field(None, min_length=1, max_length=64, description="web, app, email ...")
     min_price: float | None = Field(None, ge=0)
     max_price: float | None = Field(None, ge=0)
-    fields: str | None = Field(
-        None,
-        max_length=256,
-        description=f"item fields to add to each item, comma-separated: {', '.join(ITEM_FIELDS)}",
-        examples=["title,price,image_url,url"],
-    )
+    fields: ItemFieldsParam = None
     explain: bool = Field(
         False, description="add to each item a `reason` sentence and the `explanation` trace behind it"
     )
@@ -54,12 +57,7 @@ class RelatedQuery(BaseModel):
 class FieldsQuery(BaseModel):
     """The ``fields`` query parameter, read before the others (it was a dependency of its own)."""
 
-    fields: str | None = Field(
-        None,
-        max_length=256,
-        description=f"item fields to add to each item, comma-separated: {', '.join(ITEM_FIELDS)}",
-        examples=["title,price,image_url,url"],
-    )
+    fields: ItemFieldsParam = None
 
 
 class ItemPath(BaseModel):
