@@ -233,33 +233,37 @@ def train_version(
     ``guardrail``: ship the best of the pipeline and its sources on the validation days
     (`evaluate_on_window`); without it, the pipeline ships as given.
     """
+    from fusionrec.fusion.source_cache import reuse_fitted_sources
     from fusionrec.models.registry import create_model
 
     if isinstance(reference, str):
         if reference != AUTO_REFERENCE:
             raise ValueError(f"reference must be a manifest, None or {AUTO_REFERENCE!r}, not {reference!r}")
         reference = newest_accepted(repository.manifests())
-    selection = None
-    mask_seen = True
-    if spec.model == AUTO_MODEL:
-        selection, spec = choose_pipeline(spec, dataset, valid_days, progress)
-        guardrail = False  # the search chose among the fusion, the blend and every source already
-        mask_seen = selection.plan.exclude_seen
-    evaluation, spec = evaluate_on_window(
-        spec, dataset, valid_days, reference, guardrail=guardrail, mask_seen=mask_seen
-    )
-    if selection is not None and evaluation is not None:
-        evaluation = evaluation.model_copy(
-            update={
-                "protocol": f"{evaluation.protocol}; chosen on {selection.record.plan['folds']} validation "
-                "folds before these days",
-                "leaderboard": selection.leaderboard,
-                "chosen": selection.record.chosen,
-                "reason": selection.record.reason,
-            }
+    # The search's folds, the validation days' fit and the final fit's label windows are often
+    # the same events: each source is fit once for all of them.
+    with reuse_fitted_sources():
+        selection = None
+        mask_seen = True
+        if spec.model == AUTO_MODEL:
+            selection, spec = choose_pipeline(spec, dataset, valid_days, progress)
+            guardrail = False  # the search chose among the fusion, the blend and every source already
+            mask_seen = selection.plan.exclude_seen
+        evaluation, spec = evaluate_on_window(
+            spec, dataset, valid_days, reference, guardrail=guardrail, mask_seen=mask_seen
         )
-    log.info("fitting %s on all %s events", spec.model, f"{dataset.n_events:,}")
-    model = create_model(spec.model, **spec.params).fit(dataset)
+        if selection is not None and evaluation is not None:
+            evaluation = evaluation.model_copy(
+                update={
+                    "protocol": f"{evaluation.protocol}; chosen on {selection.record.plan['folds']} validation "
+                    "folds before these days",
+                    "leaderboard": selection.leaderboard,
+                    "chosen": selection.record.chosen,
+                    "reason": selection.record.reason,
+                }
+            )
+        log.info("fitting %s on all %s events", spec.model, f"{dataset.n_events:,}")
+        model = create_model(spec.model, **spec.params).fit(dataset)
     record: dict[str, Any] = {
         "trained_by": trained_by,
         "pipeline": spec.record(),

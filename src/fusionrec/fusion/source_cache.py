@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +26,8 @@ import scipy.sparse as sp
 from fusionrec.data.dataset import Dataset
 from fusionrec.models.base import Recommender
 from fusionrec.models.registry import create_model
+
+log = logging.getLogger(__name__)
 
 
 class FittedSources:
@@ -41,6 +45,7 @@ class FittedSources:
         key = f"{name}:{json.dumps(params, sort_keys=True, default=str)}:{fingerprint(dataset)}"
         if key in self._models:
             self._models.move_to_end(key)
+            log.debug("%s: reused the fit on the same %d events", name, dataset.n_events)
             return self._models[key][0]
         model = fit()
         size = array_bytes(model)
@@ -56,10 +61,33 @@ class FittedSources:
 _ACTIVE: ContextVar[FittedSources | None] = ContextVar("fusionrec_fitted_sources", default=None)
 
 
+MIN_CACHE_BYTES = 256 * 2**20
+CACHE_SHARE_OF_FREE_MEMORY = 0.3
+
+
+def default_cache_bytes() -> int:
+    """A share of the memory free now: a search's fused folds need the source fits of about twice
+    as many training cuts as it has folds (each fold's own, and its label windows'), and a cap too
+    small for them (EASE on 12k items is 0.6 GB a fit) makes each fold refit what the last one
+    dropped."""
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not every platform reports it
+        return 2 * 2**30
+    return max(MIN_CACHE_BYTES, int(free * CACHE_SHARE_OF_FREE_MEMORY))
+
+
 @contextmanager
-def reuse_fitted_sources(max_bytes: int = 2 * 2**30) -> Iterator[FittedSources]:
-    """Within the block, fused models share the sources they fit (see the module docstring)."""
-    cache = FittedSources(max_bytes)
+def reuse_fitted_sources(max_bytes: int | None = None) -> Iterator[FittedSources]:
+    """Within the block, fused models share the sources they fit (see the module docstring), up
+    to ``max_bytes`` of their arrays (`default_cache_bytes` when None). Inside another such block
+    the outer one's fits are shared: a search's folds are the label windows of the final fit on
+    all its data, so that fit finds most of its sources already fitted."""
+    outer = _ACTIVE.get()
+    if outer is not None:
+        yield outer
+        return
+    cache = FittedSources(default_cache_bytes() if max_bytes is None else max_bytes)
     token = _ACTIVE.set(cache)
     try:
         yield cache

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from fusionrec.data.dataset import Dataset
+from fusionrec.fusion.source_cache import reuse_fitted_sources
 from fusionrec.models.base import ModelConfig, Recommender, add_to_manifest
 from fusionrec.models.registry import create_model
 from fusionrec.tuning.auto import select_pipeline
@@ -45,18 +46,19 @@ class AutoRecommender(Recommender):
 
     def _fit(self, dataset: Dataset) -> None:
         cfg = self.config
-        selection = select_pipeline(
-            dataset,
-            budget_seconds=cfg.budget_seconds,
-            folds=cfg.folds,
-            window_days=cfg.window_days,
-            seed=cfg.seed,
-            models=cfg.models,
-        )
+        with reuse_fitted_sources():  # the final fit's label windows are the search's folds
+            selection = select_pipeline(
+                dataset,
+                budget_seconds=cfg.budget_seconds,
+                folds=cfg.folds,
+                window_days=cfg.window_days,
+                seed=cfg.seed,
+                models=cfg.models,
+            )
+            self._chosen = create_model(selection.model, **selection.params).fit(dataset)
         self.chosen_model_ = selection.model
         self.chosen_params_ = selection.params
         self.search_ = selection.record.model_dump(mode="json")
-        self._chosen = create_model(selection.model, **selection.params).fit(dataset)
 
     def fit_report(self) -> dict[str, Any]:
         """The chosen pipeline and how the search came to it (the trials are in ``search_``)."""
