@@ -10,8 +10,17 @@ reads the same content as ``content_tfidf``. Named vectors (``image_embedding``,
 *User tower.* An LSTM reads the sequence of item vectors; at each position its state and a user
 embedding go through a second MLP (plus a linear projection of the state) to the user vector.
 
+*Content profile.* Beside the tower, each item has a unit-length content vector of width
+``profile_dim``: the mean of learned embeddings of its tokens (a bag of tokens, as ``content_tfidf``'s
+vector but with learned token vectors and weights). The user side scores it with a content query:
+a learned multiple of the mean content vector of the history so far (``content_tfidf``'s profile),
+a learned multiple of the last item's, and a linear map of the LSTM state (what tends to follow).
+The query and the vector are extra columns of the user and item vectors, so this term is one more
+part of the same dot product, trained with it; a new item has it in full (no id is needed), and it
+is what lets the model place new items by "shares brand and category with this history".
+
 *Fusion and score.* The fusion MLPs end in vectors of one width, and the score of an item is the
-dot product of the user vector with the item vector. A single MLP over the concatenated pair would
+dot product of the user vector with the item vector (both with the content-profile columns). A single MLP over the concatenated pair would
 have to run once per (user, item) pair; a dot product scores all items with one matrix product,
 so training keeps the full-softmax cross-entropy of SASRec and GRU4Rec (`TorchSequentialRecommender`:
 windows, early stopping, refit, progress per epoch, live histories, persistence) and serving scores
@@ -64,6 +73,9 @@ class HybridConfig(SequentialConfig):
     item_vectors: list[str] | None = None  # named item vectors to read; None: every one present
     id_dropout: float = Field(0.25, ge=0.0, lt=1.0)
     user_dropout: float = Field(0.5, ge=0.0, le=1.0)
+    # Width of the content-profile term (item bag-of-tokens vector against the history's profile,
+    # see the module docstring); 0 turns it off (the tower's dot product alone).
+    profile_dim: int = Field(64, ge=0)
     # Scoring of items without training interactions (see `_logits`): "rank" places each among the
     # warm items where its content-only score places it among theirs; "content" takes its
     # content-only logit as it is (beside warm logits that carry their id part).
@@ -118,7 +130,24 @@ class HybridNet(nn.Module):
             nn.Linear(config.hidden_dim, d),
         )
         self.dropout = nn.Dropout(config.dropout)
+        # Without any content token there is nothing to profile: the term is left out.
+        self.profile_dim = config.profile_dim if n_vocabulary > 0 else 0
+        if self.profile_dim:
+            self.profile_embedding = nn.EmbeddingBag(
+                n_vocabulary + 1, self.profile_dim, mode="mean", padding_idx=0
+            )
+            self.profile_state = nn.Linear(config.hidden_dim, self.profile_dim)
+            # log-scales of the history-mean and last-item parts of the content query
+            self.profile_log_scale = nn.Parameter(torch.full((2,), float(np.log(PROFILE_SCALE))))
         self.apply(_init)
+        if self.profile_dim:
+            # Unit-variance token vectors are nearly orthogonal at the start, so an item's
+            # normalised mean starts close to a binary bag-of-tokens cosine (content_tfidf's
+            # ranking) and training moves it from there; the 0.02 init would start it from noise
+            # that Adam's steps dwarf.
+            with torch.no_grad():
+                nn.init.normal_(self.profile_embedding.weight, std=1.0)
+                self.profile_embedding.weight[0].zero_()
         # Content and masks are inputs, not weights: rebuilt from the model's arrays on load.
         # The CNN runs once per distinct token list (amazon-beauty: 3,120 attribute sets for 12,101
         # items), and items gather their row: same result, a fraction of the work.
@@ -169,14 +198,37 @@ class HybridNet(nn.Module):
         for i, projection in enumerate(self.vector_projections):
             part = projection(getattr(self, f"vectors_{i}")) * self.present[:, i : i + 1]
             h = h + F.linear(part, first.weight[:, at + i * d : at + (i + 1) * d])
-        return (ids + self.item_mlp[1:](h)) * self.real[:, None]
+        tower = ids + self.item_mlp[1:](h)
+        if self.profile_dim:
+            tower = torch.cat([tower, self._content_profile()[self.token_row]], dim=1)
+        return tower * self.real[:, None]
+
+    def _content_profile(self) -> torch.Tensor:
+        """Unit-length mean token vector of each distinct token list ``[lists, profile_dim]``
+        (0 without tokens): the item side of the content-profile term."""
+        return F.normalize(self.profile_embedding(self.tokens), dim=1)
 
     def encode(self, tokens: torch.Tensor, users: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        d = self.item_embedding.embedding_dim
         # Right padding: the LSTM reads real items first, so padding never changes a real state.
-        states, _ = self.lstm(self.dropout(F.embedding(tokens, table)))
+        states, _ = self.lstm(self.dropout(F.embedding(tokens, table[:, :d])))
         states = self.dropout(states)
         user = self.user_embedding(users)[:, None, :].expand(-1, states.shape[1], -1)
-        return self.state_projection(states) + self.user_mlp(torch.cat([states, user], dim=2))
+        out = self.state_projection(states) + self.user_mlp(torch.cat([states, user], dim=2))
+        if not self.profile_dim:
+            return out
+        # The content query at each position: the history's mean content vector so far (padding
+        # rows are zero and not counted), the last item's, and what the state adds.
+        content = F.embedding(tokens, table[:, d:])
+        seen = (tokens > 0).cumsum(dim=1).clamp_min(1)[:, :, None]
+        scale = self.profile_log_scale.exp()
+        query = (
+            scale[0] * content.cumsum(dim=1) / seen + scale[1] * content + self.profile_state(states)
+        )
+        return torch.cat([out, query], dim=2)
+
+
+PROFILE_SCALE = 5.0  # initial weight of the history-mean and last-item parts (cosines to logits)
 
 
 def _rank_map(known: torch.Tensor, known_full: torch.Tensor, query: torch.Tensor, depth: int) -> torch.Tensor:
