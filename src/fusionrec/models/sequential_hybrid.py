@@ -222,9 +222,7 @@ class HybridNet(nn.Module):
         content = F.embedding(tokens, table[:, d:])
         seen = (tokens > 0).cumsum(dim=1).clamp_min(1)[:, :, None]
         scale = self.profile_log_scale.exp()
-        query = (
-            scale[0] * content.cumsum(dim=1) / seen + scale[1] * content + self.profile_state(states)
-        )
+        query = scale[0] * content.cumsum(dim=1) / seen + scale[1] * content + self.profile_state(states)
         return torch.cat([out, query], dim=2)
 
 
