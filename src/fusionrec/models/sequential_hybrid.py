@@ -83,6 +83,9 @@ class HybridConfig(SequentialConfig):
     # "rank" is exact for new items within the warm items' top new_item_rank_depth by content;
     # below, their logits continue with slope 1 (a bound on the cost, the top of a list is read).
     new_item_rank_depth: int = Field(1000, ge=1)
+    # Weight of a second cross-entropy in training (full softmax only): the same targets scored
+    # with every item's content-only vector, the scores "rank" places new items by; 0: off.
+    content_loss_weight: float = Field(1.0, ge=0.0)
 
     @field_validator("kernel_sizes")
     @classmethod
@@ -181,6 +184,11 @@ class HybridNet(nn.Module):
 
     def item_table(self, ids: bool = True) -> torch.Tensor:
         """Every item's vector ``[n_items + 1, d]``, row 0 (padding) zero; ``ids=False``: content only."""
+        return self.item_tables(ids)[0]
+
+    def item_tables(self, ids: bool = True, content_only: bool = False) -> tuple[torch.Tensor, ...]:
+        """`item_table`, and with ``content_only`` also every item's content-only vector (no id,
+        no id dropout), from the same text CNN pass."""
         keep = self.id_keep if ids else torch.zeros_like(self.id_keep)
         if self.training and self.id_dropout > 0:
             keep = keep * (torch.rand_like(keep) >= self.id_dropout)
@@ -191,17 +199,17 @@ class HybridNet(nn.Module):
         first, d = self.item_mlp[0], ids.shape[1]
         text = self._text_cnn()
         at = d + text.shape[1]
-        h = (
-            F.linear(ids, first.weight[:, :d])
-            + F.linear(text, first.weight[:, d:at], first.bias)[self.token_row]
-        )
+        h = F.linear(text, first.weight[:, d:at], first.bias)[self.token_row]
         for i, projection in enumerate(self.vector_projections):
             part = projection(getattr(self, f"vectors_{i}")) * self.present[:, i : i + 1]
             h = h + F.linear(part, first.weight[:, at + i * d : at + (i + 1) * d])
-        tower = ids + self.item_mlp[1:](h)
-        if self.profile_dim:
-            tower = torch.cat([tower, self._content_profile()[self.token_row]], dim=1)
-        return tower * self.real[:, None]
+        profile = self._content_profile()[self.token_row] if self.profile_dim else None
+        towers = [ids + self.item_mlp[1:](h + F.linear(ids, first.weight[:, :d]))]
+        if content_only:
+            towers.append(self.item_mlp[1:](h))
+        if profile is not None:
+            towers = [torch.cat([tower, profile], dim=1) for tower in towers]
+        return tuple(tower * self.real[:, None] for tower in towers)
 
     def _content_profile(self) -> torch.Tensor:
         """Unit-length mean token vector of each distinct token list ``[lists, profile_dim]``
@@ -322,6 +330,11 @@ class Hybrid(TorchSequentialRecommender):
         )
 
     def _item_table(self, net: torch.nn.Module) -> torch.Tensor:
+        # In training, the content-only table is kept for `_loss`'s content-only term.
+        self._content_table = None
+        if net.training and self.config.content_loss_weight > 0:
+            table, self._content_table = net.item_tables(content_only=True)
+            return table
         return net.item_table()
 
     def _encode(
@@ -371,10 +384,16 @@ class Hybrid(TorchSequentialRecommender):
         # Items never used in training are not negatives: the softmax runs over the warm items
         # only (a column selection, cheaper than masking a [positions, items] matrix with -inf).
         warm = self._net.id_keep[1:] > 0
-        if bool(warm.all()):
-            return F.cross_entropy(hidden @ items.T, target)
         position = torch.cumsum(warm, 0) - 1  # an item's column among the warm items
-        return F.cross_entropy(hidden @ items[warm].T, position[target])
+        loss = F.cross_entropy(hidden @ items[warm].T, position[target])
+        content, self._content_table = getattr(self, "_content_table", None), None
+        if content is not None:
+            # New items are scored by where their content-only logit ranks among the warm items'
+            # content-only logits ("rank"), so that ranking is trained as such: the same softmax
+            # with every item's id off.
+            only = hidden @ content[1:][warm].T
+            loss = loss + self.config.content_loss_weight * F.cross_entropy(only, position[target])
+        return loss
 
     def fit_report(self) -> dict[str, Any]:
         return {
