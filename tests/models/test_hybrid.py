@@ -287,3 +287,27 @@ def test_content_profile_places_new_items_by_the_history_before_training_moves_i
     assert wins >= 0.95 and percentile >= 0.75
     wins_off, _ = new_item_preference(create_model("hybrid", **{**params, "profile_dim": 0}).fit(data), data)
     assert wins_off < wins
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5])
+def test_training_loss_adds_the_content_only_softmax(weight: float) -> None:
+    data = Dataset.from_frame(group_events(), catalogue(with_tags=True, with_vectors=False))
+    model = create_model("hybrid", **{**PARAMS_CONTENT, "epochs": 1, "content_loss_weight": weight}).fit(data)
+    net = model._net.train()
+    torch.manual_seed(0)
+    table = model._item_table(net)
+    assert (model._content_table is None) == (weight == 0)
+    content = net.item_tables(content_only=True)[1] if weight else None
+    if weight:
+        torch.testing.assert_close(content, model._content_table)  # ids off, no dropout: fixed
+    tokens = torch.as_tensor([[1, 2, 3], [4, 5, 6]])
+    hidden = net.encode(tokens, torch.as_tensor([0, 0]), table).reshape(-1, table.shape[1])
+    target = torch.as_tensor([1, 2, 3, 4, 5, 6]) - 1
+    warm = ~torch.as_tensor(model.cold_items_)
+    column = torch.cumsum(warm, 0) - 1
+    expected = torch.nn.functional.cross_entropy(hidden @ table[1:][warm].T, column[target])
+    if weight:
+        only = hidden @ content[1:][warm].T
+        expected = expected + weight * torch.nn.functional.cross_entropy(only, column[target])
+    torch.testing.assert_close(model._loss(table[1:], hidden, target, None), expected)
+    assert model._content_table is None  # used once, then dropped
