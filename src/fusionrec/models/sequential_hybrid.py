@@ -20,11 +20,11 @@ part of the same dot product, trained with it; a new item has it in full (no id 
 is what lets the model place new items by "shares brand and category with this history".
 
 *Fusion and score.* The fusion MLPs end in vectors of one width, and the score of an item is the
-dot product of the user vector with the item vector (both with the content-profile columns). A single MLP over the concatenated pair would
-have to run once per (user, item) pair; a dot product scores all items with one matrix product,
-so training keeps the full-softmax cross-entropy of SASRec and GRU4Rec (`TorchSequentialRecommender`:
-windows, early stopping, refit, progress per epoch, live histories, persistence) and serving scores
-the whole catalogue at once.
+dot product of the user vector with the item vector (both with the content-profile columns). A
+single MLP over the concatenated pair would have to run once per (user, item) pair; a dot product
+scores all items with one matrix product, so training keeps the full-softmax cross-entropy of
+SASRec and GRU4Rec (`TorchSequentialRecommender`: windows, early stopping, refit, progress per
+epoch, live histories, persistence) and serving scores the whole catalogue at once.
 
 *Cold start.* Items without a training interaction get no id embedding (only content), and they
 are left out of the training softmax: they did not exist for the users of the log, so they are not
@@ -32,7 +32,9 @@ evidence of dislike, and their content tokens learn only from items people did u
 each item loses its id embedding with probability ``id_dropout`` per batch, so the tower learns to
 score items from content alone. Scored beside warm items, whose logits carry their id part, a new
 item is placed by rank (``new_item_scoring="rank"``): where its content-only logit falls among the
-warm items' content-only logits, there it falls among their full logits. User token 0 is a learned "unknown user" row: request-time histories
+warm items' content-only logits, there it falls among their full logits. That content-only ranking
+is trained as such: a second cross-entropy (weight ``content_loss_weight``) scores the same targets
+with every item's id off. User token 0 is a learned "unknown user" row: request-time histories
 (serving, the evaluation protocols that pass histories) use it, and training hides the user with
 probability ``user_dropout`` so that path is trained too.
 """
