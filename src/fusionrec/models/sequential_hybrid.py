@@ -56,6 +56,8 @@ from fusionrec.models.sequential import SequentialConfig, TorchSequentialRecomme
 nn = torch.nn
 F = torch.nn.functional
 
+PROFILE_SCALE = 5.0  # initial weight of the history-mean and last-item parts (cosines to logits)
+
 
 class HybridConfig(SequentialConfig):
     # Larger batches than SASRec's: the item tower runs over the whole catalogue once per batch.
@@ -185,7 +187,8 @@ class HybridNet(nn.Module):
         return torch.where(mask.any(dim=1, keepdim=True), out, torch.zeros_like(out))
 
     def item_table(self, ids: bool = True) -> torch.Tensor:
-        """Every item's vector ``[n_items + 1, d]``, row 0 (padding) zero; ``ids=False``: content only."""
+        """Every item's vector ``[n_items + 1, d + profile_dim]`` (the tower, then the content-profile
+        columns), row 0 (padding) zero; ``ids=False``: content only."""
         return self.item_tables(ids)[0]
 
     def item_tables(self, ids: bool = True, content_only: bool = False) -> tuple[torch.Tensor, ...]:
@@ -234,9 +237,6 @@ class HybridNet(nn.Module):
         scale = self.profile_log_scale.exp()
         query = scale[0] * content.cumsum(dim=1) / seen + scale[1] * content + self.profile_state(states)
         return torch.cat([out, query], dim=2)
-
-
-PROFILE_SCALE = 5.0  # initial weight of the history-mean and last-item parts (cosines to logits)
 
 
 def _rank_map(known: torch.Tensor, known_full: torch.Tensor, query: torch.Tensor, depth: int) -> torch.Tensor:
@@ -386,14 +386,15 @@ class Hybrid(TorchSequentialRecommender):
         # Items never used in training are not negatives: the softmax runs over the warm items
         # only (a column selection, cheaper than masking a [positions, items] matrix with -inf).
         warm = self._net.id_keep[1:] > 0
+        columns = slice(None) if bool(warm.all()) else warm
         position = torch.cumsum(warm, 0) - 1  # an item's column among the warm items
-        loss = F.cross_entropy(hidden @ items[warm].T, position[target])
+        loss = F.cross_entropy(hidden @ items[columns].T, position[target])
         content, self._content_table = getattr(self, "_content_table", None), None
         if content is not None:
             # New items are scored by where their content-only logit ranks among the warm items'
             # content-only logits ("rank"), so that ranking is trained as such: the same softmax
             # with every item's id off.
-            only = hidden @ content[1:][warm].T
+            only = hidden @ content[1:][columns].T
             loss = loss + self.config.content_loss_weight * F.cross_entropy(only, position[target])
         return loss
 
