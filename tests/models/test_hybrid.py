@@ -250,3 +250,64 @@ def test_new_items_rank_among_warm_items_as_their_content_ranks_them() -> None:
                 assert below_shallow == (content[user, ~new] < content[user, i]).sum()
             elif content[user, i] < edge:
                 assert below_shallow <= warm - depth
+
+
+def test_content_profile_term_is_part_of_the_dot_product() -> None:
+    data = Dataset.from_frame(group_events(), catalogue(with_tags=True, with_vectors=False))
+    model = create_model("hybrid", **{**PARAMS_CONTENT, "epochs": 1, "profile_dim": 6}).fit(data)
+    net = model._net.eval()
+    d = model.config.embedding_dim
+    with torch.no_grad():
+        table = net.item_table()
+        assert table.shape[1] == d + 6
+        # The item side: a unit-length content vector, the same with or without ids.
+        profile = table[1:, d:]
+        np.testing.assert_allclose(profile.norm(dim=1).numpy(), 1.0, rtol=1e-5)
+        torch.testing.assert_close(net.item_table(ids=False)[:, d:], table[:, d:])
+        # The user side: scaled history mean so far + scaled last item + a map of the LSTM state.
+        tokens = torch.as_tensor([[3, 5, 7, 0]])
+        out = net.encode(tokens, torch.as_tensor([0]), table)
+        states, _ = net.lstm(table[tokens][:, :, :d])
+        scale = net.profile_log_scale.exp()
+        content = table[tokens][0, :, d:]
+        mean = content[:3].mean(dim=0)
+        expected = scale[0] * mean + scale[1] * content[2] + net.profile_state(states[0, 2])
+        torch.testing.assert_close(out[0, 2, d:], expected)
+    off = create_model("hybrid", **{**PARAMS_CONTENT, "epochs": 1, "profile_dim": 0}).fit(data)
+    with torch.no_grad():
+        assert off._net.item_table().shape[1] == d
+
+
+def test_content_profile_places_new_items_by_the_history_before_training_moves_it() -> None:
+    # Almost no training (one epoch at a tiny learning rate): the profile term starts as a
+    # bag-of-tokens cosine with the history, so the user's own group's new item already wins.
+    data = Dataset.from_frame(group_events(), catalogue(with_tags=True, with_vectors=False))
+    params = {**PARAMS_CONTENT, "epochs": 1, "learning_rate": 1e-5}
+    wins, percentile = new_item_preference(create_model("hybrid", **params).fit(data), data)
+    assert wins >= 0.95 and percentile >= 0.75
+    wins_off, _ = new_item_preference(create_model("hybrid", **{**params, "profile_dim": 0}).fit(data), data)
+    assert wins_off < wins
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5])
+def test_training_loss_adds_the_content_only_softmax(weight: float) -> None:
+    data = Dataset.from_frame(group_events(), catalogue(with_tags=True, with_vectors=False))
+    model = create_model("hybrid", **{**PARAMS_CONTENT, "epochs": 1, "content_loss_weight": weight}).fit(data)
+    net = model._net.train()
+    torch.manual_seed(0)
+    table = model._item_table(net)
+    assert (model._content_table is None) == (weight == 0)
+    content = net.item_tables(content_only=True)[1] if weight else None
+    if weight:
+        torch.testing.assert_close(content, model._content_table)  # ids off, no dropout: fixed
+    tokens = torch.as_tensor([[1, 2, 3], [4, 5, 6]])
+    hidden = net.encode(tokens, torch.as_tensor([0, 0]), table).reshape(-1, table.shape[1])
+    target = torch.as_tensor([1, 2, 3, 4, 5, 6]) - 1
+    warm = ~torch.as_tensor(model.cold_items_)
+    column = torch.cumsum(warm, 0) - 1
+    expected = torch.nn.functional.cross_entropy(hidden @ table[1:][warm].T, column[target])
+    if weight:
+        only = hidden @ content[1:][warm].T
+        expected = expected + weight * torch.nn.functional.cross_entropy(only, column[target])
+    torch.testing.assert_close(model._loss(table[1:], hidden, target, None), expected)
+    assert model._content_table is None  # used once, then dropped

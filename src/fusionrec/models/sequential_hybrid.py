@@ -10,12 +10,21 @@ reads the same content as ``content_tfidf``. Named vectors (``image_embedding``,
 *User tower.* An LSTM reads the sequence of item vectors; at each position its state and a user
 embedding go through a second MLP (plus a linear projection of the state) to the user vector.
 
+*Content profile.* Beside the tower, each item has a unit-length content vector of width
+``profile_dim``: the mean of learned embeddings of its tokens (a bag of tokens, as ``content_tfidf``'s
+vector but with learned token vectors and weights). The user side scores it with a content query:
+a learned multiple of the mean content vector of the history so far (``content_tfidf``'s profile),
+a learned multiple of the last item's, and a linear map of the LSTM state (what tends to follow).
+The query and the vector are extra columns of the user and item vectors, so this term is one more
+part of the same dot product, trained with it; a new item has it in full (no id is needed), and it
+is what lets the model place new items by "shares brand and category with this history".
+
 *Fusion and score.* The fusion MLPs end in vectors of one width, and the score of an item is the
-dot product of the user vector with the item vector. A single MLP over the concatenated pair would
-have to run once per (user, item) pair; a dot product scores all items with one matrix product,
-so training keeps the full-softmax cross-entropy of SASRec and GRU4Rec (`TorchSequentialRecommender`:
-windows, early stopping, refit, progress per epoch, live histories, persistence) and serving scores
-the whole catalogue at once.
+dot product of the user vector with the item vector (both with the content-profile columns). A
+single MLP over the concatenated pair would have to run once per (user, item) pair; a dot product
+scores all items with one matrix product, so training keeps the full-softmax cross-entropy of
+SASRec and GRU4Rec (`TorchSequentialRecommender`: windows, early stopping, refit, progress per
+epoch, live histories, persistence) and serving scores the whole catalogue at once.
 
 *Cold start.* Items without a training interaction get no id embedding (only content), and they
 are left out of the training softmax: they did not exist for the users of the log, so they are not
@@ -23,7 +32,9 @@ evidence of dislike, and their content tokens learn only from items people did u
 each item loses its id embedding with probability ``id_dropout`` per batch, so the tower learns to
 score items from content alone. Scored beside warm items, whose logits carry their id part, a new
 item is placed by rank (``new_item_scoring="rank"``): where its content-only logit falls among the
-warm items' content-only logits, there it falls among their full logits. User token 0 is a learned "unknown user" row: request-time histories
+warm items' content-only logits, there it falls among their full logits. That content-only ranking
+is trained as such: a second cross-entropy (weight ``content_loss_weight``) scores the same targets
+with every item's id off. User token 0 is a learned "unknown user" row: request-time histories
 (serving, the evaluation protocols that pass histories) use it, and training hides the user with
 probability ``user_dropout`` so that path is trained too.
 """
@@ -45,6 +56,8 @@ from fusionrec.models.sequential import SequentialConfig, TorchSequentialRecomme
 nn = torch.nn
 F = torch.nn.functional
 
+PROFILE_SCALE = 5.0  # initial weight of the history-mean and last-item parts (cosines to logits)
+
 
 class HybridConfig(SequentialConfig):
     # Larger batches than SASRec's: the item tower runs over the whole catalogue once per batch.
@@ -64,6 +77,9 @@ class HybridConfig(SequentialConfig):
     item_vectors: list[str] | None = None  # named item vectors to read; None: every one present
     id_dropout: float = Field(0.25, ge=0.0, lt=1.0)
     user_dropout: float = Field(0.5, ge=0.0, le=1.0)
+    # Width of the content-profile term (item bag-of-tokens vector against the history's profile,
+    # see the module docstring); 0 turns it off (the tower's dot product alone).
+    profile_dim: int = Field(64, ge=0)
     # Scoring of items without training interactions (see `_logits`): "rank" places each among the
     # warm items where its content-only score places it among theirs; "content" takes its
     # content-only logit as it is (beside warm logits that carry their id part).
@@ -71,6 +87,9 @@ class HybridConfig(SequentialConfig):
     # "rank" is exact for new items within the warm items' top new_item_rank_depth by content;
     # below, their logits continue with slope 1 (a bound on the cost, the top of a list is read).
     new_item_rank_depth: int = Field(1000, ge=1)
+    # Weight of a second cross-entropy in training (full softmax only): the same targets scored
+    # with every item's content-only vector, the scores "rank" places new items by; 0: off.
+    content_loss_weight: float = Field(1.0, ge=0.0)
 
     @field_validator("kernel_sizes")
     @classmethod
@@ -118,7 +137,24 @@ class HybridNet(nn.Module):
             nn.Linear(config.hidden_dim, d),
         )
         self.dropout = nn.Dropout(config.dropout)
+        # Without any content token there is nothing to profile: the term is left out.
+        self.profile_dim = config.profile_dim if n_vocabulary > 0 else 0
+        if self.profile_dim:
+            self.profile_embedding = nn.EmbeddingBag(
+                n_vocabulary + 1, self.profile_dim, mode="mean", padding_idx=0
+            )
+            self.profile_state = nn.Linear(config.hidden_dim, self.profile_dim)
+            # log-scales of the history-mean and last-item parts of the content query
+            self.profile_log_scale = nn.Parameter(torch.full((2,), float(np.log(PROFILE_SCALE))))
         self.apply(_init)
+        if self.profile_dim:
+            # Unit-variance token vectors are nearly orthogonal at the start, so an item's
+            # normalised mean starts close to a binary bag-of-tokens cosine (content_tfidf's
+            # ranking) and training moves it from there; the 0.02 init would start it from noise
+            # that Adam's steps dwarf.
+            with torch.no_grad():
+                nn.init.normal_(self.profile_embedding.weight, std=1.0)
+                self.profile_embedding.weight[0].zero_()
         # Content and masks are inputs, not weights: rebuilt from the model's arrays on load.
         # The CNN runs once per distinct token list (amazon-beauty: 3,120 attribute sets for 12,101
         # items), and items gather their row: same result, a fraction of the work.
@@ -151,7 +187,13 @@ class HybridNet(nn.Module):
         return torch.where(mask.any(dim=1, keepdim=True), out, torch.zeros_like(out))
 
     def item_table(self, ids: bool = True) -> torch.Tensor:
-        """Every item's vector ``[n_items + 1, d]``, row 0 (padding) zero; ``ids=False``: content only."""
+        """Every item's vector ``[n_items + 1, d + profile_dim]`` (the tower, then the content-profile
+        columns), row 0 (padding) zero; ``ids=False``: content only."""
+        return self.item_tables(ids)[0]
+
+    def item_tables(self, ids: bool = True, content_only: bool = False) -> tuple[torch.Tensor, ...]:
+        """`item_table`, and with ``content_only`` also every item's content-only vector (no id,
+        no id dropout), from the same text CNN pass."""
         keep = self.id_keep if ids else torch.zeros_like(self.id_keep)
         if self.training and self.id_dropout > 0:
             keep = keep * (torch.rand_like(keep) >= self.id_dropout)
@@ -162,21 +204,39 @@ class HybridNet(nn.Module):
         first, d = self.item_mlp[0], ids.shape[1]
         text = self._text_cnn()
         at = d + text.shape[1]
-        h = (
-            F.linear(ids, first.weight[:, :d])
-            + F.linear(text, first.weight[:, d:at], first.bias)[self.token_row]
-        )
+        h = F.linear(text, first.weight[:, d:at], first.bias)[self.token_row]
         for i, projection in enumerate(self.vector_projections):
             part = projection(getattr(self, f"vectors_{i}")) * self.present[:, i : i + 1]
             h = h + F.linear(part, first.weight[:, at + i * d : at + (i + 1) * d])
-        return (ids + self.item_mlp[1:](h)) * self.real[:, None]
+        profile = self._content_profile()[self.token_row] if self.profile_dim else None
+        towers = [ids + self.item_mlp[1:](h + F.linear(ids, first.weight[:, :d]))]
+        if content_only:
+            towers.append(self.item_mlp[1:](h))
+        if profile is not None:
+            towers = [torch.cat([tower, profile], dim=1) for tower in towers]
+        return tuple(tower * self.real[:, None] for tower in towers)
+
+    def _content_profile(self) -> torch.Tensor:
+        """Unit-length mean token vector of each distinct token list ``[lists, profile_dim]``
+        (0 without tokens): the item side of the content-profile term."""
+        return F.normalize(self.profile_embedding(self.tokens), dim=1)
 
     def encode(self, tokens: torch.Tensor, users: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        d = self.item_embedding.embedding_dim
         # Right padding: the LSTM reads real items first, so padding never changes a real state.
-        states, _ = self.lstm(self.dropout(F.embedding(tokens, table)))
+        states, _ = self.lstm(self.dropout(F.embedding(tokens, table[:, :d])))
         states = self.dropout(states)
         user = self.user_embedding(users)[:, None, :].expand(-1, states.shape[1], -1)
-        return self.state_projection(states) + self.user_mlp(torch.cat([states, user], dim=2))
+        out = self.state_projection(states) + self.user_mlp(torch.cat([states, user], dim=2))
+        if not self.profile_dim:
+            return out
+        # The content query at each position: the history's mean content vector so far (padding
+        # rows are zero and not counted), the last item's, and what the state adds.
+        content = F.embedding(tokens, table[:, d:])
+        seen = (tokens > 0).cumsum(dim=1).clamp_min(1)[:, :, None]
+        scale = self.profile_log_scale.exp()
+        query = scale[0] * content.cumsum(dim=1) / seen + scale[1] * content + self.profile_state(states)
+        return torch.cat([out, query], dim=2)
 
 
 def _rank_map(known: torch.Tensor, known_full: torch.Tensor, query: torch.Tensor, depth: int) -> torch.Tensor:
@@ -272,6 +332,11 @@ class Hybrid(TorchSequentialRecommender):
         )
 
     def _item_table(self, net: torch.nn.Module) -> torch.Tensor:
+        # In training, the content-only table is kept for `_loss`'s content-only term.
+        self._content_table = None
+        if net.training and self.config.content_loss_weight > 0:
+            table, self._content_table = net.item_tables(content_only=True)
+            return table
         return net.item_table()
 
     def _encode(
@@ -321,10 +386,17 @@ class Hybrid(TorchSequentialRecommender):
         # Items never used in training are not negatives: the softmax runs over the warm items
         # only (a column selection, cheaper than masking a [positions, items] matrix with -inf).
         warm = self._net.id_keep[1:] > 0
-        if bool(warm.all()):
-            return F.cross_entropy(hidden @ items.T, target)
+        columns = slice(None) if bool(warm.all()) else warm
         position = torch.cumsum(warm, 0) - 1  # an item's column among the warm items
-        return F.cross_entropy(hidden @ items[warm].T, position[target])
+        loss = F.cross_entropy(hidden @ items[columns].T, position[target])
+        content, self._content_table = getattr(self, "_content_table", None), None
+        if content is not None:
+            # New items are scored by where their content-only logit ranks among the warm items'
+            # content-only logits ("rank"), so that ranking is trained as such: the same softmax
+            # with every item's id off.
+            only = hidden @ content[1:][columns].T
+            loss = loss + self.config.content_loss_weight * F.cross_entropy(only, position[target])
+        return loss
 
     def fit_report(self) -> dict[str, Any]:
         return {
