@@ -40,11 +40,15 @@ def _post_together(client: TestClient, bodies: list[dict[str, Any]]) -> list[dic
     service.writer.submit(hold)
     assert holding.wait(10)
     with ThreadPoolExecutor(len(bodies)) as pool:
-        answers = [pool.submit(client.post, "/v1/events", json=body) for body in bodies]
-        deadline = time.time() + 30
-        while len(service._event_writes._queue) < len(bodies):  # every request waits in the queue
-            assert time.time() < deadline, "the requests did not all queue for the writer"
-            time.sleep(0.01)
+        answers = []
+        for queued, body in enumerate(bodies, start=1):
+            answers.append(pool.submit(client.post, "/v1/events", json=body))
+            # Each request waits in the queue before the next is sent: the queue's order is the
+            # bodies' order (threads started together would queue in any order).
+            deadline = time.time() + 30
+            while len(service._event_writes._queue) < queued:
+                assert time.time() < deadline, "the requests did not all queue for the writer"
+                time.sleep(0.005)
         release.set()
         responses = [answer.result(timeout=60) for answer in answers]
     assert all(response.status_code == 202 for response in responses), [r.text for r in responses]
