@@ -332,9 +332,10 @@ class Hybrid(TorchSequentialRecommender):
         )
 
     def _item_table(self, net: torch.nn.Module) -> torch.Tensor:
-        # In training, the content-only table is kept for `_loss`'s content-only term.
+        # In training, the content-only table is kept for `_loss`'s content-only term (full
+        # softmax only: the sampled loss has no such term, so it is not built for it).
         self._content_table = None
-        if net.training and self.config.content_loss_weight > 0:
+        if net.training and self.config.content_loss_weight > 0 and self.config.loss == "softmax":
             table, self._content_table = net.item_tables(content_only=True)
             return table
         return net.item_table()
