@@ -210,6 +210,24 @@ def test_covisitation_window_types_and_repeats() -> None:
         covisitation_matrix(ds, 1000, {"teleport": 1.0})
 
 
+def test_covisitation_gap_decay_weighs_the_next_item_most() -> None:
+    frame = events(
+        [("u", "a", "view", 0, "s"), ("u", "b", "view", 10, "s"), ("u", "c", "view", 20, "s")],
+        columns=("user_id", "item_id", "event_type", "timestamp", "session_id"),
+    )
+    ds = Dataset.from_frame(frame)
+    a, b, c = ds.items.index(["a", "b", "c"])
+    flat = covisitation_matrix(ds, 1000, symmetric=False).toarray()
+    decayed = covisitation_matrix(ds, 1000, symmetric=False, gap_decay=True).toarray()
+    assert flat[a, b] == flat[a, c] == flat[b, c] == 1.0
+    assert (decayed[a, b], decayed[a, c], decayed[b, c]) == (1.0, 0.5, 1.0), (
+        "a pair k events apart weighs 1/k"
+    )
+    assert decayed[b, a] == decayed[c, a] == 0.0, "one way: only what follows"
+    both = covisitation_matrix(ds, 1000, gap_decay=True).toarray()
+    assert both[c, a] == both[a, c] == 0.5
+
+
 # --- recommenders ------------------------------------------------------------------------------------
 
 

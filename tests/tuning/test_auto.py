@@ -267,3 +267,50 @@ def test_sessions_that_return_to_their_items_keep_them_eligible_and_fuse_on_the_
     fused = [t for t in selection.record.trials if t.model == "fusion"]
     assert fused and all(t.metrics["NDCG@20"] > 0.3 for t in fused), selection.record.trials
     assert "fusion" not in selection.record.skipped
+
+
+def test_the_blend_is_tried_only_where_its_folds_fit_in_the_time_left(
+    shop: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On amazon-beauty the blend, started with a little time left, took 414 s over 3 folds and
+    pushed the fit past its budget: it costs about what the fused ranker does per fold, and is
+    now started only where that fits, else the search says it was left out."""
+    import fusionrec.tuning.auto as auto
+    from fusionrec.versions import GATE_METRIC, Trial
+
+    clock = [0.0]
+    monkeypatch.setattr(auto.time, "perf_counter", lambda: clock[0])
+
+    def every_fold_takes_100s(self, stage, label, model, params, folds, earlier=None):  # type: ignore[no-untyped-def]
+        clock[0] += 100.0 * len(folds)
+        seen = (earlier.folds if earlier else 0) + len(folds)
+        score = {"fusion": 0.3, "blend": 0.2}.get(model, 0.1)
+        trial = Trial(
+            stage=stage, label=label, model=model, config=params, metrics={GATE_METRIC: score},
+            folds=seen, seconds=100.0 * seen,
+        )  # fmt: skip
+        self.trials.append(trial)
+        return trial
+
+    monkeypatch.setattr(auto._Search, "_record", every_fold_takes_100s)
+    profile, plan, folds = auto.planned_folds(shop, folds=3, window_days=7.0)
+    options = {o.model: o for o in portfolio(profile, plan, budget_seconds=600.0)[0]}
+    singles = [
+        auto.Scored(Trial(stage="confirm", label=m, model=m, config={}, metrics={}, folds=3, seconds=1.0), options[m], 0.1)
+        for m in ("most_popular", "item_knn")
+    ]  # fmt: skip
+
+    def models_tried(deadline: float) -> tuple[list[str], dict[str, str]]:
+        clock[0] = 0.0
+        search = auto._Search(folds, plan, deadline, None, seed=0)
+        search.stage_end = deadline
+        skipped: dict[str, str] = {}
+        auto._forward_selection(search, list(singles), skipped)
+        return [t.model for t in search.trials], skipped
+
+    # The fused ranker's first fold, its two ranker variants and its confirmation on the other two
+    # folds end at 500 s: a deadline of 1,400 s leaves the blend's 3 x 100 s, one of 700 s does not.
+    tried, skipped = models_tried(deadline=1400.0)
+    assert tried.count("blend") == 1 and "blend" not in skipped
+    tried, skipped = models_tried(deadline=700.0)
+    assert "blend" not in tried and "too slow" in skipped["blend"]

@@ -55,6 +55,7 @@ def covisitation_matrix(
     collapse_repeats: bool = True,
     normalise: str = "none",
     max_neighbours: int | None = None,
+    gap_decay: bool = False,
 ) -> sp.csr_matrix:
     """Item x item co-visitation weights (CSR float32).
 
@@ -63,7 +64,9 @@ def covisitation_matrix(
     earlier one and at most ``max_span_events`` events later. Pair ``a -> b`` adds the type weight of
     ``b``'s event (``symmetric`` also adds ``b -> a`` with ``a``'s weight). Types of weight 0 are
     ignored. ``collapse_repeats`` merges back-to-back events on the same item (a run of reloads)
-    into one with the run's highest weight.
+    into one with the run's highest weight. ``gap_decay`` divides a pair's weight by how many
+    events apart its two events are (1 for neighbours), as the sequential rules of Ludewig and
+    Jannach (2018) do: what comes right after an item says more about it than what comes later.
 
     ``normalise``: ``"none"`` (summed weights), ``"row"`` (each row sums to 1) or ``"cosine"``
     (divided by ``sqrt(w_a * w_b)``, the items' total event weights). ``max_neighbours`` keeps the
@@ -104,7 +107,7 @@ def covisitation_matrix(
         partners = end - np.arange(len(key)) - 1
         if max_span_events is not None:
             partners = np.minimum(partners, max_span_events)
-        result = _accumulate_pairs(items, weight, partners, n_items, symmetric)
+        result = _accumulate_pairs(items, weight, partners, n_items, symmetric, gap_decay)
 
     if normalise == "row":
         sums = np.asarray(result.sum(axis=1)).ravel()
@@ -119,9 +122,15 @@ def covisitation_matrix(
 
 
 def _accumulate_pairs(
-    items: np.ndarray, weight: np.ndarray, partners: np.ndarray, n_items: int, symmetric: bool
+    items: np.ndarray,
+    weight: np.ndarray,
+    partners: np.ndarray,
+    n_items: int,
+    symmetric: bool,
+    gap_decay: bool = False,
 ) -> sp.csr_matrix:
-    """Sum the pair weights of event ``i`` with its next ``partners[i]`` events, chunk by chunk."""
+    """Sum the pair weights of event ``i`` with its next ``partners[i]`` events, chunk by chunk
+    (divided by their distance in events with ``gap_decay``)."""
     total = sp.csr_matrix((n_items, n_items), dtype=np.float64)
     cumulative = np.cumsum(partners)
     bounds = np.searchsorted(
@@ -136,11 +145,12 @@ def _accumulate_pairs(
             target = source + 1 + offset
             a, b = items[source], items[target]
             different = a != b
-            rows, cols, values = a[different], b[different], weight[target][different]
+            decay = 1.0 / (offset[different] + 1) if gap_decay else 1.0
+            rows, cols, values = a[different], b[different], weight[target][different] * decay
             if symmetric:
                 rows = np.r_[rows, b[different]]
                 cols = np.r_[cols, a[different]]
-                values = np.r_[values, weight[source][different]]
+                values = np.r_[values, weight[source][different] * decay]
             total = total + sp.csr_matrix((values, (rows, cols)), shape=(n_items, n_items))
         start = stop
     return total

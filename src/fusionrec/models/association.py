@@ -105,6 +105,7 @@ class CovisitationConfig(ItemToItemConfig):
     max_span_events: int | None = Field(default=30, ge=1)
     normalise: Literal["none", "row", "cosine"] = "cosine"
     symmetric: bool = True  # false: only "b after a" relates a to b (what follows, not what came before)
+    gap_decay: bool = False  # a pair k events apart weighs 1/k (sequential rules): the next item counts most
 
 
 class CovisitationRecommender(_ItemToItemRecommender):
@@ -125,6 +126,7 @@ class CovisitationRecommender(_ItemToItemRecommender):
             max_span_events=cfg.max_span_events,
             symmetric=cfg.symmetric,
             normalise=cfg.normalise,
+            gap_decay=cfg.gap_decay,
         )
 
 
