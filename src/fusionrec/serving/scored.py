@@ -8,12 +8,25 @@ dict of label lists for every candidate was the largest cost of a pre-scored ans
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from fusionrec.serving.business_rules import normalise
+
+
+@functools.cache
+def _bit_values(n: int) -> np.ndarray:
+    """``[1, 2, 4, ...]``: the value of each source's flag in a row's code."""
+    return 1 << np.arange(n, dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decoded(labels: tuple[str, ...], code: int) -> tuple[str, ...]:
+    """The labels whose bits are set in ``code``, in their order."""
+    return tuple(label for bit, label in enumerate(labels) if code >> bit & 1)
 
 
 class Provenance:
@@ -47,9 +60,11 @@ class Provenance:
                 for j in np.flatnonzero(found).tolist():
                     out[j] = list(self._labels)
             else:
-                hits = self._proposed[rows].tolist()
+                # Each item's row of flags as one integer, decoded by a cached table: a list
+                # comprehension over every (item, source) pair was most of this call's time.
+                codes = self._proposed[rows].astype(np.int64) @ _bit_values(len(self._labels))
                 for j in np.flatnonzero(found).tolist():
-                    out[j] = [label for label, hit in zip(self._labels, hits[j], strict=True) if hit]
+                    out[j] = list(_decoded(self._labels, int(codes[j])))
         for other in self._others:
             for mine, theirs in zip(out, other.labels(items), strict=True):
                 mine += theirs
