@@ -308,9 +308,12 @@ def bench_live_new_items(model_name: str) -> dict[str, Any]:
 def bench_beauty_hybrid(epochs: int, params: dict[str, Any], parts: list[str]) -> dict[str, Any]:
     """The ``hybrid`` model on the warm and new-item protocols of `bench_beauty`, fixed epochs.
 
-    Each fitted model is scored with its ``new_item_scoring`` (default "rank", ``test_*``) and with
-    "content" (``with_content_logits``: new items keep their raw content-only logits); it is a
-    scoring-time option. Parts not run keep their earlier results in the JSON."""
+    Each fitted model is scored with its ``new_item_scoring`` (default "rank", ``test_*``), with
+    the other rule for ties (``with_ties_low`` / ``with_ties_mid``, see ``new_item_ties``) and with
+    "content" (``with_content_logits``: new items keep their raw content-only logits); these are
+    scoring-time options. On the new-item part ``test_history_only_all_users`` scores every test
+    user (what placing new items costs the lists of users whose test item is warm). Parts not run
+    keep their earlier results in the JSON."""
     _, split, cold = beauty_new_item_split()
     params = {"epochs": epochs, **params}
     path = RESULTS / "hybrid_amazon-beauty.json"
@@ -338,6 +341,10 @@ def bench_beauty_hybrid(epochs: int, params: dict[str, Any], parts: list[str]) -
         model = create_model("hybrid", **params).fit(train)
         fit_s, fit_cpu = time.perf_counter() - started, time.process_time() - cpu
         result = _score_hybrid(model, train, split, users_filter, cold)
+        if model.config.new_item_scoring == "rank":
+            ties = "low" if model.config.new_item_ties == "mid" else "mid"
+            model.config = model.config.model_copy(update={"new_item_ties": ties})
+            result[f"with_ties_{ties}"] = _score_hybrid(model, train, split, users_filter, cold)
         model.config = model.config.model_copy(update={"new_item_scoring": "content"})
         result["with_content_logits"] = _score_hybrid(model, train, split, users_filter, cold)
         result |= {
@@ -364,16 +371,19 @@ def _score_hybrid(
         result["test_known_user"]["new_item_share@20"] = float(cold[recs[recs >= 0]].mean())
     # The unknown-user path: each user's whole history given at request time.
     truth_all = split.test.matrix(binary=True)
-    users = np.flatnonzero(np.diff(truth_all.indptr) > 0)
-    if users_filter is not None:
-        users = users[users_filter[users]]
+    every = np.flatnonzero(np.diff(truth_all.indptr) > 0)
+    users = every[users_filter[every]] if users_filter is not None else every
     indptr, items = train.sequences()
-    histories = [items[indptr[u] : indptr[u + 1]] for u in users]
-    recs = rank(model, users, max(KS), exclude=train.matrix(binary=True)[users], histories=histories)
-    history_metrics = evaluate_rankings(recs, truth_all[users], ks=KS, metrics=["HR", "NDCG"])
-    result["test_history_only"] = {k: float(v) for k, v in history_metrics.items()}
-    if users_filter is not None:
-        result["test_history_only"]["new_item_share@20"] = float(cold[recs[recs >= 0]].mean())
+    for key, chosen in (("test_history_only", users), ("test_history_only_all_users", every)):
+        if key.endswith("all_users") and users_filter is None:
+            break  # the warm part's users are every test user already
+        histories = [items[indptr[u] : indptr[u + 1]] for u in chosen]
+        recs = rank(model, chosen, max(KS), exclude=train.matrix(binary=True)[chosen], histories=histories)
+        history_metrics = evaluate_rankings(recs, truth_all[chosen], ks=KS, metrics=["HR", "NDCG"])
+        result[key] = {k: float(v) for k, v in history_metrics.items()}
+        if users_filter is not None:
+            result[key]["new_item_share@20"] = float(cold[recs[recs >= 0]].mean())
+            result[key]["users"] = len(chosen)
     return result
 
 

@@ -231,15 +231,24 @@ def test_new_items_rank_among_warm_items_as_their_content_ranks_them() -> None:
         last = model._last_hidden(net, table, windows, lengths, users + 1, "cpu")
         content = (last @ net.item_table(ids=False)[1:].T).numpy()
     np.testing.assert_allclose(raw[:, new], content[:, new], rtol=1e-5, atol=1e-6)
+    # Numbers are not tokens: an item's content is its group tag and the word "item", so each new
+    # item has the content-only vector of its group's warm items and ties with them exactly.
+    model.config = model.config.model_copy(update={"new_item_scoring": "rank", "new_item_ties": "low"})
+    low = model.score(users)
     for user in users:
         for i in np.flatnonzero(new):
-            # Below as many warm items in the ranking as its content-only logit is below.
+            # Below as many warm items in the ranking as its content-only logit is below, plus
+            # half of those it ties with (the mid-rank; "low": none of them).
             below_content = (content[user, ~new] < content[user, i]).sum()
-            below_ranked = (ranked[user, ~new] < ranked[user, i]).sum()
-            assert below_ranked == below_content
+            tied = (content[user, ~new] == content[user, i]).sum()
+            assert tied == PER_GROUP
+            assert (ranked[user, ~new] < ranked[user, i]).sum() == below_content + tied // 2
+            assert (low[user, ~new] < low[user, i]).sum() == below_content
     # A shallow map is exact at the top only; a new item below it stays below the warm items there.
     depth = 3
-    model.config = model.config.model_copy(update={"new_item_scoring": "rank", "new_item_rank_depth": depth})
+    model.config = model.config.model_copy(
+        update={"new_item_scoring": "rank", "new_item_ties": "mid", "new_item_rank_depth": depth}
+    )
     shallow = model.score(users)
     warm = int((~new).sum())
     for user in users:
@@ -247,7 +256,9 @@ def test_new_items_rank_among_warm_items_as_their_content_ranks_them() -> None:
         for i in np.flatnonzero(new):
             below_shallow = (shallow[user, ~new] < shallow[user, i]).sum()
             if content[user, i] > edge:
-                assert below_shallow == (content[user, ~new] < content[user, i]).sum()
+                below_content = (content[user, ~new] < content[user, i]).sum()
+                tied = (content[user, ~new] == content[user, i]).sum()
+                assert below_content <= below_shallow <= below_content + tied
             elif content[user, i] < edge:
                 assert below_shallow <= warm - depth
 
@@ -311,3 +322,18 @@ def test_training_loss_adds_the_content_only_softmax(weight: float) -> None:
         expected = expected + weight * torch.nn.functional.cross_entropy(only, column[target])
     torch.testing.assert_close(model._loss(table[1:], hidden, target, None), expected)
     assert model._content_table is None  # used once, then dropped
+
+
+@pytest.mark.parametrize(("ties", "at_tie"), [("mid", 30.0), ("low", 20.0)])
+def test_rank_map_places_a_tied_query_at_the_middle_of_its_ties(ties: str, at_tie: float) -> None:
+    from fusionrec.models.sequential_hybrid import _rank_map
+
+    known = torch.as_tensor([[1.0, 2.0, 2.0, 2.0, 3.0]])
+    full = torch.as_tensor([[10.0, 20.0, 30.0, 40.0, 50.0]])
+    query = torch.as_tensor([[2.0, 2.5, 0.0, 4.0]])
+    got = _rank_map(known, full, query, depth=1000, ties=ties)
+    # A tie takes its middle ("mid") or bottom ("low"); elsewhere the map is the same: linear
+    # between known scores, slope 1 past either end.
+    torch.testing.assert_close(got, torch.as_tensor([[at_tie, 45.0, 9.0, 51.0]]))
+    even = _rank_map(known[:, 1:], full[:, 1:], torch.as_tensor([[2.0]]), depth=1000, ties=ties)
+    torch.testing.assert_close(even, torch.as_tensor([[30.0 if ties == "mid" else 20.0]]))
