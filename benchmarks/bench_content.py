@@ -374,11 +374,13 @@ def _score_hybrid(
     every = np.flatnonzero(np.diff(truth_all.indptr) > 0)
     users = every[users_filter[every]] if users_filter is not None else every
     indptr, items = train.sequences()
-    for key, chosen in (("test_history_only", users), ("test_history_only_all_users", every)):
-        if key.endswith("all_users") and users_filter is None:
-            break  # the warm part's users are every test user already
+    seen = train.matrix(binary=True)
+    groups = [("test_history_only", users)]
+    if users_filter is not None:  # the warm part's users are every test user already
+        groups.append(("test_history_only_all_users", every))
+    for key, chosen in groups:
         histories = [items[indptr[u] : indptr[u + 1]] for u in chosen]
-        recs = rank(model, chosen, max(KS), exclude=train.matrix(binary=True)[chosen], histories=histories)
+        recs = rank(model, chosen, max(KS), exclude=seen[chosen], histories=histories)
         history_metrics = evaluate_rankings(recs, truth_all[chosen], ks=KS, metrics=["HR", "NDCG"])
         result[key] = {k: float(v) for k, v in history_metrics.items()}
         if users_filter is not None:

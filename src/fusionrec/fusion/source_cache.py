@@ -81,8 +81,8 @@ def default_cache_bytes() -> int:
 def reuse_fitted_sources(max_bytes: int | None = None) -> Iterator[FittedSources]:
     """Within the block, fused models share the sources they fit (see the module docstring), up
     to ``max_bytes`` of their arrays (`default_cache_bytes` when None). Inside another such block
-    the outer one's fits, under its cap, are shared: a search's folds are the label windows of the final fit on
-    all its data, so that fit finds most of its sources already fitted."""
+    the outer one's fits, under its cap, are shared: a search's folds are the label windows of the
+    final fit on all its data, so that fit finds most of its sources already fitted."""
     outer = _ACTIVE.get()
     if outer is not None:
         yield outer
