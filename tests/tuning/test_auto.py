@@ -314,3 +314,57 @@ def test_the_blend_is_tried_only_where_its_folds_fit_in_the_time_left(
     assert tried.count("blend") == 1 and "blend" not in skipped
     tried, skipped = models_tried(deadline=700.0)
     assert "blend" not in tried and "too slow" in skipped["blend"]
+
+
+def test_a_source_is_screened_only_where_its_confirmation_on_every_fold_fits_too(
+    shop: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a quiet machine SASRec's screening fitted the screening stage (740 s against an estimate
+    of 802 s on amazon-beauty) and then took the confirmation and the fused stage's time on two
+    more folds. A source whose folds cannot all fit in the single sources' time is left out
+    before it is screened, and a confirmation that no longer fits is skipped, not started."""
+    import dataclasses
+
+    import fusionrec.tuning.auto as auto
+    from fusionrec.versions import GATE_METRIC, Trial
+
+    clock = [0.0]
+    monkeypatch.setattr(auto.time, "perf_counter", lambda: clock[0])
+    seconds_a_fold = {"most_popular": 1.0, "item_knn": 10.0, "popular_in_category": 150.0, "slow": 250.0}
+    score = {"most_popular": 0.1, "item_knn": 0.3, "popular_in_category": 0.2}
+
+    def record(self, stage, label, model, params, folds, earlier=None):  # type: ignore[no-untyped-def]
+        clock[0] += seconds_a_fold[model] * len(folds)
+        seen = (earlier.folds if earlier else 0) + len(folds)
+        trial = Trial(
+            stage=stage, label=label, model=model, config=params, metrics={GATE_METRIC: score[model]},
+            folds=seen, seconds=seconds_a_fold[model] * seen,
+        )  # fmt: skip
+        self.trials.append(trial)
+        return trial
+
+    monkeypatch.setattr(auto._Search, "_record", record)
+    profile, plan, folds = auto.planned_folds(shop, folds=3, window_days=7.0)
+    options = {o.model: o for o in portfolio(profile, plan, budget_seconds=1000.0)[0]}
+    # Costs as estimated: the slow one (300 s a fold) passes the old test (at most twice the
+    # screening's 350 s) but its 3 folds do not fit in the 550 s of screening and confirmation.
+    chosen = [
+        dataclasses.replace(options["most_popular"], cost=1.0),
+        dataclasses.replace(options["item_knn"], cost=10.0),
+        dataclasses.replace(options["popular_in_category"], cost=100.0),
+        dataclasses.replace(options["item_knn"], model="slow", cost=300.0),
+    ]
+    search = auto._Search(folds, plan, deadline=1000.0, progress=None, seed=0)
+    search.begin("screen")
+    assert search.single_sources_seconds_left() == pytest.approx(550.0)
+    skipped: dict[str, str] = {}
+    confirmed = auto._screen_and_confirm(search, chosen, skipped)
+
+    assert "slow" not in [t.model for t in search.trials]
+    assert "confirm on 3 folds" in skipped["slow"]
+    # popular_in_category took 150 s a fold (its estimate said 100): after item_knn, the leader,
+    # its other two folds (300 s) no longer fit in the confirmation's share, so it is skipped;
+    # most_popular, cheaper and after it, is still confirmed.
+    assert [s.trial.model for s in confirmed] == ["item_knn", "most_popular"]
+    assert "too slow to confirm" in skipped["popular_in_category"]
+    assert all(s.trial.folds == 3 for s in confirmed)
