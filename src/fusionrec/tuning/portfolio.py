@@ -24,6 +24,13 @@ EASE_MAX_ITEMS = 25_000  # EASE's dense item x item Gram matrix: 2.5 GB of float
 SPECTRAL_MAX_ITEMS = 60_000  # ChebyCF: item x item products over the whole catalogue
 SASREC_MIN_EVENTS = 5.0  # median history length from which a sequence model can learn order
 SASREC_MIN_BUDGET_S = 600.0
+# SASRec's full softmax scores every item at every position, most of its fit on a large catalogue:
+# on amazon-beauty's 12k items one fold took 740 s for 30 epochs, NDCG@20 0.0705 on the search's
+# first fold; 1,024 negatives drawn by popularity (log-q corrected), 20 epochs at a learning rate
+# of 2e-3 on 2 threads took 87 s for 0.0658 (uniform negatives 0.0635, 2,048 0.0683 in 223 s).
+SASREC_NEGATIVES = 1024
+SAMPLED_SOFTMAX_MIN_ITEMS = 4 * SASREC_NEGATIVES
+SASREC_EPOCHS = 20
 
 
 @dataclass(frozen=True)
@@ -88,11 +95,35 @@ def fit_cost(model: str, profile: DataProfile) -> float:
         # Measured on amazon-beauty (12k items, 22k users, 2 cores): EASE 21-63 s.
         "ease": float(items) ** 3 * 2e-11,
         "cheby_cf": pairs * 5e-5 + scored * items * 3e-7,
-        # 30 epochs at about 1.5e-4 s per event each on 2 cores (amazon-beauty: 26 s an epoch for
-        # 176k events, 1,588 s for the screening fit on a loaded machine; 1e-3 had it 5x too cheap).
-        "sasrec": profile.events * 4.5e-3,
+        # Per event and epoch on 2 threads, growing with the items each position is scored
+        # against (amazon-beauty: 2.7e-5 s with 1,024 sampled negatives, 1.3e-4 with 12k items).
+        "sasrec": profile.events * SASREC_EPOCHS * (1.8e-5 + 9e-9 * _sasrec_output_width(profile)),
     }
     return scoring + costs.get(model, profile.events * 1e-6)  # popularity, repeats, sessions: one pass
+
+
+def _sasrec_output_width(profile: DataProfile) -> int:
+    """The items each training position is scored against: the catalogue, or the sampled negatives."""
+    return SASREC_NEGATIVES if profile.items >= SAMPLED_SOFTMAX_MIN_ITEMS else profile.items
+
+
+def sasrec_settings(profile: DataProfile) -> dict[str, Any]:
+    """SASRec's setting in the search: strong dropout for short histories, and on a catalogue of
+    more than four times the negatives' count, the sampled softmax (about a fifth of the cost)."""
+    settings: dict[str, Any] = {
+        "epochs": SASREC_EPOCHS,
+        "learning_rate": 2e-3,
+        "dropout": 0.5,
+        "attention_dropout": 0.5,
+        "threads": 2,  # the search runs one fit at a time; fixed, so the same fit repeats
+    }
+    if _sasrec_output_width(profile) < profile.items:
+        settings |= {
+            "loss": "sampled_softmax",
+            "n_negatives": SASREC_NEGATIVES,
+            "negative_sampling": "popularity",
+        }
+    return settings
 
 
 def plan_for(profile: DataProfile, *, window_days: float) -> Plan:
@@ -246,7 +277,7 @@ def portfolio(
         f"{profile.items:,} items: too many for a spectral filter (limit {SPECTRAL_MAX_ITEMS:,})",
     )
     offer(
-        SourceOption("sasrec", ({"epochs": 30, "dropout": 0.5, "attention_dropout": 0.5},)),
+        SourceOption("sasrec", (sasrec_settings(profile),)),
         profile.ordered_histories
         and profile.median_user_events >= SASREC_MIN_EVENTS
         and budget_seconds >= SASREC_MIN_BUDGET_S,
