@@ -109,7 +109,7 @@ def _sasrec_output_width(profile: DataProfile) -> int:
 
 def sasrec_settings(profile: DataProfile) -> dict[str, Any]:
     """SASRec's setting in the search: strong dropout for short histories, and on a catalogue of
-    more than four times the negatives' count, the sampled softmax (about a fifth of the cost)."""
+    at least four times the negatives' count, the sampled softmax (about a fifth of the cost)."""
     settings: dict[str, Any] = {
         "epochs": SASREC_EPOCHS,
         "learning_rate": 2e-3,
