@@ -3,6 +3,8 @@ and the search itself (`fusionrec.tuning.auto`), on real data through the real c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -269,6 +271,33 @@ def test_sessions_that_return_to_their_items_keep_them_eligible_and_fuse_on_the_
     assert "fusion" not in selection.record.skipped
 
 
+def _fake_trials(
+    monkeypatch: pytest.MonkeyPatch,
+    seconds_a_fold: Callable[[str], float],
+    score: Callable[[str], float],
+) -> list[float]:
+    """The search's clock and trials faked: each fold of ``model`` advances the clock by
+    ``seconds_a_fold(model)`` and scores ``score(model)``. Returns the clock, to set by hand."""
+    import fusionrec.tuning.auto as auto
+    from fusionrec.versions import GATE_METRIC, Trial
+
+    clock = [0.0]
+    monkeypatch.setattr(auto.time, "perf_counter", lambda: clock[0])
+
+    def record(self, stage, label, model, params, folds, earlier=None):  # type: ignore[no-untyped-def]
+        clock[0] += seconds_a_fold(model) * len(folds)
+        seen = (earlier.folds if earlier else 0) + len(folds)
+        trial = Trial(
+            stage=stage, label=label, model=model, config=params, metrics={GATE_METRIC: score(model)},
+            folds=seen, seconds=seconds_a_fold(model) * seen,
+        )  # fmt: skip
+        self.trials.append(trial)
+        return trial
+
+    monkeypatch.setattr(auto._Search, "_record", record)
+    return clock
+
+
 def test_the_blend_is_tried_only_where_its_folds_fit_in_the_time_left(
     shop: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -276,23 +305,11 @@ def test_the_blend_is_tried_only_where_its_folds_fit_in_the_time_left(
     pushed the fit past its budget: it costs about what the fused ranker does per fold, and is
     now started only where that fits, else the search says it was left out."""
     import fusionrec.tuning.auto as auto
-    from fusionrec.versions import GATE_METRIC, Trial
+    from fusionrec.versions import Trial
 
-    clock = [0.0]
-    monkeypatch.setattr(auto.time, "perf_counter", lambda: clock[0])
-
-    def every_fold_takes_100s(self, stage, label, model, params, folds, earlier=None):  # type: ignore[no-untyped-def]
-        clock[0] += 100.0 * len(folds)
-        seen = (earlier.folds if earlier else 0) + len(folds)
-        score = {"fusion": 0.3, "blend": 0.2}.get(model, 0.1)
-        trial = Trial(
-            stage=stage, label=label, model=model, config=params, metrics={GATE_METRIC: score},
-            folds=seen, seconds=100.0 * seen,
-        )  # fmt: skip
-        self.trials.append(trial)
-        return trial
-
-    monkeypatch.setattr(auto._Search, "_record", every_fold_takes_100s)
+    clock = _fake_trials(
+        monkeypatch, lambda model: 100.0, lambda model: {"fusion": 0.3, "blend": 0.2}.get(model, 0.1)
+    )
     profile, plan, folds = auto.planned_folds(shop, folds=3, window_days=7.0)
     options = {o.model: o for o in portfolio(profile, plan, budget_seconds=600.0)[0]}
     singles = [
@@ -326,24 +343,10 @@ def test_a_source_is_screened_only_where_its_confirmation_on_every_fold_fits_too
     import dataclasses
 
     import fusionrec.tuning.auto as auto
-    from fusionrec.versions import GATE_METRIC, Trial
 
-    clock = [0.0]
-    monkeypatch.setattr(auto.time, "perf_counter", lambda: clock[0])
     seconds_a_fold = {"most_popular": 1.0, "item_knn": 10.0, "popular_in_category": 150.0, "slow": 250.0}
     score = {"most_popular": 0.1, "item_knn": 0.3, "popular_in_category": 0.2}
-
-    def record(self, stage, label, model, params, folds, earlier=None):  # type: ignore[no-untyped-def]
-        clock[0] += seconds_a_fold[model] * len(folds)
-        seen = (earlier.folds if earlier else 0) + len(folds)
-        trial = Trial(
-            stage=stage, label=label, model=model, config=params, metrics={GATE_METRIC: score[model]},
-            folds=seen, seconds=seconds_a_fold[model] * seen,
-        )  # fmt: skip
-        self.trials.append(trial)
-        return trial
-
-    monkeypatch.setattr(auto._Search, "_record", record)
+    _fake_trials(monkeypatch, seconds_a_fold.__getitem__, score.__getitem__)
     profile, plan, folds = auto.planned_folds(shop, folds=3, window_days=7.0)
     options = {o.model: o for o in portfolio(profile, plan, budget_seconds=1000.0)[0]}
     # Costs as estimated: the slow one (300 s a fold) passes the old test (at most twice the
