@@ -35,9 +35,10 @@ item is placed by rank (``new_item_scoring="rank"``): where its content-only log
 warm items' content-only logits, there it falls among their full logits; where it ties with warm
 items of the same content (same tokens, so the same content-only vector), it takes the middle of
 the tie (``new_item_ties``). That content-only ranking is trained as such: a second cross-entropy
-(weight ``content_loss_weight``) scores the same targets with every item's id off. User token 0 is a learned "unknown user" row: request-time histories
-(serving, the evaluation protocols that pass histories) use it, and training hides the user with
-probability ``user_dropout`` so that path is trained too.
+(weight ``content_loss_weight``) scores the same targets with every item's id off. User token 0
+is a learned "unknown user" row: request-time histories (serving, the evaluation protocols that
+pass histories) use it, and training hides the user with probability ``user_dropout`` so that
+path is trained too.
 """
 
 from __future__ import annotations

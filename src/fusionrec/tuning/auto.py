@@ -305,7 +305,8 @@ def _screen_and_confirm(
         # Past the leader, a model is confirmed only where its other folds, at its first fold's
         # pace, fit in the stage's time left; a slower one is left out, a cheaper one after it
         # may still fit.
-        other_folds = scored.trial.seconds * (len(search.folds) - scored.trial.folds)
+        pace = scored.trial.seconds / scored.trial.folds
+        other_folds = pace * (len(search.folds) - scored.trial.folds)
         if confirmed and other_folds > search.seconds_left():
             skipped.setdefault(
                 scored.trial.model,
