@@ -294,7 +294,7 @@ def _screen_and_confirm(
     search.report("screen", 1, 1, "done")
     ranked = sorted(screened.values(), key=lambda s: -s.score)
     keep = ranked[: max(CONFIRMED_MODELS, math.ceil(len(ranked) / 2))]
-    if len(search.folds) == 1:
+    if len(search.folds) <= 1:  # nothing to confirm on (tiny data may cut no fold at all)
         return keep
     search.begin("confirm")
     confirmed = []
@@ -305,7 +305,7 @@ def _screen_and_confirm(
         # Past the leader, a model is confirmed only where its other folds, at its first fold's
         # pace, fit in the stage's time left; a slower one is left out, a cheaper one after it
         # may still fit.
-        pace = scored.trial.seconds / scored.trial.folds
+        pace = scored.trial.seconds / max(scored.trial.folds, 1)
         other_folds = pace * (len(search.folds) - scored.trial.folds)
         if confirmed and other_folds > search.seconds_left():
             skipped.setdefault(
