@@ -393,3 +393,37 @@ def test_sasrec_samples_its_negatives_on_a_large_catalogue_and_costs_less_for_it
     model_class("sasrec").Config(**sampled.grid[0])  # a setting the model takes
     full_width = large.model_copy(update={"items": 4_000})  # under the threshold: every item scored
     assert sasrec(full_width).cost > 1.5 * sampled.cost  # a third of the items, scored in full
+
+
+def test_the_first_fused_trial_starts_only_where_its_estimate_is_within_twice_the_time_left(
+    shop: Dataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On gowalla the first fused fold of ChebyCF and user-kNN took 720 s, and, leading the first
+    fold, it was confirmed on two more: the search took twice its time. Its sources' measured
+    scoring per user now says so before it starts (`fused_cost`), and the search leaves it out."""
+    import fusionrec.tuning.auto as auto
+    from fusionrec.tuning.fused_cost import SourceCost, cost_key
+    from fusionrec.versions import Trial
+
+    clock = _fake_trials(monkeypatch, lambda model: 10.0, lambda model: {"fusion": 0.3}.get(model, 0.1))
+    profile, plan, folds = auto.planned_folds(shop, folds=3, window_days=7.0)
+    options = {o.model: o for o in portfolio(profile, plan, budget_seconds=600.0)[0]}
+    singles = [
+        auto.Scored(Trial(stage="confirm", label=m, model=m, config={"seed": 0}, metrics={}, folds=3, seconds=30.0), options[m], 0.1)
+        for m in ("most_popular", "item_knn")
+    ]  # fmt: skip
+
+    def fusion_tried(seconds_per_user: float) -> tuple[bool, dict[str, str]]:
+        clock[0] = 0.0
+        search = auto._Search(folds, plan, 1000.0, None, seed=0)
+        search.costs = {
+            cost_key(m, {}): SourceCost(1.0, seconds_per_user, 0.5) for m in ("most_popular", "item_knn")
+        }
+        skipped: dict[str, str] = {}
+        auto._forward_selection(search, list(singles), skipped)
+        return any(t.model == "fusion" for t in search.trials), skipped
+
+    tried, skipped = fusion_tried(seconds_per_user=0.001)
+    assert tried and "fusion" not in skipped
+    tried, skipped = fusion_tried(seconds_per_user=1.0)  # a few thousand users each fold: hours
+    assert not tried and "too slow for the time left" in skipped["fusion"]

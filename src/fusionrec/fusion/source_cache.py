@@ -39,10 +39,14 @@ class FittedSources:
         self._models: OrderedDict[str, tuple[Recommender, int]] = OrderedDict()
         self._bytes = 0
 
+    def holds(self, name: str, params: dict[str, Any], events: str) -> bool:
+        """Whether ``name`` with ``params`` is kept fitted on the events of `fingerprint` ``events``."""
+        return _key(name, params, events) in self._models
+
     def get_or_fit(
         self, name: str, params: dict[str, Any], dataset: Dataset, fit: Callable[[], Recommender]
     ) -> Recommender:
-        key = f"{name}:{json.dumps(params, sort_keys=True, default=str)}:{fingerprint(dataset)}"
+        key = _key(name, params, fingerprint(dataset))
         if key in self._models:
             self._models.move_to_end(key)
             log.debug("%s: reused the fit on the same %d events", name, dataset.n_events)
@@ -104,6 +108,17 @@ def fit_source(name: str, params: dict[str, Any], dataset: Dataset) -> Recommend
 
     cache = _ACTIVE.get()
     return fit() if cache is None else cache.get_or_fit(name, params, dataset, fit)
+
+
+def is_fitted(name: str, params: dict[str, Any], events: str) -> bool:
+    """Whether `fit_source` would hand back a kept fit on the events of `fingerprint` ``events``
+    instead of fitting (never outside `reuse_fitted_sources`)."""
+    cache = _ACTIVE.get()
+    return cache is not None and cache.holds(name, params, events)
+
+
+def _key(name: str, params: dict[str, Any], events: str) -> str:
+    return f"{name}:{json.dumps(params, sort_keys=True, default=str)}:{events}"
 
 
 def fingerprint(dataset: Dataset) -> str:

@@ -33,11 +33,12 @@ from typing import Any
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.data.profile import DataProfile, profile_dataset
-from fusionrec.fusion.config import FUSION_MODELS
+from fusionrec.fusion.config import FUSION_MODELS, HoldoutConfig
 from fusionrec.fusion.source_cache import fit_source, reuse_fitted_sources
 from fusionrec.models.registry import create_model
 from fusionrec.progress import step
 from fusionrec.tuning.folds import ValidationFold, validation_folds, window_days_for
+from fusionrec.tuning.fused_cost import FoldCuts, SourceCost, cost_key, fold_cuts, fused_seconds
 from fusionrec.tuning.portfolio import Plan, SourceOption, plan_for, portfolio
 from fusionrec.tuning.search import SearchError
 from fusionrec.versions import GATE_METRIC, Candidate, SearchRecord, Trial
@@ -113,6 +114,8 @@ class _Search:
         self.progress = progress
         self.seed = seed
         self.trials: list[Trial] = []
+        self.costs: dict[str, SourceCost] = {}  # each source setting's fit and scoring, measured
+        self._cuts: list[FoldCuts] | None = None
 
     def seconds_left(self) -> float:
         """Of the current stage's time (`begin`)."""
@@ -137,6 +140,30 @@ class _Search:
 
     def _shares_to_come(self) -> float:
         return sum(STAGE_SHARES[s] for s in self._stages_to_come())
+
+    def _measured(
+        self,
+        model: str,
+        params: dict[str, Any],
+        fit: float,
+        scoring: float,
+        fold: ValidationFold,
+        metrics: dict[str, float],
+    ) -> None:
+        """Keep a source's cost for `fused_seconds`: its slowest fit (a fit the search already
+        held took no time), its latest scoring per user and hit rate."""
+        key = cost_key(model, params)
+        earlier = self.costs.get(key)
+        fit = max(fit, earlier.fit_seconds) if earlier else fit
+        hit_rate = float(metrics.get("HR@20", 1.0))
+        self.costs[key] = SourceCost(fit, scoring / max(fold.target_users, 1), hit_rate)
+
+    def fused_seconds(self, config: dict[str, Any]) -> float:
+        """Estimated seconds of the fused trial with ``config`` on every fold (`fused_cost`)."""
+        holdout = HoldoutConfig(**config["holdout"])
+        if self._cuts is None:  # the same label windows for every fused trial of the search
+            self._cuts = [fold_cuts(fold, holdout, config["seed"]) for fold in self.folds]
+        return fused_seconds(self._cuts, config, self.costs)
 
     def report(self, stage: str, done: int, total: int, what: str) -> None:
         left = max(self.deadline - time.perf_counter(), 0.0)
@@ -171,13 +198,19 @@ class _Search:
         seen = earlier.folds if earlier is not None else 0
         sums = {name: value * seen for name, value in (earlier.metrics if earlier else {}).items()}
         for fold in folds:
+            fit_started = time.perf_counter()
             if model in FUSION_MODELS:
                 fitted = create_model(model, **params).fit(fold.train)
             else:  # kept for the fused models of the search, which fit the same source again
                 fitted = fit_source(model, params, fold.train)
-            for name, value in fold.score(fitted).items():
+            score_started = time.perf_counter()
+            metrics = fold.score(fitted)
+            for name, value in metrics.items():
                 if "@" in name:
                     sums[name] = sums.get(name, 0.0) + float(value)
+            if model not in FUSION_MODELS:
+                scoring = time.perf_counter() - score_started
+                self._measured(model, params, score_started - fit_started, scoring, fold, metrics)
         n_folds = seen + len(folds)
         trial = Trial(
             stage=stage,
@@ -371,25 +404,47 @@ def _forward_selection(search: _Search, singles: list[Scored], skipped: dict[str
         return []
     search.begin("fusion")
     chosen, pool = list(singles[:2]), list(singles[2:])
-    best = search.run("fusion", _fusion_label(chosen), "fusion", _fusion_params(search, chosen), n_folds=1)
-    # A fused trial is started only when it, and the leader's confirmation on the other folds
-    # after it, fit in the time left: growing the ranker never pushes its confirmation past the
-    # budget. The cost per fold is the slowest fused trial so far (more sources cost more).
+    # The first fused trial, once it leads the first fold, is confirmed on every fold even past
+    # the budget: it is started only where its estimate on every fold (`fused_cost`) is within
+    # twice the time left, the screening's tolerance. On gowalla one fused fold took 720 s and the
+    # search ran twice its time.
+    first = _fusion_params(search, chosen)
+    estimate = search.fused_seconds(first)
+    log.info(
+        "auto fusion: %s estimated at %.0fs over %d folds, %.0fs left",
+        _fusion_label(chosen),
+        estimate,
+        len(search.folds),
+        search.seconds_left(),
+    )
+    if estimate > 2 * search.seconds_left():
+        skipped["fusion"] = (
+            f"too slow for the time left (about {estimate:.0f}s over {len(search.folds)} folds, from its "
+            "sources' measured fits and scoring)"
+        )
+        return []
+    best = search.run("fusion", _fusion_label(chosen), "fusion", first, n_folds=1)
+    # A later fused trial is started only when it, and the leader's confirmation on the other
+    # folds after it, fit in the time left: growing the ranker never pushes its confirmation past
+    # the budget. The cost per fold is the slowest fused trial so far (more sources cost more), or
+    # the estimate of the trial to come where that is more.
     per_fold = best.seconds
 
-    def affordable() -> bool:
-        return search.seconds_left() > per_fold * len(search.folds)
+    def affordable(config: dict[str, Any] | None = None) -> bool:
+        needed = per_fold * len(search.folds)
+        if config is not None:
+            needed = max(needed, search.fused_seconds(config))
+        return search.seconds_left() > needed
 
     while pool and len(chosen) < MAX_SOURCES and affordable():
         tries = []
         for source in pool[:3]:
-            if not affordable():
+            sources = [*chosen, source]
+            params = _fusion_params(search, sources)
+            if not affordable(params):
                 break
             search.report("forward selection", len(chosen) - 2, MAX_SOURCES - 2, f"+ {source.trial.model}")
-            sources = [*chosen, source]
-            trial = search.run(
-                "fusion", _fusion_label(sources), "fusion", _fusion_params(search, sources), n_folds=1
-            )
+            trial = search.run("fusion", _fusion_label(sources), "fusion", params, n_folds=1)
             per_fold = max(per_fold, trial.seconds)
             tries.append((source, trial))
         if not tries:
