@@ -77,8 +77,9 @@ def fused_seconds(
     pipelines share them), every source's scoring of the windows' users and of the folds' users,
     and the ranker's rows to learn from and to score. The ranker learns from the users with a
     labelled item among their candidates, each with every source's list: rows per window user are
-    taken as the lists' lengths times the best source's hit rate (amazon-beauty: 24 against 21
-    measured; gowalla: 110 against 107)."""
+    taken as the lists' lengths times the best source's hit rate, a rough count. The whole
+    estimate came within 15 % of the fused trials measured over three folds: gowalla 2,841 s
+    against 2,492 s, amazon-beauty 1,253 s against 1,333 s."""
     seed = int(config.get("seed", 0))
     train_users = int(config.get("train_users", TRAIN_USERS))
     sources = [
