@@ -160,9 +160,9 @@ class _Search:
 
     def fused_seconds(self, config: dict[str, Any]) -> float:
         """Estimated seconds of the fused trial with ``config`` on every fold (`fused_cost`)."""
-        holdout = HoldoutConfig(**config["holdout"])
-        if self._cuts is None:  # the same label windows for every fused trial of the search
-            self._cuts = [fold_cuts(fold, holdout, config["seed"]) for fold in self.folds]
+        if self._cuts is None:  # every fused trial of the search has the plan's label windows
+            holdout = HoldoutConfig(**self.plan.holdout())
+            self._cuts = [fold_cuts(fold, holdout, self.seed) for fold in self.folds]
         return fused_seconds(self._cuts, config, self.costs)
 
     def report(self, stage: str, done: int, total: int, what: str) -> None:
