@@ -3,6 +3,7 @@ and the search itself (`fusionrec.tuning.auto`), on real data through the real c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -395,12 +396,15 @@ def test_sasrec_samples_its_negatives_on_a_large_catalogue_and_costs_less_for_it
     assert sasrec(full_width).cost > 1.5 * sampled.cost  # a third of the items, scored in full
 
 
-def test_the_first_fused_trial_starts_only_where_its_estimate_is_within_twice_the_time_left(
+def test_the_first_fused_trial_starts_only_where_it_and_its_final_fit_fit_in_the_budget_left(
     shop: Dataset, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On gowalla the first fused fold of ChebyCF and user-kNN took 720 s, and, leading the first
-    fold, it was confirmed on two more: the search took twice its time. Its sources' measured
-    scoring per user now says so before it starts (`fused_cost`), and the search leaves it out."""
+    fold, it was confirmed on two more: the search took twice its time. On amazon-beauty a fused
+    trial started within twice the search's time left ran the whole fit 33 % past its budget. Its
+    sources' measured scoring per user now says what it costs on every fold and in its final fit
+    (about one fold more) before it starts, and the search leaves it out where that passes the
+    end of the whole budget, saying which budget would try it."""
     import fusionrec.tuning.auto as auto
     from fusionrec.tuning.fused_cost import SourceCost, cost_key
     from fusionrec.versions import Trial
@@ -413,17 +417,38 @@ def test_the_first_fused_trial_starts_only_where_its_estimate_is_within_twice_th
         for m in ("most_popular", "item_knn")
     ]  # fmt: skip
 
-    def fusion_tried(seconds_per_user: float) -> tuple[bool, dict[str, str]]:
+    def search_with(seconds_per_user: float, budget_end: float) -> auto._Search:
         clock[0] = 0.0
-        search = auto._Search(folds, plan, 1000.0, None, seed=0)
+        search = auto._Search(folds, plan, 1000.0, None, seed=0, budget_end=budget_end)
         search.costs = {
             cost_key(m, {}): SourceCost(1.0, seconds_per_user, 0.5) for m in ("most_popular", "item_knn")
         }
+        return search
+
+    def fusion_tried(seconds_per_user: float, budget_end: float) -> tuple[bool, dict[str, str]]:
+        search = search_with(seconds_per_user, budget_end)
         skipped: dict[str, str] = {}
         auto._forward_selection(search, list(singles), skipped)
         return any(t.model == "fusion" for t in search.trials), skipped
 
-    tried, skipped = fusion_tried(seconds_per_user=0.001)
+    tried, skipped = fusion_tried(seconds_per_user=0.001, budget_end=1000.0)
     assert tried and "fusion" not in skipped
-    tried, skipped = fusion_tried(seconds_per_user=1.0)  # a few thousand users each fold: hours
+    tried, skipped = fusion_tried(seconds_per_user=1.0, budget_end=1000.0)  # a few thousand users a fold
     assert not tried and "too slow for the time left" in skipped["fusion"]
+
+    # Where its folds alone fit but its final fit (a fold more) takes the fit past the budget
+    # and its tenth of slack, it is left out too; the budget that would try it is named.
+    def estimate(seconds_per_user: float) -> float:
+        probe = search_with(seconds_per_user, 0.0)
+        return probe.fused_seconds(auto._fusion_params(probe, singles))
+
+    fixed = estimate(0.0)  # fits and the ranker; the scoring grows with the seconds per user
+    per_user = (1000.0 - fixed) / (estimate(1.0) - fixed)  # 1,000 s on 3 folds
+    assert estimate(per_user) == pytest.approx(1000.0)
+    needed = 1000.0 * (1 + 1 / 3)
+    tried, _ = fusion_tried(per_user, budget_end=needed / 1.1 + 1.0)
+    assert tried
+    tried, skipped = fusion_tried(per_user, budget_end=1200.0)  # the folds' 1,000 s would fit
+    assert not tried
+    minutes = math.ceil(needed / 1.1 / 60)
+    assert f"a budget of about {minutes}m would try it" in skipped["fusion"]
