@@ -115,6 +115,48 @@ def test_a_guest_gets_a_fused_personal_answer_from_the_first_event(client: TestC
     assert ids(first) != ids(other)
 
 
+def test_a_guests_first_view_is_answered_from_its_items_pre_scored_list_as_the_live_path_scores_it(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A guest's first view is the commonest live request; its answer depends on that one item,
+    so every used item's guest list is scored ahead in batches. Each list holds what scoring the
+    guest on request gives, and the service answers from it."""
+    import fusionrec.serving.recommend as recommend_module
+    from fusionrec.serving.recommend import _guest_list, _score_live
+
+    service = client.app.state.service
+    loaded = service.registry.active
+    guests = loaded.extras["precomputed_guests"]
+    items = np.flatnonzero(np.diff(guests.indptr) > 0)
+    assert len(items) == len(loaded.item_ids)  # the limit (50,000 most used items) holds them all
+    wanted = service.settings.candidates
+    for item in items[:: max(len(items) // 40, 1)].tolist():
+        listed = _guest_list(loaded, -1, [item])
+        live = _score_live(loaded, -1, [item], wanted)
+        assert listed is not None and live is not None
+        listed_items, listed_scores, listed_sources = listed
+        order = np.lexsort((live.items, -live.scores))[:wanted]
+        assert listed_items.tolist() == live.items[order].tolist()
+        np.testing.assert_allclose(listed_scores, live.scores[order], rtol=1e-5, atol=1e-6)
+        assert listed_sources.labels(listed_items) == live.sources.labels(live.items[order])
+    # Through the service: the same answer with the lists and, once they are dropped, scored live.
+    viewed = str(loaded.item_ids[items[0]])
+    view(client, viewed, session_id="listed-guest")
+    with monkeypatch.context() as patched:  # scoring now would fail: the answer is the list's
+
+        def no_scoring(*args: object) -> None:
+            raise AssertionError("the guest was scored on request")
+
+        patched.setattr(recommend_module, "_score_live", no_scoring)
+        from_list = top(client, session_id="listed-guest")
+    assert from_list["degraded"] is False
+    loaded.extras.pop("precomputed_guests")
+    view(client, viewed, session_id="scored-guest")
+    scored = top(client, session_id="scored-guest")
+    assert ids(from_list) == ids(scored) and from_list["fallback"] is None
+    assert [e["sources"] for e in from_list["items"]] == [e["sources"] for e in scored["items"]]
+
+
 def test_identify_carries_the_guest_session_into_the_users_answer(client: TestClient) -> None:
     grouped = items_by_category(client)
     category = max(grouped, key=lambda c: len(grouped[c]))

@@ -1,9 +1,11 @@
-"""Candidates of known users scored ahead of time, in batches, when a version becomes active.
+"""Candidates of known users, and of guests with one live item, scored ahead of time in
+batches when a version becomes active.
 
 Batch scoring is far cheaper per user than one user per request (a fused pipeline builds
 candidates and features and runs its ranker on hundreds of rows at once), so a visitor with no
-live events since training is answered from these lists; the rules, the online state and the
-pagination still apply at request time. A visitor with live events takes the real-time path.
+live events since training is answered from these lists, and so is a guest whose one live item
+has a list (`precompute_guests`); the rules, the online state and the pagination still apply at
+request time. Other visitors with live events take the real-time path.
 
 At scale the lists come from Spark instead (`fusionrec train --engine spark` writes every user's
 top-N to the store's ``recommendations_batch`` table): `from_batch_table` turns that table into the
@@ -14,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -52,44 +55,95 @@ class Precomputed:
 def precompute(model: Recommender, n_users: int, per_user: int, batch: int = 256) -> Precomputed:
     """Top ``per_user`` candidates of users ``0..n_users-1`` (unknown-to-the-model users: none)."""
     started = time.perf_counter()
-    counts = np.zeros(n_users, dtype=np.int64)
-    parts_items, parts_scores, parts_proposed = [], [], []
-    labels: tuple[str, ...] = (model.name,)
     known = model.known_users(np.arange(n_users))
-    for begin in range(0, n_users, batch):
-        users = np.arange(begin, min(begin + batch, n_users))
-        users = users[known[users]]
-        if not len(users):
-            continue
+
+    def score(users: np.ndarray) -> _Batch:
         if model.scores_candidates:
-            candidates, values = model.score_candidates(users)  # type: ignore[attr-defined]
+            return model.score_candidates(users)  # type: ignore[attr-defined, no-any-return]
+        return model.score(users)
+
+    result = _lists(score, np.flatnonzero(known), n_users, per_user, batch, model.name)
+    logger.info("precomputed %d users in %.1f s", int(known.sum()), time.perf_counter() - started)
+    return result
+
+
+def takes_guests(model: Recommender) -> bool:
+    """Whether ``model`` scores a visitor from their live items alone (a guest's answer)."""
+    return bool(model.scores_candidates or model.supports_history)
+
+
+def precompute_guests(
+    model: Recommender, items: np.ndarray, n_items: int, per_item: int, batch: int = 256
+) -> Precomputed:
+    """The answer of a guest whose one live item is ``i``, for each ``i`` of ``items``: lists
+    indexed by that item (`Precomputed.get(i)`), as `recommend`'s live path scores such a guest
+    (no training history, the history ``[i]``, no request context).
+
+    A guest's first view is the commonest live request and, scored on request, cost about 4 ms
+    (candidates, features and the ranker over ~140 rows at 2M events) against a known user's
+    pre-scored 0.12 ms; its answer depends on that item alone, so it is scored ahead, in batches.
+    """
+    started = time.perf_counter()
+
+    def score(rows: np.ndarray) -> _Batch:
+        histories = [np.array([item], dtype=np.int32) for item in rows.tolist()]
+        guests = np.full(len(rows), -1, dtype=np.int64)
+        if model.scores_candidates:
+            return model.score_candidates(guests, histories)  # type: ignore[attr-defined, no-any-return]
+        return model.score_histories(histories)
+
+    result = _lists(score, np.sort(np.asarray(items, dtype=np.int64)), n_items, per_item, batch, model.name)
+    logger.info("precomputed the guests of %d items in %.1f s", len(items), time.perf_counter() - started)
+    return result
+
+
+# A batch's answer: a fused pipeline's candidates and their scores, else a dense score matrix.
+_Batch = Any
+
+
+def _lists(
+    score: Callable[[np.ndarray], _Batch],
+    rows: np.ndarray,
+    n_rows: int,
+    per_row: int,
+    batch: int,
+    label: str,
+) -> Precomputed:
+    """The top ``per_row`` of each of ``rows`` (sorted; the others of ``0..n_rows-1`` get no list),
+    scored ``batch`` at a time by ``score``."""
+    counts = np.zeros(n_rows, dtype=np.int64)
+    parts_items, parts_scores, parts_proposed = [], [], []
+    labels: tuple[str, ...] = (label,)
+    for begin in range(0, len(rows), batch):
+        chunk = rows[begin : begin + batch]
+        answer = score(chunk)
+        if isinstance(answer, tuple):  # a fused pipeline's candidates, with their sources
+            candidates, values = answer
             labels = tuple(candidates.sources)
             order = np.lexsort((candidates.item, -values, candidates.row))
             row = candidates.row[order]
             position = np.arange(len(row)) - np.searchsorted(row, row)
-            keep = order[position < per_user]
-            np.add.at(counts, users[candidates.row[keep]], 1)
+            keep = order[position < per_row]
+            np.add.at(counts, chunk[candidates.row[keep]], 1)
             parts_items.append(candidates.item[keep].astype(np.int32))
             parts_scores.append(values[keep].astype(np.float32))
             parts_proposed.append(candidates.proposed()[keep])
         else:
-            items, scores = top_k(model.score(users), per_user)
+            items, scores = top_k(answer, per_row)
             valid = items >= 0
-            counts[users] = valid.sum(axis=1)
+            counts[chunk] = valid.sum(axis=1)
             parts_items.append(items[valid].astype(np.int32))
             parts_scores.append(scores[valid].astype(np.float32))
-    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     empty32 = np.zeros(0, dtype=np.int32)
-    result = Precomputed(
+    return Precomputed(
         indptr,
         np.concatenate(parts_items) if parts_items else empty32,
         np.concatenate(parts_scores) if parts_scores else np.zeros(0, dtype=np.float32),
         np.concatenate(parts_proposed) if parts_proposed else None,
         labels,
     )
-    logger.info("precomputed %d users in %.1f s", int(known.sum()), time.perf_counter() - started)
-    return result
 
 
 def from_batch_table(

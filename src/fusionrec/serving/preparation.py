@@ -1,6 +1,7 @@
 """What serving derives for each model version it loads, and keeps current while it is active:
 purchases and baskets (rules, bought-together), item neighbours, popularity, trending, and the known
-users' precomputed lists (scored in the background: start-up does not wait for them). The
+users' precomputed lists and those of guests with one live item (scored in the background:
+start-up does not wait for them). The
 `VersionRegistry` calls `prepare` when it loads a version and `on_swap` when one becomes active.
 """
 
@@ -28,6 +29,7 @@ from fusionrec.serving.similarity import Cooccurrence, ItemNeighbours, Neighbour
 logger = logging.getLogger(__name__)
 # Extras key, present while the lists of the version active at start-up are being scored.
 PRECOMPUTING = "precomputing"
+PRECOMPUTING_GUESTS = "precomputing_guests"  # in a version's extras until its guests' lists are in
 
 
 class VersionPreparation:
@@ -123,9 +125,10 @@ class VersionPreparation:
             ).start()
 
     def _precompute(self, loaded: LoadedVersion, limit: int) -> None:
-        from fusionrec.serving.precompute import from_batch_table, precompute
+        from fusionrec.serving.precompute import from_batch_table, precompute, takes_guests
 
         label = self.settings.batch_lists
+        model = loaded.model.answering  # a fused pipeline behind auto: its own candidates and sources
         try:
             if label is not None:  # lists a batch engine wrote: read them, score nobody here
                 from fusionrec.engine.recommendations import read_all_recommendations
@@ -136,12 +139,34 @@ class VersionPreparation:
                 )
                 return
             n_users = min(len(loaded.user_index), limit)
-            model = loaded.model.answering  # a fused pipeline behind auto: its own candidates and sources
+            if self.settings.precompute_guest_items and takes_guests(model):
+                loaded.extras[PRECOMPUTING_GUESTS] = True
             loaded.extras["precomputed"] = precompute(model, n_users, self.settings.candidates)
         except Exception as error:  # the live path still answers every request
             logger.error("precomputing %s failed: %s: %s", loaded.version, type(error).__name__, error)
         finally:
             loaded.extras.pop(PRECOMPUTING, None)
+        if PRECOMPUTING_GUESTS in loaded.extras:
+            self._precompute_guests(loaded, model)
+
+    def _precompute_guests(self, loaded: LoadedVersion, model: Recommender) -> None:
+        """The one-item guests' lists (`precompute_guests`) of the most used items, after the
+        known users' (those are flagged while they wait; a guest is scored live meanwhile)."""
+        from fusionrec.serving.precompute import precompute_guests
+
+        try:
+            n_items = len(loaded.item_ids)
+            used = np.bincount(loaded.model.seen_.indices, minlength=n_items)[:n_items]
+            items = np.argsort(-used, kind="stable")[: self.settings.precompute_guest_items]
+            loaded.extras["precomputed_guests"] = precompute_guests(
+                model, items, n_items, self.settings.candidates
+            )
+        except Exception as error:  # guests are scored on request, as before
+            logger.error(
+                "precomputing %s's guests failed: %s: %s", loaded.version, type(error).__name__, error
+            )
+        finally:
+            loaded.extras.pop(PRECOMPUTING_GUESTS, None)
 
 
 def _similar_items(model: Recommender) -> NeighbourLookup | None:

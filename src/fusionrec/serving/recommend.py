@@ -70,11 +70,12 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
 def recommend_inline(svc: Service, q: RecQuery) -> dict[str, Any] | None:
     """`recommend`'s answer when it needs neither the model nor Redis, else None (nothing done).
 
-    For the event loop: a known user's pre-scored list (or a cached answer) with the rules costs
-    about a tenth of a millisecond, less than the worker-thread hop `recommend` needs when it
-    scores. Scoring (live events, a page's context, a device or channel the ranker reads, a list
-    not pre-scored yet) and explanations return None, and so does everything while the live
-    state, cache and counters are in Redis (a network read must not block the loop).
+    For the event loop: a pre-scored list (a known user's, or a guest's with one live item) or a
+    cached answer, with the rules, costs about a tenth of a millisecond, less than the
+    worker-thread hop `recommend` needs when it scores. Scoring (other live histories, a page's
+    context, a device or channel the ranker reads, a list not pre-scored yet) and explanations
+    return None, and so does everything while the live state, cache and counters are in Redis (a
+    network read must not block the loop).
     """
     if svc.redis is not None or q.explain:
         return None
@@ -144,7 +145,7 @@ def _recommend(svc: Service, q: RecQuery, *, inline: bool) -> dict[str, Any] | N
     user = loaded.user_index.get(user_id, -1) if user_id is not None and not svc.is_erased(user_id) else -1
     live = [loaded.item_index[i] for i in state.items if i in loaded.item_index]
     where = {"device": q.device, "channel": q.channel}
-    if inline and (live or q.context or _request_context(loaded, where) or not _prescored(loaded, user)):
+    if inline and (q.context or _request_context(loaded, where) or not _prescored(loaded, user, live)):
         return None  # the model scores: in a worker thread (`recommend`)
     context = loaded.item_index.get(q.context) if q.context else None
     if context is not None:
@@ -348,11 +349,23 @@ def _expose(
     )
 
 
-def _prescored(loaded: LoadedVersion, user: int) -> bool:
-    """Whether ``user`` has a pre-scored list in ``loaded`` (what `_score` answers with when the
-    visitor has no live history and the request names no context the ranker reads)."""
+def _prescored(loaded: LoadedVersion, user: int, live: list[int]) -> bool:
+    """Whether the visitor's answer is pre-scored in ``loaded`` (what `_score` answers with when
+    the request names no context the ranker reads): a known user with no live history, or a
+    guest with one live item (`_guest_list`)."""
+    if live:
+        return _guest_list(loaded, user, live) is not None
     precomputed = loaded.extras.get("precomputed")
     return user >= 0 and precomputed is not None and precomputed.get(user) is not None
+
+
+def _guest_list(loaded: LoadedVersion, user: int, live: list[int]) -> Any:
+    """The pre-scored answer of a visitor with no training history and one live item (a guest's
+    first view, a product page's context), as the live path would score it; else None."""
+    guests = loaded.extras.get("precomputed_guests")
+    if guests is None or user >= 0 or len(live) != 1:
+        return None
+    return guests.get(live[0])
 
 
 def _score(
@@ -382,7 +395,10 @@ def _score(
         return None
     try:
         hit = precomputed.get(user) if precomputed is not None and not live else None
-        # No live events since training: the batch-scored list; otherwise score now.
+        if hit is None and context is None:
+            hit = _guest_list(loaded, user, live)
+        # No live events since training, or a guest's one item: the batch-scored list; otherwise
+        # score now.
         personal = Scored(*hit) if hit is not None else _score_live(loaded, user, live, wanted, context)
     except Exception as error:  # a failing model must not fail the request: the fallback answers
         logger.error(

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 
 from fusionrec.monitoring.metrics import CONTENT_TYPE_LATEST
+from fusionrec.serving.preparation import PRECOMPUTING_GUESTS
 from fusionrec.serving.routes.recommendations import service
 from fusionrec.serving.routes.schemas import FastJSON
 from fusionrec.serving.security import require
@@ -35,7 +36,10 @@ async def readyz(svc: Annotated[Service, Depends(service)]) -> FastJSON:
     if active is None:
         return FastJSON({"ready": False, "model_version": None}, status_code=503)
     expected = svc.settings.precompute_users or svc.settings.batch_lists
-    precomputed = "precomputed" in active.extras or not expected
+    # The guests' lists come after the known users' (`VersionPreparation._precompute_guests`).
+    precomputed = (
+        "precomputed" in active.extras and PRECOMPUTING_GUESTS not in active.extras
+    ) or not expected
     return FastJSON({"ready": True, "model_version": active.version, "precomputed": precomputed})
 
 
