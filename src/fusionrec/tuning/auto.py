@@ -114,15 +114,19 @@ class _Search:
         deadline: float,
         progress: Progress | None,
         seed: int,
+        budget_started: float | None = None,
         budget_end: float | None = None,
     ) -> None:
         self.folds = folds
         self.plan = plan
         self.started = time.perf_counter()
         self.deadline = deadline  # of the search; the final fit has the time after it
-        self.budget_end = deadline if budget_end is None else budget_end  # of the whole fit
-        budget = max(self.budget_end - self.started, 0.0)
-        self.latest_end = self.budget_end + max(BUDGET_SLACK * budget, MIN_SLACK_SECONDS)
+        # The whole fit's budget (by default the search's): when it began, before the data was
+        # profiled and cut, and when it ends.
+        self.budget_started = self.started if budget_started is None else budget_started
+        budget_end = deadline if budget_end is None else budget_end
+        self.budget = max(budget_end - self.budget_started, 0.0)
+        self.latest_end = budget_end + max(BUDGET_SLACK * self.budget, MIN_SLACK_SECONDS)
         self.stage_end = deadline
         self.stage = next(iter(STAGE_SHARES))
         self.progress = progress
@@ -290,7 +294,13 @@ def select_pipeline(
     if not options:
         raise SearchError(f"no source to try on this data: {skipped}")
     search = _Search(
-        validation, plan, started + budget * SEARCH_SHARE, progress, seed, budget_end=started + budget
+        validation,
+        plan,
+        started + budget * SEARCH_SHARE,
+        progress,
+        seed,
+        budget_started=started,
+        budget_end=started + budget,
     )
     log.info(
         "auto: %s folds of shape %s, %d sources to screen, budget %.0fs",
@@ -442,7 +452,7 @@ def _forward_selection(search: _Search, singles: list[Scored], skipped: dict[str
         left,
     )
     if needed > left:
-        end = time.perf_counter() - search.started + needed  # of the whole fit, from its start
+        end = time.perf_counter() - search.budget_started + needed  # of the whole fit, from its start
         enough = min(end / (1 + BUDGET_SLACK), end - MIN_SLACK_SECONDS)  # whose slack holds it
         skipped["fusion"] = (
             f"too slow for the time left (about {needed:.0f}s over {len(search.folds)} folds and its final "
