@@ -359,7 +359,9 @@ def _prescored(loaded: LoadedVersion, user: int, live: list[int]) -> bool:
     return user >= 0 and precomputed is not None and precomputed.get(user) is not None
 
 
-def _guest_list(loaded: LoadedVersion, user: int, live: list[int]) -> Any:
+def _guest_list(
+    loaded: LoadedVersion, user: int, live: list[int]
+) -> tuple[np.ndarray, np.ndarray, Provenance] | None:
     """The pre-scored answer of a visitor with no training history and one live item (a guest's
     first view, a product page's context), as the live path would score it; else None."""
     guests = loaded.extras.get("precomputed_guests")
