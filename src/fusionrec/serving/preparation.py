@@ -1,8 +1,8 @@
 """What serving derives for each model version it loads, and keeps current while it is active:
-purchases and baskets (rules, bought-together), item neighbours, popularity, trending, and the known
-users' precomputed lists and those of guests with one live item (scored in the background:
-start-up does not wait for them). The
-`VersionRegistry` calls `prepare` when it loads a version and `on_swap` when one becomes active.
+purchases and baskets (rules, bought-together), item neighbours, popularity, trending, and the
+precomputed lists of known users and of guests with one live item (scored in the background:
+start-up does not wait for them). The `VersionRegistry` calls `prepare` when it loads a version
+and `on_swap` when one becomes active.
 """
 
 from __future__ import annotations
