@@ -128,7 +128,7 @@ def test_a_guests_first_view_is_answered_from_its_items_pre_scored_list_as_the_l
     loaded = service.registry.active
     guests = loaded.extras["precomputed_guests"]
     items = np.flatnonzero(np.diff(guests.indptr) > 0)
-    assert len(items) == len(loaded.item_ids)  # the limit (50,000 most used items) holds them all
+    assert len(items) == len(loaded.item_ids)  # the limit (50,000 most popular items) holds them all
     wanted = service.settings.candidates
     for item in items[:: max(len(items) // 40, 1)].tolist():
         listed = _guest_list(loaded, -1, [item])

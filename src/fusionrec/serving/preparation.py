@@ -150,16 +150,16 @@ class VersionPreparation:
             self._precompute_guests(loaded, model)
 
     def _precompute_guests(self, loaded: LoadedVersion, model: Recommender) -> None:
-        """The one-item guests' lists (`precompute_guests`) of the most used items, after the
-        known users' (those are flagged while they wait; a guest is scored live meanwhile)."""
+        """The one-item guests' lists (`precompute_guests`) of the most popular items (the
+        version's popularity, from `prepare`), after the known users' (those are flagged while
+        they wait; a guest is scored live meanwhile)."""
         from fusionrec.serving.precompute import precompute_guests
 
         try:
-            n_items = len(loaded.item_ids)
-            used = np.bincount(loaded.model.seen_.indices, minlength=n_items)[:n_items]
-            items = np.argsort(-used, kind="stable")[: self.settings.precompute_guest_items]
+            popularity = loaded.extras["popularity"]
+            items = np.argsort(-popularity, kind="stable")[: self.settings.precompute_guest_items]
             loaded.extras["precomputed_guests"] = precompute_guests(
-                model, items, n_items, self.settings.candidates
+                model, items, len(popularity), self.settings.candidates
             )
         except Exception as error:  # guests are scored on request, as before
             logger.error(

@@ -79,7 +79,7 @@ class ServingSettings(BaseSettings):
     candidates: int = Field(200, ge=10)  # model candidates the rules choose from (grows with offset+k)
     # Known users scored in batches at activation (answers without live events); 0 = off.
     precompute_users: int = Field(200_000, ge=0)
-    # Then the answer of a guest whose one live item is each of the most used items (a product
+    # Then the answer of a guest whose one live item is each of the most popular items (a product
     # page's first view), for models that score live histories; 0 = off. About 2 KB per item.
     precompute_guest_items: int = Field(50_000, ge=0)
     # While those lists are scored at start-up (in the background), known users without live

@@ -125,8 +125,8 @@ class _Search:
         # profiled and cut, and when it ends.
         self.budget_started = self.started if budget_started is None else budget_started
         budget_end = deadline if budget_end is None else budget_end
-        self.budget = max(budget_end - self.budget_started, 0.0)
-        self.latest_end = budget_end + max(BUDGET_SLACK * self.budget, MIN_SLACK_SECONDS)
+        budget = max(budget_end - self.budget_started, 0.0)
+        self.latest_end = budget_end + max(BUDGET_SLACK * budget, MIN_SLACK_SECONDS)
         self.stage_end = deadline
         self.stage = next(iter(STAGE_SHARES))
         self.progress = progress
