@@ -157,6 +157,28 @@ def test_a_guests_first_view_is_answered_from_its_items_pre_scored_list_as_the_l
     assert [e["sources"] for e in from_list["items"]] == [e["sources"] for e in scored["items"]]
 
 
+def test_a_guest_on_a_product_page_is_answered_on_the_event_loop_from_that_items_list(
+    client: TestClient,
+) -> None:
+    """A page's context is one more live item: a guest with no events on a known item's page has
+    that item's pre-scored list, answered without a worker thread, as the scoring path answers."""
+    from fusionrec.serving.recommend import RecQuery, recommend, recommend_inline
+
+    service = client.app.state.service
+    loaded = service.registry.active
+    page = str(loaded.item_ids[0])
+    inline = recommend_inline(service, RecQuery(session_id="page-guest-1", context=page))
+    assert inline is not None and inline["degraded"] is False and inline["fallback"] is None
+    assert page not in ids(inline)  # the page's own item is not recommended on it
+    loaded.extras.pop("precomputed_guests")
+    assert recommend_inline(service, RecQuery(session_id="page-guest-2", context=page)) is None
+    scored = recommend(service, RecQuery(session_id="page-guest-2", context=page))
+    assert ids(inline) == ids(scored)
+    assert [e["sources"] for e in inline["items"]] == [e["sources"] for e in scored["items"]]
+    # An item the model does not know: scored in a worker thread, never answered inline.
+    assert recommend_inline(service, RecQuery(session_id="page-guest-3", context="no-such-item")) is None
+
+
 def test_identify_carries_the_guest_session_into_the_users_answer(client: TestClient) -> None:
     grouped = items_by_category(client)
     category = max(grouped, key=lambda c: len(grouped[c]))

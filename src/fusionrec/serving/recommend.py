@@ -70,10 +70,11 @@ def recommend(svc: Service, q: RecQuery) -> dict[str, Any]:
 def recommend_inline(svc: Service, q: RecQuery) -> dict[str, Any] | None:
     """`recommend`'s answer when it needs neither the model nor Redis, else None (nothing done).
 
-    For the event loop: a pre-scored list (a known user's, or a guest's with one live item) or a
-    cached answer, with the rules, costs about a tenth of a millisecond, less than the
-    worker-thread hop `recommend` needs when it scores. Scoring (other live histories, a page's
-    context, a device or channel the ranker reads, a list not pre-scored yet) and explanations
+    For the event loop: a pre-scored list (a known user's, or a guest's with one live item: a
+    first view, or a product page's context) or a cached answer, with the rules, costs about a
+    tenth of a millisecond, less than the worker-thread hop `recommend` needs when it scores.
+    Scoring (other live histories, a page's context the model does not know, a device or channel
+    the ranker reads, a list not pre-scored yet) and explanations
     return None, and so does everything while the live state, cache and counters are in Redis (a
     network read must not block the loop).
     """
@@ -145,11 +146,14 @@ def _recommend(svc: Service, q: RecQuery, *, inline: bool) -> dict[str, Any] | N
     user = loaded.user_index.get(user_id, -1) if user_id is not None and not svc.is_erased(user_id) else -1
     live = [loaded.item_index[i] for i in state.items if i in loaded.item_index]
     where = {"device": q.device, "channel": q.channel}
-    if inline and (q.context or _request_context(loaded, where) or not _prescored(loaded, user, live)):
-        return None  # the model scores: in a worker thread (`recommend`)
     context = loaded.item_index.get(q.context) if q.context else None
     if context is not None:
         live.append(context)
+    # A page's context the model knows is one more live item: a guest on a product page with
+    # no events yet has a pre-scored list, as one with a first view has.
+    unknown_context = bool(q.context) and context is None
+    if inline and (unknown_context or _request_context(loaded, where) or not _prescored(loaded, user, live)):
+        return None  # the model scores: in a worker thread (`recommend`)
     fresh = svc.new_items(loaded)
     wanted = max(svc.settings.candidates, 3 * n)
     alike: Scored | None = None

@@ -421,20 +421,15 @@ class EventStore(ABC):
         return bool(self.erased_among([user_id]))
 
     def erased_among(self, user_ids: Iterable[str | None]) -> set[str]:
-        """Which of ``user_ids`` were erased (looked up by their SHA-256, a thousand at a time)."""
+        """Which of ``user_ids`` were erased (looked up by their SHA-256, all in one bound list:
+        the service asks for every exposure flush, and a statement with a placeholder per id cost
+        more to build and parse than to run)."""
         by_hash = {id_sha256(user): user for user in set(user_ids) if user is not None}
-        hashes, found = list(by_hash), set()
-        for start in range(0, len(hashes), 1000):
-            chunk = {f"h{i}": h for i, h in enumerate(hashes[start : start + 1000])}
-            marks = ", ".join(f":{name}" for name in chunk)
-            with self._lock:
-                table = self._read(
-                    f"SELECT user_sha256 FROM erased_ids WHERE user_sha256 IN ({marks})",
-                    pa.schema([("user_sha256", pa.string())]),
-                    chunk,
-                )
-            found.update(by_hash[h] for h in table.column(0).to_pylist())
-        return found
+        if not by_hash:
+            return set()
+        with self._lock:
+            rows = self._fetch(sql.erased_hashes(self.dialect), {"hashes": sorted(by_hash)})
+        return {by_hash[h] for (h,) in rows}
 
     def flag_bots(self, max_events_per_minute: int = 30) -> int:
         """Mark users (or anonymous sessions) above ``max_events_per_minute`` as bots; return events flagged.

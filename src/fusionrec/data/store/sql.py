@@ -193,19 +193,27 @@ def array_source(schema: pa.Schema, dialect: Dialect) -> str:
     return f"(SELECT {columns})"
 
 
+def _among(column: str, parameter: str, dialect: Dialect) -> str:
+    """``column`` is one of the list of text ``:parameter``: one bound value whatever its length."""
+    if dialect == "duckdb":
+        return f"{column} IN (SELECT unnest(CAST(:{parameter} AS VARCHAR[])))"
+    return f"{column} = ANY(CAST(:{parameter} AS TEXT[]))"  # keeps the primary-key index in use
+
+
 def known_events_and_erased(dialect: Dialect) -> str:
     """Rows ``(kind, key)``: the ids of ``:ids`` stored in ``events`` (kind ``event``) and the hashes of
     ``:hashes`` in ``erased_ids`` (kind ``erased``); both parameters are lists of text."""
-    if dialect == "duckdb":  # no index on event_id: a scan, pruned by the ids' min and max
-        ids = "event_id IN (SELECT unnest(CAST(:ids AS VARCHAR[])))"
-        hashes = "user_sha256 IN (SELECT unnest(CAST(:hashes AS VARCHAR[])))"
-    else:  # = ANY keeps the primary-key indexes in use
-        ids = "event_id = ANY(CAST(:ids AS TEXT[]))"
-        hashes = "user_sha256 = ANY(CAST(:hashes AS TEXT[]))"
+    # DuckDB has no index on event_id: a scan, pruned by the ids' min and max.
     return (
-        f"SELECT 'event' AS kind, event_id AS key FROM events WHERE {ids} "
-        f"UNION ALL SELECT 'erased' AS kind, user_sha256 AS key FROM erased_ids WHERE {hashes}"
+        f"SELECT 'event' AS kind, event_id AS key FROM events WHERE {_among('event_id', 'ids', dialect)} "
+        "UNION ALL SELECT 'erased' AS kind, user_sha256 AS key FROM erased_ids "
+        f"WHERE {_among('user_sha256', 'hashes', dialect)}"
     )
+
+
+def erased_hashes(dialect: Dialect) -> str:
+    """The hashes of ``:hashes`` (a list of text) in ``erased_ids``, as ``key``."""
+    return f"SELECT user_sha256 AS key FROM erased_ids WHERE {_among('user_sha256', 'hashes', dialect)}"
 
 
 def insert_new_events(source: str, names: list[str], dialect: Dialect) -> str:
