@@ -19,8 +19,9 @@ Parts (``--parts``; results are merged into ``--out``, so parts can run one at a
   recommendations: the latency of that recommendation request is reported), each against the
   floor and the service. Scenarios (`SCENARIOS`): known users (pre-scored), live visitor
   (an event pipelined before the recommendation request on one connection), guest (a new session
-  with one event, then its recommendations), popular, similar items, and the live visitor's
-  event alone (where the pair's cost goes).
+  with one event, then its recommendations), page (a new session's recommendations on a product
+  page, the item as ``context``, before any event), popular, similar items, and the live
+  visitor's event alone (where the pair's cost goes).
 * redis: the same with ``--workers`` uvicorn workers sharing Redis (127.0.0.1:6379) for the
   online state and a PostgreSQL copy of the store (a DuckDB file has one writer), for the
   scenarios of ``--redis-scenarios``.
@@ -66,7 +67,7 @@ from serving_load import (
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "serving.json"
-SCENARIOS = ("known", "live", "guest", "popular", "similar", "event")
+SCENARIOS = ("known", "live", "guest", "page", "popular", "similar", "event")
 PARTS = ("single", "redis", "memory", "classic")
 MB = 1024 * 1024
 
@@ -273,6 +274,8 @@ def scenario_lines(scenario: str, users: list[str], items: list[str], tag: str) 
             f"{recs}session_id={session}\t{event_json({'session_id': session}, i, f'{tag}-%N%')}"
             for i in items
         ]
+    if scenario == "page":  # a guest on a product page before any event: the page is the context
+        return [f"{recs}session_id={tag}-p-%N%&context={i}" for i in items]
     if scenario == "event":  # the live visitor's event alone (the GET path left empty)
         return [
             f"\t{event_json({'user_id': u}, items[i % len(items)], f'{tag}-%N%')}"
