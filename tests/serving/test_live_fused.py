@@ -119,35 +119,49 @@ def test_a_guests_first_view_is_answered_from_its_items_pre_scored_list_as_the_l
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A guest's first view is the commonest live request; its answer depends on that one item,
-    so every used item's guest list is scored ahead in batches. Each list holds what scoring the
-    guest on request gives, and the service answers from it."""
+    so every used item's guest list is scored ahead in batches, its live item-to-item neighbours
+    merged in. Each list holds what scoring the guest on request gives, and the service answers
+    from it."""
     import fusionrec.serving.recommend as recommend_module
+    from fusionrec.serving.precompute import precompute_guests
     from fusionrec.serving.recommend import _guest_list, _score_live
+    from fusionrec.serving.scored import Scored, merge, session_candidates
 
     service = client.app.state.service
     loaded = service.registry.active
     guests = loaded.extras["precomputed_guests"]
+    assert guests.with_session
     items = np.flatnonzero(np.diff(guests.indptr) > 0)
     assert len(items) == len(loaded.item_ids)  # the limit (50,000 most popular items) holds them all
-    wanted = service.settings.candidates
-    for item in items[:: max(len(items) // 40, 1)].tolist():
-        listed = _guest_list(loaded, -1, [item])
+    wanted, weight = service.settings.candidates, service.settings.realtime_weight
+    checked = items[:: max(len(items) // 40, 1)]
+    scored_ahead = precompute_guests(loaded.model.answering, checked, len(loaded.item_ids), wanted)
+    for item in checked.tolist():
+        ahead = scored_ahead.get(item)
         live = _score_live(loaded, -1, [item], wanted)
-        assert listed is not None and live is not None
-        listed_items, listed_scores, listed_sources = listed
+        assert ahead is not None and live is not None
+        ahead_items, ahead_scores, ahead_sources = ahead
         order = np.lexsort((live.items, -live.scores))[:wanted]
-        assert listed_items.tolist() == live.items[order].tolist()
-        np.testing.assert_allclose(listed_scores, live.scores[order], rtol=1e-5, atol=1e-6)
-        assert listed_sources.labels(listed_items) == live.sources.labels(live.items[order])
+        assert ahead_items.tolist() == live.items[order].tolist()
+        np.testing.assert_allclose(ahead_scores, live.scores[order], rtol=1e-5, atol=1e-6)
+        assert ahead_sources.labels(ahead_items) == live.sources.labels(live.items[order])
+        # Served: that list merged with the item's neighbours, as a request merges them.
+        near = session_candidates(loaded.extras["neighbours"], [item])
+        merged = Scored(*ahead) if near is None else merge(Scored(*ahead), near, weight)
+        listed_items, listed_scores, listed_sources = _guest_list(loaded, -1, [item])
+        assert listed_items.tolist() == merged.items.tolist()
+        assert listed_scores.tolist() == merged.scores.tolist()
+        assert listed_sources.labels(listed_items) == merged.sources.labels(merged.items)
     # Through the service: the same answer with the lists and, once they are dropped, scored live.
     viewed = str(loaded.item_ids[items[0]])
     view(client, viewed, session_id="listed-guest")
-    with monkeypatch.context() as patched:  # scoring now would fail: the answer is the list's
+    with monkeypatch.context() as patched:  # scoring or merging now would fail: the answer is the list's
 
         def no_scoring(*args: object) -> None:
             raise AssertionError("the guest was scored on request")
 
         patched.setattr(recommend_module, "_score_live", no_scoring)
+        patched.setattr(recommend_module, "merge", no_scoring)
         from_list = top(client, session_id="listed-guest")
     assert from_list["degraded"] is False
     loaded.extras.pop("precomputed_guests")
@@ -155,6 +169,7 @@ def test_a_guests_first_view_is_answered_from_its_items_pre_scored_list_as_the_l
     scored = top(client, session_id="scored-guest")
     assert ids(from_list) == ids(scored) and from_list["fallback"] is None
     assert [e["sources"] for e in from_list["items"]] == [e["sources"] for e in scored["items"]]
+    assert any("session" in e["sources"] for e in from_list["items"])  # the neighbours are in it
 
 
 def test_a_guest_on_a_product_page_is_answered_on_the_event_loop_from_that_items_list(

@@ -27,9 +27,9 @@ from fusionrec.fusion.explanations import (
 from fusionrec.fusion.pipeline import MultiSourceRecommender
 from fusionrec.serving.new_items import SOURCE as NEW_ITEM
 from fusionrec.serving.registry import LoadedVersion
+from fusionrec.serving.scored import SESSION
 from fusionrec.serving.service import Service
 
-SESSION = "session"  # the label of live item-to-item candidates (see `recommend.SESSION`)
 SESSION_DECAY = 0.7  # as `ItemNeighbours.from_history`
 
 

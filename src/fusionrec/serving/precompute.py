@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from fusionrec.models.base import Recommender, top_k
-from fusionrec.serving.scored import Provenance
+from fusionrec.serving.scored import SESSION, Provenance, Scored, merge
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +36,10 @@ class Precomputed:
 
     indptr: np.ndarray  # int64[n_users + 1]
     items: np.ndarray  # int32
-    scores: np.ndarray  # float32
+    scores: np.ndarray  # float32 (float64 `with_session`: the sums `merge` makes)
     proposed: np.ndarray | None  # bool[n, n_sources] for pipelines with sources, else None
     labels: tuple[str, ...]
+    with_session: bool = False  # one-item guests' lists with their item's neighbours merged in
 
     def get(self, user: int) -> tuple[np.ndarray, np.ndarray, Provenance] | None:
         """User ``user``'s candidates, scores and sources; None when the user has no list."""
@@ -95,6 +96,44 @@ def precompute_guests(
     result = _lists(score, np.sort(np.asarray(items, dtype=np.int64)), n_items, per_item, batch, model.name)
     logger.info("precomputed the guests of %d items in %.1f s", len(items), time.perf_counter() - started)
     return result
+
+
+def with_session(lists: Precomputed, session: Callable[[int], Scored | None], weight: float) -> Precomputed:
+    """One-item guests' ``lists`` with each item's live item-to-item candidates (``session(i)``)
+    merged in at ``weight``, as `recommend` merges them per request (`merge`, which was about a
+    third of such a guest's answer): the union in `merge`'s order, its scores as float64, and the
+    label `SESSION` after the lists' own. An item whose neighbours are none keeps its list."""
+    labels = (*lists.labels, SESSION)
+    counts = np.diff(lists.indptr)
+    parts_items, parts_scores, parts_proposed = [], [], []
+    for row in np.flatnonzero(counts).tolist():
+        items, scores, sources = lists.get(row)  # type: ignore[misc]  # rows with a list
+        personal = Scored(items, scores, sources)
+        near = session(row)
+        merged = personal if near is None else merge(personal, near, weight)
+        proposed = np.zeros((len(merged.items), len(labels)), dtype=bool)
+        at = np.searchsorted(merged.items, items) if near is not None else np.arange(len(items))
+        start = lists.indptr[row]
+        own = lists.proposed[start : start + len(items)] if lists.proposed is not None else True
+        proposed[at, : len(lists.labels)] = own
+        if near is not None:
+            proposed[np.searchsorted(merged.items, near.items), -1] = True
+        counts[row] = len(merged.items)
+        parts_items.append(merged.items.astype(np.int32))
+        parts_scores.append(np.asarray(merged.scores, dtype=np.float64))
+        parts_proposed.append(proposed)
+    indptr = np.zeros_like(lists.indptr)
+    np.cumsum(counts, out=indptr[1:])
+    if not parts_items:
+        return lists
+    return Precomputed(
+        indptr,
+        np.concatenate(parts_items),
+        np.concatenate(parts_scores),
+        np.concatenate(parts_proposed),
+        labels,
+        with_session=True,
+    )
 
 
 # A batch's answer: a fused pipeline's candidates and their scores, else a dense score matrix.

@@ -22,6 +22,7 @@ from fusionrec.models.popular import trending_scores
 from fusionrec.monitoring.metrics import ServiceMetrics
 from fusionrec.serving.cache import MemoryCache
 from fusionrec.serving.registry import LoadedVersion
+from fusionrec.serving.scored import session_candidates
 from fusionrec.serving.segments import build_segment_fallback
 from fusionrec.serving.settings import ServingSettings
 from fusionrec.serving.similarity import Cooccurrence, ItemNeighbours, NeighbourLookup
@@ -152,15 +153,18 @@ class VersionPreparation:
     def _precompute_guests(self, loaded: LoadedVersion, model: Recommender) -> None:
         """The one-item guests' lists (`precompute_guests`) of the most popular items (the
         version's popularity, from `prepare`), after the known users' (those are flagged while
-        they wait; a guest is scored live meanwhile)."""
-        from fusionrec.serving.precompute import precompute_guests
+        they wait; a guest is scored live meanwhile), with each item's live item-to-item
+        candidates merged in as a request would merge them (`with_session`)."""
+        from fusionrec.serving.precompute import precompute_guests, with_session
 
         try:
             popularity = loaded.extras["popularity"]
             items = np.argsort(-popularity, kind="stable")[: self.settings.precompute_guest_items]
-            loaded.extras["precomputed_guests"] = precompute_guests(
-                model, items, len(popularity), self.settings.candidates
-            )
+            guests = precompute_guests(model, items, len(popularity), self.settings.candidates)
+            neighbours, weight = loaded.extras.get("neighbours"), self.settings.realtime_weight
+            if neighbours is not None and weight > 0:
+                guests = with_session(guests, lambda item: session_candidates(neighbours, [item]), weight)
+            loaded.extras["precomputed_guests"] = guests
         except Exception as error:  # guests are scored on request, as before
             logger.error(
                 "precomputing %s's guests failed: %s: %s", loaded.version, type(error).__name__, error

@@ -33,13 +33,12 @@ from fusionrec.serving.online import VisitorState, session_key, user_key
 from fusionrec.serving.preparation import PRECOMPUTING
 from fusionrec.serving.redis_client import RedisUnavailableError
 from fusionrec.serving.registry import LoadedVersion, RegistryError
-from fusionrec.serving.scored import Provenance, Scored, merge, top
+from fusionrec.serving.scored import Provenance, Scored, merge, session_candidates, top
 from fusionrec.serving.segments import LABEL as SEGMENT_LABEL
 from fusionrec.serving.service import Service
 
 logger = logging.getLogger(__name__)
 
-SESSION = "session"  # source label of live item-to-item candidates
 CONTENT = "content"  # source label of items close in content to a new item
 
 
@@ -403,6 +402,8 @@ def _score(
         hit = precomputed.get(user) if precomputed is not None and not live else None
         if hit is None and context is None:
             hit = _guest_list(loaded, user, live)
+            if hit is not None and loaded.extras["precomputed_guests"].with_session:
+                return Scored(*hit)  # the live item's neighbours are merged in already
         # No live events since training, or a guest's one item: the batch-scored list; otherwise
         # score now.
         personal = Scored(*hit) if hit is not None else _score_live(loaded, user, live, wanted, context)
@@ -418,9 +419,7 @@ def _score(
     session: Scored | None = None
     neighbours = loaded.extras.get("neighbours")
     if live and weight > 0 and neighbours is not None:
-        items, scores = neighbours.from_history(live[-svc.settings.realtime_items :])
-        if len(items):
-            session = Scored(items, scores.astype(np.float64), Provenance(items, (SESSION,)))
+        session = session_candidates(neighbours, live[-svc.settings.realtime_items :])
     if personal is None:
         return session
     if session is None:

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from fusionrec.serving.business_rules import normalise
+from fusionrec.serving.similarity import ItemNeighbours
+
+SESSION = "session"  # source label of live item-to-item candidates
 
 
 @functools.cache
@@ -95,6 +98,15 @@ def merge(personal: Scored, session: Scored, weight: float) -> Scored:
     score[np.searchsorted(items, personal.items)] += normalise(personal.scores)
     score[np.searchsorted(items, session.items)] += weight * normalise(session.scores)
     return Scored(items, score, personal.sources.merged(session.sources))
+
+
+def session_candidates(neighbours: ItemNeighbours, recent: list[int]) -> Scored | None:
+    """The live item-to-item candidates of the ``recent`` items (newest last), labelled
+    `SESSION`; None when they have no neighbours."""
+    items, scores = neighbours.from_history(recent)
+    if not len(items):
+        return None
+    return Scored(items, scores.astype(np.float64), Provenance(items, (SESSION,)))
 
 
 def top(scores: np.ndarray, n: int) -> np.ndarray:
