@@ -100,9 +100,10 @@ def precompute_guests(
 
 def with_session(lists: Precomputed, session: Callable[[int], Scored | None], weight: float) -> Precomputed:
     """One-item guests' ``lists`` with each item's live item-to-item candidates (``session(i)``)
-    merged in at ``weight``, as `recommend` merges them per request (`merge`, which was about a
-    third of such a guest's answer): the union in `merge`'s order, its scores as float64, and the
-    label `SESSION` after the lists' own. An item whose neighbours are none keeps its list."""
+    merged in at ``weight``, as `recommend` merges them per request (`merge`; the neighbours and
+    their merge were about 40 % of such a guest's answer): the union in `merge`'s order, its
+    scores as float64, and the label `SESSION` after the lists' own. An item whose neighbours are
+    none keeps its list."""
     labels = (*lists.labels, SESSION)
     counts = np.diff(lists.indptr)
     parts_items, parts_scores, parts_proposed = [], [], []

@@ -73,9 +73,9 @@ def recommend_inline(svc: Service, q: RecQuery) -> dict[str, Any] | None:
     first view, or a product page's context) or a cached answer, with the rules, costs about a
     tenth of a millisecond, less than the worker-thread hop `recommend` needs when it scores.
     Scoring (other live histories, a page's context the model does not know, a device or channel
-    the ranker reads, a list not pre-scored yet) and explanations
-    return None, and so does everything while the live state, cache and counters are in Redis (a
-    network read must not block the loop).
+    the ranker reads, a list not pre-scored yet) and explanations return None, and so does
+    everything while the live state, cache and counters are in Redis (a network read must not
+    block the loop).
     """
     if svc.redis is not None or q.explain:
         return None

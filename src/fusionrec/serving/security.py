@@ -130,11 +130,11 @@ def check_key(
         raise HTTPException(403, detail=f"this API key lacks the {scope!r} scope")
 
 
-def require_inline(request: Request, scope: str) -> None:
-    """`require` (no publishable key, no cookie) called by a hot route itself: FastAPI's
-    resolution of a route's dependencies cost more than the route's own work. Such a route
-    declares `KEY_SECURITY` in its ``openapi_extra``, so that its documentation names the key."""
-    check_key(request, scope, request.headers.get(API_KEY_HEADER))
+def require_inline(request: Request, scope: str, *, publishable: bool = False) -> None:
+    """`require` (no cookie) called by a hot route itself: FastAPI's resolution of a route's
+    dependencies cost more than the route's own work. Such a route declares `KEY_SECURITY` in
+    its ``openapi_extra``, so that its documentation names the key."""
+    check_key(request, scope, request.headers.get(API_KEY_HEADER), publishable=publishable)
 
 
 # The OpenAPI security requirement a `require` dependency adds to a route (FastAPI names the

@@ -43,14 +43,20 @@ class RequestOnlyRoute(APIRoute):
         return handler
 
 
-def request_only_get(router: APIRouter, path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
-    """``@router.get(path, **options)`` for an endpoint that takes the request alone (see the
-    module docstring)."""
+def request_only(router: APIRouter, method: str, path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
+    """``@router.api_route(path, methods=[method], **options)`` for an endpoint that takes the
+    request alone (see the module docstring); one that reads a body documents it in
+    ``openapi_extra``'s ``requestBody``."""
 
     def register(endpoint: Endpoint) -> Endpoint:
         router.add_api_route(
-            path, endpoint, methods=["GET"], route_class_override=RequestOnlyRoute, **options
+            path, endpoint, methods=[method], route_class_override=RequestOnlyRoute, **options
         )
         return endpoint
 
     return register
+
+
+def request_only_get(router: APIRouter, path: str, **options: Any) -> Callable[[Endpoint], Endpoint]:
+    """`request_only` for GET."""
+    return request_only(router, "GET", path, **options)
