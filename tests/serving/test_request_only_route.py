@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 
 from fusionrec.serving.routes.query import only_declared_query, query_parameters
-from fusionrec.serving.routes.request_only import request_only_get
+from fusionrec.serving.routes.request_only import request_only, request_only_get
 from fusionrec.serving.routes.schemas import RelatedQuery
 
 
@@ -52,3 +52,22 @@ def test_an_endpoint_that_takes_more_than_the_request_is_refused() -> None:
     for endpoint in (two, plain):
         with pytest.raises(TypeError, match="must be `async def f"):
             request_only_get(router, f"/{endpoint.__name__}")(endpoint)  # type: ignore[arg-type]
+
+
+def test_a_post_endpoint_reads_its_own_body_and_documents_it() -> None:
+    router = APIRouter(prefix="/v1")
+    body = {"content": {"application/json": {"schema": {"type": "object"}}}, "required": True}
+
+    @request_only(router, "POST", "/notes", status_code=202, openapi_extra={"requestBody": body})
+    async def note(request: Request) -> JSONResponse:
+        """Store a note."""
+        return JSONResponse({"got": (await request.json())["text"]}, status_code=202)
+
+    app = FastAPI()
+    app.include_router(router)
+    client = TestClient(app)
+    answer = client.post("/v1/notes", json={"text": "hi"})
+    assert answer.status_code == 202 and answer.json() == {"got": "hi"}
+    assert client.get("/v1/notes").status_code == 405  # registered for its method alone
+    operation = app.openapi()["paths"]["/v1/notes"]["post"]
+    assert operation["requestBody"] == body and "202" in operation["responses"]
