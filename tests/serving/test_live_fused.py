@@ -124,7 +124,7 @@ def test_a_guests_first_view_is_answered_from_its_items_pre_scored_list_as_the_l
     from it."""
     import fusionrec.serving.recommend as recommend_module
     from fusionrec.serving.precompute import precompute_guests
-    from fusionrec.serving.recommend import _guest_list, _score_live
+    from fusionrec.serving.recommend import _guest_lists, _score_live
     from fusionrec.serving.scored import Scored, merge, session_candidates
 
     service = client.app.state.service
@@ -148,7 +148,7 @@ def test_a_guests_first_view_is_answered_from_its_items_pre_scored_list_as_the_l
         # Served: that list merged with the item's neighbours, as a request merges them.
         near = session_candidates(loaded.extras["neighbours"], [item])
         merged = Scored(*ahead) if near is None else merge(Scored(*ahead), near, weight)
-        listed_items, listed_scores, listed_sources = _guest_list(loaded, -1, [item])
+        listed_items, listed_scores, listed_sources = _guest_lists(loaded, -1, [item]).get(item)
         assert listed_items.tolist() == merged.items.tolist()
         assert listed_scores.tolist() == merged.scores.tolist()
         assert listed_sources.labels(listed_items) == merged.sources.labels(merged.items)

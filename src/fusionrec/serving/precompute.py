@@ -41,13 +41,15 @@ class Precomputed:
     labels: tuple[str, ...]
     with_session: bool = False  # one-item guests' lists with their item's neighbours merged in
 
+    def has(self, user: int) -> bool:
+        """Whether user ``user`` has a list (`get` answers), without building it."""
+        return 0 <= user < len(self.indptr) - 1 and bool(self.indptr[user] < self.indptr[user + 1])
+
     def get(self, user: int) -> tuple[np.ndarray, np.ndarray, Provenance] | None:
         """User ``user``'s candidates, scores and sources; None when the user has no list."""
-        if not 0 <= user < len(self.indptr) - 1:
+        if not self.has(user):
             return None
         start, end = self.indptr[user], self.indptr[user + 1]
-        if start == end:
-            return None
         items = self.items[start:end].astype(np.int64)
         proposed = None if self.proposed is None else self.proposed[start:end]
         return items, self.scores[start:end].astype(np.float64), Provenance(items, self.labels, proposed)
@@ -123,18 +125,9 @@ def with_session(lists: Precomputed, session: Callable[[int], Scored | None], we
         parts_items.append(merged.items.astype(np.int32))
         parts_scores.append(np.asarray(merged.scores, dtype=np.float64))
         parts_proposed.append(proposed)
-    indptr = np.zeros_like(lists.indptr)
-    np.cumsum(counts, out=indptr[1:])
     if not parts_items:
         return lists
-    return Precomputed(
-        indptr,
-        np.concatenate(parts_items),
-        np.concatenate(parts_scores),
-        np.concatenate(parts_proposed),
-        labels,
-        with_session=True,
-    )
+    return _packed(counts, parts_items, parts_scores, parts_proposed, labels, with_session=True)
 
 
 # A batch's answer: a fused pipeline's candidates and their scores, else a dense score matrix.
@@ -174,15 +167,28 @@ def _lists(
             counts[chunk] = valid.sum(axis=1)
             parts_items.append(items[valid].astype(np.int32))
             parts_scores.append(scores[valid].astype(np.float32))
-    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    return _packed(counts, parts_items, parts_scores, parts_proposed, labels)
+
+
+def _packed(
+    counts: np.ndarray,
+    items: list[np.ndarray],
+    scores: list[np.ndarray],
+    proposed: list[np.ndarray],
+    labels: tuple[str, ...],
+    *,
+    with_session: bool = False,
+) -> Precomputed:
+    """`Precomputed` of the rows' parts, in row order, row ``r`` holding ``counts[r]`` entries."""
+    indptr = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    empty32 = np.zeros(0, dtype=np.int32)
     return Precomputed(
         indptr,
-        np.concatenate(parts_items) if parts_items else empty32,
-        np.concatenate(parts_scores) if parts_scores else np.zeros(0, dtype=np.float32),
-        np.concatenate(parts_proposed) if parts_proposed else None,
+        np.concatenate(items) if items else np.zeros(0, dtype=np.int32),
+        np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32),
+        np.concatenate(proposed) if proposed else None,
         labels,
+        with_session,
     )
 
 

@@ -30,6 +30,7 @@ from fusionrec.serving.explain import explain_answer, explain_entries
 from fusionrec.serving.new_items import SOURCE as NEW_ITEM
 from fusionrec.serving.new_items import Filters, NewItemIndex, Pick, Visitor
 from fusionrec.serving.online import VisitorState, session_key, user_key
+from fusionrec.serving.precompute import Precomputed
 from fusionrec.serving.preparation import PRECOMPUTING
 from fusionrec.serving.redis_client import RedisUnavailableError
 from fusionrec.serving.registry import LoadedVersion, RegistryError
@@ -355,22 +356,21 @@ def _expose(
 def _prescored(loaded: LoadedVersion, user: int, live: list[int]) -> bool:
     """Whether the visitor's answer is pre-scored in ``loaded`` (what `_score` answers with when
     the request names no context the ranker reads): a known user with no live history, or a
-    guest with one live item (`_guest_list`)."""
+    guest with one live item (`_guest_lists`). Checked without building the list, which `_score`
+    then takes."""
     if live:
-        return _guest_list(loaded, user, live) is not None
+        guests = _guest_lists(loaded, user, live)
+        return guests is not None and guests.has(live[0])
     precomputed = loaded.extras.get("precomputed")
-    return user >= 0 and precomputed is not None and precomputed.get(user) is not None
+    return user >= 0 and precomputed is not None and precomputed.has(user)
 
 
-def _guest_list(
-    loaded: LoadedVersion, user: int, live: list[int]
-) -> tuple[np.ndarray, np.ndarray, Provenance] | None:
-    """The pre-scored answer of a visitor with no training history and one live item (a guest's
-    first view, a product page's context), as the live path would score it; else None."""
-    guests = loaded.extras.get("precomputed_guests")
-    if guests is None or user >= 0 or len(live) != 1:
+def _guest_lists(loaded: LoadedVersion, user: int, live: list[int]) -> Precomputed | None:
+    """The one-item guests' lists where they answer this visitor (no training history and one
+    live item: a guest's first view, a product page's context), indexed by that item; else None."""
+    if user >= 0 or len(live) != 1:
         return None
-    return guests.get(live[0])
+    return loaded.extras.get("precomputed_guests")
 
 
 def _score(
@@ -400,9 +400,10 @@ def _score(
         return None
     try:
         hit = precomputed.get(user) if precomputed is not None and not live else None
-        if hit is None and context is None:
-            hit = _guest_list(loaded, user, live)
-            if hit is not None and loaded.extras["precomputed_guests"].with_session:
+        guests = _guest_lists(loaded, user, live) if hit is None and context is None else None
+        if guests is not None:
+            hit = guests.get(live[0])
+            if hit is not None and guests.with_session:
                 return Scored(*hit)  # the live item's neighbours are merged in already
         # No live events since training, or a guest's one item: the batch-scored list; otherwise
         # score now.
