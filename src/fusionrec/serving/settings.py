@@ -80,7 +80,8 @@ class ServingSettings(BaseSettings):
     # Known users scored in batches at activation (answers without live events); 0 = off.
     precompute_users: int = Field(200_000, ge=0)
     # Then the answer of a guest whose one live item is each of the most popular items (a product
-    # page's first view), for models that score live histories; 0 = off. About 2 KB per item.
+    # page's first view), for models that score live histories; 0 = off. About 3 KB per item
+    # (2.9 KB at 2M events: ~180 candidates with their item's neighbours merged in).
     precompute_guest_items: int = Field(50_000, ge=0)
     # While those lists are scored at start-up (in the background), known users without live
     # events get the fallback, flagged "precomputing"; True scores each of them on request instead
