@@ -435,6 +435,23 @@ def test_write_rows_tells_each_rows_outcome_like_write_batch(store: EventStore) 
     assert again.quarantined == 0 and store.counts()["events"] == 3
 
 
+@pytest.mark.parametrize("n", [1, 4, 5])  # DuckDB: up to 4 rows as a VALUES list, then as arrays
+def test_write_rows_stores_every_field_however_many_rows(store: EventStore, n: int) -> None:
+    rows = events([(f"e{i}", f"u{i}", "i1", "view", i) for i in range(n)])
+    rows = rows.append_column("price", pa.array([2.5 if i % 2 else None for i in range(n)], pa.float64()))
+    rows = rows.append_column("session_id", pa.array([None if i % 2 else f"s{i}" for i in range(n)]))
+    assert store.write_rows(rows).events == ("stored",) * n
+    back = {r["event_id"]: r for r in store.events_arrow().to_pylist()}
+    for i in range(n):
+        row = back[f"e{i}"]
+        assert (row["user_id"], row["price"], row["session_id"]) == (
+            f"u{i}",
+            2.5 if i % 2 else None,
+            None if i % 2 else f"s{i}",
+        )
+        assert row["timestamp"] == T0 + timedelta(seconds=i) and row["is_bot"] is False
+
+
 def test_a_failing_write_rows_stores_nothing_of_that_call(store: EventStore) -> None:
     good = events([("a", "u1", "i1", "view", 0)])
     bad = good.set_column(0, "event_id", pa.array(["b"])).set_column(

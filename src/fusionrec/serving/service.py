@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -56,6 +56,19 @@ from fusionrec.serving.security import ApiKeys
 from fusionrec.serving.settings import ServingSettings
 
 logger = logging.getLogger(__name__)
+
+
+def _log_failure(what: str) -> Callable[[Future[Any]], None]:
+    """A done-callback that logs a background task's failure (its future is awaited by nobody)."""
+
+    def done(future: Future[Any]) -> None:
+        error = future.exception()
+        if error is not None:
+            logger.warning("%s failed (%s: %s)", what, type(error).__name__, error)
+
+    return done
+
+
 T = TypeVar("T")
 LIVE_COLUMNS = ["user_id", "session_id", "item_id", "event_type", "timestamp"]  # what the live state reads
 
@@ -162,6 +175,12 @@ class Service:
         items = self.on_writer(self.store.items_arrow)
         self.catalogue, self._catalogue_print = Catalogue.from_arrow(items), fingerprint(items)
         self.erased = self.on_writer(self.store.erased_hashes)
+        # What a live write checks (DuckDB: every stored event id) is read now, on the writer
+        # thread, rather than by the first event (about 2 s at 2M events); a failure here leaves
+        # that read to the first write.
+        self.writer.submit(self.store.prepare_writes).add_done_callback(
+            _log_failure("reading the stored ids")
+        )
         self.preparation.refresh_trending()
         report = self.registry.activate_newest()
         self._seed_new_item_counters()

@@ -228,6 +228,8 @@ class EventStore(ABC):
                         stored = max(
                             self._execute(sql.insert_events(staged, table.column_names, self.dialect)), 0
                         )
+                    if stored:  # which rows were new is not told: all the batch's ids may be stored now
+                        self._note_stored(table.column("event_id").to_pylist())
                     duplicates = table.num_rows - stored - erased
             quarantined = self._write_quarantine(quarantine)
         return WriteResult(stored, duplicates, erased, quarantined)
@@ -248,10 +250,7 @@ class EventStore(ABC):
         outcomes: list[str] = []
         with self._lock, self._transaction():
             if ids:
-                found = self._fetch(
-                    sql.known_events_and_erased(self.dialect),
-                    {"ids": ids, "hashes": sorted(set(hashes.values()))},
-                )
+                found = self._known_and_erased(ids, sorted(set(hashes.values())))
                 known = {key for kind, key in found if kind == "event"}
                 erased = {key for kind, key in found if kind == "erased"}
                 fresh: list[int] = []
@@ -265,16 +264,45 @@ class EventStore(ABC):
                         fresh.append(row)
                         outcomes.append(STORED)
                 if fresh:
-                    rows = table.take(pa.array(fresh))
-                    params = {f"c{i}": column.to_pylist() for i, column in enumerate(rows.columns)}
-                    source = sql.array_source(rows.schema, self.dialect)
-                    statement = sql.insert_new_events(source, rows.column_names, self.dialect)
+                    statement, params = sql.insert_new_rows(table.take(pa.array(fresh)), self.dialect)
                     stored = {row[0] for row in self._fetch(statement, params)}
+                    self._note_stored(list(stored))
                     for row in fresh:  # PostgreSQL: another writer stored it after the look-up
                         if ids[row] not in stored:
                             outcomes[row] = DUPLICATE
             quarantined = self._write_quarantine(quarantine)
         return RowOutcomes(tuple(outcomes), quarantined)
+
+    def prepare_writes(self) -> None:
+        """Read ahead what a small write checks, for a store that keeps it in memory; else nothing."""
+        return
+
+    def _known_and_erased(self, ids: list[str], hashes: list[str]) -> list[tuple[str, str]]:
+        """Rows ``(kind, key)`` as `sql.known_events_and_erased` gives them: the ids of ``ids``
+        stored, the user hashes of ``hashes`` erased. Only the ids and hashes the `_candidates`
+        name are looked up; with none, nothing is."""
+        ids, hashes = self._candidates(ids, hashes)
+        if ids:
+            return self._fetch(sql.known_events_and_erased(self.dialect), {"ids": ids, "hashes": hashes})
+        if not hashes:
+            return []
+        return [
+            ("erased", key) for (key,) in self._fetch(sql.erased_hashes(self.dialect), {"hashes": hashes})
+        ]
+
+    def _candidates(self, ids: list[str], hashes: list[str]) -> tuple[list[str], list[str]]:
+        """The event ids of ``ids`` the store may hold, and the user hashes of ``hashes`` it may
+        have erased: here all of them (its indexes answer the look-up); a store without an index
+        on the event ids narrows them first."""
+        return ids, hashes
+
+    def _note_stored(self, ids: list[str]) -> None:
+        """Ids just stored (or possibly stored), for a store that keeps its own record of them."""
+        return  # PostgreSQL's primary-key index is that record
+
+    def _note_erased(self, user_sha256: str) -> None:
+        """A user just erased, for a store that keeps its own record of them."""
+        return
 
     def _write_quarantine(self, rows: pa.Table | pd.DataFrame | Iterable[Mapping[str, Any]] | None) -> int:
         """Store rejected rows inside the caller's transaction; how many were new."""
@@ -341,6 +369,7 @@ class EventStore(ABC):
             self._execute("DELETE FROM users WHERE user_id = :u", params)
             self._execute("DELETE FROM quarantine WHERE user_id = :u", params)
             self._execute("DELETE FROM session_links WHERE user_id = :u", params)
+            self._note_erased(id_sha256(user_id))
         return max(deleted, 0)
 
     def delete_older_than(self, cutoff: datetime) -> dict[str, int]:

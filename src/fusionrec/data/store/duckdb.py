@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from fusionrec.data.store import sql
+from fusionrec.data.store import known_ids, sql
 from fusionrec.data.store.base import EventStore, StoreError, StoreLockedError
 from fusionrec.data.store.convert import conform
 
@@ -43,6 +44,9 @@ class DuckDBStore(EventStore):
                 ) from err
             raise StoreError(f"cannot open DuckDB store {self.path}: {message}") from err
         self._depth = 0
+        memory = self.path == ":memory:"
+        self._known_ids = known_ids.Holder(None if memory else str(Path(self.path).expanduser().resolve()))
+        weakref.finalize(self, self._known_ids.release)  # a store dropped without `close` lets go too
         self._con.execute("SET TimeZone = 'UTC'")  # timestamps come back as UTC
         self._con.execute("SET enable_progress_bar = false")  # long queries must not draw on stdout
         if read_only:
@@ -113,5 +117,32 @@ class DuckDBStore(EventStore):
             raise
         self._con.unregister(view)
 
+    def prepare_writes(self) -> None:
+        with self._lock:
+            self._known_ids.get(self._read_keys)
+
+    def _candidates(self, ids: list[str], hashes: list[str]) -> tuple[list[str], list[str]]:
+        # No index on event_id (see `sql.create_statements`), and the scan cannot be pruned when
+        # ids spread over the stored range: only the ids the keys may hold are looked up.
+        keys = self._known_ids.get(self._read_keys)
+        return keys.event_ids.maybe_known(ids), keys.erased_among(hashes)
+
+    def _read_keys(self) -> known_ids.StoredKeys:
+        reader = self._con.sql("SELECT event_id FROM events").to_arrow_reader(100_000)
+        event_ids = known_ids.KnownIds(batch.column(0) for batch in reader)
+        erased = self._con.execute("SELECT user_sha256 FROM erased_ids").fetchall()
+        return known_ids.StoredKeys(event_ids, (row[0] for row in erased))
+
+    def _note_stored(self, ids: list[str]) -> None:
+        keys = self._known_ids.read_already()
+        if keys is not None:
+            keys.event_ids.add(ids)
+
+    def _note_erased(self, user_sha256: str) -> None:
+        keys = self._known_ids.read_already()
+        if keys is not None:
+            keys.add_erased(user_sha256)
+
     def _close(self) -> None:
+        self._known_ids.release()
         self._con.close()
