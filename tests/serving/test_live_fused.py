@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import ANY
 
 import numpy as np
 import pyarrow as pa
@@ -186,12 +187,49 @@ def test_a_guest_on_a_product_page_is_answered_on_the_event_loop_from_that_items
     assert inline is not None and inline["degraded"] is False and inline["fallback"] is None
     assert page not in ids(inline)  # the page's own item is not recommended on it
     loaded.extras.pop("precomputed_guests")
+    service.shared_cache.clear()  # the page's answer, shared by its guests (see the test below)
     assert recommend_inline(service, RecQuery(session_id="page-guest-2", context=page)) is None
     scored = recommend(service, RecQuery(session_id="page-guest-2", context=page))
     assert ids(inline) == ids(scored)
     assert [e["sources"] for e in inline["items"]] == [e["sources"] for e in scored["items"]]
     # An item the model does not know: scored in a worker thread, never answered inline.
     assert recommend_inline(service, RecQuery(session_id="page-guest-3", context="no-such-item")) is None
+
+
+def test_guests_with_no_history_on_one_page_share_its_answer_each_with_its_own_exposure(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fusionrec.serving import recommend as module
+    from fusionrec.serving.recommend import RecQuery, recommend, recommend_inline
+
+    service = client.app.state.service
+    assert service.new_items(service.registry.active) is None  # new items' picks draw per visitor
+    page = str(service.registry.active.item_ids[1])
+    first = recommend_inline(service, RecQuery(session_id="share-1", context=page))
+    assert first is not None and first["cached"] is False
+    logged = len(service.exposures.drain())
+
+    def scored_again(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a shared answer is not scored again")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(module, "_score", scored_again)
+        second = recommend_inline(service, RecQuery(session_id="share-2", context=page))
+        assert second is not None and second["cached"] is True and ids(second) == ids(first)
+        assert second["exposure_id"] != first["exposure_id"] and logged == 1
+        assert [row["session_id"] for row in service.exposures.drain()] == ["share-2"]
+        landing = recommend_inline(service, RecQuery(session_id="share-3"))  # no page: not scored yet
+        assert landing is None
+    home = recommend(service, RecQuery(session_id="share-3"))
+    assert recommend_inline(service, RecQuery(session_id="share-4")) == {
+        **home,
+        "cached": True,
+        "exposure_id": ANY,
+    }
+    # A guest with an event has an answer of their own, even on that page.
+    view(client, str(service.registry.active.item_ids[2]), session_id="share-5")
+    own = recommend(service, RecQuery(session_id="share-5", context=page))
+    assert own["cached"] is False and ids(own) != ids(first)
 
 
 def test_identify_carries_the_guest_session_into_the_users_answer(client: TestClient) -> None:

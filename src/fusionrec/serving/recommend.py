@@ -71,7 +71,8 @@ def recommend_inline(svc: Service, q: RecQuery) -> dict[str, Any] | None:
     """`recommend`'s answer when it needs neither the model nor Redis, else None (nothing done).
 
     For the event loop: a pre-scored list (a known user's, or a guest's with one live item: a
-    first view, or a product page's context) or a cached answer, with the rules, costs about a
+    first view, or a product page's context) or a cached answer (the visitor's own, or the one
+    guests with no history share on a page: `_anonymous_slot`), with the rules, costs about a
     tenth of a millisecond, less than the worker-thread hop `recommend` needs when it scores.
     Scoring (other live histories, a page's context the model does not know, a device or channel
     the ranker reads, a list not pre-scored yet) and explanations return None, and so does
@@ -129,17 +130,18 @@ def _recommend(svc: Service, q: RecQuery, *, inline: bool) -> dict[str, Any] | N
     )
     cached = svc.cache.get(visitor, key) if not degraded else None
     if cached is not None:
-        answer = dict(cached, cached=True)
-        answer["exposure_id"] = _expose(
-            svc, visitor, user_id, session_id, q, assignment, loaded.version, answer
-        )
-        return answer
+        return _from_cache(svc, cached, visitor, user_id, session_id, q, assignment, loaded.version)
     state = VisitorState()
     if "online_state" not in degraded:
         try:
             state = svc.online.get(visitor)
         except RedisUnavailableError:
             degraded.append("online_state")
+    fresh = svc.new_items(loaded)
+    shared = _anonymous_slot(q, user_id, state, fresh) if not degraded else None
+    hit = svc.shared_cache.get(shared, key) if shared is not None else None
+    if hit is not None:
+        return _from_cache(svc, hit, visitor, user_id, session_id, q, assignment, loaded.version)
     rules = svc.rules_for(assignment.rules)
     view = svc.catalogue.view(loaded.item_ids)
     n = q.offset + q.k
@@ -154,7 +156,6 @@ def _recommend(svc: Service, q: RecQuery, *, inline: bool) -> dict[str, Any] | N
     unknown_context = bool(q.context) and context is None
     if inline and (unknown_context or _request_context(loaded, where) or not _prescored(loaded, user, live)):
         return None  # the model scores: in a worker thread (`recommend`)
-    fresh = svc.new_items(loaded)
     wanted = max(svc.settings.candidates, 3 * n)
     alike: Scored | None = None
     if context is None and q.context and fresh is not None:
@@ -230,10 +231,42 @@ def _recommend(svc: Service, q: RecQuery, *, inline: bool) -> dict[str, Any] | N
             svc.metrics.degraded.labels(cause).inc()
     if scored.fallback is not None:
         svc.metrics.fallbacks.labels(scored.fallback).inc()
-    if not degraded and not svc.is_erased(user_id):  # a cache key would hold the erased id again
+    if shared is not None:
+        svc.shared_cache.put(shared, key, answer)
+    elif not degraded and not svc.is_erased(user_id):  # a cache key would hold the erased id again
         svc.cache.put(visitor, key, answer)
     answer = dict(answer)
     answer["exposure_id"] = _expose(svc, visitor, user_id, session_id, q, assignment, loaded.version, answer)
+    return answer
+
+
+def _anonymous_slot(q: RecQuery, user_id: str | None, state: VisitorState, fresh: Any) -> str | None:
+    """Where a guest's answer is shared with every other guest's (the shared cache's slot, by
+    page), or None when it may differ by visitor.
+
+    A guest with no history yet (no user, no live event: a product page's first view, a landing
+    page) gets the answer of the request alone, so every such guest on that page gets the same
+    one: it is scored once, then read, as popular lists are. New items' picks draw per visitor
+    (`NewItemIndex.picks`), so a version with new items shares nothing.
+    """
+    if user_id is not None or not state.empty or fresh is not None:
+        return None
+    return f"guest|{q.context or ''}"
+
+
+def _from_cache(
+    svc: Service,
+    cached: dict[str, Any],
+    visitor: str,
+    user_id: str | None,
+    session_id: str | None,
+    q: RecQuery,
+    assignment: Any,
+    version: str,
+) -> dict[str, Any]:
+    """A cached answer, flagged, with this request's own exposure."""
+    answer = dict(cached, cached=True)
+    answer["exposure_id"] = _expose(svc, visitor, user_id, session_id, q, assignment, version, answer)
     return answer
 
 
