@@ -20,8 +20,9 @@ Parts (``--parts``; results are merged into ``--out``, so parts can run one at a
   floor and the service. Scenarios (`SCENARIOS`): known users (pre-scored), live visitor
   (an event pipelined before the recommendation request on one connection), guest (a new session
   with one event, then its recommendations), page (a new session's recommendations on a product
-  page, the item as ``context``, before any event), popular, similar items, and the live
-  visitor's event alone (where the pair's cost goes).
+  page, the item as ``context``, before any event: every page once), page_by_traffic (the same,
+  pages drawn as the shop's events fall on items, so popular pages come back), popular, similar
+  items, and the live visitor's event alone (where the pair's cost goes).
 * redis: the same with ``--workers`` uvicorn workers sharing Redis (127.0.0.1:6379) for the
   online state and a PostgreSQL copy of the store (a DuckDB file has one writer), for the
   scenarios of ``--redis-scenarios``.
@@ -67,8 +68,9 @@ from serving_load import (
 
 ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "serving.json"
-SCENARIOS = ("known", "live", "guest", "page", "popular", "similar", "event")
+SCENARIOS = ("known", "live", "guest", "page", "page_by_traffic", "popular", "similar", "event")
 PARTS = ("single", "redis", "memory", "classic")
+TRAFFIC_PAGES = 20_000  # the rotation of `page_by_traffic`: more than a 10 s run sends
 MB = 1024 * 1024
 
 
@@ -80,6 +82,7 @@ class Shop:
     models: Path
     users: list[str]  # users with events: known to the model
     items: list[str]  # items with events
+    item_events: list[int]  # each item's events: a product page's share of the traffic
     events: int
     versions: list[str]
 
@@ -123,8 +126,9 @@ def make_shop(args: argparse.Namespace, scratch: Path) -> Shop:
     if source != scratch:
         shutil.copyfile(source / "shop.duckdb", store)  # live events go to the copy
         drop_live_events(store_url, source / "models" / versions_in(source / "models")[-1])
-    users, items, events = read_ids(store_url)
-    return Shop(store_url, source / "models", users, items, events, versions_in(source / "models"))
+    users, items, item_events, events = read_ids(store_url)
+    models = source / "models"
+    return Shop(store_url, models, users, items, item_events, events, versions_in(models))
 
 
 def drop_live_events(store_url: str, version: Path) -> None:
@@ -138,17 +142,21 @@ def drop_live_events(store_url: str, version: Path) -> None:
         store.execute("DELETE FROM events WHERE ingested_at > CAST(:t AS TIMESTAMPTZ)", {"t": trained})
 
 
-def read_ids(store_url: str) -> tuple[list[str], list[str], int]:
-    """Users and items with events (sorted), and the number of events."""
+def read_ids(store_url: str) -> tuple[list[str], list[str], list[int], int]:
+    """Users and items with events (sorted), each item's events, and the number of events."""
     from fusionrec.data.store import open_store
 
     with open_store(store_url, create=False) as store:
         users = store.query_arrow("SELECT DISTINCT user_id FROM events WHERE user_id IS NOT NULL")
-        items = store.query_arrow("SELECT DISTINCT item_id FROM events WHERE item_id IS NOT NULL")
+        items = store.query_arrow(
+            "SELECT CAST(item_id AS VARCHAR) AS item_id, count(*) AS n FROM events "
+            "WHERE item_id IS NOT NULL GROUP BY 1 ORDER BY 1"
+        )
         events = store.counts()["events"]
     return (
         sorted(map(str, users.column(0).to_pylist())),
-        sorted(map(str, items.column(0).to_pylist())),
+        items.column(0).to_pylist(),
+        items.column(1).to_pylist(),
         events,
     )
 
@@ -281,7 +289,7 @@ def scenario_lines(scenario: str, users: list[str], items: list[str], tag: str) 
             f"{recs}session_id={session}\t{event_json({'session_id': session}, i, f'{tag}-%N%')}"
             for i in items
         ]
-    if scenario == "page":  # a guest on a product page before any event: the page is the context
+    if scenario in ("page", "page_by_traffic"):  # a guest on a product page before any event
         return [f"{recs}session_id={tag}-p-%N%&context={i}" for i in items]
     if scenario == "event":  # the live visitor's event alone (the GET path left empty)
         return [
@@ -317,12 +325,17 @@ def saturation_run(
     rng = np.random.default_rng(seed)
     known_pool, live_pool = user_pools(shop, rng)
     items = [shop.items[i] for i in rng.permutation(len(shop.items))]
+    # Guests land on product pages as the shop's own events fall on items: the popular pages
+    # often, so guests with no history share a page's answer (`page` sends each page once).
+    share = np.asarray(shop.item_events, dtype=np.float64)
+    traffic = [shop.items[i] for i in rng.choice(len(shop.items), TRAFFIC_PAGES, p=share / share.sum())]
     wrk = WrkSettings(args.wrk_threads, args.wrk_connections, args.wrk_seconds)
     out: dict[str, Any] = {}
     for scenario in scenarios:
         pool = live_pool if scenario in ("live", "event") else known_pool
+        pages = traffic if scenario == "page_by_traffic" else items
         lines = write_lines(
-            args.scratch / f"{scenario}.txt", scenario_lines(scenario, pool, items, f"{tag}-{scenario}")
+            args.scratch / f"{scenario}.txt", scenario_lines(scenario, pool, pages, f"{tag}-{scenario}")
         )
         row = {}
         for name in ("floor", "fusionrec"):

@@ -44,7 +44,7 @@ def test_wrk_drives_the_floor_with_pairs(harness, tmp_path: Path) -> None:
     try:
         lines = bench.scenario_lines("live", ["u1", "u2"], ["i1"], "t")
         assert lines[0].startswith("/v1/recommendations?k=10&user_id=u1\t")
-        assert json.loads(lines[0].split("\t")[1])["event_id"] == "t-%N%"
+        assert json.loads(lines[0].split("\t")[1])["event_id"] == bench.EVENT_ID_PREFIX + "t-%N%"
         pairs = load.write_lines(tmp_path / "live.txt", lines)
         settings = load.WrkSettings(threads=1, connections=2, seconds=1)
         out = load.saturate(floor, pairs, "t", settings)
