@@ -70,7 +70,7 @@ ROOT = Path(__file__).resolve().parent
 RESULTS = ROOT / "results" / "serving.json"
 SCENARIOS = ("known", "live", "guest", "page", "page_by_traffic", "popular", "similar", "event")
 PARTS = ("single", "redis", "memory", "classic")
-TRAFFIC_PAGES = 20_000  # the rotation of `page_by_traffic`: more than a 10 s run sends
+TRAFFIC_PAGES = 20_000  # the rotation of `page_by_traffic`: about what a 10 s run sends (then wrk repeats it)
 MB = 1024 * 1024
 
 

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from fusionrec.data.dataset import Dataset
 from fusionrec.fusion.artifacts import ModelRepository
+from fusionrec.serving.precompute import Precomputed
 from fusionrec.training import TrainingSpec, train_version
 from serving.conftest import precomputed_client
 
@@ -226,6 +227,13 @@ def test_guests_with_no_history_on_one_page_share_its_answer_each_with_its_own_e
         "cached": True,
         "exposure_id": ANY,
     }
+    # An answer flagged degraded (the model failed: the fallback answered) is not shared.
+    other = str(service.registry.active.item_ids[3])
+    with monkeypatch.context() as patched:
+        patched.setattr(Precomputed, "get", scored_again)
+        failed = recommend(service, RecQuery(session_id="share-6", context=other))
+        assert failed["degraded"] is True
+    assert recommend(service, RecQuery(session_id="share-7", context=other))["cached"] is False
     # A guest with an event has an answer of their own, even on that page.
     view(client, str(service.registry.active.item_ids[2]), session_id="share-5")
     own = recommend(service, RecQuery(session_id="share-5", context=page))

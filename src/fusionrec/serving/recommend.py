@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,9 +129,14 @@ def _recommend(svc: Service, q: RecQuery, *, inline: bool) -> dict[str, Any] | N
             q.explain,
         )
     )
+    version = loaded.version
+
+    def expose(answer: dict[str, Any]) -> str | None:
+        return _expose(svc, visitor, user_id, session_id, q, assignment, version, answer)
+
     cached = svc.cache.get(visitor, key) if not degraded else None
     if cached is not None:
-        return _from_cache(svc, cached, visitor, user_id, session_id, q, assignment, loaded.version)
+        return _from_cache(cached, expose)
     state = VisitorState()
     if "online_state" not in degraded:
         try:
@@ -141,7 +147,7 @@ def _recommend(svc: Service, q: RecQuery, *, inline: bool) -> dict[str, Any] | N
     shared = _anonymous_slot(q, user_id, state, fresh) if not degraded else None
     hit = svc.shared_cache.get(shared, key) if shared is not None else None
     if hit is not None:
-        return _from_cache(svc, hit, visitor, user_id, session_id, q, assignment, loaded.version)
+        return _from_cache(hit, expose)
     rules = svc.rules_for(assignment.rules)
     view = svc.catalogue.view(loaded.item_ids)
     n = q.offset + q.k
@@ -231,16 +237,19 @@ def _recommend(svc: Service, q: RecQuery, *, inline: bool) -> dict[str, Any] | N
             svc.metrics.degraded.labels(cause).inc()
     if scored.fallback is not None:
         svc.metrics.fallbacks.labels(scored.fallback).inc()
-    if shared is not None:
-        svc.shared_cache.put(shared, key, answer)
-    elif not degraded and not svc.is_erased(user_id):  # a cache key would hold the erased id again
-        svc.cache.put(visitor, key, answer)
+    if not degraded:  # a degraded answer is not kept: the next request tries again
+        if shared is not None:
+            svc.shared_cache.put(shared, key, answer)
+        elif not svc.is_erased(user_id):  # a cache key would hold the erased id again
+            svc.cache.put(visitor, key, answer)
     answer = dict(answer)
-    answer["exposure_id"] = _expose(svc, visitor, user_id, session_id, q, assignment, loaded.version, answer)
+    answer["exposure_id"] = expose(answer)
     return answer
 
 
-def _anonymous_slot(q: RecQuery, user_id: str | None, state: VisitorState, fresh: Any) -> str | None:
+def _anonymous_slot(
+    q: RecQuery, user_id: str | None, state: VisitorState, fresh: NewItemIndex | None
+) -> str | None:
     """Where a guest's answer is shared with every other guest's (the shared cache's slot, by
     page), or None when it may differ by visitor.
 
@@ -254,19 +263,10 @@ def _anonymous_slot(q: RecQuery, user_id: str | None, state: VisitorState, fresh
     return f"guest|{q.context or ''}"
 
 
-def _from_cache(
-    svc: Service,
-    cached: dict[str, Any],
-    visitor: str,
-    user_id: str | None,
-    session_id: str | None,
-    q: RecQuery,
-    assignment: Any,
-    version: str,
-) -> dict[str, Any]:
-    """A cached answer, flagged, with this request's own exposure."""
+def _from_cache(cached: dict[str, Any], expose: Callable[[dict[str, Any]], str | None]) -> dict[str, Any]:
+    """A cached answer, flagged, with this request's own exposure (``expose``)."""
     answer = dict(cached, cached=True)
-    answer["exposure_id"] = _expose(svc, visitor, user_id, session_id, q, assignment, version, answer)
+    answer["exposure_id"] = expose(answer)
     return answer
 
 

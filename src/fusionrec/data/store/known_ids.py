@@ -9,8 +9,8 @@ up in the store. Two ids sharing a hash cost a look-up, never a wrong answer.
 
 Python's ``hash`` of a str is fixed within a process, so the filter lives in memory only: built
 from the store when first asked (about 0.25 µs and 8 bytes per stored event), then kept current
-by every write. The erased users' hashes are kept beside it (`StoredKeys`), exactly: a live
-event of a user not erased is then stored without any look-up. DuckDB lets one process write a
+by every write. The erased users' hashes are kept beside it (`StoredKeys`), so a live event of a
+user never erased is stored without any look-up; one whose hash is there is confirmed in the store. DuckDB lets one process write a
 file and shares one database among the connections that process opens on it, so the stores open
 on one file share one `StoredKeys` (`Holder`): each sees the others' writes.
 """
@@ -72,7 +72,8 @@ def _hashes(ids: Sequence[str | None]) -> np.ndarray:
 
 class StoredKeys:
     """What a store holds that a write must check: its event ids (`KnownIds`) and the hashes of
-    its erased users (all of them: `erased_among` is exact)."""
+    its erased users (every one; an erasure rolled back leaves one more, which the store's
+    look-up then clears)."""
 
     def __init__(self, event_ids: KnownIds, erased: Iterable[str]) -> None:
         self.event_ids = event_ids
