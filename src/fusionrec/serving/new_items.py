@@ -43,6 +43,7 @@ from fusionrec.models.content import item_texts, item_tokens
 
 if TYPE_CHECKING:
     from fusionrec.serving.catalogue import Catalogue
+    from fusionrec.serving.online import LiveEvents
     from fusionrec.serving.registry import LoadedVersion
 
 SOURCE = "new_item"  # source label of the items this module proposes
@@ -599,15 +600,12 @@ def refresh_index(loaded: LoadedVersion, catalogue: Catalogue) -> None:
     )
 
 
-def evidence_of(
-    events: pd.DataFrame, ids: Mapping[str, int], weights: Mapping[str, float]
-) -> dict[str, float]:
-    """Weighted events per new item of ``ids`` in ``events`` (item_id, event_type columns).
+def evidence_of(events: LiveEvents, ids: Mapping[str, int], weights: Mapping[str, float]) -> dict[str, float]:
+    """Weighted events per new item of ``ids`` in ``events``.
 
-    A plain loop of dict lookups: a live batch is often one event, where pandas' per-call
-    overhead would be most of the cost."""
+    A plain loop of dict lookups: a live batch is often one event."""
     out: dict[str, float] = {}
-    for item, kind in zip(events["item_id"].tolist(), events["event_type"].tolist(), strict=True):
+    for item, kind in zip(events.item_id, events.event_type, strict=True):
         key = str(item)
         if key in ids:
             out[key] = out.get(key, 0.0) + weights.get(kind, 0.0)

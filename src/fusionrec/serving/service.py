@@ -19,7 +19,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import duckdb
-import numpy as np
 import pandas as pd
 
 from fusionrec.analytics.tables import ensure_analytics_tables, log_exposures
@@ -47,7 +46,14 @@ from fusionrec.serving.new_items import (
     put_into,
     refresh_index,
 )
-from fusionrec.serving.online import MemoryOnlineState, OnlineState, RedisOnlineState, session_key, user_key
+from fusionrec.serving.online import (
+    LiveEvents,
+    MemoryOnlineState,
+    OnlineState,
+    RedisOnlineState,
+    session_key,
+    user_key,
+)
 from fusionrec.serving.preparation import VersionPreparation
 from fusionrec.serving.redis_client import RedisGuard, RedisUnavailableError
 from fusionrec.serving.registry import LoadedVersion, VersionRegistry
@@ -254,7 +260,7 @@ class Service:
         else:
             try:
                 if group.valid.num_rows:
-                    events = group.valid.select(LIVE_COLUMNS).to_pandas()
+                    events = LiveEvents.from_arrow(group.valid.select(LIVE_COLUMNS))
                     self.apply_online(events, stored_since=group.stored_since)
             finally:
                 group.applied.set()
@@ -278,7 +284,7 @@ class Service:
 
         return write_group(requests, check, self.store.write_rows, self.store.write_batch)
 
-    def apply_online(self, events: pd.DataFrame, stored_since: datetime | None = None) -> None:
+    def apply_online(self, events: LiveEvents, stored_since: datetime | None = None) -> None:
         """Feed stored events into the online state, invalidate the visitors' cached answers.
 
         ``stored_since``: a time before the events were stored. When the live state is down, the
@@ -305,7 +311,8 @@ class Service:
         with self._replay_lock:
             if self._missed_since != since:
                 return False  # replayed meanwhile by another thread
-            missed = self.on_writer(lambda: self.store.events_stored_since(since, LIVE_COLUMNS)).to_pandas()
+            stored = self.on_writer(lambda: self.store.events_stored_since(since, LIVE_COLUMNS))
+            missed = LiveEvents.from_arrow(stored)
             if not self._apply_live(missed):
                 return False
             if self._misses == misses:  # no new miss during the replay, else keep the mark
@@ -313,14 +320,13 @@ class Service:
         logger.info("live state: replayed %d events stored while Redis was unavailable", len(missed))
         return True
 
-    def _apply_live(self, events: pd.DataFrame) -> bool:
+    def _apply_live(self, events: LiveEvents) -> bool:
         """Apply ``events`` to the online state; false when it is unavailable (Redis down)."""
         if self.erased:
-            events = events[[not self.is_erased(u) for u in events["user_id"]]]
-        if events.empty:
+            events = events.where([not self.is_erased(u) for u in events.user_id])
+        if not len(events):
             return True
-        newest = pd.to_datetime(events["timestamp"], utc=True).max()
-        self.metrics.event_lag.set(max(time.time() - newest.timestamp(), 0.0))
+        self.metrics.event_lag.set(max(time.time() - max(events.times), 0.0))
         try:
             visitors = self.online.record(events)
             self.cache.invalidate(visitors)
@@ -334,7 +340,7 @@ class Service:
         self._count_new_items(events)
         return True
 
-    def _count_new_items(self, events: pd.DataFrame) -> None:
+    def _count_new_items(self, events: LiveEvents) -> None:
         """The active version's new items' events, weighted, into their live counters."""
         index = self.new_items(self.registry.active)
         if index is None:
@@ -356,21 +362,18 @@ class Service:
             weight = stored["event_type"].map(self.event_types.signed_weights()).fillna(0.0) * stored["n"]
             self.new_item_counters.add(weight.groupby(stored["item_id"].astype(str)).sum().to_dict())
 
-    def _count_clicks(self, events: pd.DataFrame) -> None:
-        clicks = events[events["event_type"] == "click"]
-        if clicks.empty or not self._last_exposed:
+    def _count_clicks(self, events: LiveEvents) -> None:
+        """Clicks on items the clicker was last shown, into the click-through metrics."""
+        if not self._last_exposed:
             return
-        keys = np.where(
-            clicks["user_id"].notna(),
-            "u:" + clicks["user_id"].astype(str),
-            "s:" + clicks["session_id"].astype(str),
-        )
-        hits = sum(
-            1
-            for key, item in zip(keys, clicks["item_id"].astype(str), strict=True)
-            if item in self._last_exposed.get(key, ())
-        )
-        self.metrics.clicked(hits)
+        clicks = hits = 0
+        for user, session, item, kind, _ in events.rows():
+            if kind == "click":
+                clicks += 1
+                visitor = f"u:{user}" if user is not None else f"s:{session}"
+                hits += str(item) in self._last_exposed.get(visitor, ())
+        if clicks:
+            self.metrics.clicked(hits)
 
     def remember_exposure(self, visitor: str, items: list[str]) -> None:
         self._last_exposed[visitor] = set(items)
