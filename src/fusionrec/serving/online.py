@@ -62,7 +62,8 @@ class LiveEvents:
     """Stored events as the live state reads them: a list per column, in the rows' order.
 
     A live group is often one event, where a pandas frame's per-call costs were most of the live
-    update (about 2 ms of CPU of an event's 3 at 2M events), so the update runs on plain lists.
+    update (3.4 ms of CPU per event in process at 2M events, 0.4 ms on lists), so the update
+    runs on plain lists.
     """
 
     user_id: list[str | None]

@@ -370,7 +370,7 @@ class Service:
         for user, session, item, kind, _ in events.rows():
             if kind == "click":
                 clicks += 1
-                visitor = f"u:{user}" if user is not None else f"s:{session}"
+                visitor = user_key(str(user)) if user is not None else session_key(str(session))
                 hits += str(item) in self._last_exposed.get(visitor, ())
         if clicks:
             self.metrics.clicked(hits)
