@@ -358,3 +358,25 @@ def test_retraining_on_request_is_rate_limited_and_old_versions_are_pruned(
     active = service.retrainer.state["version"]
     assert versions == ["v0002", "v0003"] and active == "v0003"  # v0001 pruned, keep 2
     assert not (Path(registry) / "v0001").exists()
+
+
+def test_a_click_on_an_item_just_shown_counts_as_a_click_through(client: TestClient, known_user: str) -> None:
+    def clicks() -> float:
+        line = next(
+            x
+            for x in client.get("/metrics").text.splitlines()
+            if x.startswith("fusionrec_exposure_clicks_total")
+        )
+        return float(line.split()[-1])
+
+    shown = ids(client.get("/v1/recommendations", params={"user_id": known_user, "k": 5}).json())
+    before = clicks()
+    for item, who in ((shown[0], {"user_id": known_user}), ("never-shown", {"user_id": known_user})):
+        response = client.post("/v1/events", json={**who, "item_id": item, "event_type": "click"})
+        assert response.status_code == 202, response.text
+    guest = ids(client.get("/v1/recommendations", params={"session_id": "clicker", "k": 5}).json())
+    response = client.post(
+        "/v1/events", json={"session_id": "clicker", "item_id": guest[0], "event_type": "click"}
+    )
+    assert response.status_code == 202, response.text
+    assert clicks() == before + 2  # the shown item, by the user and by the guest; not the other
