@@ -15,6 +15,10 @@ import pytest
 from fusionrec.data.paths import data_root
 
 SEED = 1234
+# The tests build hundreds of services in one process: freezing its heap after each version's
+# lists would keep every earlier test's garbage cycles (`serving.heap`); the test of the freeze
+# turns it on for itself.
+os.environ.setdefault("FUSIONREC_SERVING_FREEZE_HEAP", "false")
 POSTGRES_URL = os.environ.get("FUSIONREC_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("FUSIONREC_TEST_REDIS", "redis://127.0.0.1:6379/15")
 

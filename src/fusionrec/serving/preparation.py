@@ -20,6 +20,7 @@ from fusionrec.data.store import EventStore
 from fusionrec.models.base import Recommender
 from fusionrec.models.popular import trending_scores
 from fusionrec.monitoring.metrics import ServiceMetrics
+from fusionrec.serving import heap
 from fusionrec.serving.cache import MemoryCache
 from fusionrec.serving.registry import LoadedVersion
 from fusionrec.serving.scored import session_candidates
@@ -124,6 +125,8 @@ class VersionPreparation:
             threading.Thread(
                 target=self._precompute, args=(loaded, limit), name="fusionrec-precompute", daemon=True
             ).start()
+        else:
+            self._settle()
 
     def _precompute(self, loaded: LoadedVersion, limit: int) -> None:
         from fusionrec.serving.precompute import from_batch_table, precompute, takes_guests
@@ -149,6 +152,12 @@ class VersionPreparation:
             loaded.extras.pop(PRECOMPUTING, None)
         if PRECOMPUTING_GUESTS in loaded.extras:
             self._precompute_guests(loaded, model)
+        self._settle()
+
+    def _settle(self) -> None:
+        """The version's serving state is complete: out of the collector's walks (`heap`)."""
+        if self.settings.freeze_heap:
+            heap.settle()
 
     def _precompute_guests(self, loaded: LoadedVersion, model: Recommender) -> None:
         """The one-item guests' lists (`precompute_guests`) of the most popular items (the

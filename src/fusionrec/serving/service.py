@@ -29,6 +29,7 @@ from fusionrec.data.store import EventStore, open_store
 from fusionrec.data.store.base import id_sha256
 from fusionrec.data.validate import Batch, CheckedBatch, check_events
 from fusionrec.monitoring.metrics import ServiceMetrics
+from fusionrec.serving import heap
 from fusionrec.serving.business_rules import RulesConfig
 from fusionrec.serving.cache import AnswerCache, MemoryCache, RedisCache
 from fusionrec.serving.catalogue import Catalogue, fingerprint
@@ -221,6 +222,8 @@ class Service:
         self.online.close()
         if self.redis is not None:
             self.redis.close()
+        if self.settings.freeze_heap:
+            heap.release()
 
     def on_writer(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` on the store's writer thread and wait for it (call from a worker thread)."""

@@ -87,6 +87,10 @@ class ServingSettings(BaseSettings):
     # events get the fallback, flagged "precomputing"; True scores each of them on request instead
     # (slower under load: every request then competes with the batch for the CPU).
     score_while_precomputing: bool = False
+    # Once a version's lists are scored, exempt the objects then alive (the version, its id
+    # dictionaries) from the cycle collector's full collections (`serving.heap`): each walked all
+    # of them, pausing every request. Off where one process builds many services (the tests).
+    freeze_heap: bool = True
     # Read the known users' lists from the store's recommendations_batch table (the label a
     # `train --engine spark` run wrote, e.g. "spark_als") instead of scoring them in the service.
     batch_lists: str | None = None
