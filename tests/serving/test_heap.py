@@ -16,7 +16,9 @@ from serving.conftest import make_settings
 
 
 def _answer(n: int) -> dict[str, Any]:
-    items = [{"item_id": f"i{n}-{j}", "score": 1.0 / (j + 1), "sources": ["ease", "rp3beta"]} for j in range(10)]
+    items = [
+        {"item_id": f"i{n}-{j}", "score": 1.0 / (j + 1), "sources": ["ease", "rp3beta"]} for j in range(10)
+    ]
     return {"items": items, "model_version": "v0001", "degraded": False, "fallback": None, "cached": False}
 
 
