@@ -4,9 +4,9 @@ Keys carry the model version and the catalogue revision, so a swap or an item up
 a stale answer. `MemoryCache` is one process's LRU with a TTL; `RedisCache` shares answers between
 workers (one hash per visitor) and treats a Redis failure as a miss. Both keep an answer as its
 JSON and give back a new copy of it on each hit: in memory, as one bytes object, because an
-answer kept as dicts and lists is some forty objects that Python's cycle collector walks on every
-full collection; with a hundred thousand visitors' answers cached, those walks paused the server
-for hundreds of milliseconds.
+answer of ten items kept as dicts and lists is 24 objects that Python's cycle collector walks on
+every full collection; with up to 100,000 visitors' answers cached, those walks paused the server
+for hundreds of milliseconds (`serving.heap` has the rest of that story).
 """
 
 from __future__ import annotations
