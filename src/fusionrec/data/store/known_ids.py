@@ -10,9 +10,10 @@ up in the store. Two ids sharing a hash cost a look-up, never a wrong answer.
 Python's ``hash`` of a str is fixed within a process, so the filter lives in memory only: built
 from the store when first asked (about 0.25 µs and 8 bytes per stored event), then kept current
 by every write. The erased users' hashes are kept beside it (`StoredKeys`), so a live event of a
-user never erased is stored without any look-up; one whose hash is there is confirmed in the store. DuckDB lets one process write a
-file and shares one database among the connections that process opens on it, so the stores open
-on one file share one `StoredKeys` (`Holder`): each sees the others' writes.
+user never erased is stored without any look-up; one whose hash is there is confirmed in the
+store. DuckDB lets one process write a file and shares one database among the connections that
+process opens on it, so the stores open on one file share one `StoredKeys` (`Holder`): each sees
+the others' writes.
 """
 
 from __future__ import annotations
