@@ -26,7 +26,11 @@ def settle() -> None:
         gc.unfreeze()
         gc.collect()
         gc.freeze()
-        logger.info("%d objects settled in %.2f s", gc.get_freeze_count(), time.perf_counter() - started)
+        logger.info(
+            "%d objects of the loaded version kept out of garbage collection (%.2f s)",
+            gc.get_freeze_count(),
+            time.perf_counter() - started,
+        )
 
 
 def release() -> None:
